@@ -1,0 +1,203 @@
+"""The Eventarc relay: Cloud Storage notifications on Pub/Sub -> CloudEvents over HTTP.
+
+fake-gcs-server publishes an OBJECT_FINALIZE notification for every finalized object.
+The relay pulls them and POSTs each to the finalize function as the CloudEvent Eventarc
+sends in production (binary content mode). A non-2xx answer is retried with exponential
+backoff, as Eventarc does with retry on; after `max_attempts` the event is dropped with an
+ERROR log line. Delivery is at least once: a message is acked only once it was delivered
+or given up on.
+
+    python -m infra.local.relay --subscription projects/P/subscriptions/S --target URL
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from cloudevents.conversion import to_binary
+from cloudevents.http import CloudEvent
+
+from shared import logs
+
+log = logging.getLogger("eventarc-relay")
+
+FINALIZED = "google.cloud.storage.object.v1.finalized"
+_EVENT_TYPES = {"OBJECT_FINALIZE": FINALIZED}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 6
+    initial_backoff: float = 0.5  # seconds before the second attempt
+    max_backoff: float = 10.0  # seconds; the backoff doubles up to this
+    request_timeout: float = 60.0  # seconds for one delivery attempt
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        return float(min(self.max_backoff, self.initial_backoff * 2 ** (attempt - 1)))
+
+
+def to_cloudevent(attributes: dict[str, str], data: bytes, message_id: str) -> CloudEvent | None:
+    """The CloudEvent Eventarc would send for one notification; None for other event types."""
+    event_type = _EVENT_TYPES.get(attributes.get("eventType", ""))
+    if event_type is None:
+        return None
+    resource: dict[str, Any] = json.loads(data)
+    bucket = attributes.get("bucketId") or resource["bucket"]
+    name = attributes.get("objectId") or resource["name"]
+    # Eventarc's event time is when the object was finalized: prefer the object's own
+    # timestamp (sub-second) over the notification's eventTime (whole seconds).
+    time_ = str(
+        resource.get("updated") or resource.get("timeCreated") or attributes.get("eventTime", "")
+    )
+    return CloudEvent(
+        {
+            "id": message_id,
+            "source": f"//storage.googleapis.com/projects/_/buckets/{bucket}",
+            "type": event_type,
+            "subject": f"objects/{name}",
+            "time": time_,
+            "specversion": "1.0",
+            "datacontenttype": "application/json",
+            "bucket": bucket,
+        },
+        resource,
+    )
+
+
+def deliver(
+    event: CloudEvent,
+    target: str,
+    policy: RetryPolicy,
+    *,
+    session: requests.Session,
+    stop: threading.Event,
+) -> bool:
+    """POST `event` until a 2xx answer or `policy.max_attempts`; True when delivered."""
+    headers, body = to_binary(event)
+    fields = {"event_id": event["id"], "subject": event["subject"]}
+    for attempt in range(1, policy.max_attempts + 1):
+        try:
+            response = session.post(
+                target, headers=headers, data=body, timeout=policy.request_timeout
+            )
+            status: int | str = response.status_code
+            if 200 <= response.status_code < 300:
+                log.info("delivered event", extra={**fields, "attempt": attempt})
+                return True
+        except requests.RequestException as error:
+            status = type(error).__name__
+        if attempt == policy.max_attempts:
+            break
+        wait = policy.backoff(attempt)
+        log.warning(
+            "delivery failed; retrying",
+            extra={**fields, "attempt": attempt, "status": status, "retry_in_seconds": wait},
+        )
+        if stop.wait(wait):
+            return False
+    log.error(
+        "giving up on event after %d attempts",
+        policy.max_attempts,
+        extra={**fields, "status": status},
+    )
+    return False
+
+
+class Relay:
+    """Pulls notifications from one subscription and delivers them concurrently."""
+
+    def __init__(self, subscription: str, target: str, policy: RetryPolicy) -> None:
+        self.subscription = subscription
+        self.target = target
+        self.policy = policy
+        self.stop_event = threading.Event()
+        self._session = requests.Session()
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="deliver")
+
+    def run(self) -> None:
+        from google.api_core import exceptions
+        from google.cloud import pubsub_v1
+
+        subscriber = pubsub_v1.SubscriberClient()
+        log.info(
+            "relaying Cloud Storage events",
+            extra={"subscription": self.subscription, "target": self.target},
+        )
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    response = subscriber.pull(
+                        request={"subscription": self.subscription, "max_messages": 50},
+                        timeout=1,
+                    )
+                except (exceptions.DeadlineExceeded, exceptions.ServiceUnavailable):
+                    continue
+                if not response.received_messages:
+                    # The emulator may answer an empty pull at once: do not spin.
+                    self.stop_event.wait(0.05)
+                for received in response.received_messages:
+                    self._pool.submit(self._handle, subscriber, received)
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            subscriber.close()
+
+    def _handle(self, subscriber: Any, received: Any) -> None:
+        message = received.message
+        try:
+            event = to_cloudevent(dict(message.attributes), message.data, message.message_id)
+            if event is None:
+                log.info("ignored notification", extra={"attributes": dict(message.attributes)})
+            else:
+                deliver(
+                    event,
+                    self.target,
+                    self.policy,
+                    session=self._session,
+                    stop=self.stop_event,
+                )
+        except Exception:
+            log.exception("could not relay notification %s", message.message_id)
+        if not self.stop_event.is_set():
+            subscriber.acknowledge(
+                request={"subscription": self.subscription, "ack_ids": [received.ack_id]}
+            )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--subscription", required=True, help="projects/P/subscriptions/S")
+    parser.add_argument("--target", required=True, help="URL of the CloudEvent function")
+    parser.add_argument("--max-attempts", type=int, default=RetryPolicy.max_attempts)
+    parser.add_argument("--initial-backoff", type=float, default=RetryPolicy.initial_backoff)
+    parser.add_argument("--max-backoff", type=float, default=RetryPolicy.max_backoff)
+    args = parser.parse_args(argv)
+    logs.configure(os.environ.get("LOG_LEVEL", "INFO"))
+    relay = Relay(
+        args.subscription,
+        args.target,
+        RetryPolicy(
+            max_attempts=args.max_attempts,
+            initial_backoff=args.initial_backoff,
+            max_backoff=args.max_backoff,
+        ),
+    )
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: relay.stop_event.set())
+    started = time.monotonic()
+    relay.run()
+    log.info("relay stopped", extra={"uptime_seconds": round(time.monotonic() - started, 1)})
+
+
+if __name__ == "__main__":
+    main()
