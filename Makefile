@@ -31,5 +31,12 @@ typecheck: venv
 
 check: lint typecheck
 
+# Benchmarks print their figures and merge them into bench-results.json; not part of `make test`.
+bench: venv
+	@set -e; for script in tests/bench/bench_*.py; do \
+		module=$$(echo "$${script%.py}" | tr / .); \
+		echo "== $$module"; $(PY) -m "$$module"; \
+	done
+
 clean:
 	rm -rf $(VENV) .local-cloud .pytest_cache .mypy_cache .ruff_cache

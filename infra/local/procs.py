@@ -73,6 +73,15 @@ def signal_session(sid: int, signum: int, *, spare: int | None = None) -> int:
     return sent
 
 
+def free_port_block(size: int) -> int:
+    """The first of `size` consecutive ports on 127.0.0.1 that nothing listens on."""
+    for _ in range(50):
+        base = free_port()
+        if base + size < 65535 and not any(port_in_use(base + i) for i in range(size)):
+            return base
+    raise RuntimeError(f"no block of {size} free ports found")
+
+
 def _die_with_parent() -> None:
     """preexec_fn: the kernel sends SIGTERM to the child when the spawning thread exits."""
     libc = ctypes.CDLL(None, use_errno=True)

@@ -1,0 +1,75 @@
+"""Settings of the local cloud (`make run`), read once from the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        raise SystemExit(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "")
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise SystemExit(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise SystemExit(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class LocalCloudSettings:
+    project: str  # GOOGLE_CLOUD_PROJECT
+    bucket: str  # GC_BUCKET_NAME
+    namespace: str  # KUBERNETES_NAMESPACE
+    sync_interval: float  # JOB_SYNCHRONIZATION_INTERVAL, seconds
+    api_port: int  # API_PORT: the earlier REST API (batch_api)
+    firestore_port: int  # LOCAL_FIRESTORE_PORT
+    pubsub_port: int  # LOCAL_PUBSUB_PORT
+    gcs_port: int  # LOCAL_GCS_PORT
+    kubesim_port: int  # LOCAL_KUBESIM_PORT
+    functions_port: int  # LOCAL_FUNCTIONS_PORT: first port of the other functions
+    kubesim_speed: float  # KUBESIM_SPEED: simulated durations are divided by it
+    stager_image: str  # STAGER_IMAGE: run for real as a host process by kubesim
+    state_dir: Path  # LOCAL_CLOUD_DIR: env file, kubeconfig, logs, volumes
+
+    @classmethod
+    def from_env(cls) -> LocalCloudSettings:
+        return cls(
+            project=os.environ.get("GOOGLE_CLOUD_PROJECT", "local-project"),
+            bucket=os.environ.get("GC_BUCKET_NAME", "local-jobs"),
+            namespace=os.environ.get("KUBERNETES_NAMESPACE", "default"),
+            sync_interval=_float("JOB_SYNCHRONIZATION_INTERVAL", 30.0),
+            api_port=_int("API_PORT", 4898),
+            firestore_port=_int("LOCAL_FIRESTORE_PORT", 8681),
+            pubsub_port=_int("LOCAL_PUBSUB_PORT", 8682),
+            gcs_port=_int("LOCAL_GCS_PORT", 8683),
+            kubesim_port=_int("LOCAL_KUBESIM_PORT", 8684),
+            functions_port=_int("LOCAL_FUNCTIONS_PORT", 8690),
+            kubesim_speed=_float("KUBESIM_SPEED", 1.0),
+            stager_image=os.environ.get("STAGER_IMAGE", "kubernetes-task-runner/stager:local"),
+            state_dir=Path(os.environ.get("LOCAL_CLOUD_DIR", REPO_ROOT / ".local-cloud")),
+        )
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def env_file(self) -> Path:
+        return self.state_dir / "env"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"

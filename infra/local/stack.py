@@ -1,0 +1,361 @@
+"""`make run`: the whole local cloud on loopback, until Ctrl-C or SIGTERM.
+
+Brings up the Firestore and Pub/Sub emulators, fake-gcs-server (announcing finalized
+objects on Pub/Sub), the Kubernetes simulator, the functions (functions-framework, one
+process per entry point, `batch_api` on API_PORT), the Eventarc relay and the scheduler
+loop; writes `.local-cloud/env` and `.local-cloud/kubeconfig` for other shells; stops
+everything when told to, or as soon as one server dies.
+"""
+
+from __future__ import annotations
+
+import ast
+import fcntl
+import logging
+import os
+import shlex
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from infra.local import emulators
+from infra.local.config import REPO_ROOT, LocalCloudSettings
+from infra.local.procs import ServerProcess, Starting, port_in_use, spawn, tcp_open
+from infra.local.pubsub import ensure_topic_and_subscription
+from shared import logs
+
+log = logging.getLogger("local-cloud")
+
+GCS_TOPIC = "gcs-notifications"
+RELAY_SUBSCRIPTION = "eventarc-relay"
+FUNCTIONS_SOURCE = REPO_ROOT / "functions" / "main.py"
+FINALIZE_FUNCTION = "on_output_finalized"
+SYNC_FUNCTION = "synchronize_batch_jobs"
+# Every other port is API_PORT's or LOCAL_FUNCTIONS_PORT + its index here.
+OTHER_FUNCTIONS = (
+    SYNC_FUNCTION,
+    FINALIZE_FUNCTION,
+    "create_job",
+    "get_job",
+    "list_jobs",
+    "kill_job",
+)
+
+
+class AlreadyRunningError(RuntimeError):
+    pass
+
+
+@contextmanager
+def single_instance(state_dir: Path) -> Iterator[None]:
+    """Hold `state_dir/run.lock` for as long as the stack is up; refuse a second one."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    lock_path = state_dir / "run.lock"
+    with lock_path.open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            pid = lock.read().strip() or "unknown"
+            raise AlreadyRunningError(
+                f"the local cloud is already running (pid {pid}); stop it first "
+                f"(Ctrl-C in its terminal, or kill {pid})"
+            ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        try:
+            yield
+        finally:
+            lock.seek(0)
+            lock.truncate()
+
+
+def defined_functions(source: Path) -> list[str]:
+    """Names of the top-level functions in functions/main.py (none while it is absent)."""
+    if not source.exists():
+        return []
+    tree = ast.parse(source.read_text(), filename=str(source))
+    return [node.name for node in tree.body if isinstance(node, ast.FunctionDef)]
+
+
+def function_ports(settings: LocalCloudSettings) -> dict[str, int]:
+    ports = {"batch_api": settings.api_port}
+    for index, name in enumerate(OTHER_FUNCTIONS):
+        ports[name] = settings.functions_port + index
+    return ports
+
+
+def client_env(settings: LocalCloudSettings) -> dict[str, str]:
+    """What a client of the stack needs: the emulator variables and the configuration."""
+    return {
+        "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{settings.firestore_port}",
+        "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{settings.gcs_port}",
+        "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{settings.pubsub_port}",
+        "KUBECONFIG": str(settings.kubeconfig),
+        "GOOGLE_CLOUD_PROJECT": settings.project,
+        "GC_BUCKET_NAME": settings.bucket,
+        "KUBERNETES_NAMESPACE": settings.namespace,
+        "STAGER_IMAGE": settings.stager_image,
+        "API_URL": f"http://127.0.0.1:{settings.api_port}",
+    }
+
+
+def write_env_file(path: Path, env: dict[str, str]) -> None:
+    lines = [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(
+        "# Written by `make run`: source it to use the local cloud.\n" + "\n".join(lines) + "\n"
+    )
+    tmp.replace(path)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The variables of an env file written by `write_env_file`."""
+    env = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("export "):
+            name, _, value = line.removeprefix("export ").partition("=")
+            env[name] = shlex.split(value)[0]
+    return env
+
+
+def check_ports_free(settings: LocalCloudSettings, functions: list[str]) -> None:
+    wanted = {
+        "LOCAL_FIRESTORE_PORT": settings.firestore_port,
+        "LOCAL_PUBSUB_PORT": settings.pubsub_port,
+        "LOCAL_GCS_PORT": settings.gcs_port,
+        "LOCAL_KUBESIM_PORT": settings.kubesim_port,
+    }
+    ports = function_ports(settings)
+    for name in functions:
+        variable = "API_PORT" if name == "batch_api" else f"LOCAL_FUNCTIONS_PORT (+{name})"
+        wanted[variable] = ports[name]
+    for variable, port in wanted.items():
+        if port_in_use(port):
+            raise AlreadyRunningError(
+                f"port {port} ({variable}) on 127.0.0.1 is already in use; "
+                "stop what holds it or set the variable to another port"
+            )
+
+
+class Stack:
+    """The running servers, in start order; stopped in reverse."""
+
+    def __init__(self, settings: LocalCloudSettings) -> None:
+        self.settings = settings
+        self.servers: list[ServerProcess] = []
+        self.endpoints: list[tuple[str, str]] = []
+
+    def _started(self, starting: Starting, endpoint: str) -> ServerProcess:
+        self.servers.append(starting.proc)  # stopped on failure too
+        server = starting.wait()
+        self.endpoints.append((server.name, endpoint))
+        return server
+
+    def start(self, functions: list[str]) -> None:
+        s = self.settings
+        env = {**os.environ, **client_env(s), "PYTHONPATH": str(REPO_ROOT)}
+        os.environ.update(client_env(s))
+        logs_dir = s.log_dir
+        # Independent servers boot in parallel; each waits below.
+        firestore = emulators.start_firestore(
+            port=s.firestore_port, project=s.project, log_dir=logs_dir
+        )
+        pubsub = emulators.start_pubsub(
+            port=s.pubsub_port, project=s.project, log_dir=logs_dir, data_dir=s.state_dir / "pubsub"
+        )
+        kubesim = Starting(
+            spawn(
+                "kubesim",
+                [
+                    sys.executable,
+                    "-m",
+                    "infra.local.kubesim",
+                    "--host=127.0.0.1",
+                    f"--port={s.kubesim_port}",
+                    f"--kubeconfig={s.kubeconfig}",
+                    f"--data-dir={s.state_dir / 'kubesim'}",
+                    f"--speed={s.kubesim_speed}",
+                    f"--stager-image={s.stager_image}",
+                ],
+                log_dir=logs_dir,
+                env=env,
+                cwd=REPO_ROOT,
+            ),
+            tcp_open(s.kubesim_port),
+            30.0,
+        )
+        self._started(pubsub, f"127.0.0.1:{s.pubsub_port} (PUBSUB_EMULATOR_HOST)")
+        ensure_topic_and_subscription(s.project, GCS_TOPIC, RELAY_SUBSCRIPTION)
+        gcs = emulators.start_fake_gcs(
+            port=s.gcs_port,
+            project=s.project,
+            topic=GCS_TOPIC,
+            pubsub_host=f"127.0.0.1:{s.pubsub_port}",
+            log_dir=logs_dir,
+        )
+        self._started(firestore, f"127.0.0.1:{s.firestore_port} (FIRESTORE_EMULATOR_HOST)")
+        self._started(kubesim, f"http://127.0.0.1:{s.kubesim_port} (KUBECONFIG={s.kubeconfig})")
+        self._started(gcs, f"http://127.0.0.1:{s.gcs_port} (STORAGE_EMULATOR_HOST)")
+        self._prepare_cloud()
+        write_env_file(s.env_file, client_env(s))
+        if functions:
+            self._start_functions(functions, env)
+        else:
+            log.warning("functions/main.py defines no function yet: serving the local cloud only")
+
+    def _prepare_cloud(self) -> None:
+        """The bucket and the namespace the functions expect."""
+        from google.api_core import exceptions
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+        from kubernetes import client, config
+
+        s = self.settings
+        gcs = storage.Client(project=s.project, credentials=AnonymousCredentials())
+        try:
+            gcs.create_bucket(s.bucket)
+        except exceptions.Conflict:
+            pass
+        if s.namespace != "default":
+            api = client.CoreV1Api(config.new_client_from_config(str(s.kubeconfig)))
+            try:
+                api.create_namespace(
+                    client.V1Namespace(metadata=client.V1ObjectMeta(name=s.namespace))
+                )
+            except client.ApiException as error:
+                if error.status != 409:
+                    raise
+
+    def _start_functions(self, functions: list[str], env: dict[str, str]) -> None:
+        s = self.settings
+        ports = function_ports(s)
+        starting = []
+        for name in functions:
+            argv = [
+                sys.executable,
+                "-m",
+                "functions_framework",
+                f"--source={FUNCTIONS_SOURCE}",
+                f"--target={name}",
+                "--host=127.0.0.1",
+                f"--port={ports[name]}",
+            ]
+            proc = spawn(f"function-{name}", argv, log_dir=s.log_dir, env=env, cwd=REPO_ROOT)
+            starting.append((name, Starting(proc, tcp_open(ports[name]), 60.0)))
+        for name, pending in starting:
+            self._started(pending, f"http://127.0.0.1:{ports[name]} ({name})")
+        if FINALIZE_FUNCTION in functions:
+            relay = spawn(
+                "eventarc-relay",
+                [
+                    sys.executable,
+                    "-m",
+                    "infra.local.relay",
+                    f"--subscription=projects/{s.project}/subscriptions/{RELAY_SUBSCRIPTION}",
+                    f"--target=http://127.0.0.1:{ports[FINALIZE_FUNCTION]}/",
+                ],
+                log_dir=s.log_dir,
+                env=env,
+                cwd=REPO_ROOT,
+            )
+            self.servers.append(relay)
+            self.endpoints.append(("eventarc-relay", f"{GCS_TOPIC} -> {FINALIZE_FUNCTION}"))
+        if SYNC_FUNCTION in functions:
+            scheduler = spawn(
+                "cloud-scheduler",
+                [
+                    sys.executable,
+                    "-m",
+                    "infra.local.scheduler",
+                    f"--target=http://127.0.0.1:{ports[SYNC_FUNCTION]}/",
+                    f"--interval={s.sync_interval}",
+                ],
+                log_dir=s.log_dir,
+                env=env,
+                cwd=REPO_ROOT,
+            )
+            self.servers.append(scheduler)
+            self.endpoints.append(
+                ("cloud-scheduler", f"every {s.sync_interval:g} s -> {SYNC_FUNCTION}")
+            )
+
+    def first_dead(self) -> ServerProcess | None:
+        return next((server for server in self.servers if not server.alive()), None)
+
+    def stop(self) -> None:
+        # Stop in parallel: each stop may wait for a graceful exit.
+        threads = [threading.Thread(target=server.stop) for server in reversed(self.servers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self.servers.clear()
+
+
+def print_endpoints(stack: Stack, out: IO[str], seconds: float) -> None:
+    s = stack.settings
+    width = max(len(name) for name, _ in stack.endpoints)
+    print(f"\nLocal cloud up in {seconds:.1f} s (project {s.project}):", file=out)
+    for name, endpoint in stack.endpoints:
+        print(f"  {name.ljust(width)}  {endpoint}", file=out)
+    print(f"\n  logs: {s.log_dir}/", file=out)
+    print(f"  in another shell: source {s.env_file}", file=out)
+    print("  Ctrl-C stops everything.\n", file=out, flush=True)
+
+
+def main() -> int:
+    logs.configure(os.environ.get("LOG_LEVEL", "INFO"), stream=sys.stderr)
+    settings = LocalCloudSettings.from_env()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        emulators.check_prerequisites()
+        with single_instance(settings.state_dir):
+            defined = defined_functions(FUNCTIONS_SOURCE)
+            functions = [name for name in ["batch_api", *OTHER_FUNCTIONS] if name in defined]
+            check_ports_free(settings, functions)
+            return _serve(settings, functions, stop)
+    except (AlreadyRunningError, emulators.MissingPrerequisiteError) as error:
+        print(error, file=sys.stderr)
+        return 1
+
+
+def _serve(settings: LocalCloudSettings, functions: list[str], stop: threading.Event) -> int:
+    started = time.monotonic()
+    stack = Stack(settings)
+    code = 0
+    try:
+        stack.start(functions)
+        print_endpoints(stack, sys.stdout, time.monotonic() - started)
+        while not stop.wait(0.5):
+            dead = stack.first_dead()
+            if dead is not None:
+                log.error(
+                    "%s exited with code %s; stopping everything",
+                    dead.name,
+                    dead.popen.returncode,
+                    extra={"log": str(dead.log_path), "tail": dead.log_tail(5)},
+                )
+                code = 1
+                break
+    except Exception:
+        log.exception("the local cloud could not start")
+        code = 1
+    finally:
+        stack.stop()
+        settings.env_file.unlink(missing_ok=True)
+        log.info("local cloud stopped")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Benchmark of the local cloud itself: how long `make run` takes to come up, and how long
+a finalized object takes to reach a CloudEvent endpoint through Pub/Sub and the relay.
+
+    .venv/bin/python -m tests.bench.bench_local_cloud [--events 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from infra.local.procs import free_port, free_port_block, spawn
+from infra.local.pubsub import ensure_topic_and_subscription
+from infra.local.stack import GCS_TOPIC, read_env_file
+from tests.bench.results import record, table
+from tests.local.httpcapture import capture_server
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_stack(state: Path) -> tuple[subprocess.Popen[bytes], float]:
+    env = {
+        **os.environ,
+        "LOCAL_CLOUD_DIR": str(state),
+        "LOCAL_FIRESTORE_PORT": str(free_port()),
+        "LOCAL_PUBSUB_PORT": str(free_port()),
+        "LOCAL_GCS_PORT": str(free_port()),
+        "LOCAL_KUBESIM_PORT": str(free_port()),
+        "LOCAL_FUNCTIONS_PORT": str(free_port_block(6)),
+        "API_PORT": str(free_port()),
+        "GOOGLE_CLOUD_PROJECT": "bench",
+        "GC_BUCKET_NAME": "bench-bucket",
+    }
+    started = time.monotonic()
+    stack = subprocess.Popen(
+        [sys.executable, "-m", "infra.local.stack"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    while not (state / "env").exists():
+        if stack.poll() is not None:
+            raise SystemExit("the local cloud exited before it was up")
+        if time.monotonic() - started > 180:
+            raise SystemExit("the local cloud was not up after 180 s")
+        time.sleep(0.05)
+    return stack, time.monotonic() - started
+
+
+def relay_latencies(state: Path, events: int) -> list[float]:
+    cloud = read_env_file(state / "env")
+    os.environ.update(cloud)
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    project = cloud["GOOGLE_CLOUD_PROJECT"]
+    subscription = ensure_topic_and_subscription(
+        project, GCS_TOPIC, f"bench-{uuid.uuid4().hex[:6]}"
+    )
+    bucket = storage.Client(project=project, credentials=AnonymousCredentials()).bucket(
+        cloud["GC_BUCKET_NAME"]
+    )
+    latencies = []
+    with capture_server() as capture:
+        relay = spawn(
+            "bench-relay",
+            [
+                sys.executable,
+                "-m",
+                "infra.local.relay",
+                f"--subscription={subscription}",
+                f"--target={capture.url}",
+            ],
+            log_dir=state / "logs",
+            cwd=REPO_ROOT,
+        )
+        try:
+            for index in range(events):
+                bucket.blob(f"bench/{index}.zip").upload_from_string(b"x" * 100)
+                uploaded = time.monotonic()
+                capture.wait_for(lambda requests: len(requests) > index, timeout=30)  # noqa: B023
+                latencies.append(capture.requests[index].at - uploaded)
+        finally:
+            relay.stop()
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=20)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        state = Path(tmp) / "state"
+        stack, start_seconds = start_stack(state)
+        try:
+            latencies = relay_latencies(state, args.events)
+        finally:
+            stack.send_signal(signal.SIGTERM)
+            stack.wait(timeout=60)
+    figures = {
+        "local_cloud_start_seconds": start_seconds,
+        "relay_latency_ms_p50": statistics.median(latencies) * 1000,
+        "relay_latency_ms_max": max(latencies) * 1000,
+    }
+    print(f"local cloud ({os.cpu_count()} cores):\n{table(figures)}")
+    record(figures)
+
+
+if __name__ == "__main__":
+    main()
