@@ -1,0 +1,111 @@
+"""The project's errors. Adapters wrap library exceptions into these (`raise ... from e`);
+the HTTP layer turns an `ApiError` into the envelope and status code in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MAX_UPSTREAM_BODY = 2000  # characters of an upstream error body kept in logs and responses
+
+
+def cut(text: str, limit: int = MAX_UPSTREAM_BODY) -> str:
+    return text if len(text) <= limit else text[:limit] + "...[cut]"
+
+
+# --- what a client sees -----------------------------------------------------------------
+
+
+class ApiError(Exception):
+    """An error answered in the envelope: {data, error, msg, result: false}."""
+
+    status_code = 500
+    error = "InternalError"
+
+    def __init__(self, msg: str = "", data: Any = "") -> None:
+        super().__init__(msg or self.error)
+        self.msg = msg
+        self.data = data
+
+
+class InvalidParameters(ApiError):  # noqa: N818 - the earlier API's error name
+    status_code = 400
+    error = "InvalidParameters"
+
+
+class NotFound(ApiError):  # noqa: N818 - reads as the answer it is
+    status_code = 404
+    error = "NotFound"
+
+
+class MethodNotAllowed(ApiError):  # noqa: N818
+    status_code = 405
+    error = "MethodNotAllowed"
+
+
+class PayloadTooLarge(ApiError):  # noqa: N818
+    status_code = 413
+    error = "PayloadTooLarge"
+
+
+class UnsupportedMediaType(ApiError):  # noqa: N818
+    status_code = 415
+    error = "UnsupportedMediaType"
+
+
+class ClusterError(ApiError):
+    status_code = 500
+    error = "ClusterError"
+
+
+class StorageError(ApiError):
+    status_code = 503
+    error = "StorageError"
+
+
+class DatabaseError(ApiError):
+    status_code = 503
+    error = "DatabaseError"
+
+
+# --- adapter boundaries -----------------------------------------------------------------
+
+
+class ClusterApiError(Exception):
+    """The Kubernetes API answered with an error (or could not be reached)."""
+
+    def __init__(self, status: int, reason: str, body: Any, action: str) -> None:
+        super().__init__(f"{action}: {status} {reason}")
+        self.status = status
+        self.reason = reason
+        self.body = body  # the API's Status object, as a dict when it was JSON
+        self.action = action
+
+    @property
+    def transient(self) -> bool:
+        return self.status in (0, 429) or self.status >= 500
+
+
+class ClusterNotFoundError(ClusterApiError):
+    pass
+
+
+class ClusterConflictError(ClusterApiError):
+    pass
+
+
+class StoreError(Exception):
+    """Firestore failed or could not be reached."""
+
+
+class TransitionRefusedError(Exception):
+    """The job's current status does not allow the requested change."""
+
+    def __init__(self, job_id: str, current: str, target: str) -> None:
+        super().__init__(f"job {job_id}: {current} -> {target} is not allowed")
+        self.job_id = job_id
+        self.current = current
+        self.target = target
+
+
+class BucketError(Exception):
+    """Cloud Storage failed or could not be reached."""

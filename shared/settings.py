@@ -1,0 +1,131 @@
+"""The one settings object, built once from the environment.
+
+Variable names of the earlier service are kept where they mean the same thing. Each field
+says its unit and default; a required value without a default fails at start with a
+message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+
+MIB = 1024 * 1024
+
+
+class SettingsError(RuntimeError):
+    """A configuration variable is missing or malformed; the message names it."""
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def text(self, name: str, default: str | None = None) -> str:
+        value = self.env.get(name, "").strip()
+        if value:
+            return value
+        if default is None:
+            raise SettingsError(f"{name} is required but not set")
+        return default
+
+    def optional(self, name: str) -> str | None:
+        return self.env.get(name, "").strip() or None
+
+    def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
+        raw = self.env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+        if value < minimum:
+            raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+        return value
+
+    def number(self, name: str, default: float, *, minimum: float = 0.0) -> float:
+        raw = self.env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+        if value < minimum:
+            raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+        return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Cloud Storage
+    bucket: str  # GC_BUCKET_NAME: bucket for <name>-input.zip and <name>-output.zip
+    credentials_file: str | None  # GC_CREDENTIALS_FILE_PATH: key file; None = default creds
+    project: str | None  # GOOGLE_CLOUD_PROJECT: None = the credentials' project
+    output_url_lifetime: int  # OUTPUT_URL_LIFETIME_SECONDS (3600): signed URL lifetime, s
+
+    # Firestore
+    firestore_database: str  # FIRESTORE_DATABASE ("(default)")
+    jobs_collection: str  # FIRESTORE_COLLECTION ("batch_jobs"): one document per job
+
+    # Kubernetes: GKE (endpoint + CA), a static token (URL + key), or a kubeconfig
+    kubernetes_url: str | None  # KUBERNETES_API_URL: https://HOST; None = use KUBECONFIG
+    kubernetes_key: str | None  # KUBERNETES_API_KEY: bearer token, "Bearer " prefix optional
+    kubernetes_ca_file: str | None  # KUBERNETES_CA_FILE: CA bundle of the API server
+    gke_auth: bool  # KUBERNETES_AUTH=gke: token from google-auth default credentials
+    kubeconfig: str | None  # KUBECONFIG: path, used when KUBERNETES_API_URL is not set
+    namespace: str  # KUBERNETES_NAMESPACE ("default"): must exist
+    stager_image: str  # STAGER_IMAGE: the image of the init and cleanup containers
+    stager_service_account: str | None  # STAGER_SERVICE_ACCOUNT: KSA (Workload Identity)
+    volume_size: str  # JOB_VOLUME_SIZE ("1Gi"): size of each input/output PVC
+    storage_class: str | None  # JOB_STORAGE_CLASS: None = the cluster's default class
+
+    # Jobs
+    default_timeout: int  # JOB_TIMEOUT_SECONDS (86400): activeDeadlineSeconds default
+    create_wait: float  # CREATE_WAIT_SECONDS (0): how long create watches the pod start
+    sync_interval: float  # JOB_SYNCHRONIZATION_INTERVAL (30): seconds between sync passes
+    max_input_bytes: int  # MAX_INPUT_BYTES (20 MiB): decoded input zip
+    max_input_files: int  # MAX_INPUT_FILES (10000): entries in the input zip
+    max_input_uncompressed: int  # MAX_INPUT_UNCOMPRESSED_BYTES (1 GiB)
+    max_body_bytes: int  # MAX_REQUEST_BYTES (32 MiB): whole request body
+
+    log_level: str  # LOG_LEVEL ("WARNING", as before)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        read = _Reader(os.environ if env is None else env)
+        return cls(
+            bucket=read.text("GC_BUCKET_NAME"),
+            credentials_file=read.optional("GC_CREDENTIALS_FILE_PATH"),
+            project=read.optional("GOOGLE_CLOUD_PROJECT"),
+            output_url_lifetime=read.integer("OUTPUT_URL_LIFETIME_SECONDS", 3600, minimum=1),
+            firestore_database=read.text("FIRESTORE_DATABASE", "(default)"),
+            jobs_collection=read.text("FIRESTORE_COLLECTION", "batch_jobs"),
+            kubernetes_url=read.optional("KUBERNETES_API_URL"),
+            kubernetes_key=read.optional("KUBERNETES_API_KEY"),
+            kubernetes_ca_file=read.optional("KUBERNETES_CA_FILE"),
+            gke_auth=read.text("KUBERNETES_AUTH", "token").lower() == "gke",
+            kubeconfig=read.optional("KUBECONFIG"),
+            namespace=read.text("KUBERNETES_NAMESPACE", "default"),
+            stager_image=read.text("STAGER_IMAGE", "kubernetes-task-runner/stager:local"),
+            stager_service_account=read.optional("STAGER_SERVICE_ACCOUNT"),
+            volume_size=read.text("JOB_VOLUME_SIZE", "1Gi"),
+            storage_class=read.optional("JOB_STORAGE_CLASS"),
+            default_timeout=read.integer("JOB_TIMEOUT_SECONDS", 86400, minimum=1),
+            create_wait=read.number("CREATE_WAIT_SECONDS", 0.0),
+            sync_interval=read.number("JOB_SYNCHRONIZATION_INTERVAL", 30.0, minimum=0.1),
+            max_input_bytes=read.integer("MAX_INPUT_BYTES", 20 * MIB, minimum=1),
+            max_input_files=read.integer("MAX_INPUT_FILES", 10000, minimum=1),
+            max_input_uncompressed=read.integer("MAX_INPUT_UNCOMPRESSED_BYTES", 1024 * MIB),
+            max_body_bytes=read.integer("MAX_REQUEST_BYTES", 32 * MIB, minimum=1024),
+            log_level=read.text("LOG_LEVEL", "WARNING").upper(),
+        )
+
+
+@cache
+def get_settings() -> Settings:
+    """The process's settings, read on first use (never at import time)."""
+    return Settings.from_env()

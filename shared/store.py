@@ -1,0 +1,143 @@
+"""Job records in Firestore. Every status change is a transaction checked against the
+transition table, and recorded on the job (time, from, to, reason)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from google.api_core import exceptions as gexc
+
+from shared.errors import StoreError, TransitionRefusedError
+from shared.model import FINAL, Job, Status, allowed, now_ms
+
+if TYPE_CHECKING:
+    from google.cloud import firestore
+
+T = TypeVar("T")
+
+UNFINISHED = [status.value for status in Status if status not in FINAL]
+
+
+class NameTakenError(Exception):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a job named {name!r} already exists")
+        self.name = name
+
+
+def _wrap(action: str, call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except (gexc.GoogleAPICallError, gexc.RetryError) as error:
+        raise StoreError(f"{action}: {error}") from error
+
+
+def _job(snapshot: Any) -> Job:
+    return Job.from_document(snapshot.to_dict() or {})
+
+
+class JobStore:
+    """One collection of job documents, plus one of names (which keeps names unique)."""
+
+    def __init__(self, client: firestore.Client, collection: str) -> None:
+        self.client = client
+        self.jobs = client.collection(collection)
+        self.names = client.collection(f"{collection}_names")
+
+    def create(self, job: Job) -> None:
+        """Store a new job; NameTakenError if its name is in use. Both writes or none."""
+        from google.cloud import firestore
+
+        job.updated = now_ms()
+
+        @firestore.transactional
+        def write(transaction: firestore.Transaction) -> None:
+            name_ref = self.names.document(job.name)
+            if name_ref.get(transaction=transaction).exists:
+                raise NameTakenError(job.name)
+            transaction.create(name_ref, {"job_id": job.id, "created": job.created})
+            transaction.create(self.jobs.document(job.id), job.to_document())
+
+        _wrap("create job", lambda: write(self.client.transaction()))
+
+    def get(self, job_id: str) -> Job | None:
+        snapshot = _wrap("get job", lambda: self.jobs.document(job_id).get())
+        return _job(snapshot) if snapshot.exists else None
+
+    def find(self, status: Status, account_id: str | None = None) -> list[Job]:
+        from google.cloud.firestore_v1 import FieldFilter
+
+        query = self.jobs.where(filter=FieldFilter("status", "==", status.value))
+        if account_id is not None:
+            query = query.where(filter=FieldFilter("account_id", "==", account_id))
+        query = query.order_by("created")
+        return _wrap("list jobs", lambda: [_job(snapshot) for snapshot in query.stream()])
+
+    def unfinished(self) -> list[Job]:
+        """Every job not in a final status: the one query of a sync."""
+        from google.cloud.firestore_v1 import FieldFilter
+
+        query = self.jobs.where(filter=FieldFilter("status", "in", UNFINISHED))
+        return _wrap("list unfinished jobs", lambda: [_job(s) for s in query.stream()])
+
+    def transition(
+        self,
+        job_id: str,
+        target: Status,
+        *,
+        reason: str,
+        expect: Iterable[Status] | None = None,
+        updates: dict[str, Any] | None = None,
+    ) -> Job:
+        """Move the job to `target` atomically, if the table (and `expect`) allow it.
+
+        Raises TransitionRefusedError when the stored status forbids it: a concurrent
+        writer (a kill racing a sync) got there first, and its result stands.
+        """
+        from google.cloud import firestore
+
+        expected = None if expect is None else frozenset(expect)
+
+        @firestore.transactional
+        def write(transaction: firestore.Transaction) -> Job:
+            ref = self.jobs.document(job_id)
+            snapshot = ref.get(transaction=transaction)
+            if not snapshot.exists:
+                raise TransitionRefusedError(job_id, "missing", target.value)
+            job = _job(snapshot)
+            if not allowed(job.status, target) or (
+                expected is not None and job.status not in expected
+            ):
+                raise TransitionRefusedError(job_id, job.status.value, target.value)
+            at = now_ms()
+            record = {"at": at, "from": job.status.value, "to": target.value, "reason": reason}
+            changes: dict[str, Any] = {
+                **(updates or {}),
+                "status": target.value,
+                "updated": at,
+                "transitions": [*job.transitions, record],
+            }
+            if target in FINAL and "stop_time" not in changes:
+                changes["stop_time"] = at
+            transaction.update(ref, changes)
+            for key, value in changes.items():
+                setattr(job, key, value)
+            job.status = target
+            return job
+
+        return _wrap("change job status", lambda: write(self.client.transaction()))
+
+    def update(self, job_id: str, changes: dict[str, Any], *, status: Status) -> bool:
+        """Write `changes` (no status change) only if the job is still in `status`."""
+        from google.cloud import firestore
+
+        @firestore.transactional
+        def write(transaction: firestore.Transaction) -> bool:
+            ref = self.jobs.document(job_id)
+            snapshot = ref.get(transaction=transaction)
+            if not snapshot.exists or snapshot.get("status") != status.value:
+                return False
+            transaction.update(ref, {**changes, "updated": now_ms()})
+            return True
+
+        return _wrap("update job", lambda: write(self.client.transaction()))
