@@ -1,0 +1,253 @@
+"""Strict validation of a create request, with field-level errors as the earlier API gave
+them: `{"job_parameters": {"docker_image": "Field is required"}}`.
+
+Everything a client sends is checked here so that the cluster never sees a value it would
+reject: a mistake of the client's is a 400, never a 500 from the cluster.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from shared.errors import InvalidParameters
+
+REQUIRED = "Field is required"
+
+# Kubernetes Job names must be DNS-1123 labels of at most 63 characters, and the cleanup
+# job is named `<name>-cleanup`: 63 - len("-cleanup") = 55.
+MAX_NAME = 55
+NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+ENV_NAME_RE = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")  # what Kubernetes accepts
+MAX_ENV_VARS = 200
+MAX_ENV_VALUE = 32 * 1024  # characters
+MAX_ACCOUNT_ID = 128
+MAX_TIMEOUT = 7 * 24 * 3600  # seconds
+MAX_RETRIES = 10
+
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN = (
+    r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
+)
+IMAGE_RE = re.compile(
+    rf"^(?:{_DOMAIN}(?::[0-9]{{1,5}})?/)?"  # registry (only when it looks like one: see below)
+    rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+    r"(?::[\w][\w.-]{0,127})?"  # tag
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"  # digest
+)
+MAX_IMAGE = 255
+
+QUANTITY_RE = re.compile(
+    r"^(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?P<suffix>[KMGTPE]i|[mkMGTPE]|[eE][+-]?[0-9]+)?$"
+)
+_SUFFIX = {
+    "": Decimal(1),
+    "m": Decimal("0.001"),
+    "k": Decimal(10) ** 3,
+    "M": Decimal(10) ** 6,
+    "G": Decimal(10) ** 9,
+    "T": Decimal(10) ** 12,
+    "P": Decimal(10) ** 15,
+    "E": Decimal(10) ** 18,
+    "Ki": Decimal(2) ** 10,
+    "Mi": Decimal(2) ** 20,
+    "Gi": Decimal(2) ** 30,
+    "Ti": Decimal(2) ** 40,
+    "Pi": Decimal(2) ** 50,
+    "Ei": Decimal(2) ** 60,
+}
+RESOURCE_KINDS = ("limits", "requests")
+RESOURCE_NAMES = ("cpu", "memory")
+
+TOP_LEVEL = {"account_id", "name", "job_parameters", "status"}
+PARAMETERS = {
+    "docker_image",
+    "environment_variables",
+    "resources",
+    "input_zip",
+    "timeout_seconds",
+    "retries",
+}
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """A validated create request. `input_zip` is the still-encoded base64 text."""
+
+    name: str | None
+    account_id: str | None
+    job_parameters: dict[str, Any]  # without input_zip
+    input_zip: str | None
+
+
+def parse_quantity(text: str) -> Decimal | None:
+    """A Kubernetes quantity ("500m", "128Mi", "1e3") as a number; None if malformed."""
+    match = QUANTITY_RE.match(text)
+    if match is None:
+        return None
+    suffix = match["suffix"] or ""
+    try:
+        number = Decimal(match["number"])
+        if suffix[:1] in ("e", "E"):
+            return number * Decimal(10) ** int(suffix[1:])
+        return number * _SUFFIX[suffix]
+    except (InvalidOperation, KeyError, ValueError):
+        return None
+
+
+def valid_image(image: str) -> bool:
+    if len(image) > MAX_IMAGE or not IMAGE_RE.match(image):
+        return False
+    first, _, rest = image.partition("/")
+    # Without a registry, the first component must be a lowercase path component.
+    looks_like_registry = bool(rest) and ("." in first or ":" in first or first == "localhost")
+    return looks_like_registry or first == first.lower()
+
+
+def _name_error(name: str) -> str | None:
+    if len(name) > MAX_NAME:
+        return f"Must be at most {MAX_NAME} characters"
+    if not NAME_RE.match(name):
+        return (
+            "Must consist of lower case alphanumeric characters or '-', "
+            "and start and end with an alphanumeric character"
+        )
+    return None
+
+
+def _resources_errors(resources: Any) -> Any:
+    if not isinstance(resources, dict):
+        return "Must be an object with 'limits' and/or 'requests'"
+    errors: dict[str, Any] = {}
+    parsed: dict[str, dict[str, Decimal]] = {}
+    for kind, values in resources.items():
+        if kind not in RESOURCE_KINDS:
+            errors[kind] = "Unknown field"
+            continue
+        if not isinstance(values, dict):
+            errors[kind] = "Must be an object with 'cpu' and/or 'memory'"
+            continue
+        for resource, quantity in values.items():
+            if resource not in RESOURCE_NAMES:
+                errors.setdefault(kind, {})[resource] = "Unknown resource: use 'cpu' or 'memory'"
+                continue
+            number = parse_quantity(quantity) if isinstance(quantity, str) else None
+            if number is None or number <= 0:
+                errors.setdefault(kind, {})[resource] = (
+                    "Must be a positive Kubernetes quantity such as '500m' or '128Mi'"
+                )
+                continue
+            parsed.setdefault(kind, {})[resource] = number
+    for resource in RESOURCE_NAMES:
+        request = parsed.get("requests", {}).get(resource)
+        limit = parsed.get("limits", {}).get(resource)
+        if request is not None and limit is not None and request > limit:
+            errors.setdefault("requests", {})[resource] = "Must be less than or equal to the limit"
+    return errors or None
+
+
+def _env_errors(env: Any) -> Any:
+    if not isinstance(env, dict):
+        return "Must be an object of names to string values"
+    if len(env) > MAX_ENV_VARS:
+        return f"At most {MAX_ENV_VARS} variables"
+    errors = {}
+    for key, value in env.items():
+        if not ENV_NAME_RE.match(key):
+            errors[key] = (
+                "Invalid name: use letters, digits, '_', '-' or '.', not starting with a digit"
+            )
+        elif not isinstance(value, str | int | float | bool) or value is None:
+            errors[key] = "Value must be a string"
+        elif len(str(value)) > MAX_ENV_VALUE:
+            errors[key] = f"Value must be at most {MAX_ENV_VALUE} characters"
+    return errors or None
+
+
+def _int_error(value: Any, low: int, high: int) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        return f"Must be a whole number from {low} to {high}"
+    return None
+
+
+def _parameter_errors(params: dict[str, Any]) -> dict[str, Any]:
+    errors: dict[str, Any] = {key: "Unknown field" for key in params if key not in PARAMETERS}
+    image = params.get("docker_image")
+    if image is None or image == "":
+        errors["docker_image"] = REQUIRED
+    elif not isinstance(image, str) or not valid_image(image):
+        errors["docker_image"] = "Not a valid image reference"
+    checks: dict[str, Any] = {
+        "environment_variables": _env_errors,
+        "resources": _resources_errors,
+        "timeout_seconds": lambda v: _int_error(v, 1, MAX_TIMEOUT),
+        "retries": lambda v: _int_error(v, 0, MAX_RETRIES),
+        "input_zip": lambda v: None if isinstance(v, str) else "Must be a base64 string",
+    }
+    for key, check in checks.items():
+        if params.get(key) is not None:
+            error = check(params[key])
+            if error:
+                errors[key] = error
+    return errors
+
+
+def validate_create(body: Any) -> JobRequest:
+    """The request, checked; InvalidParameters with every field's error otherwise."""
+    if not isinstance(body, dict):
+        raise InvalidParameters("Request body must be a JSON object", data="")
+    errors: dict[str, Any] = {key: "Unknown field" for key in body if key not in TOP_LEVEL}
+    # The earlier API's own sample request sends "status": "created"; anything else would be
+    # a client trying to set a status.
+    if body.get("status", "created") != "created":
+        errors["status"] = "Read-only field"
+    name = body.get("name")
+    if name is not None and name != "":
+        error = "Must be a string" if not isinstance(name, str) else _name_error(name)
+        if error:
+            errors["name"] = error
+    account_id = body.get("account_id")
+    if account_id is not None and (
+        not isinstance(account_id, str) or not 0 < len(account_id) <= MAX_ACCOUNT_ID
+    ):
+        errors["account_id"] = f"Must be a string of 1 to {MAX_ACCOUNT_ID} characters"
+    params = body.get("job_parameters")
+    if params is None:
+        errors["job_parameters"] = {"docker_image": REQUIRED}
+    elif not isinstance(params, dict):
+        errors["job_parameters"] = "Must be an object"
+    else:
+        param_errors = _parameter_errors(params)
+        if param_errors:
+            errors["job_parameters"] = param_errors
+    if errors:
+        raise InvalidParameters(data=errors)
+    assert isinstance(params, dict)
+    kept = {key: value for key, value in params.items() if key != "input_zip" and value is not None}
+    if "environment_variables" in kept:
+        kept["environment_variables"] = {
+            key: value if isinstance(value, str) else _env_text(value)
+            for key, value in kept["environment_variables"].items()
+        }
+    return JobRequest(
+        name=name or None,
+        account_id=account_id,
+        job_parameters=kept,
+        input_zip=params.get("input_zip") or None,
+    )
+
+
+def _env_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def derived_name(image: str, created_ms: int) -> str:
+    """`<image slug>-<created ms>`, as the earlier API derived a blank name."""
+    last = image.split("@", 1)[0].rsplit("/", 1)[-1].split(":", 1)[0]
+    slug = re.sub(r"[^a-z0-9]+", "-", last.lower()).strip("-") or "job"
+    suffix = f"-{created_ms}"
+    return slug[: MAX_NAME - len(suffix)].rstrip("-") + suffix
