@@ -1,0 +1,215 @@
+"""The Kubernetes adapter: one client factory (GKE, static token or kubeconfig) and the few
+calls the product makes, with library errors wrapped into the project's own.
+
+Reads return plain dicts parsed straight from the API's JSON (`_preload_content=False`),
+which is several times cheaper than the client's model objects for thousands of items.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from shared.errors import ClusterApiError, ClusterConflictError, ClusterNotFoundError, cut
+from shared.manifests import OWNED_SELECTOR
+from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+T = TypeVar("T")
+PAGE_SIZE = 500  # items per list request: the sync's request count grows with N / 500
+GKE_SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
+
+
+def api_client(settings: Settings) -> ApiClient:
+    """A client for the configured cluster.
+
+    - KUBERNETES_API_URL + KUBERNETES_AUTH=gke: a token from the default Google credentials
+      (the function's service account), refreshed before it expires.
+    - KUBERNETES_API_URL + KUBERNETES_API_KEY: a static bearer token.
+    - otherwise KUBECONFIG (used locally and by the tests).
+    """
+    from kubernetes import client, config
+
+    if not settings.kubernetes_url:
+        return config.new_client_from_config(config_file=settings.kubeconfig)
+    configuration = client.Configuration()
+    configuration.host = settings.kubernetes_url.rstrip("/")
+    if settings.kubernetes_ca_file:
+        configuration.ssl_ca_cert = settings.kubernetes_ca_file
+    if settings.gke_auth:
+        _use_google_token(configuration)
+    elif settings.kubernetes_key:
+        key = settings.kubernetes_key
+        configuration.api_key = {
+            "authorization": key if key.startswith("Bearer ") else f"Bearer {key}"
+        }
+    return client.ApiClient(configuration)
+
+
+def _use_google_token(configuration: Any) -> None:
+    import google.auth
+    import google.auth.transport.requests
+
+    credentials, _ = google.auth.default(scopes=GKE_SCOPES)
+    request = google.auth.transport.requests.Request()
+
+    def refresh(conf: Any) -> None:
+        if not credentials.valid:
+            credentials.refresh(request)
+        conf.api_key = {"authorization": f"Bearer {credentials.token}"}
+
+    configuration.refresh_api_key_hook = refresh
+    refresh(configuration)
+
+
+def _wrap(action: str, call: Callable[[], T]) -> T:
+    from kubernetes.client import ApiException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        return call()
+    except ApiException as error:
+        try:
+            body: Any = json.loads(error.body) if error.body else {}
+        except (TypeError, ValueError):
+            body = cut(str(error.body))
+        status = int(error.status or 0)
+        kind = {404: ClusterNotFoundError, 409: ClusterConflictError}.get(status, ClusterApiError)
+        raise kind(status, str(error.reason), body, action) from error
+    except (HTTPError, OSError) as error:
+        raise ClusterApiError(
+            0, type(error).__name__, {"message": cut(str(error))}, action
+        ) from error
+
+
+def _json(response: Any) -> Any:
+    try:
+        return json.loads(response.data)
+    finally:
+        response.release_conn()
+
+
+class Cluster:
+    """What the product does to the cluster, in one namespace."""
+
+    def __init__(self, api: ApiClient, namespace: str) -> None:
+        from kubernetes import client
+
+        self.namespace = namespace
+        # Typed as Any: the product passes manifests as dicts and reads raw JSON
+        # (_preload_content=False), both supported at run time but not by the stubs.
+        self.core: Any = client.CoreV1Api(api)
+        self.batch: Any = client.BatchV1Api(api)
+
+    # -- create --------------------------------------------------------------------------
+
+    def create_claim(self, manifest: dict[str, Any]) -> None:
+        name = manifest["metadata"]["name"]
+        _wrap(
+            f"creating volume claim {name}",
+            lambda: self.core.create_namespaced_persistent_volume_claim(
+                self.namespace, manifest, _preload_content=False
+            ).release_conn(),
+        )
+
+    def create_job(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        name = manifest["metadata"]["name"]
+        result: dict[str, Any] = _wrap(
+            f"creating job {name}",
+            lambda: _json(
+                self.batch.create_namespaced_job(self.namespace, manifest, _preload_content=False)
+            ),
+        )
+        return result
+
+    def ensure_secret(self, manifest: dict[str, Any]) -> None:
+        """Create the secret unless it exists (it is shared by every job)."""
+        name = manifest["metadata"]["name"]
+        try:
+            _wrap(
+                f"creating secret {name}",
+                lambda: self.core.create_namespaced_secret(
+                    self.namespace, manifest, _preload_content=False
+                ).release_conn(),
+            )
+        except ClusterConflictError:
+            pass
+
+    # -- delete (a missing object is already deleted) -------------------------------------
+
+    def delete_job(self, name: str) -> bool:
+        """Delete a Job and its pods (Background propagation); False if it was gone."""
+        try:
+            _wrap(
+                f"deleting job {name}",
+                lambda: self.batch.delete_namespaced_job(
+                    name,
+                    self.namespace,
+                    propagation_policy="Background",
+                    grace_period_seconds=0,
+                    _preload_content=False,
+                ).release_conn(),
+            )
+        except ClusterNotFoundError:
+            return False
+        return True
+
+    def delete_claim(self, name: str) -> bool:
+        try:
+            _wrap(
+                f"deleting volume claim {name}",
+                lambda: self.core.delete_namespaced_persistent_volume_claim(
+                    name, self.namespace, _preload_content=False
+                ).release_conn(),
+            )
+        except ClusterNotFoundError:
+            return False
+        return True
+
+    def delete_pod(self, name: str) -> bool:
+        try:
+            _wrap(
+                f"deleting pod {name}",
+                lambda: self.core.delete_namespaced_pod(
+                    name, self.namespace, grace_period_seconds=0, _preload_content=False
+                ).release_conn(),
+            )
+        except ClusterNotFoundError:
+            return False
+        return True
+
+    # -- read ----------------------------------------------------------------------------
+
+    def _pages(
+        self, what: str, list_call: Callable[..., Any], selector: str
+    ) -> Iterator[dict[str, Any]]:
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {
+                "label_selector": selector,
+                "limit": PAGE_SIZE,
+                "_preload_content": False,
+            }
+            if token:
+                kwargs["_continue"] = token
+            page = _wrap(f"listing {what}", lambda: _json(list_call(self.namespace, **kwargs)))  # noqa: B023
+            yield from page.get("items", [])
+            token = page.get("metadata", {}).get("continue")
+            if not token:
+                return
+
+    def jobs(self, selector: str = OWNED_SELECTOR) -> list[dict[str, Any]]:
+        return list(self._pages("jobs", self.batch.list_namespaced_job, selector))
+
+    def pods(self, selector: str = OWNED_SELECTOR) -> list[dict[str, Any]]:
+        return list(self._pages("pods", self.core.list_namespaced_pod, selector))
+
+    def claims(self, selector: str = OWNED_SELECTOR) -> list[dict[str, Any]]:
+        return list(
+            self._pages(
+                "volume claims", self.core.list_namespaced_persistent_volume_claim, selector
+            )
+        )
