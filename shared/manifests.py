@@ -12,6 +12,7 @@ from typing import Any
 
 from shared.model import Job
 from shared.settings import Settings
+from shared.stager.errors import PERMANENT_CODES, ExitCode
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "kubernetes-task-runner"
@@ -23,9 +24,7 @@ CREDENTIALS_SECRET = "task-runner-gcs-credentials"
 CREDENTIALS_DIR = "/var/secrets/google"
 CREDENTIALS_KEY = "key.json"
 STAGER_USER = 10001
-# Exit codes of `python -m shared.stager` that the manifests and the sync act on.
-STAGER_INPUT_REJECTED = 65
-STAGER_TRANSIENT = 75
+STAGER_INPUT_REJECTED = int(ExitCode.INPUT_REJECTED)
 CLEANUP_RETRIES = 3  # a cleanup whose upload fails transiently is retried this many times
 
 Manifest = dict[str, Any]
@@ -133,6 +132,12 @@ def _pod_spec(settings: Settings, containers: list[dict[str, Any]], volumes: lis
     return spec
 
 
+def _fail_fast_on_stager_errors(container: str) -> dict[str, Any]:
+    """A rejected input, a missing object or a conflict fails the Job: retrying cannot help."""
+    codes = {"containerName": container, "operator": "In", "values": list(PERMANENT_CODES)}
+    return {"rules": [{"action": "FailJob", "onExitCodes": codes}]}
+
+
 def batch_job(job: Job, settings: Settings) -> Manifest:
     """The user's Job: an init container stages the input, then the user's container runs."""
     params = job.job_parameters
@@ -208,6 +213,7 @@ def cleanup_job(job: Job, settings: Settings) -> Manifest:
         "metadata": _metadata(job.cleanup_name, job, "cleanup", settings.namespace),
         "spec": {
             "backoffLimit": CLEANUP_RETRIES,
+            "podFailurePolicy": _fail_fast_on_stager_errors("stage-out"),
             "activeDeadlineSeconds": settings.default_timeout,
             "template": {
                 "metadata": {"labels": labels(job, "cleanup")},

@@ -84,7 +84,8 @@ def test_job_stages_input_first_and_fails_fast_on_a_rejected_input():
     assert {m["mountPath"] for m in user["volumeMounts"]} == {"/input", "/output"}
     (rule,) = spec["podFailurePolicy"]["rules"]
     assert rule["action"] == "FailJob"
-    assert rule["onExitCodes"]["values"] == [manifests.STAGER_INPUT_REJECTED]
+    assert manifests.STAGER_INPUT_REJECTED in rule["onExitCodes"]["values"]
+    assert rule["onExitCodes"]["containerName"] == "stage-in"
 
 
 def test_job_without_input_has_no_init_container_and_default_limits():
