@@ -64,6 +64,18 @@ class JobStore:
         snapshot = _wrap("get job", lambda: self.jobs.document(job_id).get())
         return _job(snapshot) if snapshot.exists else None
 
+    def get_many(self, job_ids: list[str]) -> dict[str, Job]:
+        """The jobs that exist among `job_ids`, in one round trip."""
+        refs = [self.jobs.document(job_id) for job_id in job_ids]
+        snapshots = _wrap("get jobs", lambda: list(self.client.get_all(refs)))
+        return {s.id: _job(s) for s in snapshots if s.exists}
+
+    def get_by_name(self, name: str) -> Job | None:
+        snapshot = _wrap("get job name", lambda: self.names.document(name).get())
+        if not snapshot.exists:
+            return None
+        return self.get(str(snapshot.get("job_id")))
+
     def find(self, status: Status, account_id: str | None = None) -> list[Job]:
         from google.cloud.firestore_v1 import FieldFilter
 

@@ -1,0 +1,51 @@
+"""The clients a request needs, created on first use and kept for the process's life.
+
+A `get` touches only Firestore, so only Firestore's client is built (and imported) for it:
+cold starts pay for what the request path needs.
+"""
+
+from __future__ import annotations
+
+from functools import cache, cached_property
+from typing import TYPE_CHECKING
+
+from shared.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from shared.bucket import Bucket
+    from shared.cluster import Cluster
+    from shared.store import JobStore
+
+
+class Backends:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def store(self) -> JobStore:
+        from google.cloud import firestore
+
+        from shared.store import JobStore
+
+        client = firestore.Client(
+            project=self.settings.project, database=self.settings.firestore_database
+        )
+        return JobStore(client, self.settings.jobs_collection)
+
+    @cached_property
+    def cluster(self) -> Cluster:
+        from shared.cluster import Cluster, api_client
+
+        return Cluster(api_client(self.settings), self.settings.namespace)
+
+    @cached_property
+    def bucket(self) -> Bucket:
+        from shared.bucket import Bucket, storage_client
+
+        return Bucket(storage_client(self.settings), self.settings.bucket)
+
+
+@cache
+def default_backends() -> Backends:
+    """The process's backends, from the environment's settings."""
+    return Backends(get_settings())

@@ -1,0 +1,46 @@
+"""A create request's `input_zip`: strict base64 of a zip that the stager will accept.
+
+The API applies the stager's own checks (`inspect_zip`) before anything is created, so an
+unsafe or oversized zip is a 400 at once rather than a failed job later.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+
+from shared.errors import InvalidParameters
+from shared.settings import Settings
+
+_WHITESPACE = re.compile(rb"\s+")
+
+
+def _refuse(message: str) -> InvalidParameters:
+    return InvalidParameters(data={"job_parameters": {"input_zip": message}})
+
+
+def decode_input(text: str, settings: Settings) -> bytes:
+    """The zip's bytes; InvalidParameters naming what is wrong. Never echoes the input."""
+    from shared.stager.config import Limits
+    from shared.stager.errors import InputRejected
+    from shared.stager.extract import inspect_zip
+
+    # Base64 from `base64.encodebytes` (the earlier clients) carries newlines: allowed.
+    compact = _WHITESPACE.sub(b"", text.encode("ascii", errors="replace"))
+    if len(compact) > (settings.max_input_bytes + 2) // 3 * 4:
+        raise _refuse(f"Larger than {settings.max_input_bytes} bytes once decoded")
+    try:
+        data = base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        raise _refuse("Not valid base64") from None
+    limits = Limits(
+        max_files=settings.max_input_files,
+        max_uncompressed_bytes=settings.max_input_uncompressed,
+    )
+    try:
+        inspect_zip(io.BytesIO(data), limits)
+    except InputRejected as rejected:
+        raise _refuse(f"Not an acceptable zip: {rejected}") from None
+    return data

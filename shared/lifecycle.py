@@ -1,0 +1,181 @@
+"""Create and kill: the two user actions that change the cluster.
+
+Create stores the record first (status `created`), deploys, and moves it to `running`; a
+failure part-way deletes what it made and records the job as `failed` with the reason.
+Kill records `killed` first, so that a sync running at the same time cannot mistake the
+deleted Job for a failure, then deletes the job's cluster objects.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from shared import manifests
+from shared.backends import Backends
+from shared.errors import (
+    BucketError,
+    ClusterApiError,
+    ClusterError,
+    InvalidParameters,
+    NotFound,
+    StorageError,
+    TransitionRefusedError,
+)
+from shared.inputs import decode_input
+from shared.logs import log_context
+from shared.model import KILLABLE, Job, Status, now_ms
+from shared.store import JobStore, NameTakenError
+from shared.validation import derived_name, validate_create
+
+log = logging.getLogger(__name__)
+
+
+def create(body: Any, *, backends: Backends) -> tuple[Job, str]:
+    """Validate, store, deploy. Returns the job and the envelope's message."""
+    settings, store = backends.settings, backends.store
+    request = validate_create(body)
+    data = decode_input(request.input_zip, settings) if request.input_zip is not None else None
+    created = now_ms()
+    job = Job(
+        id=str(uuid.uuid4()),
+        name=request.name or derived_name(request.job_parameters["docker_image"], created),
+        status=Status.CREATED,
+        created=created,
+        job_parameters=request.job_parameters,
+        account_id=request.account_id,
+        has_input=data is not None,
+    )
+    try:
+        store.create(job)
+    except NameTakenError:
+        raise InvalidParameters(data={"name": "A job with this name already exists"}) from None
+    with log_context(job_id=job.id, job_name=job.name):
+        log.info("job created")
+        try:
+            _deploy(job, data, backends)
+        except (ClusterApiError, BucketError) as error:
+            _undo(job, backends)
+            reason = "ClusterError" if isinstance(error, ClusterApiError) else "StorageError"
+            failed = store.transition(
+                job.id,
+                Status.FAILED,
+                reason=f"create failed: {error}",
+                updates={"reason": reason, "message": str(error)},
+            )
+            log.error("create failed; cleaned up", extra={"error": str(error)})
+            if isinstance(error, ClusterApiError):
+                raise ClusterError(
+                    msg=f"API request failed when creating job {failed.name}",
+                    data={"cluster_response": error.body},
+                ) from error
+            raise StorageError(msg=f"Could not upload the input of job {failed.name}") from error
+        running = store.transition(job.id, Status.RUNNING, reason="deployed to the cluster")
+        log.info("job deployed")
+    return running, ""
+
+
+def _deploy(job: Job, data: bytes | None, backends: Backends) -> None:
+    settings, cluster, bucket = backends.settings, backends.cluster, backends.bucket
+    if settings.credentials_file:
+        with open(settings.credentials_file, "rb") as key:
+            cluster.ensure_secret(manifests.credentials_secret(key.read(), settings))
+    # Independent calls overlap: the volume claims and the input upload.
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = [
+            pool.submit(
+                cluster.create_claim,
+                manifests.volume_claim(job, settings, name=job.output_claim, role="output"),
+            )
+        ]
+        if data is not None:
+            futures.append(
+                pool.submit(
+                    cluster.create_claim,
+                    manifests.volume_claim(job, settings, name=job.input_claim, role="input"),
+                )
+            )
+            futures.append(pool.submit(bucket.upload_input, job.input_object, data, job.id))
+        for future in futures:
+            future.result()
+    cluster.create_job(manifests.batch_job(job, settings))
+
+
+def _undo(job: Job, backends: Backends) -> None:
+    """Best effort: whatever is left is swept by the next sync (it is labelled as ours)."""
+    steps = [
+        ("job", lambda: backends.cluster.delete_job(job.name)),
+        ("output claim", lambda: backends.cluster.delete_claim(job.output_claim)),
+    ]
+    if job.has_input:
+        steps.append(("input claim", lambda: backends.cluster.delete_claim(job.input_claim)))
+        steps.append(("input object", lambda: backends.bucket.delete(job.input_object)))
+    for what, step in steps:
+        try:
+            step()
+        except (ClusterApiError, BucketError) as error:
+            log.warning("could not delete the %s; the sync will", what, extra={"error": str(error)})
+
+
+def get(job_id: str, *, store: JobStore) -> Job:
+    job = store.get(job_id) if _is_uuid(job_id) else None
+    if job is None:
+        raise NotFound(msg=f"Batch job {job_id} not found")
+    return job
+
+
+def kill(job_id: str, *, backends: Backends) -> tuple[Job, str]:
+    store = backends.store
+    job = get(job_id, store=store)
+    refusal = f"Can't stop batch job {job.id}. Status is: {{}}."
+    if job.status not in KILLABLE:
+        raise InvalidParameters(msg=refusal.format(job.status.value))
+    with log_context(job_id=job.id, job_name=job.name):
+        try:
+            killed = store.transition(
+                job.id,
+                Status.KILLED,
+                reason="killed by its user",
+                expect=KILLABLE,
+                updates={"reason": "Killed", "message": "Killed by its user"},
+            )
+        except TransitionRefusedError as refused:
+            raise InvalidParameters(msg=refusal.format(refused.current)) from None
+        log.info("job killed")
+        pending = remove_from_cluster(killed, backends)
+    msg = f"Instance {job.id} was successfully deleted from the cluster."
+    if pending:
+        msg = f"Instance {job.id} was killed; the next synchronization removes it from the cluster."
+    return killed, msg
+
+
+def remove_from_cluster(job: Job, backends: Backends) -> bool:
+    """Delete the job's Jobs and volume claims; True if something could not be deleted.
+
+    The input and output objects stay in the bucket, as they did before.
+    """
+    cluster = backends.cluster
+    steps = [
+        lambda: cluster.delete_job(job.name),
+        lambda: cluster.delete_job(job.cleanup_name),
+        lambda: cluster.delete_claim(job.output_claim),
+    ]
+    if job.has_input:
+        steps.append(lambda: cluster.delete_claim(job.input_claim))
+    pending = False
+    for step in steps:
+        try:
+            step()
+        except ClusterApiError as error:
+            pending = True
+            log.warning("cleanup step failed; the sync retries it", extra={"error": str(error)})
+    return pending
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text.lower()
+    except ValueError:
+        return False
