@@ -1,0 +1,47 @@
+"""The deployed entry points. Each hands its request to the `shared` package."""
+
+import functions_framework
+from cloudevents.http import CloudEvent
+from flask import Request, Response
+
+from shared import routes
+
+
+@functions_framework.http
+def batch_api(request: Request) -> Response:
+    """The earlier REST API: /batch/ routes."""
+    return routes.batch_api(request)
+
+
+@functions_framework.http
+def create_job(request: Request) -> Response:
+    return routes.create_job(request)
+
+
+@functions_framework.http
+def get_job(request: Request) -> Response:
+    return routes.get_job(request)
+
+
+@functions_framework.http
+def list_jobs(request: Request) -> Response:
+    return routes.list_jobs(request)
+
+
+@functions_framework.http
+def kill_job(request: Request) -> Response:
+    return routes.kill_job(request)
+
+
+@functions_framework.http
+def synchronize_batch_jobs(request: Request) -> Response:
+    """Called by Cloud Scheduler."""
+    return routes.synchronize_batch_jobs(request)
+
+
+@functions_framework.cloud_event
+def on_output_finalized(event: CloudEvent) -> None:
+    """Eventarc: google.cloud.storage.object.v1.finalized on the jobs bucket."""
+    from shared.api import handle_finalized
+
+    handle_finalized(event.get_data() or {})

@@ -1,0 +1,200 @@
+"""HTTP handlers: parse requests, call the services, answer in the earlier API's envelope
+`{data, error, msg, result}`. `respond_errors` is the one place errors become responses."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from shared import logs
+from shared.backends import Backends, default_backends
+from shared.errors import (
+    ApiError,
+    BucketError,
+    ClusterApiError,
+    ClusterError,
+    DatabaseError,
+    InvalidParameters,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    StorageError,
+    StoreError,
+)
+from shared.model import Job, Status, now_ms
+from shared.settings import SettingsError
+
+if TYPE_CHECKING:
+    from flask import Request, Response
+
+log = logging.getLogger(__name__)
+Handler = Callable[..., "Response"]
+_logging_ready = False
+
+
+def envelope(data: Any = "", *, msg: str = "", error: str = "", status: int = 200) -> Response:
+    from flask import Response
+
+    body = {"data": data, "error": error, "msg": msg, "result": not error}
+    return Response(
+        json.dumps(body, ensure_ascii=False), status=status, mimetype="application/json"
+    )
+
+
+def _configure_logging(backends: Backends) -> None:
+    global _logging_ready
+    if not _logging_ready:
+        logs.configure(backends.settings.log_level)
+        _logging_ready = True
+
+
+def respond_errors(handler: Handler) -> Handler:
+    """Every failure answers in the envelope; unexpected ones are logged with a traceback."""
+
+    @functools.wraps(handler)
+    def guarded(*args: Any, **kwargs: Any) -> Response:
+        try:
+            backends = kwargs.get("backends") or default_backends()
+            _configure_logging(backends)
+            return handler(*args, **{**kwargs, "backends": backends})
+        except (ApiError, StoreError, BucketError, ClusterApiError) as raised:
+            error = _as_api_error(raised)
+            if error.status_code >= 500:
+                log.error("request failed: %s", error.msg or error.error, exc_info=raised)
+            return envelope(error.data, msg=error.msg, error=error.error, status=error.status_code)
+        except SettingsError as error:
+            log.critical("misconfigured: %s", error)
+            return envelope("", msg="Service misconfigured", error="InternalError", status=500)
+        except Exception:
+            log.exception("unexpected error")
+            return envelope("", msg="Internal error", error="InternalError", status=500)
+
+    return guarded
+
+
+def _as_api_error(error: Exception) -> ApiError:
+    """What the client is told about a failure of ours or of a backend."""
+    if isinstance(error, ApiError):
+        return error
+    if isinstance(error, StoreError):
+        return DatabaseError(msg=f"The job database is unavailable: {error}")
+    if isinstance(error, BucketError):
+        return StorageError(msg=f"Cloud Storage is unavailable: {error}")
+    if isinstance(error, ClusterApiError):
+        return ClusterError(msg=str(error), data={"cluster_response": error.body})
+    raise TypeError(error)
+
+
+def read_json(request: Request, limit: int) -> Any:
+    """The request's JSON body, or a 4xx ApiError saying what is wrong with it."""
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(msg=f"Request body larger than {limit} bytes")
+    mimetype = request.mimetype
+    if mimetype and mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise InvalidParameters(msg=f"Content-Type must be application/json, not {mimetype}")
+    raw = request.stream.read(limit + 1)
+    if len(raw) > limit:
+        raise PayloadTooLarge(msg=f"Request body larger than {limit} bytes")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as error:
+        detail = "nested too deeply" if isinstance(error, RecursionError) else str(error)
+        raise InvalidParameters(msg=f"Malformed JSON: {detail}") from None
+
+
+def _refresh_output_url(job: Job, backends: Backends) -> Job:
+    """A succeeded job's signed URL, signed again on read once it has expired."""
+    if job.status is not Status.SUCCEEDED or job.output_url_expires is None:
+        return job
+    if job.output_url_expires > now_ms():
+        return job
+    url, expires = backends.bucket.output_url(
+        job.output_object, backends.settings.output_url_lifetime
+    )
+    backends.store.update(
+        job.id, {"output_file_url": url, "output_url_expires": expires}, status=Status.SUCCEEDED
+    )
+    job.output_file_url, job.output_url_expires = url, expires
+    return job
+
+
+# -- the four actions ----------------------------------------------------------------------
+
+
+@respond_errors
+def create(request: Request, *, backends: Backends) -> Response:
+    from shared import lifecycle
+
+    body = read_json(request, backends.settings.max_body_bytes)
+    job, msg = lifecycle.create(body, backends=backends)
+    return envelope(job.to_api(), msg=msg)
+
+
+@respond_errors
+def get(request: Request, job_id: str, *, backends: Backends) -> Response:
+    from shared import lifecycle
+
+    job = lifecycle.get(job_id, store=backends.store)
+    return envelope(_refresh_output_url(job, backends).to_api())
+
+
+@respond_errors
+def list_jobs(request: Request, *, backends: Backends) -> Response:
+    raw = request.args.get("status", Status.RUNNING.value)
+    try:
+        status = Status(raw)
+    except ValueError:
+        choices = ", ".join(s.value for s in Status)
+        raise InvalidParameters(data={"status": f"Must be one of: {choices}"}) from None
+    account_id = request.args.get("account_id") or None
+    jobs = backends.store.find(status, account_id)
+    return envelope([_refresh_output_url(job, backends).to_api() for job in jobs])
+
+
+@respond_errors
+def kill(request: Request, job_id: str, *, backends: Backends) -> Response:
+    from shared import lifecycle
+
+    job, msg = lifecycle.kill(job_id, backends=backends)
+    return envelope(job.to_api(), msg=msg)
+
+
+@respond_errors
+def synchronize(request: Request, *, backends: Backends) -> Response:
+    from shared.reconciler import synchronize as run_sync
+
+    report = run_sync(backends)
+    return envelope(report.as_dict(), msg="Synchronization finished")
+
+
+def handle_finalized(data: dict[str, Any], *, backends: Backends | None = None) -> str:
+    """The finalize event. A transient failure is raised: the function answers 500 and
+    Eventarc delivers the event again. Anything else is logged and the event dropped."""
+    from shared import finalize
+
+    backends = backends or default_backends()
+    _configure_logging(backends)
+    try:
+        return finalize.handle(data, backends=backends)
+    except (StoreError, BucketError):
+        log.exception("finalize failed; the event will be delivered again")
+        raise
+    except ClusterApiError as error:
+        if error.transient:
+            log.exception("finalize failed; the event will be delivered again")
+            raise
+        log.exception("finalize could not clean up; the sync will")
+        return "cleanup pending"
+
+
+@respond_errors
+def not_found(request: Request, *, backends: Backends) -> Response:
+    raise NotFound(msg=f"No route for {request.method} {request.path}")
+
+
+@respond_errors
+def method_not_allowed(request: Request, *, backends: Backends) -> Response:
+    raise MethodNotAllowed(msg=f"Method {request.method} not allowed on {request.path}")

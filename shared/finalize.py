@@ -1,0 +1,47 @@
+"""The Cloud Storage finalize trigger: a job's output zip landed, so the job succeeded.
+
+Idempotent and order-tolerant: delivery is at least once, so a duplicate or late event,
+or one for an object that is not a job's output, is logged and ignored. A transient
+failure (Firestore or the cluster unreachable) is raised, so Eventarc redelivers.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from shared.backends import Backends
+from shared.errors import TransitionRefusedError
+from shared.logs import log_context
+from shared.model import Status
+from shared.reconciler import complete_success
+
+log = logging.getLogger(__name__)
+OUTPUT_SUFFIX = "-output.zip"
+
+
+def handle(data: dict[str, Any], *, backends: Backends) -> str:
+    """Act on one finalized object; returns what was done, for the log and the tests."""
+    bucket, name = data.get("bucket"), str(data.get("name", ""))
+    if bucket != backends.settings.bucket or not name.endswith(OUTPUT_SUFFIX):
+        log.info("ignored: not a job output", extra={"bucket": bucket, "object": name})
+        return "ignored"
+    job = backends.store.get_by_name(name.removesuffix(OUTPUT_SUFFIX))
+    if job is None:
+        log.info("ignored: no job has this output", extra={"object": name})
+        return "ignored"
+    with log_context(job_id=job.id, job_name=job.name):
+        owner = (data.get("metadata") or {}).get("job-id")
+        if owner is not None and owner != job.id:
+            log.warning("ignored: the object names another job", extra={"owner": owner})
+            return "ignored"
+        if job.status is not Status.CLEANING:
+            log.info("ignored: job is %s (duplicate or late event)", job.status.value)
+            return "ignored"
+        try:
+            complete_success(job, backends, reason="output zip finalized in the bucket")
+        except TransitionRefusedError as refused:
+            log.info("ignored: job became %s meanwhile", refused.current)
+            return "ignored"
+        log.info("job succeeded", extra={"object": name, "generation": data.get("generation")})
+        return "succeeded"

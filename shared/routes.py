@@ -1,0 +1,72 @@
+"""The earlier REST API's routes on one function (`batch_api`), and the id/parameter
+conventions of the single-purpose functions. All of them call the same handlers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from shared import api
+
+if TYPE_CHECKING:
+    from flask import Request, Response
+
+
+def _parts(request: Request) -> list[str]:
+    return [part for part in request.path.split("/") if part]
+
+
+def batch_api(request: Request) -> Response:
+    """GET /batch/, POST /batch/, GET /batch/<id>, DELETE /batch/<id>."""
+    parts = _parts(request)
+    if not parts or parts[0] != "batch" or len(parts) > 2:
+        return api.not_found(request)
+    if len(parts) == 1:
+        if request.method == "GET":
+            return api.list_jobs(request)
+        if request.method == "POST":
+            return api.create(request)
+    elif request.method == "GET":
+        return api.get(request, parts[1])
+    elif request.method == "DELETE":
+        return api.kill(request, parts[1])
+    return api.method_not_allowed(request)
+
+
+def _job_id(request: Request) -> str | None:
+    """`/<id>` or `?id=<id>`."""
+    parts = _parts(request)
+    if len(parts) == 1:
+        return parts[0]
+    return request.args.get("id") or None
+
+
+def create_job(request: Request) -> Response:
+    if request.method != "POST":
+        return api.method_not_allowed(request)
+    return api.create(request)
+
+
+def get_job(request: Request) -> Response:
+    job_id = _job_id(request)
+    if request.method != "GET":
+        return api.method_not_allowed(request)
+    return api.get(request, job_id) if job_id else api.not_found(request)
+
+
+def list_jobs(request: Request) -> Response:
+    if request.method != "GET" or _parts(request):
+        return api.not_found(request) if _parts(request) else api.method_not_allowed(request)
+    return api.list_jobs(request)
+
+
+def kill_job(request: Request) -> Response:
+    job_id = _job_id(request)
+    if request.method not in ("DELETE", "POST"):
+        return api.method_not_allowed(request)
+    return api.kill(request, job_id) if job_id else api.not_found(request)
+
+
+def synchronize_batch_jobs(request: Request) -> Response:
+    if request.method not in ("POST", "GET"):
+        return api.method_not_allowed(request)
+    return api.synchronize(request)
