@@ -25,8 +25,6 @@ from shared.model import FINAL, Job, Status, now_ms
 
 log = logging.getLogger(__name__)
 
-CREATE_GRACE_MS = 120_000  # a `created` job younger than this may still be deploying
-IMAGE_PULL_GRACE_MS = 120_000  # image pull errors this old fail the job
 SELECTOR_CHUNK = 50  # job ids per `in (...)` label selector
 
 
@@ -67,11 +65,10 @@ def _index(objects: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]
 
 
 class Reconciler:
-    def __init__(
-        self, backends: Backends, *, image_pull_grace_ms: int = IMAGE_PULL_GRACE_MS
-    ) -> None:
+    def __init__(self, backends: Backends) -> None:
         self.b = backends
-        self.image_pull_grace_ms = image_pull_grace_ms
+        self.create_grace_ms = int(backends.settings.create_grace * 1000)
+        self.image_pull_grace_ms = int(backends.settings.image_pull_grace * 1000)
         self.report = SyncReport()
 
     def run(self) -> SyncReport:
@@ -114,7 +111,7 @@ class Reconciler:
             self._cleaning(job, owned.jobs.get("cleanup"), pods)
 
     def _created(self, job: Job, k8s_job: dict[str, Any] | None) -> None:
-        if now_ms() - job.updated < CREATE_GRACE_MS:
+        if now_ms() - job.updated < self.create_grace_ms:
             return  # its create may still be running
         if k8s_job is not None:
             self._move(job, Status.RUNNING, "the create deployed it but did not record it")

@@ -86,6 +86,8 @@ class Settings:
     # Jobs
     default_timeout: int  # JOB_TIMEOUT_SECONDS (86400): activeDeadlineSeconds default
     create_wait: float  # CREATE_WAIT_SECONDS (0): how long create watches the pod start
+    image_pull_grace: float  # IMAGE_PULL_GRACE_SECONDS (120): pull errors this old fail a job
+    create_grace: float  # CREATE_GRACE_SECONDS (120): a `created` job this old was abandoned
     sync_interval: float  # JOB_SYNCHRONIZATION_INTERVAL (30): seconds between sync passes
     max_input_bytes: int  # MAX_INPUT_BYTES (20 MiB): decoded input zip
     max_input_files: int  # MAX_INPUT_FILES (10000): entries in the input zip
@@ -116,6 +118,8 @@ class Settings:
             storage_class=read.optional("JOB_STORAGE_CLASS"),
             default_timeout=read.integer("JOB_TIMEOUT_SECONDS", 86400, minimum=1),
             create_wait=read.number("CREATE_WAIT_SECONDS", 0.0),
+            image_pull_grace=read.number("IMAGE_PULL_GRACE_SECONDS", 120.0),
+            create_grace=read.number("CREATE_GRACE_SECONDS", 120.0),
             sync_interval=read.number("JOB_SYNCHRONIZATION_INTERVAL", 30.0, minimum=0.1),
             max_input_bytes=read.integer("MAX_INPUT_BYTES", 20 * MIB, minimum=1),
             max_input_files=read.integer("MAX_INPUT_FILES", 10000, minimum=1),
