@@ -9,6 +9,7 @@ deleted Job for a failure, then deletes the job's cluster objects.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -31,6 +32,7 @@ from shared.store import JobStore, NameTakenError
 from shared.validation import derived_name, validate_create
 
 log = logging.getLogger(__name__)
+WATCH_POLL_SECONDS = 0.25  # how often create looks at a new job's pod while it waits
 
 
 def create(body: Any, *, backends: Backends) -> tuple[Job, str]:
@@ -74,7 +76,28 @@ def create(body: Any, *, backends: Backends) -> tuple[Job, str]:
             raise StorageError(msg=f"Could not upload the input of job {failed.name}") from error
         running = store.transition(job.id, Status.RUNNING, reason="deployed to the cluster")
         log.info("job deployed")
+        if settings.create_wait > 0:
+            return _watch_start(running, backends)
     return running, ""
+
+
+def _watch_start(job: Job, backends: Backends) -> tuple[Job, str]:
+    """Up to CREATE_WAIT_SECONDS for the pod to start; a slow pod is left to the sync."""
+    from shared.reconciler import Reconciler
+
+    deadline = time.monotonic() + backends.settings.create_wait
+    while True:
+        try:
+            job = Reconciler(backends).check(job)
+        except (ClusterApiError, BucketError, TransitionRefusedError) as error:
+            log.info("stopped watching the start: %s", error)
+            return job, ""
+        if job.status is not Status.RUNNING:
+            finished = job.status in (Status.CLEANING, Status.SUCCEEDED)
+            return job, f"Job {job.id} finished instantly" if finished else ""
+        if job.start_time is not None or time.monotonic() >= deadline:
+            return job, ""
+        time.sleep(min(WATCH_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
 
 def _deploy(job: Job, data: bytes | None, backends: Backends) -> None:

@@ -122,6 +122,8 @@ def _pod_spec(settings: Settings, containers: list[dict[str, Any]], volumes: lis
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
+        # The stager (uid 10001) may write the input volume and read the output volume.
+        "securityContext": {"fsGroup": STAGER_USER, "seccompProfile": {"type": "RuntimeDefault"}},
         "containers": containers,
         "volumes": volumes,
     }

@@ -99,6 +99,15 @@ class Reconciler:
         self._sweep_orphans([job_id for job_id in owned if job_id not in records], owned)
         return self.report
 
+    def check(self, job: Job) -> Job:
+        """Reconcile one job from its own objects (create's short watch); the new record."""
+        selector = f"{manifests.OWNED_SELECTOR},{manifests.JOB_ID}={job.id}"
+        owned = Owned()
+        for obj in self.b.cluster.jobs(selector):
+            owned.jobs[obj["metadata"]["labels"].get(manifests.ROLE, "job")] = obj
+        self._reconcile(job, owned, self.b.cluster.pods(selector))
+        return self.b.store.get(job.id) or job
+
     # -- per job ---------------------------------------------------------------------------
 
     def _reconcile(self, job: Job, owned: Owned, pods: list[dict[str, Any]]) -> None:
