@@ -88,14 +88,15 @@ def _watch_start(job: Job, backends: Backends) -> tuple[Job, str]:
     deadline = time.monotonic() + backends.settings.create_wait
     while True:
         try:
-            job = Reconciler(backends).check(job)
+            job, pods = Reconciler(backends).check(job)
         except (ClusterApiError, BucketError, TransitionRefusedError) as error:
             log.info("stopped watching the start: %s", error)
             return job, ""
         if job.status is not Status.RUNNING:
             finished = job.status in (Status.CLEANING, Status.SUCCEEDED)
             return job, f"Job {job.id} finished instantly" if finished else ""
-        if job.start_time is not None or time.monotonic() >= deadline:
+        running = any((pod.get("status") or {}).get("phase") == "Running" for pod in pods)
+        if running or time.monotonic() >= deadline:
             return job, ""
         time.sleep(min(WATCH_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 

@@ -99,14 +99,16 @@ class Reconciler:
         self._sweep_orphans([job_id for job_id in owned if job_id not in records], owned)
         return self.report
 
-    def check(self, job: Job) -> Job:
-        """Reconcile one job from its own objects (create's short watch); the new record."""
+    def check(self, job: Job) -> tuple[Job, list[dict[str, Any]]]:
+        """Reconcile one job from its own objects (create's short watch): the new record,
+        and the job's pods."""
         selector = f"{manifests.OWNED_SELECTOR},{manifests.JOB_ID}={job.id}"
         owned = Owned()
         for obj in self.b.cluster.jobs(selector):
             owned.jobs[obj["metadata"]["labels"].get(manifests.ROLE, "job")] = obj
-        self._reconcile(job, owned, self.b.cluster.pods(selector))
-        return self.b.store.get(job.id) or job
+        pods = self.b.cluster.pods(selector)
+        self._reconcile(job, owned, pods)
+        return self.b.store.get(job.id) or job, pods
 
     # -- per job ---------------------------------------------------------------------------
 
@@ -136,10 +138,13 @@ class Reconciler:
             )
             return
         start = epoch_ms((k8s_job.get("status") or {}).get("startTime"))
+        if start is not None:
+            # Kubernetes times are whole seconds: never before the record's own creation.
+            start = max(start, job.created)
         outcome = finished(k8s_job)
         if outcome == "Complete":
             moved = self._move(
-                job, Status.CLEANING, "the job completed", start_time=job.start_time or start
+                job, Status.CLEANING, "the job completed", {"start_time": job.start_time or start}
             )
             self._launch_cleanup(moved)
         elif outcome == "Failed":
@@ -186,22 +191,20 @@ class Reconciler:
 
     # -- actions ---------------------------------------------------------------------------
 
-    def _move(self, job: Job, target: Status, reason: str, **updates: Any) -> Job:
+    def _move(
+        self, job: Job, target: Status, why: str, updates: dict[str, Any] | None = None
+    ) -> Job:
+        """A checked transition from the status this sync read; `why` is recorded on it."""
         moved = self.b.store.transition(
-            job.id, target, reason=reason, expect={job.status}, updates=updates
+            job.id, target, reason=why, expect={job.status}, updates=updates
         )
         self.report.count(target)
-        log.info("job %s -> %s: %s", job.status.value, target.value, reason)
+        log.info("job %s -> %s: %s", job.status.value, target.value, why)
         return moved
 
     def _fail(self, job: Job, failure: Failure, **updates: Any) -> None:
-        self._move(
-            job,
-            Status.FAILED,
-            f"{failure.reason}: {failure.message}",
-            **failure.updates(),
-            **updates,
-        )
+        why = f"{failure.reason}: {failure.message}"
+        self._move(job, Status.FAILED, why, {**failure.updates(), **updates})
         remove_from_cluster(job, self.b)
 
     def _launch_cleanup(self, job: Job) -> None:

@@ -1,0 +1,108 @@
+"""The garbage collector and the other finishers of deletion: dependents of deleted owners
+(Background), owners waiting for their dependents (Foreground), claims protected while a
+pod uses them, and namespaces being terminated.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+
+from infra.local.kubesim import deletion
+from infra.local.kubesim import resources as r
+from infra.local.kubesim.clock import Clock, log
+from infra.local.kubesim.store import Obj, Store, meta
+
+TICK = 0.025
+FULL_PASS = 0.2  # wall seconds: a pass even when nothing changed
+NAMESPACED = [rt for rt in r.ALL if rt.namespaced]
+
+
+class GarbageCollector:
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+        self._last_rv = -1
+        self._last_pass = 0.0
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.wait(TICK):
+            try:
+                self.tick()
+            except Exception as error:  # noqa: BLE001 - the loop must survive one bad object
+                log("ERROR", "garbage collector pass failed", error=repr(error))
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if self.store.resource_version == self._last_rv and now - self._last_pass < FULL_PASS:
+            return
+        with self.store.lock:
+            self._last_rv, self._last_pass = self.store.resource_version, now
+            for ns in list(self.store.raw_items(r.NAMESPACES)):
+                if meta(ns).get("deletionTimestamp"):
+                    self._terminate_namespace(ns)
+            for rt in NAMESPACED:
+                for obj in list(self.store.raw_items(rt)):
+                    if self.store.by_uid(meta(obj)["uid"]) is None:
+                        continue  # removed earlier in this pass
+                    self._collect(rt, obj)
+
+    def _delete(self, rt: r.ResourceType, obj: Obj, grace: int | None = None) -> None:
+        if meta(obj).get("deletionTimestamp") and not (rt is r.PODS and grace == 0):
+            return
+        options = deletion.Options(propagation="Background", grace=grace)
+        deletion.delete(self.store, self.clock, rt, obj, options)
+
+    def _collect(self, rt: r.ResourceType, obj: Obj) -> None:
+        m = meta(obj)
+        refs = m.get("ownerReferences") or []
+        if refs and not m.get("deletionTimestamp"):
+            if all(self.store.by_uid(ref.get("uid", "")) is None for ref in refs):
+                self._delete(rt, obj)
+                return
+        finalizers = m.get("finalizers") or []
+        if deletion.FOREGROUND in finalizers:
+            dependents = self.store.dependents(m["uid"], m["namespace"])
+            for drt, dependent in dependents:
+                self._delete(drt, dependent)
+            if not dependents:
+                self._drop_finalizer(rt, obj, deletion.FOREGROUND)
+        elif rt is r.PVCS and m.get("deletionTimestamp") and deletion.PVC_PROTECTION in finalizers:
+            if not deletion.claim_in_use(self.store, m["namespace"], m["name"]):
+                self._drop_finalizer(rt, obj, deletion.PVC_PROTECTION)
+
+    def _drop_finalizer(self, rt: r.ResourceType, obj: Obj, finalizer: str) -> None:
+        updated = copy.deepcopy(obj)
+        remaining = [f for f in meta(updated).get("finalizers") or [] if f != finalizer]
+        if remaining:
+            meta(updated)["finalizers"] = remaining
+        else:
+            meta(updated).pop("finalizers", None)
+        saved = self.store.save(rt, updated)
+        deletion.finish_if_unblocked(
+            self.store,
+            rt,
+            self.store.raw(rt, meta(saved)["namespace"], meta(saved)["name"]) or saved,
+        )
+
+    def _terminate_namespace(self, ns: Obj) -> None:
+        """Delete everything in it (pods at once), then the namespace itself."""
+        name = meta(ns)["name"]
+        leftover = False
+        for rt in NAMESPACED:
+            for obj in list(self.store.raw_items(rt, name)):
+                leftover = True
+                if rt is r.PODS:
+                    self._delete(rt, obj, grace=0)
+                elif meta(obj).get("deletionTimestamp"):
+                    finalizers = [
+                        f for f in meta(obj).get("finalizers") or [] if f != deletion.FOREGROUND
+                    ]
+                    if not finalizers or finalizers == [deletion.PVC_PROTECTION]:
+                        if not deletion.claim_in_use(self.store, name, meta(obj)["name"]):
+                            self.store.remove(rt, obj)
+                else:
+                    self._delete(rt, obj)
+        if not leftover:
+            self.store.remove(r.NAMESPACES, ns)

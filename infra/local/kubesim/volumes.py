@@ -1,0 +1,138 @@
+"""Pod volumes on the host, and the environment a container sees.
+
+A PVC is a directory under DATA/pvc/<namespace>/<name>; emptyDir and secret volumes live
+under the pod's own directory, DATA/pods/<uid>, which goes away with the pod.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+from infra.local.kubesim import resources as r
+from infra.local.kubesim.store import Store, meta
+
+
+class NotReadyError(Exception):
+    """A volume or a variable cannot be set up yet (a secret does not exist)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def pod_dir(data_dir: Path, uid: str) -> Path:
+    return data_dir / "pods" / uid
+
+
+def log_path(data_dir: Path, uid: str, container: str, *, init: bool = False) -> Path:
+    return pod_dir(data_dir, uid) / "logs" / f"{'init-' if init else ''}{container}.log"
+
+
+def scheduling_blocker(store: Store, pod: dict[str, Any]) -> str | None:
+    """Why the scheduler cannot place this pod yet (a claim that does not exist), or None."""
+    namespace = meta(pod)["namespace"]
+    for volume in (pod.get("spec") or {}).get("volumes") or []:
+        claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+        if not claim:
+            continue
+        found = store.raw(r.PVCS, namespace, claim)
+        if found is None:
+            return f'0/1 nodes are available: persistentvolumeclaim "{claim}" not found.'
+        if meta(found).get("deletionTimestamp"):
+            return f'0/1 nodes are available: persistentvolumeclaim "{claim}" is being deleted.'
+    return None
+
+
+def _secret_files(store: Store, namespace: str, volume: dict[str, Any]) -> dict[str, bytes]:
+    source = volume["secret"]
+    name = source.get("secretName", "")
+    secret = store.raw(r.SECRETS, namespace, name)
+    if secret is None:
+        if source.get("optional"):
+            return {}
+        raise NotReadyError(
+            "ContainerCreating",
+            f'MountVolume.SetUp failed for volume "{volume["name"]}" : secret "{name}" not found',
+        )
+    data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+    items = source.get("items")
+    if items:
+        return {item["path"]: data[item["key"]] for item in items if item.get("key") in data}
+    return data
+
+
+def prepare(store: Store, data_dir: Path, pod: dict[str, Any]) -> dict[str, Path]:
+    """Host directories for each volume, by volume name; raises NotReady."""
+    namespace, uid = meta(pod)["namespace"], meta(pod)["uid"]
+    base = pod_dir(data_dir, uid)
+    paths: dict[str, Path] = {}
+    files: dict[Path, bytes] = {}
+    with store.lock:
+        for volume in (pod.get("spec") or {}).get("volumes") or []:
+            name = volume["name"]
+            claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+            if claim:
+                paths[name] = data_dir / "pvc" / namespace / claim
+            elif "secret" in volume:
+                paths[name] = base / "volumes" / name
+                for key, content in _secret_files(store, namespace, volume).items():
+                    files[paths[name] / key] = content
+            else:  # emptyDir and anything kubesim does not model
+                paths[name] = base / "volumes" / name
+    for path in paths.values():
+        path.mkdir(parents=True, exist_ok=True)
+    for path, content in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    (base / "logs").mkdir(parents=True, exist_ok=True)
+    return paths
+
+
+def container_env(store: Store, pod: dict[str, Any], container: dict[str, Any]) -> dict[str, str]:
+    """The container's `env`, with secretKeyRef and fieldRef resolved; raises NotReady."""
+    m = meta(pod)
+    env: dict[str, str] = {}
+    fields = {
+        "metadata.name": m["name"],
+        "metadata.namespace": m["namespace"],
+        "metadata.uid": m["uid"],
+        "spec.nodeName": "kubesim",
+        "status.podIP": (pod.get("status") or {}).get("podIP", ""),
+    }
+    with store.lock:
+        for var in container.get("env") or []:
+            source = var.get("valueFrom") or {}
+            if "value" in var or not source:
+                env[var["name"]] = str(var.get("value", ""))
+            elif "secretKeyRef" in source:
+                ref = source["secretKeyRef"]
+                secret = store.raw(r.SECRETS, m["namespace"], ref.get("name", ""))
+                data = (secret or {}).get("data") or {}
+                if ref.get("key") not in data:
+                    if ref.get("optional"):
+                        continue
+                    what = f'secret "{ref.get("name")}" not found'
+                    if secret is not None:
+                        where = f"{m['namespace']}/{ref.get('name')}"
+                        what = f"couldn't find key {ref.get('key')} in Secret {where}"
+                    raise NotReadyError("CreateContainerConfigError", what)
+                env[var["name"]] = base64.b64decode(data[ref["key"]]).decode(errors="replace")
+            elif "fieldRef" in source:
+                env[var["name"]] = fields.get(source["fieldRef"].get("fieldPath", ""), "")
+    return env
+
+
+def mounts(container: dict[str, Any], paths: dict[str, Path]) -> list[tuple[str, Path]]:
+    out = []
+    for mount in container.get("volumeMounts") or []:
+        host = paths.get(mount.get("name", ""))
+        if host is None:
+            continue
+        if mount.get("subPath"):
+            host = host / mount["subPath"]
+            host.mkdir(parents=True, exist_ok=True)
+        out.append((mount["mountPath"], host))
+    return out

@@ -1,0 +1,6 @@
+"""Shared fixtures: the local cloud's servers, started once per test run."""
+
+pytest_plugins = [
+    "tests.fixtures.cloud",
+    "tests.fixtures.kubesim",
+]

@@ -1,0 +1,122 @@
+"""Small helpers for the kubesim tests: bounded polling, manifests, raw JSON calls."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from kubernetes.client import ApiException
+
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T | None], timeout: float = 5.0, what: str = "condition") -> T:
+    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
+
+
+def env(**values: Any) -> list[dict[str, str]]:
+    return [{"name": k, "value": str(v)} for k, v in values.items()]
+
+
+def container(name: str = "main", image: str = "busybox:1.36", **env_values: Any) -> dict:
+    return {"name": name, "image": image, "env": env(**env_values)}
+
+
+def pod(name: str, *containers: dict, **spec: Any) -> dict:
+    body = {"restartPolicy": "Never", "containers": list(containers) or [container()], **spec}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": body}
+
+
+def job(name: str, *containers: dict, pod_spec: dict | None = None, **spec: Any) -> dict:
+    template = {"restartPolicy": "Never", "containers": list(containers) or [container()]}
+    template.update(pod_spec or {})
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {"template": {"spec": template}, **spec},
+    }
+
+
+def claim(name: str, size: str = "1Gi") -> dict:
+    return {
+        "metadata": {"name": name},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}},
+    }
+
+
+def raw(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """The JSON body of a client call, as the product reads it (_preload_content=False)."""
+    response = call(*args, _preload_content=False, **kwargs)
+    try:
+        return json.loads(response.data)
+    finally:
+        response.release_conn()
+
+
+def api_error(call: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[int, dict]:
+    """Call, expecting an ApiException; its status and parsed Status body."""
+    try:
+        call(*args, **kwargs)
+    except ApiException as error:
+        return int(error.status), json.loads(error.body or "{}")
+    raise AssertionError("the call succeeded; an ApiException was expected")
+
+
+def condition(job_obj: dict, kind: str) -> dict | None:
+    for cond in (job_obj.get("status") or {}).get("conditions") or []:
+        if cond["type"] == kind and cond["status"] == "True":
+            return cond
+    return None
+
+
+def job_finished(batch_v1: Any, namespace: str, name: str) -> Callable[[], dict | None]:
+    def check() -> dict | None:
+        obj = raw(batch_v1.read_namespaced_job, name, namespace)
+        if condition(obj, "Complete") or condition(obj, "Failed"):
+            return obj
+        return None
+
+    return check
+
+
+def pod_phase(core_v1: Any, namespace: str, name: str, *phases: str) -> Callable[[], dict | None]:
+    def check() -> dict | None:
+        obj = raw(core_v1.read_namespaced_pod, name, namespace)
+        return obj if obj["status"].get("phase") in phases else None
+
+    return check
+
+
+def job_pods(core_v1: Any, namespace: str, job_name: str) -> list[dict]:
+    return raw(core_v1.list_namespaced_pod, namespace, label_selector=f"job-name={job_name}")[
+        "items"
+    ]
+
+
+def is_gone(call: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
+    """True once a read answers 404 NotFound."""
+    try:
+        call(*args, **kwargs)
+    except ApiException as error:
+        if error.status == 404:
+            return True
+        raise
+    return False
+
+
+def must_condition(job_obj: dict, kind: str) -> dict:
+    """The True condition of that type, failing the test if there is none."""
+    found = condition(job_obj, kind)
+    assert found is not None, f"no {kind} condition in {job_obj.get('status')}"
+    return found

@@ -1,0 +1,257 @@
+"""The kubelet: container states, KUBESIM_* behaviours, init containers, volumes, the
+stager image running for real, and pods/log."""
+
+from __future__ import annotations
+
+import base64
+
+from tests.kubesim.helpers import (
+    api_error,
+    claim,
+    container,
+    job,
+    job_finished,
+    pod,
+    pod_phase,
+    raw,
+    wait_for,
+)
+
+
+def statuses(obj: dict, key: str = "containerStatuses") -> dict[str, dict]:
+    return {s["name"]: s for s in obj["status"].get(key) or []}
+
+
+def test_pod_goes_pending_running_succeeded(core_v1, namespace):
+    core_v1.create_namespaced_pod(namespace, pod("p", container(KUBESIM_RUN_SECONDS=4)))
+    running = wait_for(pod_phase(core_v1, namespace, "p", "Running"))
+    main = statuses(running)["main"]
+    assert "running" in main["state"] and main["ready"] is True and main["started"] is True
+    assert main["restartCount"] == 0 and main["image"] == "busybox:1.36"
+    assert running["status"]["podIP"] and running["status"]["hostIP"]
+    assert running["status"]["startTime"]
+    conditions = {c["type"]: c["status"] for c in running["status"]["conditions"]}
+    assert conditions["Ready"] == "True" and conditions["PodScheduled"] == "True"
+    done = wait_for(pod_phase(core_v1, namespace, "p", "Succeeded"))
+    term = statuses(done)["main"]["state"]["terminated"]
+    assert term["exitCode"] == 0 and term["reason"] == "Completed"
+    assert term["startedAt"] and term["finishedAt"] and main["ready"]
+    assert statuses(done)["main"]["ready"] is False
+
+
+def test_exit_code_oom_and_log(core_v1, namespace):
+    core_v1.create_namespaced_pod(
+        namespace,
+        pod(
+            "multi",
+            container("fails", KUBESIM_RUN_SECONDS=0, KUBESIM_EXIT_CODE=7, KUBESIM_LOG="oops"),
+            container("oom", KUBESIM_RUN_SECONDS=0, KUBESIM_OOMKILLED=1),
+        ),
+    )
+    done = wait_for(pod_phase(core_v1, namespace, "multi", "Failed"))
+    fails = statuses(done)["fails"]["state"]["terminated"]
+    assert (fails["exitCode"], fails["reason"]) == (7, "Error")
+    oom = statuses(done)["oom"]["state"]["terminated"]
+    assert (oom["exitCode"], oom["reason"]) == (137, "OOMKilled")
+    assert core_v1.read_namespaced_pod_log("multi", namespace, container="fails") == "oops\n"
+
+
+def test_image_pull_error_stays_pending(core_v1, namespace):
+    core_v1.create_namespaced_pod(namespace, pod("pull", container(KUBESIM_IMAGE_PULL_ERROR=1)))
+
+    def reason(wanted):
+        def check():
+            obj = raw(core_v1.read_namespaced_pod, "pull", namespace)
+            state = statuses(obj).get("main", {}).get("state", {})
+            return obj if state.get("waiting", {}).get("reason") == wanted else None
+
+        return check
+
+    first = wait_for(reason("ErrImagePull"))
+    assert (
+        "failed to pull and unpack image" in statuses(first)["main"]["state"]["waiting"]["message"]
+    )
+    later = wait_for(reason("ImagePullBackOff"))
+    assert later["status"]["phase"] == "Pending"
+    status, body = api_error(core_v1.read_namespaced_pod_log, "pull", namespace)
+    assert status == 400
+    assert body["message"] == 'container "main" in pod "pull" is waiting to start: ImagePullBackOff'
+
+
+def test_init_containers_run_in_order_on_a_pvc(kubesim, core_v1, namespace):
+    core_v1.create_namespaced_persistent_volume_claim(namespace, claim("work"))
+    mount = [{"name": "w", "mountPath": "/work"}]
+    inits = [
+        {**container(f"init-{i}", KUBESIM_SH=f"echo step{i} >> /work/trace"), "volumeMounts": mount}
+        for i in (1, 2, 3)
+    ]
+    main = {**container("main", KUBESIM_SH="cat /work/trace; echo done"), "volumeMounts": mount}
+    volumes = [{"name": "w", "persistentVolumeClaim": {"claimName": "work"}}]
+    core_v1.create_namespaced_pod(
+        namespace, pod("ordered", main, initContainers=inits, volumes=volumes)
+    )
+    done = wait_for(pod_phase(core_v1, namespace, "ordered", "Succeeded"))
+    assert [
+        s["state"]["terminated"]["exitCode"] for s in done["status"]["initContainerStatuses"]
+    ] == [
+        0,
+        0,
+        0,
+    ]
+    log = core_v1.read_namespaced_pod_log("ordered", namespace, container="main")
+    assert log == "step1\nstep2\nstep3\ndone\n"
+    assert (kubesim.claim_dir(namespace, "work") / "trace").read_text() == "step1\nstep2\nstep3\n"
+    assert (
+        core_v1.read_namespaced_pod_log("ordered", namespace, container="main", tail_lines=1)
+        == "done\n"
+    )
+
+
+def test_failed_init_container_fails_the_pod(core_v1, namespace):
+    init = container("setup", KUBESIM_SH="echo broken; exit 4")
+    core_v1.create_namespaced_pod(
+        namespace, pod("initfail", container(KUBESIM_LOG="never"), initContainers=[init])
+    )
+    done = wait_for(pod_phase(core_v1, namespace, "initfail", "Failed"))
+    setup = statuses(done, "initContainerStatuses")["setup"]["state"]["terminated"]
+    assert (setup["exitCode"], setup["reason"]) == (4, "Error")
+    assert "waiting" in statuses(done)["main"]["state"]  # never started
+    assert core_v1.read_namespaced_pod_log("initfail", namespace, container="setup") == "broken\n"
+
+
+def test_missing_pvc_keeps_pod_pending_until_it_exists(kubesim, core_v1, namespace):
+    volumes = [{"name": "v", "persistentVolumeClaim": {"claimName": "later"}}]
+    main = {
+        **container(KUBESIM_SH="echo hi > /data/out"),
+        "volumeMounts": [{"name": "v", "mountPath": "/data"}],
+    }
+    core_v1.create_namespaced_pod(namespace, pod("waits", main, volumes=volumes))
+
+    def unschedulable():
+        obj = raw(core_v1.read_namespaced_pod, "waits", namespace)
+        cond = {c["type"]: c for c in obj["status"].get("conditions") or []}.get("PodScheduled")
+        return cond if cond and cond["status"] == "False" else None
+
+    cond = wait_for(unschedulable)
+    assert cond["reason"] == "Unschedulable"
+    assert 'persistentvolumeclaim "later" not found' in cond["message"]
+    assert raw(core_v1.read_namespaced_pod, "waits", namespace)["status"]["phase"] == "Pending"
+    core_v1.create_namespaced_persistent_volume_claim(namespace, claim("later"))
+    wait_for(pod_phase(core_v1, namespace, "waits", "Succeeded"))
+    assert (kubesim.claim_dir(namespace, "later") / "out").read_text() == "hi\n"
+
+
+def test_missing_secret_keeps_container_creating(core_v1, namespace):
+    volumes = [{"name": "s", "secret": {"secretName": "creds"}}]
+    main = {
+        **container(KUBESIM_SH="cat /etc/creds/key"),
+        "volumeMounts": [{"name": "s", "mountPath": "/etc/creds"}],
+    }
+    core_v1.create_namespaced_pod(namespace, pod("sec", main, volumes=volumes))
+
+    def creating():
+        obj = raw(core_v1.read_namespaced_pod, "sec", namespace)
+        waiting = statuses(obj).get("main", {}).get("state", {}).get("waiting") or {}
+        return (
+            obj
+            if waiting.get("reason") == "ContainerCreating" and obj["status"].get("startTime")
+            else None
+        )
+
+    assert wait_for(creating)["status"]["phase"] == "Pending"
+    secret = {"metadata": {"name": "creds"}, "data": {"key": base64.b64encode(b"s3cret").decode()}}
+    core_v1.create_namespaced_secret(namespace, secret)
+    wait_for(pod_phase(core_v1, namespace, "sec", "Succeeded"))
+    assert core_v1.read_namespaced_pod_log("sec", namespace) == "s3cret"
+
+
+def test_kubesim_sh_sees_container_env_and_empty_dir(core_v1, namespace):
+    main = {
+        **container(GREETING="hello", KUBESIM_SH='echo "$GREETING" > /scratch/f; cat /scratch/f'),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/scratch"}],
+    }
+    core_v1.create_namespaced_pod(
+        namespace, pod("envs", main, volumes=[{"name": "tmp", "emptyDir": {}}])
+    )
+    wait_for(pod_phase(core_v1, namespace, "envs", "Succeeded"))
+    assert core_v1.read_namespaced_pod_log("envs", namespace) == "hello\n"
+
+
+def test_kubesim_sh_exit_code(core_v1, namespace):
+    core_v1.create_namespaced_pod(
+        namespace, pod("sh", container(KUBESIM_SH="echo bad >&2; exit 9"))
+    )
+    done = wait_for(pod_phase(core_v1, namespace, "sh", "Failed"))
+    assert statuses(done)["main"]["state"]["terminated"]["exitCode"] == 9
+    assert core_v1.read_namespaced_pod_log("sh", namespace) == "bad\n"
+
+
+STAGER_SCRIPT = (
+    "import os, sys; from pathlib import Path; "
+    "out = Path(sys.argv[1]); "
+    "(out / 'result.txt').write_text(os.environ['PAYLOAD'] + ':' + os.environ['TARGET']); "
+    "print('wrote', out.name, flush=True)"
+)
+
+
+def test_stager_image_runs_for_real(kubesim, batch_v1, core_v1, namespace):
+    core_v1.create_namespaced_persistent_volume_claim(namespace, claim("output"))
+    stager = {
+        "name": "stage-out",
+        "image": "stager:v2",  # the tag is ignored: same repository as the stager image
+        "command": ["python", "-c", STAGER_SCRIPT],
+        "args": ["/output"],
+        "env": [{"name": "PAYLOAD", "value": "data"}, {"name": "TARGET", "value": "/output/x"}],
+        "volumeMounts": [{"name": "out", "mountPath": "/output"}],
+    }
+    volumes = [{"name": "out", "persistentVolumeClaim": {"claimName": "output"}}]
+    batch_v1.create_namespaced_job(
+        namespace, job("stage", stager, pod_spec={"volumes": volumes}, backoffLimit=0)
+    )
+    done = wait_for(job_finished(batch_v1, namespace, "stage"), timeout=10)
+    assert done["status"].get("succeeded") == 1, done["status"]
+    host = kubesim.claim_dir(namespace, "output")
+    assert (host / "result.txt").read_text() == f"data:{host}/x"
+    [p] = raw(core_v1.list_namespaced_pod, namespace, label_selector="job-name=stage")["items"]
+    log = core_v1.read_namespaced_pod_log(p["metadata"]["name"], namespace)
+    assert log == "wrote output\n"
+
+
+def test_other_images_are_simulated_not_run(core_v1, namespace):
+    other = {
+        "name": "main",
+        "image": "stager-other:test",
+        "command": ["python", "-c", "raise SystemExit(3)"],
+        "env": [{"name": "KUBESIM_RUN_SECONDS", "value": "0"}],
+    }
+    core_v1.create_namespaced_pod(namespace, pod("sim", other))
+    wait_for(pod_phase(core_v1, namespace, "sim", "Succeeded"))
+
+
+def test_pod_log_errors(core_v1, namespace):
+    core_v1.create_namespaced_pod(
+        namespace,
+        pod(
+            "two", container("a", KUBESIM_RUN_SECONDS=100), container("b", KUBESIM_RUN_SECONDS=100)
+        ),
+    )
+    status, body = api_error(core_v1.read_namespaced_pod_log, "two", namespace)
+    assert status == 400
+    assert body["message"] == "a container name must be specified for pod two, choose one of: [a b]"
+    status, body = api_error(core_v1.read_namespaced_pod_log, "two", namespace, container="zz")
+    assert status == 400 and body["message"] == "container zz is not valid for pod two"
+    assert api_error(core_v1.read_namespaced_pod_log, "nope", namespace)[0] == 404
+
+
+def test_secret_env_and_items(core_v1, namespace):
+    core_v1.create_namespaced_secret(
+        namespace, {"metadata": {"name": "s"}, "stringData": {"k": "v1"}}
+    )
+    main = container(KUBESIM_SH='echo "$FROM_SECRET $POD"')
+    main["env"] += [
+        {"name": "FROM_SECRET", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+        {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ]
+    core_v1.create_namespaced_pod(namespace, pod("refs", main))
+    wait_for(pod_phase(core_v1, namespace, "refs", "Succeeded"))
+    assert core_v1.read_namespaced_pod_log("refs", namespace) == "v1 refs\n"
