@@ -205,11 +205,12 @@ class Stack:
         self._started(kubesim, f"http://127.0.0.1:{s.kubesim_port} (KUBECONFIG={s.kubeconfig})")
         self._started(gcs, f"http://127.0.0.1:{s.gcs_port} (STORAGE_EMULATOR_HOST)")
         self._prepare_cloud()
-        write_env_file(s.env_file, client_env(s))
         if functions:
             self._start_functions(functions, env)
         else:
             log.warning("functions/main.py defines no function yet: serving the local cloud only")
+        # Written last: its presence tells other shells (and tests) that everything is up.
+        write_env_file(s.env_file, client_env(s))
 
     def _prepare_cloud(self) -> None:
         """The bucket and the namespace the functions expect."""

@@ -110,6 +110,12 @@ def test_make_run_serves_everything_and_leaves_nothing_behind(tmp_path):
         )
         assert kubectl.stdout.strip() == "namespace/jobs", kubectl.stderr
 
+        api = requests.get(f"http://127.0.0.1:{env['API_PORT']}/batch/", timeout=30)
+        assert api.json() == {"data": [], "error": "", "msg": "", "result": True}
+        sync_port = int(env["LOCAL_FUNCTIONS_PORT"])  # synchronize_batch_jobs comes first
+        sync = requests.post(f"http://127.0.0.1:{sync_port}/", timeout=30)
+        assert sync.json()["result"] is True
+
         second = subprocess.run(
             [sys.executable, "-m", "infra.local.stack"],
             cwd=REPO_ROOT,
