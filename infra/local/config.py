@@ -28,6 +28,29 @@ def _float(name: str, default: float) -> float:
     return value
 
 
+def isolated_env(state_dir: Path, **overrides: str) -> dict[str, str]:
+    """An environment for a second, private stack (tests, benchmarks): free ports, its
+    own state directory, and none of the caller's emulator variables."""
+    from infra.local.procs import free_port, free_port_block
+
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST")
+    }
+    env.update(
+        LOCAL_CLOUD_DIR=str(state_dir),
+        LOCAL_FIRESTORE_PORT=str(free_port()),
+        LOCAL_PUBSUB_PORT=str(free_port()),
+        LOCAL_GCS_PORT=str(free_port()),
+        LOCAL_KUBESIM_PORT=str(free_port()),
+        LOCAL_FUNCTIONS_PORT=str(free_port_block(6)),
+        API_PORT=str(free_port()),
+    )
+    env.update(overrides)
+    return env
+
+
 @dataclass(frozen=True)
 class LocalCloudSettings:
     project: str  # GOOGLE_CLOUD_PROJECT

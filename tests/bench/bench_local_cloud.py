@@ -17,7 +17,8 @@ import time
 import uuid
 from pathlib import Path
 
-from infra.local.procs import free_port, free_port_block, spawn
+from infra.local.config import isolated_env
+from infra.local.procs import spawn
 from infra.local.pubsub import ensure_topic_and_subscription
 from infra.local.stack import GCS_TOPIC, read_env_file
 from tests.bench.results import record, table
@@ -27,18 +28,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def start_stack(state: Path) -> tuple[subprocess.Popen[bytes], float]:
-    env = {
-        **os.environ,
-        "LOCAL_CLOUD_DIR": str(state),
-        "LOCAL_FIRESTORE_PORT": str(free_port()),
-        "LOCAL_PUBSUB_PORT": str(free_port()),
-        "LOCAL_GCS_PORT": str(free_port()),
-        "LOCAL_KUBESIM_PORT": str(free_port()),
-        "LOCAL_FUNCTIONS_PORT": str(free_port_block(6)),
-        "API_PORT": str(free_port()),
-        "GOOGLE_CLOUD_PROJECT": "bench",
-        "GC_BUCKET_NAME": "bench-bucket",
-    }
+    env = isolated_env(state, GOOGLE_CLOUD_PROJECT="bench", GC_BUCKET_NAME="bench-bucket")
     started = time.monotonic()
     stack = subprocess.Popen(
         [sys.executable, "-m", "infra.local.stack"],

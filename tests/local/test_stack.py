@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from infra.local.procs import free_port, free_port_block
+from infra.local.config import isolated_env
 from infra.local.stack import read_env_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -49,22 +49,13 @@ def alive(pid: int) -> bool:
 
 def test_make_run_serves_everything_and_leaves_nothing_behind(tmp_path):
     state = tmp_path / "state"
-    env = {
-        **os.environ,
-        "LOCAL_CLOUD_DIR": str(state),
-        "LOCAL_FIRESTORE_PORT": str(free_port()),
-        "LOCAL_PUBSUB_PORT": str(free_port()),
-        "LOCAL_GCS_PORT": str(free_port()),
-        "LOCAL_KUBESIM_PORT": str(free_port()),
-        "LOCAL_FUNCTIONS_PORT": str(free_port_block(6)),
-        "API_PORT": str(free_port()),
-        "GOOGLE_CLOUD_PROJECT": "stack-test",
-        "GC_BUCKET_NAME": "stack-bucket",
-        "KUBERNETES_NAMESPACE": "jobs",
-        "JOB_SYNCHRONIZATION_INTERVAL": "2",
-    }
-    for name in ("FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST"):
-        env.pop(name, None)
+    env = isolated_env(
+        state,
+        GOOGLE_CLOUD_PROJECT="stack-test",
+        GC_BUCKET_NAME="stack-bucket",
+        KUBERNETES_NAMESPACE="jobs",
+        JOB_SYNCHRONIZATION_INTERVAL="2",
+    )
     stack = subprocess.Popen(
         [sys.executable, "-m", "infra.local.stack"],
         cwd=REPO_ROOT,
