@@ -9,21 +9,18 @@ first, and Failed (or Complete) once no pod of the Job is still running or termi
 from __future__ import annotations
 
 import copy
-import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from infra.local.kubesim import deletion, podstatus
 from infra.local.kubesim import resources as r
-from infra.local.kubesim.clock import Clock, log, now_rfc3339
+from infra.local.kubesim.clock import Clock, now_rfc3339
 from infra.local.kubesim.failure_policy import match_rules
+from infra.local.kubesim.loop import StoreLoop
 from infra.local.kubesim.registry import random_suffix
 from infra.local.kubesim.store import Obj, Store, meta
 
-TICK = 0.025  # wall seconds between passes when nothing changed
-FULL_PASS = 0.1  # wall seconds: time-based work (deadlines, TTLs, backoff) is checked this often
 BACKOFF_BASE = 10.0  # simulated seconds before the first retry, doubling, capped
 BACKOFF_CAP = 360.0
 TERMINAL = ("Succeeded", "Failed")
@@ -73,31 +70,21 @@ def set_condition(
     )
 
 
-class JobController:
+class JobController(StoreLoop):
+    name = "job controller pass"
+    full_pass = (
+        0.1  # wall seconds: time-based work (deadlines, TTLs, backoff) is checked this often
+    )
+
     def __init__(self, store: Store, clock: Clock) -> None:
-        self.store = store
-        self.clock = clock
+        super().__init__(store, clock)
         self.states: dict[str, JobState] = {}
-        self._last_rv = -1
-        self._last_pass = 0.0
 
-    def run(self, stop: threading.Event) -> None:
-        while not stop.wait(TICK):
-            try:
-                self.tick()
-            except Exception as error:  # noqa: BLE001 - the loop must survive one bad Job
-                log("ERROR", "job controller pass failed", error=repr(error))
-
-    def tick(self) -> None:
-        now = time.monotonic()
-        if self.store.resource_version == self._last_rv and now - self._last_pass < FULL_PASS:
-            return
-        with self.store.lock:
-            self._last_rv, self._last_pass = self.store.resource_version, now
-            jobs = list(self.store.raw_items(r.JOBS))
-            for job in jobs:
-                self._sync(job, now)
-            live = {meta(j)["uid"] for j in jobs}
+    def pass_once(self, now: float) -> None:
+        jobs = list(self.store.raw_items(r.JOBS))
+        for job in jobs:
+            self._sync(job, now)
+        live = {meta(j)["uid"] for j in jobs}
         for uid in [u for u in self.states if u not in live]:
             del self.states[uid]
 

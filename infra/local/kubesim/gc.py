@@ -6,47 +6,28 @@ pod uses them, and namespaces being terminated.
 from __future__ import annotations
 
 import copy
-import threading
-import time
 
 from infra.local.kubesim import deletion
 from infra.local.kubesim import resources as r
-from infra.local.kubesim.clock import Clock, log
-from infra.local.kubesim.store import Obj, Store, meta
+from infra.local.kubesim.loop import StoreLoop
+from infra.local.kubesim.store import Obj, meta
 
-TICK = 0.025
-FULL_PASS = 0.2  # wall seconds: a pass even when nothing changed
 NAMESPACED = [rt for rt in r.ALL if rt.namespaced]
 
 
-class GarbageCollector:
-    def __init__(self, store: Store, clock: Clock) -> None:
-        self.store = store
-        self.clock = clock
-        self._last_rv = -1
-        self._last_pass = 0.0
+class GarbageCollector(StoreLoop):
+    name = "garbage collector pass"
+    full_pass = 0.2  # wall seconds: a pass even when nothing changed
 
-    def run(self, stop: threading.Event) -> None:
-        while not stop.wait(TICK):
-            try:
-                self.tick()
-            except Exception as error:  # noqa: BLE001 - the loop must survive one bad object
-                log("ERROR", "garbage collector pass failed", error=repr(error))
-
-    def tick(self) -> None:
-        now = time.monotonic()
-        if self.store.resource_version == self._last_rv and now - self._last_pass < FULL_PASS:
-            return
-        with self.store.lock:
-            self._last_rv, self._last_pass = self.store.resource_version, now
-            for ns in list(self.store.raw_items(r.NAMESPACES)):
-                if meta(ns).get("deletionTimestamp"):
-                    self._terminate_namespace(ns)
-            for rt in NAMESPACED:
-                for obj in list(self.store.raw_items(rt)):
-                    if self.store.by_uid(meta(obj)["uid"]) is None:
-                        continue  # removed earlier in this pass
-                    self._collect(rt, obj)
+    def pass_once(self, now: float) -> None:
+        for ns in list(self.store.raw_items(r.NAMESPACES)):
+            if meta(ns).get("deletionTimestamp"):
+                self._terminate_namespace(ns)
+        for rt in NAMESPACED:
+            for obj in list(self.store.raw_items(rt)):
+                if self.store.by_uid(meta(obj)["uid"]) is None:
+                    continue  # removed earlier in this pass
+                self._collect(rt, obj)
 
     def _delete(self, rt: r.ResourceType, obj: Obj, grace: int | None = None) -> None:
         if meta(obj).get("deletionTimestamp") and not (rt is r.PODS and grace == 0):
