@@ -231,9 +231,9 @@ class Reconciler:
             if k8s_job is None:
                 continue
             status = k8s_job.get("status") or {}
-            if finished(k8s_job) == "Failed" or (
-                finished(k8s_job) is None and status.get("active") and not status.get("ready")
-            ):
+            outcome = finished(k8s_job)
+            waiting = outcome is None and status.get("active") and not status.get("ready")
+            if outcome == "Failed" or waiting:
                 wanted.append(job_id)
         pods: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for start in range(0, len(wanted), SELECTOR_CHUNK):

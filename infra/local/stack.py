@@ -152,6 +152,18 @@ class Stack:
         self.settings = settings
         self.servers: list[ServerProcess] = []
         self.endpoints: list[tuple[str, str]] = []
+        # What every server of ours sees: the emulators, the configuration, the package.
+        self.env = {**os.environ, **client_env(settings), "PYTHONPATH": str(REPO_ROOT)}
+
+    def _python(self, name: str, module: str, *args: str) -> ServerProcess:
+        """Spawn `python -m module args` from the repository root, logged as `name`."""
+        return spawn(
+            name,
+            [sys.executable, "-m", module, *args],
+            log_dir=self.settings.log_dir,
+            env=self.env,
+            cwd=REPO_ROOT,
+        )
 
     def _started(self, starting: Starting, endpoint: str) -> ServerProcess:
         self.servers.append(starting.proc)  # stopped on failure too
@@ -161,7 +173,6 @@ class Stack:
 
     def start(self, functions: list[str]) -> None:
         s = self.settings
-        env = {**os.environ, **client_env(s), "PYTHONPATH": str(REPO_ROOT)}
         os.environ.update(client_env(s))
         logs_dir = s.log_dir
         # Independent servers boot in parallel; each waits below.
@@ -172,22 +183,15 @@ class Stack:
             port=s.pubsub_port, project=s.project, log_dir=logs_dir, data_dir=s.state_dir / "pubsub"
         )
         kubesim = Starting(
-            spawn(
+            self._python(
                 "kubesim",
-                [
-                    sys.executable,
-                    "-m",
-                    "infra.local.kubesim",
-                    "--host=127.0.0.1",
-                    f"--port={s.kubesim_port}",
-                    f"--kubeconfig={s.kubeconfig}",
-                    f"--data-dir={s.state_dir / 'kubesim'}",
-                    f"--speed={s.kubesim_speed}",
-                    f"--stager-image={s.stager_image}",
-                ],
-                log_dir=logs_dir,
-                env=env,
-                cwd=REPO_ROOT,
+                "infra.local.kubesim",
+                "--host=127.0.0.1",
+                f"--port={s.kubesim_port}",
+                f"--kubeconfig={s.kubeconfig}",
+                f"--data-dir={s.state_dir / 'kubesim'}",
+                f"--speed={s.kubesim_speed}",
+                f"--stager-image={s.stager_image}",
             ),
             tcp_open(s.kubesim_port),
             30.0,
@@ -206,7 +210,7 @@ class Stack:
         self._started(gcs, f"http://127.0.0.1:{s.gcs_port} (STORAGE_EMULATOR_HOST)")
         self._prepare_cloud()
         if functions:
-            self._start_functions(functions, env)
+            self._start_functions(functions)
         else:
             log.warning("functions/main.py defines no function yet: serving the local cloud only")
         # Written last: its presence tells other shells (and tests) that everything is up.
@@ -235,53 +239,37 @@ class Stack:
                 if error.status != 409:
                     raise
 
-    def _start_functions(self, functions: list[str], env: dict[str, str]) -> None:
+    def _start_functions(self, functions: list[str]) -> None:
         s = self.settings
         ports = function_ports(s)
         starting = []
         for name in functions:
-            argv = [
-                sys.executable,
-                "-m",
+            proc = self._python(
+                f"function-{name}",
                 "functions_framework",
                 f"--source={FUNCTIONS_SOURCE}",
                 f"--target={name}",
                 "--host=127.0.0.1",
                 f"--port={ports[name]}",
-            ]
-            proc = spawn(f"function-{name}", argv, log_dir=s.log_dir, env=env, cwd=REPO_ROOT)
+            )
             starting.append((name, Starting(proc, tcp_open(ports[name]), 60.0)))
         for name, pending in starting:
             self._started(pending, f"http://127.0.0.1:{ports[name]} ({name})")
         if FINALIZE_FUNCTION in functions:
-            relay = spawn(
+            relay = self._python(
                 "eventarc-relay",
-                [
-                    sys.executable,
-                    "-m",
-                    "infra.local.relay",
-                    f"--subscription=projects/{s.project}/subscriptions/{RELAY_SUBSCRIPTION}",
-                    f"--target=http://127.0.0.1:{ports[FINALIZE_FUNCTION]}/",
-                ],
-                log_dir=s.log_dir,
-                env=env,
-                cwd=REPO_ROOT,
+                "infra.local.relay",
+                f"--subscription=projects/{s.project}/subscriptions/{RELAY_SUBSCRIPTION}",
+                f"--target=http://127.0.0.1:{ports[FINALIZE_FUNCTION]}/",
             )
             self.servers.append(relay)
             self.endpoints.append(("eventarc-relay", f"{GCS_TOPIC} -> {FINALIZE_FUNCTION}"))
         if SYNC_FUNCTION in functions:
-            scheduler = spawn(
+            scheduler = self._python(
                 "cloud-scheduler",
-                [
-                    sys.executable,
-                    "-m",
-                    "infra.local.scheduler",
-                    f"--target=http://127.0.0.1:{ports[SYNC_FUNCTION]}/",
-                    f"--interval={s.sync_interval}",
-                ],
-                log_dir=s.log_dir,
-                env=env,
-                cwd=REPO_ROOT,
+                "infra.local.scheduler",
+                f"--target=http://127.0.0.1:{ports[SYNC_FUNCTION]}/",
+                f"--interval={s.sync_interval}",
             )
             self.servers.append(scheduler)
             self.endpoints.append(
