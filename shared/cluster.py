@@ -7,13 +7,15 @@ which is several times cheaper than the client's model objects for thousands of 
 
 from __future__ import annotations
 
+import base64
 import json
+import tempfile
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared.errors import ClusterApiError, ClusterConflictError, ClusterNotFoundError, cut
 from shared.manifests import OWNED_SELECTOR
-from shared.settings import Settings
+from shared.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -39,6 +41,8 @@ def api_client(settings: Settings) -> ApiClient:
     configuration.host = settings.kubernetes_url.rstrip("/")
     if settings.kubernetes_ca_file:
         configuration.ssl_ca_cert = settings.kubernetes_ca_file
+    elif settings.kubernetes_ca_data:
+        configuration.ssl_ca_cert = _ca_file(settings.kubernetes_ca_data)
     if settings.gke_auth:
         _use_google_token(configuration)
     elif settings.kubernetes_key:
@@ -47,6 +51,17 @@ def api_client(settings: Settings) -> ApiClient:
             "authorization": key if key.startswith("Bearer ") else f"Bearer {key}"
         }
     return client.ApiClient(configuration)
+
+
+def _ca_file(data: str) -> str:
+    """The client reads its CA from a file: write the base64 PEM of KUBERNETES_CA_DATA to one."""
+    try:
+        pem = base64.b64decode(data, validate=True)
+    except ValueError:
+        raise SettingsError("KUBERNETES_CA_DATA must be base64 (a PEM certificate)") from None
+    with tempfile.NamedTemporaryFile("wb", prefix="cluster-ca-", suffix=".pem", delete=False) as f:
+        f.write(pem)
+    return f.name
 
 
 def _use_google_token(configuration: Any) -> None:

@@ -75,6 +75,7 @@ class Settings:
     kubernetes_url: str | None  # KUBERNETES_API_URL: https://HOST; None = use KUBECONFIG
     kubernetes_key: str | None  # KUBERNETES_API_KEY: bearer token, "Bearer " prefix optional
     kubernetes_ca_file: str | None  # KUBERNETES_CA_FILE: CA bundle of the API server
+    kubernetes_ca_data: str | None  # KUBERNETES_CA_DATA: the same, base64 PEM (GKE's masterAuth)
     gke_auth: bool  # KUBERNETES_AUTH=gke: token from google-auth default credentials
     kubeconfig: str | None  # KUBECONFIG: path, used when KUBERNETES_API_URL is not set
     namespace: str  # KUBERNETES_NAMESPACE ("default"): must exist
@@ -89,6 +90,8 @@ class Settings:
     image_pull_grace: float  # IMAGE_PULL_GRACE_SECONDS (120): pull errors this old fail a job
     create_grace: float  # CREATE_GRACE_SECONDS (120): a `created` job this old was abandoned
     sync_interval: float  # JOB_SYNCHRONIZATION_INTERVAL (30): seconds between sync passes
+    sync_passes: int  # SYNC_PASSES_PER_CALL (1): passes per scheduler call, `interval` apart
+    sync_budget: float  # SYNC_TIME_BUDGET_SECONDS (50): no pass of a call may end later
     max_input_bytes: int  # MAX_INPUT_BYTES (20 MiB): decoded input zip
     max_input_files: int  # MAX_INPUT_FILES (10000): entries in the input zip
     max_input_uncompressed: int  # MAX_INPUT_UNCOMPRESSED_BYTES (1 GiB)
@@ -109,6 +112,7 @@ class Settings:
             kubernetes_url=read.optional("KUBERNETES_API_URL"),
             kubernetes_key=read.optional("KUBERNETES_API_KEY"),
             kubernetes_ca_file=read.optional("KUBERNETES_CA_FILE"),
+            kubernetes_ca_data=read.optional("KUBERNETES_CA_DATA"),
             gke_auth=read.text("KUBERNETES_AUTH", "token").lower() == "gke",
             kubeconfig=read.optional("KUBECONFIG"),
             namespace=read.text("KUBERNETES_NAMESPACE", "default"),
@@ -121,6 +125,8 @@ class Settings:
             image_pull_grace=read.number("IMAGE_PULL_GRACE_SECONDS", 120.0),
             create_grace=read.number("CREATE_GRACE_SECONDS", 120.0),
             sync_interval=read.number("JOB_SYNCHRONIZATION_INTERVAL", 30.0, minimum=0.1),
+            sync_passes=read.integer("SYNC_PASSES_PER_CALL", 1, minimum=1),
+            sync_budget=read.number("SYNC_TIME_BUDGET_SECONDS", 50.0, minimum=1.0),
             max_input_bytes=read.integer("MAX_INPUT_BYTES", 20 * MIB, minimum=1),
             max_input_files=read.integer("MAX_INPUT_FILES", 10000, minimum=1),
             max_input_uncompressed=read.integer("MAX_INPUT_UNCOMPRESSED_BYTES", 1024 * MIB),

@@ -246,3 +246,39 @@ def test_a_job_left_in_created_is_finished_by_the_sync(fn, backends, monkeypatch
     job = fn.job(orphan.id)
     assert job["status"] == "failed"
     assert job["reason"] == "CreateInterrupted"
+
+
+class FakeClock:
+    """Time that moves only when the sync sleeps, or when a pass takes `pass_seconds`."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.mark.parametrize(
+    ("passes", "budget", "ran"),
+    [(1, 50, 1), (3, 50, 3), (6, 50, 6), (6, 45, 5), (6, 15, 2)],
+)
+def test_a_call_runs_its_passes_interval_apart_within_its_budget(fn, backends, passes, budget, ran):
+    import dataclasses
+
+    from shared.backends import Backends
+    from shared.reconciler import synchronize
+
+    settings = dataclasses.replace(
+        backends.settings, sync_passes=passes, sync_interval=10.0, sync_budget=budget
+    )
+    sized = Backends(settings)
+    clock = FakeClock()
+    report = synchronize(sized, clock=clock, sleep=clock.sleep)
+    assert report.passes == ran
+    # the first pass starts at once, each next one `interval` after the previous start
+    assert clock.sleeps == [0.0] + [10.0] * (ran - 1)
