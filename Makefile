@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test lint typecheck check bench clean
+.PHONY: venv run test lint typecheck check bench bundle deploy clean
 
 venv: $(STAMP)
 
@@ -38,5 +38,14 @@ bench: venv
 		echo "== $$module"; $(PY) -m "$$module"; \
 	done
 
+# The functions' source as Cloud Functions wants it (make deploy builds it too).
+bundle: venv
+	$(PY) -m infra.deploy.bundle build/functions
+
+# Settings from the environment or deploy.env (see infra/deploy.example.env); DRY_RUN=1
+# prints every command and request body instead of running them.
+deploy: venv
+	$(PY) -m infra.deploy $(if $(DEPLOY_ENV_FILE),--env-file $(DEPLOY_ENV_FILE))
+
 clean:
-	rm -rf $(VENV) .local-cloud .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .local-cloud .pytest_cache .mypy_cache .ruff_cache build

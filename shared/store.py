@@ -77,20 +77,27 @@ class JobStore:
         return self.get(str(snapshot.get("job_id")))
 
     def find(self, status: Status, account_id: str | None = None) -> list[Job]:
+        query = self.find_query(status, account_id)
+        return _wrap("list jobs", lambda: [_job(snapshot) for snapshot in query.stream()])
+
+    def find_query(self, status: Status, account_id: str | None = None) -> firestore.Query:
+        """The list's query: it needs a composite index (infra/firestore.indexes.json)."""
         from google.cloud.firestore_v1 import FieldFilter
 
         query = self.jobs.where(filter=FieldFilter("status", "==", status.value))
         if account_id is not None:
             query = query.where(filter=FieldFilter("account_id", "==", account_id))
-        query = query.order_by("created")
-        return _wrap("list jobs", lambda: [_job(snapshot) for snapshot in query.stream()])
+        return query.order_by("created")
 
     def unfinished(self) -> list[Job]:
         """Every job not in a final status: the one query of a sync."""
+        query = self.unfinished_query()
+        return _wrap("list unfinished jobs", lambda: [_job(s) for s in query.stream()])
+
+    def unfinished_query(self) -> firestore.Query:
         from google.cloud.firestore_v1 import FieldFilter
 
-        query = self.jobs.where(filter=FieldFilter("status", "in", UNFINISHED))
-        return _wrap("list unfinished jobs", lambda: [_job(s) for s in query.stream()])
+        return self.jobs.where(filter=FieldFilter("status", "in", UNFINISHED))
 
     def transition(
         self,

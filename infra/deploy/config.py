@@ -1,0 +1,184 @@
+"""The deploy settings: read from the environment, or from an env file (KEY=VALUE lines)
+whose values the environment overrides. Every missing or malformed setting is reported,
+one line each, before anything runs."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ACCOUNT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")  # Google's service account ids
+K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+# Runtime settings passed on to the functions when set (names from shared/settings.py).
+PASSED_TO_FUNCTIONS = (
+    "OUTPUT_URL_LIFETIME_SECONDS",
+    "JOB_VOLUME_SIZE",
+    "JOB_STORAGE_CLASS",
+    "JOB_TIMEOUT_SECONDS",
+    "CREATE_WAIT_SECONDS",
+    "IMAGE_PULL_GRACE_SECONDS",
+    "CREATE_GRACE_SECONDS",
+    "MAX_INPUT_BYTES",
+    "MAX_INPUT_FILES",
+    "MAX_INPUT_UNCOMPRESSED_BYTES",
+    "MAX_REQUEST_BYTES",
+    "LOG_LEVEL",
+)
+
+
+class DeploySettingsError(Exception):
+    """Settings are missing or malformed; `problems` has one line per setting."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines; blank lines and # comments skipped; optional quotes removed."""
+    values: dict[str, str] = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.removeprefix("export ").partition("=")
+        if not sep or not key.strip():
+            raise DeploySettingsError([f"{path}:{number}: expected KEY=VALUE, got {line!r}"])
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    project: str  # GOOGLE_CLOUD_PROJECT
+    region: str  # REGION: the functions' and the scheduler job's region
+    bucket: str  # GC_BUCKET_NAME: the jobs bucket (must exist)
+    bucket_location: str  # BUCKET_LOCATION (REGION): where its finalize events originate
+    cluster: str  # GKE_CLUSTER: the cluster's name (Workload Identity enabled)
+    cluster_location: str  # GKE_LOCATION: its region or zone
+    namespace: str  # KUBERNETES_NAMESPACE: created if missing
+    stager_image: str  # STAGER_IMAGE: infra/images/stager, pushed to a registry
+    api_account: str  # API_SERVICE_ACCOUNT (task-runner-api): the five API functions
+    sync_account: str  # SYNC_SERVICE_ACCOUNT (task-runner-sync): the sync function
+    finalize_account: str  # FINALIZE_SERVICE_ACCOUNT (task-runner-finalize): finalize + trigger
+    scheduler_account: str  # SCHEDULER_SERVICE_ACCOUNT (task-runner-scheduler): calls the sync
+    stager_account: str  # STAGER_GOOGLE_SERVICE_ACCOUNT (task-runner-stager): bucket access
+    stager_ksa: str  # STAGER_SERVICE_ACCOUNT (task-runner-stager): Kubernetes SA of stagers
+    job_ksa: str  # JOB_SERVICE_ACCOUNT (task-runner-job): Kubernetes SA of user pods
+    firestore_database: str  # FIRESTORE_DATABASE ("(default)")
+    collection: str  # FIRESTORE_COLLECTION ("batch_jobs")
+    sync_interval: float  # JOB_SYNCHRONIZATION_INTERVAL (30): seconds
+    scheduler_job: str  # SCHEDULER_JOB (synchronize-batch-jobs)
+    invokers: tuple[str, ...]  # API_INVOKERS: members allowed to call the API, comma-separated
+    runtime: dict[str, str]  # the PASSED_TO_FUNCTIONS settings that are set
+    dry_run: bool  # DRY_RUN=1: print the plan, run nothing
+
+    def email(self, account: str) -> str:
+        return f"{account}@{self.project}.iam.gserviceaccount.com"
+
+    @property
+    def workload_pool(self) -> str:
+        return f"{self.project}.svc.id.goog"
+
+    @classmethod
+    def load(
+        cls, env: Mapping[str, str] | None = None, env_file: Path | None = None
+    ) -> DeployConfig:
+        """The environment wins over the env file (DEPLOY_ENV_FILE, or `env_file`)."""
+        env = dict(os.environ if env is None else env)
+        file = env_file or (Path(env["DEPLOY_ENV_FILE"]) if env.get("DEPLOY_ENV_FILE") else None)
+        if file is not None:
+            if not file.is_file():
+                raise DeploySettingsError([f"DEPLOY_ENV_FILE: {file} does not exist"])
+            env = {**read_env_file(file), **{k: v for k, v in env.items() if v.strip()}}
+        return _Reader(env).config()
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def get(self, name: str, default: str | None = None, *, what: str = "") -> str:
+        value = self.env.get(name, "").strip() or default
+        if value is None:
+            self.problems.append(f"{name} is not set: {what}")
+            return ""
+        return value
+
+    def account(self, name: str, default: str) -> str:
+        value = self.get(name, default)
+        if not ACCOUNT_ID.match(value):
+            self.problems.append(
+                f"{name}={value!r} is not a service account id (6-30 of a-z, 0-9, -)"
+            )
+        return value
+
+    def k8s_name(self, name: str, default: str | None, *, what: str = "") -> str:
+        value = self.get(name, default, what=what)
+        if value and not K8S_NAME.match(value):
+            self.problems.append(f"{name}={value!r} is not a Kubernetes name (a-z, 0-9, -)")
+        return value
+
+    def interval(self) -> float:
+        raw = self.get("JOB_SYNCHRONIZATION_INTERVAL", "30")
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if value < 1:
+            self.problems.append(f"JOB_SYNCHRONIZATION_INTERVAL={raw!r} must be seconds >= 1")
+            return 30.0
+        return value
+
+    def config(self) -> DeployConfig:
+        region = self.get("REGION", what="the functions' region, e.g. europe-west1")
+        config = DeployConfig(
+            project=self.get("GOOGLE_CLOUD_PROJECT", what="the Google Cloud project id"),
+            region=region,
+            bucket=self.get("GC_BUCKET_NAME", what="the jobs bucket, which must exist"),
+            bucket_location=self.get("BUCKET_LOCATION", region or None).lower(),
+            cluster=self.get("GKE_CLUSTER", what="the GKE cluster's name"),
+            cluster_location=self.get("GKE_LOCATION", what="the cluster's region or zone"),
+            namespace=self.k8s_name("KUBERNETES_NAMESPACE", None, what="the namespace jobs run in"),
+            stager_image=self.get(
+                "STAGER_IMAGE", what="the stager image (infra/images/stager) in a registry"
+            ),
+            api_account=self.account("API_SERVICE_ACCOUNT", "task-runner-api"),
+            sync_account=self.account("SYNC_SERVICE_ACCOUNT", "task-runner-sync"),
+            finalize_account=self.account("FINALIZE_SERVICE_ACCOUNT", "task-runner-finalize"),
+            scheduler_account=self.account("SCHEDULER_SERVICE_ACCOUNT", "task-runner-scheduler"),
+            stager_account=self.account("STAGER_GOOGLE_SERVICE_ACCOUNT", "task-runner-stager"),
+            stager_ksa=self.k8s_name("STAGER_SERVICE_ACCOUNT", "task-runner-stager"),
+            job_ksa=self.k8s_name("JOB_SERVICE_ACCOUNT", "task-runner-job"),
+            firestore_database=self.get("FIRESTORE_DATABASE", "(default)"),
+            collection=self.get("FIRESTORE_COLLECTION", "batch_jobs"),
+            sync_interval=self.interval(),
+            scheduler_job=self.get("SCHEDULER_JOB", "synchronize-batch-jobs"),
+            invokers=tuple(
+                member.strip()
+                for member in self.env.get("API_INVOKERS", "").split(",")
+                if member.strip()
+            ),
+            runtime={
+                name: self.env[name].strip()
+                for name in PASSED_TO_FUNCTIONS
+                if self.env.get(name, "").strip()
+            },
+            dry_run=self.env.get("DRY_RUN", "").strip().lower() in ("1", "true", "yes"),
+        )
+        for member in config.invokers:
+            if ":" not in member:
+                self.problems.append(
+                    f"API_INVOKERS: {member!r} needs a type, e.g. user:{member} or group:..."
+                )
+        if self.problems:
+            raise DeploySettingsError(self.problems)
+        return config

@@ -1,0 +1,138 @@
+"""The deployed functions: name, entry point in functions/main.py, identity, size and trigger.
+
+Sizes: a 2nd-gen function's CPU follows its memory unless set, and 256Mi gets a sixth of a
+CPU, which makes a cold start (mostly imports) several times slower. The request-serving
+functions get one CPU so that a cold request costs what the imports cost on a full core.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.deploy.config import DeployConfig
+from infra.deploy.steps import Run
+
+RUNTIME = "python312"
+FINALIZED = "google.cloud.storage.object.v1.finalized"
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str  # the deployed name (Cloud Run service names take no underscores)
+    entry_point: str  # the function in functions/main.py
+    role: str  # whose service account runs it: api, sync or finalize
+    memory: str
+    cpu: str | None  # None: what the memory gets by default
+    timeout: int  # seconds
+    sizing: str  # why this memory and timeout
+    event: bool = False  # the finalize trigger; the others are HTTP
+
+    @property
+    def http(self) -> bool:
+        return not self.event
+
+
+FUNCTIONS = (
+    Function(
+        name="batch-api", entry_point="batch_api", role="api",
+        memory="512Mi", cpu="1", timeout=120,
+        sizing="the earlier REST API; a create holds its body (MAX_REQUEST_BYTES, 32 MiB) "
+        "and the decoded zip in memory while it uploads",
+    ),
+    Function(
+        name="create-job", entry_point="create_job", role="api",
+        memory="512Mi", cpu="1", timeout=120,
+        sizing="as batch-api's create: the body and the decoded zip in memory, then the upload",
+    ),
+    Function(
+        name="get-job", entry_point="get_job", role="api",
+        memory="256Mi", cpu="1", timeout=30,
+        sizing="one Firestore read",
+    ),
+    Function(
+        name="list-jobs", entry_point="list_jobs", role="api",
+        memory="512Mi", cpu="1", timeout=60,
+        sizing="one query; 10,000 records are some tens of MB as objects and JSON",
+    ),
+    Function(
+        name="kill-job", entry_point="kill_job", role="api",
+        memory="256Mi", cpu="1", timeout=60,
+        sizing="a Firestore transaction and up to four deletes in the cluster",
+    ),
+    Function(
+        name="synchronize-batch-jobs", entry_point="synchronize_batch_jobs", role="sync",
+        memory="1Gi", cpu="1", timeout=180,
+        sizing="holds every unfinished job and the cluster's Jobs and claims at once (10,000 "
+        "jobs are a few hundred MB of JSON); a call starts no pass after "
+        "SYNC_TIME_BUDGET_SECONDS, so 180 s leaves room for one slow pass",
+    ),
+    Function(
+        name="on-output-finalized", entry_point="on_output_finalized", role="finalize",
+        memory="256Mi", cpu=None, timeout=60,
+        sizing="one Firestore transaction and a few deletes, in the background: its cold "
+        "start keeps no user waiting",
+        event=True,
+    ),
+)  # fmt: skip
+
+
+def function_env(config: DeployConfig, passes: int) -> dict[str, str]:
+    """What every function reads (shared/settings.py); the cluster's endpoint and CA come
+    from lookups made while deploying."""
+    env = {
+        "GOOGLE_CLOUD_PROJECT": config.project,
+        "GC_BUCKET_NAME": config.bucket,
+        "FIRESTORE_DATABASE": config.firestore_database,
+        "FIRESTORE_COLLECTION": config.collection,
+        "KUBERNETES_API_URL": "https://${CLUSTER_ENDPOINT}",
+        "KUBERNETES_CA_DATA": "${CLUSTER_CA}",
+        "KUBERNETES_AUTH": "gke",
+        "KUBERNETES_NAMESPACE": config.namespace,
+        "STAGER_IMAGE": config.stager_image,
+        "STAGER_SERVICE_ACCOUNT": config.stager_ksa,
+        "JOB_SERVICE_ACCOUNT": config.job_ksa,
+        "JOB_SYNCHRONIZATION_INTERVAL": f"{config.sync_interval:g}",
+        "SYNC_PASSES_PER_CALL": str(passes),
+        "SYNC_TIME_BUDGET_SECONDS": "55",
+        "LOG_LEVEL": "INFO",
+    }
+    env.update(config.runtime)
+    return env
+
+
+def env_yaml(env: dict[str, str]) -> str:
+    """The --env-vars-file: YAML, each value a JSON string (a valid YAML scalar)."""
+    return "".join(f"{name}: {json.dumps(value)}\n" for name, value in env.items())
+
+
+def deploy_command(
+    function: Function, config: DeployConfig, *, source: Path, env_file: Path, account: str
+) -> Run:
+    argv = [
+        "gcloud", "functions", "deploy", function.name,
+        "--gen2",
+        f"--runtime={RUNTIME}",
+        f"--project={config.project}",
+        f"--region={config.region}",
+        f"--source={source}",
+        f"--entry-point={function.entry_point}",
+        f"--service-account={account}",
+        f"--env-vars-file={env_file}",
+        f"--memory={function.memory}",
+        f"--timeout={function.timeout}s",
+    ]  # fmt: skip
+    if function.cpu:
+        argv.append(f"--cpu={function.cpu}")
+    if function.http:
+        argv += ["--trigger-http", "--no-allow-unauthenticated"]
+    else:
+        argv += [
+            f"--trigger-event-filters=type={FINALIZED}",
+            f"--trigger-event-filters=bucket={config.bucket}",
+            f"--trigger-location={config.bucket_location}",
+            f"--trigger-service-account={account}",
+            "--retry",
+        ]
+    return Run(tuple(argv))

@@ -1,0 +1,173 @@
+"""Identities and what each may do: one service account per role, with only its roles.
+
+| account   | used by                           | may                                        |
+| --------- | --------------------------------- | ------------------------------------------ |
+| api       | the five API functions            | Firestore; objects of the bucket; sign its |
+|           |                                   | own URLs; the namespace (through RBAC)     |
+| sync      | synchronize-batch-jobs            | Firestore; read the bucket's objects; sign |
+|           |                                   | its own URLs; the namespace                |
+| finalize  | on-output-finalized + its trigger | as sync, and receive Eventarc events       |
+| scheduler | the Cloud Scheduler job           | invoke synchronize-batch-jobs, nothing else|
+| stager    | stager pods (Workload Identity)   | objects of the bucket                      |
+
+Firestore's role is project-wide (IAM has no per-collection grant). GKE access is
+roles/container.clusterViewer, which only lets the account sign in to the cluster; what it
+may do there is the namespace's Role (infra/k8s/role.yaml).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from infra.deploy.config import DeployConfig
+from infra.deploy.steps import Run, Step
+
+FIRESTORE = "roles/datastore.user"
+CLUSTER_SIGN_IN = "roles/container.clusterViewer"
+OBJECTS_READ_WRITE = "roles/storage.objectUser"  # objects only; not the bucket or its IAM
+OBJECTS_READ = "roles/storage.objectViewer"
+SIGN_OWN_URLS = "roles/iam.serviceAccountTokenCreator"  # signBlob for V4 URLs, on itself
+EVENT_RECEIVER = "roles/eventarc.eventReceiver"
+WORKLOAD_IDENTITY = "roles/iam.workloadIdentityUser"
+PUBLISHER = "roles/pubsub.publisher"
+
+APIS = (
+    "cloudfunctions.googleapis.com",
+    "run.googleapis.com",
+    "cloudbuild.googleapis.com",
+    "artifactregistry.googleapis.com",
+    "eventarc.googleapis.com",
+    "pubsub.googleapis.com",
+    "cloudscheduler.googleapis.com",
+    "firestore.googleapis.com",
+    "container.googleapis.com",
+    "iam.googleapis.com",
+    "iamcredentials.googleapis.com",
+    "storage.googleapis.com",
+)
+
+
+@dataclass(frozen=True)
+class Account:
+    key: str  # api, sync, finalize, scheduler, stager
+    id: str
+    title: str
+
+
+def accounts(config: DeployConfig) -> tuple[Account, ...]:
+    return (
+        Account("api", config.api_account, "task runner: API functions"),
+        Account("sync", config.sync_account, "task runner: synchronization"),
+        Account("finalize", config.finalize_account, "task runner: output finalize trigger"),
+        Account("scheduler", config.scheduler_account, "task runner: calls the sync"),
+        Account("stager", config.stager_account, "task runner: stager pods"),
+    )
+
+
+def _gcloud(config: DeployConfig, *args: str) -> tuple[str, ...]:
+    return ("gcloud", *args, f"--project={config.project}")
+
+
+def enable_apis(config: DeployConfig) -> Step:
+    return Step(
+        "Google APIs",
+        "Cloud Functions (2nd gen) builds with Cloud Build into Artifact Registry and runs on "
+        "Cloud Run; Eventarc and Pub/Sub carry the finalize events. Enabling is idempotent.",
+        (Run(_gcloud(config, "services", "enable", *APIS)),),
+    )
+
+
+def service_accounts(config: DeployConfig) -> Step:
+    actions = []
+    for account in accounts(config):
+        email = config.email(account.id)
+        actions.append(
+            Run(
+                _gcloud(
+                    config, "iam", "service-accounts", "create", account.id,
+                    f"--display-name={account.title}",
+                ),
+                unless=_gcloud(config, "iam", "service-accounts", "describe", email),
+            )
+        )  # fmt: skip
+    return Step(
+        "Service accounts",
+        "One identity per role, created unless it exists.",
+        tuple(actions),
+    )
+
+
+def _project_role(config: DeployConfig, member: str, role: str) -> Run:
+    return Run(
+        (
+            "gcloud", "projects", "add-iam-policy-binding", config.project,
+            f"--member={member}", f"--role={role}", "--condition=None", "--format=none",
+        )
+    )  # fmt: skip
+
+
+def _bucket_role(config: DeployConfig, member: str, role: str) -> Run:
+    return Run(
+        _gcloud(
+            config, "storage", "buckets", "add-iam-policy-binding", f"gs://{config.bucket}",
+            f"--member={member}", f"--role={role}", "--format=none",
+        )
+    )  # fmt: skip
+
+
+def _account_role(config: DeployConfig, account: str, member: str, role: str) -> Run:
+    return Run(
+        _gcloud(
+            config, "iam", "service-accounts", "add-iam-policy-binding", config.email(account),
+            f"--member={member}", f"--role={role}", "--format=none",
+        )
+    )  # fmt: skip
+
+
+def grants(config: DeployConfig) -> Step:
+    def sa(account: str) -> str:
+        return f"serviceAccount:{config.email(account)}"
+
+    functions = (config.api_account, config.sync_account, config.finalize_account)
+    actions: list[Run] = []
+    for account in functions:
+        actions.append(_project_role(config, sa(account), FIRESTORE))
+        actions.append(_project_role(config, sa(account), CLUSTER_SIGN_IN))
+        actions.append(_account_role(config, account, sa(account), SIGN_OWN_URLS))
+    actions.append(_project_role(config, sa(config.finalize_account), EVENT_RECEIVER))
+    actions.append(_bucket_role(config, sa(config.api_account), OBJECTS_READ_WRITE))
+    actions.append(_bucket_role(config, sa(config.sync_account), OBJECTS_READ))
+    actions.append(_bucket_role(config, sa(config.finalize_account), OBJECTS_READ))
+    actions.append(_bucket_role(config, sa(config.stager_account), OBJECTS_READ_WRITE))
+    ksa = f"serviceAccount:{config.workload_pool}[{config.namespace}/{config.stager_ksa}]"
+    actions.append(_account_role(config, config.stager_account, ksa, WORKLOAD_IDENTITY))
+    actions.append(_project_role(config, "serviceAccount:${STORAGE_AGENT}", PUBLISHER))
+    return Step(
+        "Roles",
+        "Adding a binding that exists changes nothing. The Cloud Storage service agent "
+        "publishes the bucket's events to Pub/Sub for Eventarc. The stager's Kubernetes "
+        "service account may act as the stager's Google one (Workload Identity).",
+        tuple(actions),
+    )
+
+
+def invokers(config: DeployConfig, api_functions: list[str], sync: str, finalize: str) -> Step:
+    def invoker(function: str, member: str) -> Run:
+        return Run(
+            _gcloud(
+                config, "functions", "add-invoker-policy-binding", function,
+                f"--region={config.region}", f"--member={member}", "--format=none",
+            )
+        )  # fmt: skip
+
+    actions = [
+        invoker(sync, f"serviceAccount:{config.email(config.scheduler_account)}"),
+        invoker(finalize, f"serviceAccount:{config.email(config.finalize_account)}"),
+    ]
+    actions += [invoker(name, member) for member in config.invokers for name in api_functions]
+    return Step(
+        "Who may call the functions",
+        "Every function refuses unauthenticated calls. The scheduler's account may call the "
+        "sync, the trigger's account the finalize function, and API_INVOKERS the API.",
+        tuple(actions),
+    )

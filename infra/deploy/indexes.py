@@ -1,0 +1,47 @@
+"""Firestore's composite indexes, from infra/firestore.indexes.json (Firebase's format).
+
+The file names the default collection, batch_jobs; the indexes are made on the configured
+FIRESTORE_COLLECTION. Creating an index that exists fails with "already exists", which
+counts as done; `--async` returns while Firestore builds it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from infra.deploy.config import DeployConfig
+from infra.deploy.steps import Run, Step
+
+INDEXES_FILE = Path(__file__).resolve().parents[1] / "firestore.indexes.json"
+
+
+def load(path: Path = INDEXES_FILE) -> list[dict[str, Any]]:
+    indexes: list[dict[str, Any]] = json.loads(path.read_text())["indexes"]
+    return indexes
+
+
+def create_indexes(config: DeployConfig) -> Step:
+    actions = []
+    for index in load():
+        fields = [
+            f"--field-config=field-path={field['fieldPath']},order={field['order'].lower()}"
+            for field in index["fields"]
+        ]
+        argv = (
+            "gcloud", "firestore", "indexes", "composite", "create",
+            f"--project={config.project}",
+            f"--database={config.firestore_database}",
+            f"--collection-group={config.collection}",
+            f"--query-scope={index.get('queryScope', 'COLLECTION').lower()}",
+            *fields,
+            "--async",
+        )  # fmt: skip
+        actions.append(Run(argv, exists_ok=True))
+    return Step(
+        "Firestore indexes",
+        "One composite index per query shape: the list by status (and account) in "
+        "creation order. The sync's `status in [...]` needs only the automatic index.",
+        tuple(actions),
+    )

@@ -1,0 +1,252 @@
+"""The plan `DRY_RUN=1 make deploy` prints, checked the way a reviewer would read it."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from infra.deploy import scheduler
+from infra.deploy.cluster import render_manifests
+from infra.deploy.config import DeployConfig
+from infra.deploy.plan import build_plan
+from infra.deploy.steps import Lookup, Run, SchedulerJob, Step, WriteFile
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "infra" / "deploy.example.env"
+BUILD = Path("build/deploy")
+
+
+@pytest.fixture(scope="module")
+def config() -> DeployConfig:
+    return DeployConfig.load({}, EXAMPLE)
+
+
+@pytest.fixture(scope="module")
+def plan(config) -> list[Step]:
+    return build_plan(config, BUILD)
+
+
+def actions(plan: list[Step], kind: type) -> list:
+    return [action for step in plan for action in step.actions if isinstance(action, kind)]
+
+
+def commands(plan: list[Step], *prefix: str) -> list[tuple[str, ...]]:
+    return [run.argv for run in actions(plan, Run) if run.argv[: len(prefix)] == prefix]
+
+
+def flags(argv: tuple[str, ...]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for word in argv:
+        if word.startswith("--"):
+            name, _, value = word.partition("=")
+            found.setdefault(name, []).append(value)
+    return found
+
+
+def entry_points() -> set[str]:
+    """The functions functions/main.py declares with a functions_framework decorator."""
+    tree = ast.parse((ROOT / "functions" / "main.py").read_text())
+    return {
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef)
+        and any("functions_framework" in ast.unparse(d) for d in node.decorator_list)
+    }
+
+
+def test_every_entry_point_is_deployed_once_from_the_bundle(plan, config):
+    deploys = commands(plan, "gcloud", "functions", "deploy")
+    deployed = [flags(argv)["--entry-point"][0] for argv in deploys]
+    assert sorted(deployed) == sorted(entry_points())
+    for argv in deploys:
+        given = flags(argv)
+        assert "--gen2" in given
+        assert given["--runtime"] == ["python312"]
+        assert given["--source"] == [str(BUILD / "bundle")]
+        assert given["--region"] == [config.region]
+        assert given["--env-vars-file"] == [str(BUILD / "functions.env.yaml")]
+        assert given["--memory"] and given["--timeout"]
+
+
+def test_no_function_allows_unauthenticated_calls(plan):
+    for argv in commands(plan, "gcloud", "functions", "deploy"):
+        given = flags(argv)
+        assert "--allow-unauthenticated" not in given
+        if "--trigger-http" in given:
+            assert "--no-allow-unauthenticated" in given
+    bindings = commands(plan, "gcloud", "functions", "add-invoker-policy-binding")
+    invokers = [flags(argv)["--member"][0] for argv in bindings]
+    assert not [m for m in invokers if m.startswith("all")]  # allUsers, allAuthenticatedUsers
+
+
+def test_the_finalize_function_is_an_eventarc_trigger_on_the_bucket(plan, config):
+    (finalize,) = [
+        argv
+        for argv in commands(plan, "gcloud", "functions", "deploy")
+        if "--trigger-http" not in argv
+    ]
+    given = flags(finalize)
+    assert given["--entry-point"] == ["on_output_finalized"]
+    assert sorted(given["--trigger-event-filters"]) == [
+        f"bucket={config.bucket}",
+        "type=google.cloud.storage.object.v1.finalized",
+    ]
+    assert "--retry" in given
+    assert given["--trigger-location"] == [config.bucket_location]
+    assert given["--trigger-service-account"] == [config.email(config.finalize_account)]
+
+
+def test_each_function_runs_as_its_own_account(plan, config):
+    accounts = {
+        flags(argv)["--entry-point"][0]: flags(argv)["--service-account"][0]
+        for argv in commands(plan, "gcloud", "functions", "deploy")
+    }
+    assert accounts.pop("synchronize_batch_jobs") == config.email(config.sync_account)
+    assert accounts.pop("on_output_finalized") == config.email(config.finalize_account)
+    assert set(accounts.values()) == {config.email(config.api_account)}
+
+
+def test_the_functions_get_the_cluster_endpoint_read_while_deploying(plan, config):
+    lookups = {lookup.name: lookup for lookup in actions(plan, Lookup)}
+    (env_file,) = [w for w in actions(plan, WriteFile) if w.path.name == "functions.env.yaml"]
+    env = yaml.safe_load(env_file.content)
+    assert env["KUBERNETES_API_URL"] == "https://${CLUSTER_ENDPOINT}"
+    assert env["KUBERNETES_CA_DATA"] == "${CLUSTER_CA}"
+    assert env["KUBERNETES_AUTH"] == "gke"
+    assert env["KUBERNETES_NAMESPACE"] == config.namespace
+    assert env["GC_BUCKET_NAME"] == config.bucket
+    assert env["SYNC_PASSES_PER_CALL"] == "2"  # every 30 s, called once a minute
+    assert "--format=value(endpoint)" in lookups["CLUSTER_ENDPOINT"].argv
+    assert lookups["WORKLOAD_POOL"].expect == f"{config.project}.svc.id.goog"
+
+
+def test_the_scheduler_calls_the_sync_url_with_an_oidc_token(plan, config):
+    (job,) = actions(plan, SchedulerJob)
+    (sync_url,) = [lookup for lookup in actions(plan, Lookup) if lookup.name == "SYNC_URL"]
+    assert sync_url.argv[:4] == ("gcloud", "functions", "describe", "synchronize-batch-jobs")
+    assert "--format=value(serviceConfig.uri)" in sync_url.argv
+    target = job.body["httpTarget"]
+    assert target["uri"] == "${SYNC_URL}"
+    assert target["httpMethod"] == "POST"
+    assert target["oidcToken"] == {
+        "serviceAccountEmail": config.email(config.scheduler_account),
+        "audience": "${SYNC_URL}",
+    }
+    assert job.body["retryConfig"]["retryCount"] >= 1
+    assert job.body["name"] == (
+        f"projects/{config.project}/locations/{config.region}/jobs/{config.scheduler_job}"
+    )
+    # the lookup comes after the sync is deployed, the job after the lookup
+    order = [a for step in plan for a in step.actions]
+    deploy_sync = next(
+        i
+        for i, a in enumerate(order)
+        if isinstance(a, Run) and "--entry-point=synchronize_batch_jobs" in a.argv
+    )
+    assert deploy_sync < order.index(sync_url) < order.index(job)
+    invoker = [
+        argv
+        for argv in commands(plan, "gcloud", "functions", "add-invoker-policy-binding")
+        if argv[3] == "synchronize-batch-jobs"
+    ]
+    assert [flags(argv)["--member"] for argv in invoker] == [
+        [f"serviceAccount:{config.email(config.scheduler_account)}"]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("interval", "cron", "passes"),
+    [(5, "* * * * *", 12), (30, "* * * * *", 2), (45, "* * * * *", 1), (60, "*/1 * * * *", 1),
+     (300, "*/5 * * * *", 1), (7200, "0 */2 * * *", 1), (86400, "0 0 * * *", 1)],
+)  # fmt: skip
+def test_schedule_from_the_interval(interval, cron, passes):
+    assert scheduler.cadence(interval) == (cron, passes)
+
+
+def test_rbac_is_one_role_in_one_namespace(config):
+    documents = list(yaml.safe_load_all(render_manifests(config)))
+    kinds = sorted(document["kind"] for document in documents)
+    assert kinds == ["Namespace", "Role", "RoleBinding", "ServiceAccount", "ServiceAccount"]
+    for document in documents:
+        if document["kind"] != "Namespace":
+            assert document["metadata"]["namespace"] == config.namespace
+    (role,) = [d for d in documents if d["kind"] == "Role"]
+    granted = {
+        (group, resource): set(rule["verbs"])
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    assert set(granted) == {
+        ("batch", "jobs"),
+        ("", "pods"),
+        ("", "persistentvolumeclaims"),
+        ("", "secrets"),
+    }
+    assert all("*" not in verbs for verbs in granted.values())
+    assert granted[("", "secrets")] == {"create"}  # never read back
+    (binding,) = [d for d in documents if d["kind"] == "RoleBinding"]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert sorted(s["name"] for s in binding["subjects"]) == sorted(
+        config.email(a) for a in (config.api_account, config.sync_account, config.finalize_account)
+    )
+
+
+def test_only_stager_pods_hold_the_bucket_identity(config):
+    accounts = {
+        d["metadata"]["name"]: d
+        for d in yaml.safe_load_all(render_manifests(config))
+        if d["kind"] == "ServiceAccount"
+    }
+    stager, job = accounts[config.stager_ksa], accounts[config.job_ksa]
+    assert stager["metadata"]["annotations"] == {
+        "iam.gke.io/gcp-service-account": config.email(config.stager_account)
+    }
+    assert "annotations" not in job["metadata"]
+    assert stager["automountServiceAccountToken"] is False
+    assert job["automountServiceAccountToken"] is False
+
+
+def test_bucket_roles_are_on_this_bucket_only(plan, config):
+    project_roles = {flags(argv)["--role"][0] for argv in commands(plan, "gcloud", "projects")}
+    assert not {role for role in project_roles if role.startswith("roles/storage.")}
+    assert not project_roles & {"roles/owner", "roles/editor", "roles/container.developer"}
+    for argv in commands(plan, "gcloud", "storage", "buckets", "add-iam-policy-binding"):
+        assert argv[4] == f"gs://{config.bucket}"
+        assert flags(argv)["--role"][0] in {
+            "roles/storage.objectUser",
+            "roles/storage.objectViewer",
+        }
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(tmp_path):
+    build = tmp_path / "build"
+    done = subprocess.run(
+        [sys.executable, "-m", "infra.deploy", "--env-file", str(EXAMPLE), "--build", str(build)],
+        cwd=ROOT,
+        env={"PATH": "/nonexistent", "DRY_RUN": "1"},  # no gcloud or kubectl to call
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert not build.exists()
+    out = done.stdout.replace(" \\\n    ", " ")  # long commands continue over lines
+    assert out.count("gcloud functions deploy") == len(entry_points())
+    assert "kubectl --kubeconfig=" in out and " apply -f " in out
+    assert "POST https://cloudscheduler.googleapis.com/v1/projects/my-project/" in out
+    body = out[out.index("{", out.index("POST https://cloudscheduler")) :]
+    assert json.loads(body)["httpTarget"]["oidcToken"]["audience"] == "${SYNC_URL}"
+    numbered = [line for line in out.splitlines() if line.startswith("# == ")]
+    assert [line.split(".")[0] for line in numbered] == [
+        f"# == {n}" for n in range(1, len(numbered) + 1)
+    ]
