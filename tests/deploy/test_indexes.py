@@ -1,0 +1,76 @@
+"""infra/firestore.indexes.json has an index for every query the product makes.
+
+The emulator answers any query without an index, so the queries are read as the client
+library builds them and matched against the file the way Firestore would."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import firestore
+
+from infra.deploy.indexes import load
+from shared.model import Status
+from shared.store import JobStore
+
+COLLECTION = "batch_jobs"  # the collection the file describes
+
+
+@pytest.fixture(scope="module")
+def store() -> JobStore:
+    client = firestore.Client(project="indexes", credentials=AnonymousCredentials())
+    return JobStore(client, COLLECTION)
+
+
+def shape(query: Any) -> tuple[set[str], list[tuple[str, str]]]:
+    """(the fields filtered by equality or `in`, the ordered fields with their direction)."""
+    where = query._to_protobuf().where  # noqa: SLF001 - the query as it is sent
+    filters = (
+        [f.field_filter for f in where.composite_filter.filters]
+        if where.composite_filter.filters
+        else [where.field_filter]
+    )
+    equal = {f.field.field_path for f in filters}
+    orders = [
+        (order.field.field_path, "ASCENDING" if order.direction == 1 else "DESCENDING")
+        for order in query._to_protobuf().order_by  # noqa: SLF001
+    ]
+    return equal, orders
+
+
+def covered(equal: set[str], orders: list[tuple[str, str]]) -> bool:
+    if len(equal | {field for field, _ in orders}) <= 1:
+        return True  # Firestore's automatic single-field index
+    for index in load():
+        if index["collectionGroup"] != COLLECTION:
+            continue
+        fields = [(f["fieldPath"], f["order"]) for f in index["fields"]]
+        head, tail = fields[: len(equal)], fields[len(equal) :]
+        if {name for name, _ in head} == equal and tail == orders:
+            return True
+    return False
+
+
+@pytest.mark.parametrize("status", [Status.RUNNING, Status.SUCCEEDED])
+@pytest.mark.parametrize("account_id", [None, "acct-1"])
+def test_every_list_query_has_an_index(store, status, account_id):
+    equal, orders = shape(store.find_query(status, account_id))
+    assert orders == [("created", "ASCENDING")]
+    assert covered(equal, orders), f"no index for {sorted(equal)} ordered by {orders}"
+
+
+def test_the_sync_query_needs_no_composite_index(store):
+    equal, orders = shape(store.unfinished_query())
+    assert (equal, orders) == ({"status"}, [])
+
+
+def test_the_file_holds_no_index_nothing_uses(store):
+    shapes = [shape(store.find_query(Status.RUNNING, a)) for a in (None, "a")]
+    for index in load():
+        fields = [(f["fieldPath"], f["order"]) for f in index["fields"]]
+        assert any(
+            {name for name, _ in fields[: len(eq)]} == eq and fields[len(eq) :] == orders
+            for eq, orders in shapes
+        ), index
