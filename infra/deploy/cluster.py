@@ -70,6 +70,7 @@ def apply(config: DeployConfig, build: Path) -> Step:
         "Credentials go to a kubeconfig of the deploy's own, so yours is left as it is. "
         "`kubectl apply` leaves objects that already match unchanged.",
         (
+            WriteFile(manifests, render_manifests(config)),
             Run(
                 (
                     "env", f"KUBECONFIG={kubeconfig}",
@@ -77,7 +78,6 @@ def apply(config: DeployConfig, build: Path) -> Step:
                     f"--location={config.cluster_location}", f"--project={config.project}",
                 )
             ),
-            WriteFile(manifests, render_manifests(config)),
             Run(("kubectl", f"--kubeconfig={kubeconfig}", "apply", "-f", str(manifests))),
         ),
     )  # fmt: skip

@@ -125,7 +125,8 @@ class Runner:
                 print("# already exists: nothing to do", file=self.out)
                 return
             if delay is None:
-                raise DeployError(f"{action.argv[0]} exited with {done.returncode}")
+                tool = next(w for w in action.argv if w != "env" and "=" not in w)
+                raise DeployError(f"{tool} exited with {done.returncode}")
             print(f"# failed; trying again in {delay:g} s", file=self.out, flush=True)
             time.sleep(delay)
 
@@ -134,7 +135,7 @@ class Runner:
             self._argv(action.argv), env=self.env, cwd=self.cwd, capture_output=True, text=True
         )
         value = done.stdout.strip()
-        if done.returncode != 0 or not value:
+        if done.returncode != 0 or (not value and action.expect is None):
             sys.stderr.write(done.stderr)
             raise DeployError(f"could not read {action.name}")
         if action.expect is not None and value != action.expect:

@@ -1,0 +1,97 @@
+"""Stand-ins for gcloud and kubectl when running a deploy plan here, where Google Cloud is out
+of reach. They keep what a deploy creates in a JSON state file and answer as the real tools
+do where the plan depends on it: describe fails for what does not exist, a second create
+fails with ALREADY_EXISTS, bindings and `kubectl apply` are idempotent.
+
+Usage: python fake_cli.py gcloud|kubectl ARGS...  (state file in FAKE_CLOUD_STATE)
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+ENDPOINT = "34.1.2.3"
+CA = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+SYNC_URL = "https://synchronize-batch-jobs-abc123-ew.a.run.app"
+
+
+def _value(args: list[str], flag: str) -> str:
+    return next(a.split("=", 1)[1] for a in args if a.startswith(f"{flag}="))
+
+
+def gcloud(args: list[str], state: dict[str, Any]) -> int:
+    words = [a for a in args if not a.startswith("-")]
+    if words[:3] == ["iam", "service-accounts", "describe"]:
+        return 0 if words[3] in state["accounts"] else _fail("NOT_FOUND: no such account")
+    if words[:3] == ["iam", "service-accounts", "create"]:
+        email = f"{words[3]}@{_value(args, '--project')}.iam.gserviceaccount.com"
+        if email in state["accounts"]:
+            return _fail("ALREADY_EXISTS: account exists")
+        state["accounts"].append(email)
+        return 0
+    if words[:4] == ["firestore", "indexes", "composite", "create"]:
+        index = " ".join(sorted(a for a in args if a.startswith("--field-config")))
+        if index in state["indexes"]:
+            return _fail("ERROR: (gcloud.firestore.indexes.composite.create) ALREADY_EXISTS")
+        state["indexes"].append(index)
+        return 0
+    if "add-iam-policy-binding" in words or "add-invoker-policy-binding" in words:
+        binding = " ".join(args)
+        if binding not in state["bindings"]:
+            state["bindings"].append(binding)
+        return 0
+    if words[:3] == ["container", "clusters", "describe"]:
+        field = _value(args, "--format")
+        print({"value(endpoint)": ENDPOINT,
+               "value(masterAuth.clusterCaCertificate)": CA.decode(),
+               "value(workloadIdentityConfig.workloadPool)": state["pool"]}[field])  # fmt: skip
+        return 0
+    if words[:3] == ["container", "clusters", "get-credentials"]:
+        Path(os.environ["KUBECONFIG"]).write_text("apiVersion: v1\nkind: Config\n")
+        return 0
+    if words[:2] == ["storage", "service-agent"]:
+        print("service-123@gs-project-accounts.iam.gserviceaccount.com")
+        return 0
+    if words[:2] == ["functions", "deploy"]:
+        env_file = Path(_value(args, "--env-vars-file")).read_text()
+        state["functions"][words[2]] = {"args": args, "env": env_file}
+        return 0
+    if words[:2] == ["functions", "describe"]:
+        if words[2] not in state["functions"]:
+            return _fail("NOT_FOUND")
+        print(SYNC_URL)
+        return 0
+    if words[:2] == ["services", "enable"]:
+        return 0
+    return _fail(f"fake gcloud does not know: {' '.join(args)}")
+
+
+def kubectl(args: list[str], state: dict[str, Any]) -> int:
+    if "apply" in args:
+        state["applied"] = Path(args[args.index("-f") + 1]).read_text()
+        return 0
+    return _fail(f"fake kubectl does not know: {' '.join(args)}")
+
+
+def _fail(message: str) -> int:
+    print(message, file=sys.stderr)
+    return 1
+
+
+def main() -> int:
+    tool, args = sys.argv[1], sys.argv[2:]
+    path = Path(os.environ["FAKE_CLOUD_STATE"])
+    state = json.loads(path.read_text())
+    state["calls"].append([tool, *args])
+    code = {"gcloud": gcloud, "kubectl": kubectl}[tool](args, state)
+    path.write_text(json.dumps(state))
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,105 @@
+"""`make deploy` run twice in a row: the second run creates nothing and changes nothing.
+
+The plan is carried out by the real runner; gcloud and kubectl are the stand-ins of
+fake_cli.py (Google Cloud is out of reach here) and Cloud Scheduler is the local stand-in
+driven through the real client library."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra.deploy.config import DeployConfig
+from infra.deploy.plan import build_plan
+from infra.deploy.runner import DeployError, Runner
+from tests.deploy import fake_cli
+from tests.deploy.fake_scheduler import fake_scheduler
+from tests.deploy.test_plan import EXAMPLE
+from tests.deploy.test_scheduler import client_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def tools(tmp_path) -> dict[str, str]:
+    """A PATH whose gcloud and kubectl are the stand-ins, and their state file."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("gcloud", "kubectl"):
+        script = bin_dir / tool
+        script.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{fake_cli.__file__}" {tool} "$@"\n')
+        script.chmod(0o755)
+    state = tmp_path / "cloud.json"
+    state.write_text(
+        json.dumps(
+            {"accounts": [], "indexes": [], "bindings": [], "functions": {}, "calls": [],
+             "pool": "my-project.svc.id.goog"}
+        )
+    )  # fmt: skip
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_CLOUD_STATE": str(state)}
+
+
+def deploy(env: dict[str, str], build: Path, endpoint: str) -> tuple[dict, str]:
+    config = DeployConfig.load({}, EXAMPLE)
+    out = io.StringIO()
+    runner = Runner(
+        out=out, env=env, scheduler_client=lambda: client_for(endpoint), retries=(), cwd=ROOT
+    )
+    runner.run(build_plan(config, build))
+    state = json.loads(Path(env["FAKE_CLOUD_STATE"]).read_text())
+    return state, out.getvalue()
+
+
+def test_a_second_deploy_changes_nothing(tools, tmp_path):
+    build = tmp_path / "build"
+    with fake_scheduler() as (endpoint, scheduler_state):
+        first, first_out = deploy(tools, build, endpoint)
+        job_after_first = copy.deepcopy(scheduler_state.jobs)
+        second, second_out = deploy(tools, build, endpoint)
+
+    assert len(first["accounts"]) == 5
+    assert len(first["indexes"]) == 2
+    assert len(first["functions"]) == 7
+    assert "# scheduler job created" in first_out
+    # the second run: same cloud, nothing created, the scheduler job left alone
+    for key in ("accounts", "indexes", "bindings", "applied"):
+        assert second[key] == first[key], key
+    assert {name: f["env"] for name, f in second["functions"].items()} == {
+        name: f["env"] for name, f in first["functions"].items()
+    }
+    second_calls = second["calls"][len(first["calls"]) :]
+    assert not [c for c in second_calls if c[1:4] == ["iam", "service-accounts", "create"]]
+    assert second_out.count("# exists: nothing to do") == 5
+    assert second_out.count("# already exists: nothing to do") == 2
+    assert "# scheduler job unchanged" in second_out
+    assert scheduler_state.jobs == job_after_first
+
+
+def test_the_functions_get_the_looked_up_cluster(tools, tmp_path):
+    with fake_scheduler() as (endpoint, scheduler_state):
+        state, _ = deploy(tools, tmp_path / "build", endpoint)
+    env = state["functions"]["get-job"]["env"]
+    assert f'KUBERNETES_API_URL: "https://{fake_cli.ENDPOINT}"' in env
+    assert f'KUBERNETES_CA_DATA: "{fake_cli.CA.decode()}"' in env
+    assert "${" not in env
+    (job,) = scheduler_state.jobs.values()
+    assert job["httpTarget"]["uri"] == fake_cli.SYNC_URL
+    assert job["httpTarget"]["oidcToken"]["audience"] == fake_cli.SYNC_URL
+    assert "kind: RoleBinding" in state["applied"]
+
+
+def test_a_cluster_without_workload_identity_stops_before_any_change(tools, tmp_path):
+    path = Path(tools["FAKE_CLOUD_STATE"])
+    state = json.loads(path.read_text())
+    state["pool"] = ""
+    path.write_text(json.dumps(state))
+    with fake_scheduler() as (endpoint, _), pytest.raises(DeployError, match="Workload Identity"):
+        deploy(tools, tmp_path / "build", endpoint)
+    after = json.loads(path.read_text())
+    assert after["accounts"] == [] and after["bindings"] == [] and after["functions"] == {}
