@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.fixtures.cloud",
     "tests.fixtures.kubesim",
+    "tests.fixtures.api",
 ]
