@@ -100,6 +100,13 @@ def _wrap(action: str, call: Callable[[], T]) -> T:
         ) from error
 
 
+def _discard(response: Any) -> None:
+    """Read what is left of an unwanted body before the connection goes back to the pool:
+    a connection returned unread hands that body to the next request as its status line."""
+    response.drain_conn()
+    response.release_conn()
+
+
 def _json(response: Any) -> Any:
     try:
         return json.loads(response.data)
@@ -125,9 +132,11 @@ class Cluster:
         name = manifest["metadata"]["name"]
         _wrap(
             f"creating volume claim {name}",
-            lambda: self.core.create_namespaced_persistent_volume_claim(
-                self.namespace, manifest, _preload_content=False
-            ).release_conn(),
+            lambda: _discard(
+                self.core.create_namespaced_persistent_volume_claim(
+                    self.namespace, manifest, _preload_content=False
+                )
+            ),
         )
 
     def create_job(self, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -146,9 +155,11 @@ class Cluster:
         try:
             _wrap(
                 f"creating secret {name}",
-                lambda: self.core.create_namespaced_secret(
-                    self.namespace, manifest, _preload_content=False
-                ).release_conn(),
+                lambda: _discard(
+                    self.core.create_namespaced_secret(
+                        self.namespace, manifest, _preload_content=False
+                    )
+                ),
             )
         except ClusterConflictError:
             pass
@@ -160,13 +171,15 @@ class Cluster:
         try:
             _wrap(
                 f"deleting job {name}",
-                lambda: self.batch.delete_namespaced_job(
-                    name,
-                    self.namespace,
-                    propagation_policy="Background",
-                    grace_period_seconds=0,
-                    _preload_content=False,
-                ).release_conn(),
+                lambda: _discard(
+                    self.batch.delete_namespaced_job(
+                        name,
+                        self.namespace,
+                        propagation_policy="Background",
+                        grace_period_seconds=0,
+                        _preload_content=False,
+                    )
+                ),
             )
         except ClusterNotFoundError:
             return False
@@ -176,9 +189,11 @@ class Cluster:
         try:
             _wrap(
                 f"deleting volume claim {name}",
-                lambda: self.core.delete_namespaced_persistent_volume_claim(
-                    name, self.namespace, _preload_content=False
-                ).release_conn(),
+                lambda: _discard(
+                    self.core.delete_namespaced_persistent_volume_claim(
+                        name, self.namespace, _preload_content=False
+                    )
+                ),
             )
         except ClusterNotFoundError:
             return False
@@ -188,9 +203,11 @@ class Cluster:
         try:
             _wrap(
                 f"deleting pod {name}",
-                lambda: self.core.delete_namespaced_pod(
-                    name, self.namespace, grace_period_seconds=0, _preload_content=False
-                ).release_conn(),
+                lambda: _discard(
+                    self.core.delete_namespaced_pod(
+                        name, self.namespace, grace_period_seconds=0, _preload_content=False
+                    )
+                ),
             )
         except ClusterNotFoundError:
             return False
