@@ -32,6 +32,18 @@ def _wrap(action: str, call: Callable[[], T]) -> T:
         raise StoreError(f"{action}: {error}") from error
 
 
+def _transact(action: str, write: Callable[[Any], T], client: firestore.Client) -> T:
+    """Run a transactional function. A transaction that keeps losing to concurrent writers
+    ends in the library's ValueError("Failed to commit transaction in N attempts"): that is
+    the database being busy (503, try again), not a bug."""
+    try:
+        return _wrap(action, lambda: write(client.transaction()))
+    except ValueError as error:
+        if not str(error).startswith("Failed to commit transaction"):
+            raise
+        raise StoreError(f"{action}: too many concurrent changes; try again") from error
+
+
 def _job(snapshot: Any) -> Job:
     return Job.from_document(snapshot.to_dict() or {})
 
@@ -45,20 +57,21 @@ class JobStore:
         self.names = client.collection(f"{collection}_names")
 
     def create(self, job: Job) -> None:
-        """Store a new job; NameTakenError if its name is in use. Both writes or none."""
-        from google.cloud import firestore
+        """Store a new job; NameTakenError if its name is in use. Both writes or none.
 
+        One batch of two creates, which fails whole when the name's document exists: no
+        transaction, so many creates at once do not queue on a lock and give up.
+        """
         job.updated = now_ms()
-
-        @firestore.transactional
-        def write(transaction: firestore.Transaction) -> None:
-            name_ref = self.names.document(job.name)
-            if name_ref.get(transaction=transaction).exists:
-                raise NameTakenError(job.name)
-            transaction.create(name_ref, {"job_id": job.id, "created": job.created})
-            transaction.create(self.jobs.document(job.id), job.to_document())
-
-        _wrap("create job", lambda: write(self.client.transaction()))
+        batch = self.client.batch()
+        batch.create(self.names.document(job.name), {"job_id": job.id, "created": job.created})
+        batch.create(self.jobs.document(job.id), job.to_document())
+        try:
+            _wrap("create job", batch.commit)
+        except StoreError as error:
+            if isinstance(error.__cause__, gexc.AlreadyExists):
+                raise NameTakenError(job.name) from None
+            raise
 
     def get(self, job_id: str) -> Job | None:
         snapshot = _wrap("get job", lambda: self.jobs.document(job_id).get())
@@ -144,7 +157,7 @@ class JobStore:
             job.status = target
             return job
 
-        return _wrap("change job status", lambda: write(self.client.transaction()))
+        return _transact("change job status", write, self.client)
 
     def update(self, job_id: str, changes: dict[str, Any], *, status: Status) -> bool:
         """Write `changes` (no status change) only if the job is still in `status`."""
@@ -159,4 +172,4 @@ class JobStore:
             transaction.update(ref, {**changes, "updated": now_ms()})
             return True
 
-        return _wrap("update job", lambda: write(self.client.transaction()))
+        return _transact("update job", write, self.client)
