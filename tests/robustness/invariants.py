@@ -1,0 +1,78 @@
+"""What must hold after any fault or race, once the sync has run: checked against the real
+Firestore records, the cluster and the bucket."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from shared.backends import Backends
+from shared.manifests import JOB_ID, OWNED_SELECTOR
+from shared.model import FINAL, TRANSITIONS, Job, Status
+
+
+def all_jobs(backends: Backends) -> list[Job]:
+    jobs = (backends.store.get(ref.id) for ref in backends.store.jobs.list_documents())
+    return [job for job in jobs if job is not None]
+
+
+def assert_path_allowed(job: Job) -> None:
+    """The recorded transitions form one path through the table, ending in one final status."""
+    steps = [(Status(t["from"]), Status(t["to"])) for t in job.transitions]
+    assert steps, f"{job.id} has no transitions"
+    assert steps[0][0] is Status.CREATED, steps
+    for before, after in steps:
+        assert after in TRANSITIONS[before], steps
+    for (_, after), (before, _) in zip(steps, steps[1:], strict=False):
+        assert after is before, steps
+    finals = [after for _, after in steps if after in FINAL]
+    assert len(finals) <= 1, steps
+    if job.status in FINAL:
+        assert finals == [job.status], steps
+
+
+def owned_objects(batch_v1: Any, core_v1: Any, namespace: str) -> list[tuple[str, str, str]]:
+    """(kind, name, job id) of every Job and volume claim labelled as the product's."""
+    jobs = batch_v1.list_namespaced_job(namespace, label_selector=OWNED_SELECTOR).items
+    claims = core_v1.list_namespaced_persistent_volume_claim(
+        namespace, label_selector=OWNED_SELECTOR
+    ).items
+    return [
+        (kind, obj.metadata.name, (obj.metadata.labels or {}).get(JOB_ID, ""))
+        for kind, objects in (("Job", jobs), ("PersistentVolumeClaim", claims))
+        for obj in objects
+    ]
+
+
+def assert_settled(
+    backends: Backends,
+    batch_v1: Any,
+    core_v1: Any,
+    namespace: str,
+    storage_client: Any,
+    bucket: str,
+    *,
+    timeout: float = 10.0,
+) -> list[Job]:
+    """Every job final with a path the table allows, failures with their reason, no object
+    of ours without a live job, and the input and output of every success kept."""
+    jobs = all_jobs(backends)
+    for job in jobs:
+        assert job.status in FINAL, f"{job.name} stuck in {job.status.value}"
+        assert_path_allowed(job)
+        if job.status is Status.FAILED:
+            assert job.reason and job.message, f"{job.name} failed without a reason"
+    names = {blob.name for blob in storage_client.list_blobs(bucket)}
+    for job in jobs:
+        if job.status is Status.SUCCEEDED:
+            assert job.output_object in names, f"{job.name}: output lost"
+            if job.has_input:
+                assert job.input_object in names, f"{job.name}: input lost"
+    live = {job.id for job in jobs if job.status not in FINAL}
+    deadline = time.monotonic() + timeout  # deletions finish in the background
+    while True:
+        leftovers = [o for o in owned_objects(batch_v1, core_v1, namespace) if o[2] not in live]
+        if not leftovers:
+            return jobs
+        assert time.monotonic() < deadline, f"objects without a live job: {leftovers}"
+        time.sleep(0.1)

@@ -1,0 +1,205 @@
+"""Faults in every external call of create, kill, the sync and the finalize trigger: the
+Kubernetes simulator fails or stalls a request, or a process dies between two calls. After
+recovery and the syncs that follow, nothing is stuck, leaked or lost (invariants.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared import manifests
+from shared.model import Job, Status, now_ms
+from tests.robustness.helpers import create, env, reconfigure, sync_until_final
+from tests.robustness.invariants import assert_settled
+
+pytestmark = pytest.mark.usefixtures("app_env")
+
+
+@pytest.fixture
+def settled(backends, batch_v1, core_v1, namespace, storage_client, bucket):
+    """Call to check the invariants of this test's namespace, bucket and collection."""
+    return lambda: assert_settled(backends, batch_v1, core_v1, namespace, storage_client, bucket)
+
+
+def jobs_path(namespace: str) -> str:
+    return f"/apis/batch/v1/namespaces/{namespace}/jobs"
+
+
+def claims_path(namespace: str) -> str:
+    return f"/api/v1/namespaces/{namespace}/persistentvolumeclaims"
+
+
+# -- create ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("failing", ["claims", "jobs"])
+@pytest.mark.parametrize("status", [500, 403, 503])
+def test_create_when_the_cluster_refuses(fn, kubesim, namespace, settled, failing, status):
+    path = claims_path(namespace) if failing == "claims" else jobs_path(namespace)
+    kubesim.inject_fault(verb="create", path=path, status=status, count=1)
+    code, body = fn.api(
+        "POST",
+        "/batch/",
+        json={"name": "refused", "job_parameters": {"docker_image": "alpine:3"}},
+    )
+    assert code == 500, body
+    assert body["error"] == "ClusterError"
+    fn.sync()
+    (job,) = settled()
+    assert job.status is Status.FAILED and job.reason == "ClusterError"
+
+
+def test_create_survives_a_slow_cluster(fn, kubesim, namespace, settled):
+    kubesim.inject_fault(verb="create", path=jobs_path(namespace), status=0, delay_seconds=2)
+    job = create(fn, "slow", **env(KUBESIM_RUN_SECONDS=0))
+    assert job["status"] == "running"
+    sync_until_final(fn, [job["id"]])
+    (done,) = settled()
+    assert done.status is Status.SUCCEEDED
+
+
+# -- a process that dies between two calls ---------------------------------------------
+
+
+def test_create_that_died_before_the_job_was_made(fn, backends, kubesim, monkeypatch, settled):
+    """The record and one volume claim exist, the Job does not: failed, claim swept."""
+    job = Job(
+        id="6f1e8a1c-0c39-4a8f-9a3c-2f7c1b0e9d01",
+        name="crashed-early",
+        status=Status.CREATED,
+        created=now_ms(),
+        job_parameters={"docker_image": "alpine:3"},
+    )
+    backends.store.create(job)
+    backends.cluster.create_claim(
+        manifests.volume_claim(job, backends.settings, name=job.output_claim, role="output")
+    )
+    reconfigure(monkeypatch, CREATE_GRACE_SECONDS="0")
+    fn.sync()
+    fn.sync()
+    (failed,) = settled()
+    assert failed.reason == "CreateInterrupted"
+
+
+def test_create_that_died_after_the_job_was_made(fn, backends, monkeypatch, settled):
+    """Everything was deployed but the record still says `created`: the job runs on."""
+    job = Job(
+        id="0a4b7f3e-5d21-4c9a-8e6f-1b2c3d4e5f60",
+        name="crashed-late",
+        status=Status.CREATED,
+        created=now_ms(),
+        job_parameters={"docker_image": "alpine:3", **env(KUBESIM_RUN_SECONDS=0)},
+    )
+    backends.store.create(job)
+    settings = backends.settings
+    backends.cluster.create_claim(
+        manifests.volume_claim(job, settings, name=job.output_claim, role="output")
+    )
+    backends.cluster.create_job(manifests.batch_job(job, settings))
+    reconfigure(monkeypatch, CREATE_GRACE_SECONDS="0")
+    fn.sync()
+    fn.sync()
+    assert fn.job(job.id)["status"] in ("running", "cleaning", "succeeded")
+    sync_until_final(fn, [job.id])
+    (done,) = settled()
+    assert done.status is Status.SUCCEEDED
+
+
+def test_kill_that_died_before_deleting(fn, backends, settled):
+    """`killed` recorded, the Job and claims still there: the sync removes them."""
+    job = create(fn, "half-killed", **env(KUBESIM_RUN_SECONDS=600))
+    backends.store.transition(job["id"], Status.KILLED, reason="killed by its user")
+    fn.sync()
+    (killed,) = settled()
+    assert killed.status is Status.KILLED
+
+
+# -- kill --------------------------------------------------------------------------------
+
+
+def test_kill_when_the_cluster_refuses_the_deletes(fn, kubesim, namespace, settled):
+    job = create(fn, "sticky", **env(KUBESIM_RUN_SECONDS=600))
+    kubesim.inject_fault(verb="delete", path=".*", status=500, count=10)
+    code, body = fn.api("DELETE", f"/batch/{job['id']}")
+    assert code == 200, body
+    assert body["data"]["status"] == "killed"
+    assert "next synchronization" in body["msg"]
+    kubesim.clear_faults()
+    fn.sync()
+    (killed,) = settled()
+    assert killed.status is Status.KILLED
+
+
+# -- the sync ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("listing", ["jobs", "claims", "pods"])
+def test_a_failed_listing_fails_no_job(fn, kubesim, namespace, settled, listing):
+    job = create(fn, f"listed-{listing}", **env(KUBESIM_EXIT_CODE=3))
+    path = {
+        "jobs": jobs_path(namespace),
+        "claims": claims_path(namespace),
+        "pods": f"/api/v1/namespaces/{namespace}/pods",
+    }[listing]
+    kubesim.inject_fault(verb="list", path=path, status=500, count=3)
+    for _ in range(3):
+        fn.clients["synchronize_batch_jobs"].post("/")  # may answer 500: nothing is decided
+        status = fn.job(job["id"])["status"]
+        assert status in ("running", "cleaning", "failed")
+        if status == "failed":
+            assert fn.job(job["id"])["reason"] == "Error"  # never JobMissing
+    kubesim.clear_faults()
+    sync_until_final(fn, [job["id"]])
+    (failed,) = settled()
+    assert failed.reason == "Error"
+
+
+def test_cleanup_job_refused_then_launched(fn, kubesim, namespace, settled):
+    job = create(fn, "late-cleanup", **env(KUBESIM_RUN_SECONDS=0))
+    kubesim.inject_fault(verb="create", path=jobs_path(namespace), status=500, count=2)
+    sync_until_final(fn, [job["id"]])
+    (done,) = settled()
+    assert done.status is Status.SUCCEEDED
+
+
+def test_a_slow_cluster_during_the_sync(fn, kubesim, settled):
+    job = create(fn, "slow-sync", **env(KUBESIM_RUN_SECONDS=0))
+    kubesim.inject_fault(verb="list", status=0, delay_seconds=1.5, count=2)
+    sync_until_final(fn, [job["id"]])
+    (done,) = settled()
+    assert done.status is Status.SUCCEEDED
+
+
+def test_deletes_refused_after_success_are_swept_later(fn, kubesim, settled, batch_v1, namespace):
+    job = create(fn, "swept", **env(KUBESIM_RUN_SECONDS=0))
+    fn.sync()  # running -> cleaning
+    kubesim.inject_fault(verb="delete", path=".*", status=500, count=4)
+    sync_until_final(fn, [job["id"]])
+    kubesim.clear_faults()
+    fn.sync()
+    (done,) = settled()
+    assert done.status is Status.SUCCEEDED
+
+
+# -- the finalize trigger -------------------------------------------------------------------
+
+
+def test_finalize_when_the_cluster_refuses_the_deletes(
+    fn, kubesim, storage_client, bucket, batch_v1, namespace, settled
+):
+    from tests.api.test_lifecycle import wait_cleanup_complete
+
+    job = create(fn, "finalized", **env(KUBESIM_SH="echo hi > /output/x"))
+    deadline_syncs = 50
+    while fn.job(job["id"])["status"] == "running" and deadline_syncs:
+        fn.sync()
+        deadline_syncs -= 1
+    wait_cleanup_complete(batch_v1, namespace, job["name"])
+    blob = storage_client.bucket(bucket).get_blob(f"{job['name']}-output.zip")
+    kubesim.inject_fault(verb="delete", path=".*", status=500, count=10)
+    data = {"bucket": bucket, "name": blob.name, "metadata": blob.metadata}
+    assert fn.finalize(data, "f1") == 200
+    assert fn.job(job["id"])["status"] == "succeeded"
+    kubesim.clear_faults()
+    fn.sync()
+    (done,) = settled()
+    assert done.status is Status.SUCCEEDED

@@ -1,0 +1,152 @@
+"""Races: many creates at once, kills landing while two syncs overlap, finalize events
+duplicated and out of order. Every job ends in exactly one final status, along a path the
+transition table allows, and nothing is leaked or lost."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import functions_framework
+import pytest
+
+from shared.model import Status
+from tests.fixtures.api import MAIN
+from tests.robustness.helpers import create, env, sync_until_final
+from tests.robustness.invariants import assert_settled
+
+pytestmark = pytest.mark.usefixtures("app_env")
+
+
+def at_once(calls: list[Callable[[], Any]]) -> list[Any]:
+    """Run the calls in threads released together by a barrier; their results in order."""
+    barrier = threading.Barrier(len(calls))
+
+    def run(call: Callable[[], Any]) -> Any:
+        barrier.wait()
+        return call()
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(run, calls))
+
+
+def client(target: str) -> Any:
+    """A client of its own per thread (the app is shared by the process)."""
+    return functions_framework.create_app(target, MAIN).test_client()
+
+
+def post_job(name: str | None, **params: Any) -> Callable[[], tuple[int, dict[str, Any]]]:
+    def call() -> tuple[int, dict[str, Any]]:
+        body: dict[str, Any] = {"job_parameters": {"docker_image": "alpine:3", **params}}
+        if name:
+            body["name"] = name
+        response = client("batch_api").post("/batch/", json=body)
+        return response.status_code, json.loads(response.data)
+
+    return call
+
+
+@pytest.fixture
+def settled(backends, batch_v1, core_v1, namespace, storage_client, bucket):
+    return lambda: assert_settled(backends, batch_v1, core_v1, namespace, storage_client, bucket)
+
+
+def test_fifty_concurrent_creates(fn, settled):
+    results = at_once([post_job(f"many-{i}", **env(KUBESIM_RUN_SECONDS=0)) for i in range(50)])
+    assert [code for code, _ in results] == [200] * 50, [b for c, b in results if c != 200]
+    ids = [body["data"]["id"] for _, body in results]
+    assert len(set(ids)) == 50
+    sync_until_final(fn, ids, timeout=120)
+    jobs = settled()
+    assert len(jobs) == 50
+    assert {job.status for job in jobs} == {Status.SUCCEEDED}
+
+
+def test_fifty_concurrent_creates_of_one_name(fn, settled, batch_v1, namespace):
+    results = at_once([post_job("contested", **env(KUBESIM_RUN_SECONDS=600)) for _ in range(50)])
+    codes = sorted(code for code, _ in results)
+    assert codes == [200] + [400] * 49
+    refused = [body for code, body in results if code == 400]
+    assert all(body["data"] == {"name": "A job with this name already exists"} for body in refused)
+    (winner,) = [body["data"] for code, body in results if code == 200]
+    assert [j.metadata.name for j in batch_v1.list_namespaced_job(namespace).items] == ["contested"]
+    assert fn.api("DELETE", f"/batch/{winner['id']}")[0] == 200
+    fn.sync()
+    (killed,) = settled()
+    assert killed.id == winner["id"] and killed.status is Status.KILLED
+
+
+def test_twenty_kills_while_two_syncs_overlap(fn, settled):
+    """Half the jobs end by themselves meanwhile: each kill is accepted or refused, never
+    both recorded, and every job ends once."""
+    jobs = [create(fn, f"k-{i}", **env(KUBESIM_RUN_SECONDS=0 if i % 2 else 600)) for i in range(20)]
+
+    def kill(job_id: str) -> Callable[[], int]:
+        return lambda: client("kill_job").delete(f"/{job_id}").status_code
+
+    def sync() -> int:
+        return client("synchronize_batch_jobs").post("/").status_code
+
+    codes = at_once([sync, sync, *(kill(job["id"]) for job in jobs)])
+    assert codes[:2] == [200, 200]
+    assert set(codes[2:]) <= {200, 400}
+    sync_until_final(fn, [job["id"] for job in jobs], timeout=120)
+    finished = {job.id: job for job in settled()}
+    for job, code in zip(jobs, codes[2:], strict=True):
+        record = finished[job["id"]]
+        if code == 200:
+            assert record.status is Status.KILLED, record
+        else:
+            assert record.status is not Status.KILLED, record
+    assert {finished[job["id"]].status for job in jobs[::2]} == {Status.KILLED}
+
+
+def test_finalize_events_duplicated_and_out_of_order(
+    fn, backends, storage_client, bucket, batch_v1, namespace, settled
+):
+    from tests.api.test_lifecycle import wait_cleanup_complete
+
+    jobs = [create(fn, f"fin-{i}", **env(KUBESIM_SH=f"echo {i} > /output/x")) for i in range(4)]
+    # early: an event for an output before its job reaches `cleaning` is ignored
+    early = {"bucket": bucket, "name": f"{jobs[0]['name']}-output.zip", "metadata": {}}
+    assert fn.finalize(early, "early") == 200
+    assert fn.job(jobs[0]["id"])["status"] == "running"
+    for _ in range(100):
+        if all(fn.job(job["id"])["status"] != "running" for job in jobs):
+            break
+        fn.sync()
+    events = []
+    for job in jobs:
+        wait_cleanup_complete(batch_v1, namespace, job["name"])
+        blob = storage_client.bucket(bucket).get_blob(f"{job['name']}-output.zip")
+        data = {"bucket": bucket, "name": blob.name, "metadata": blob.metadata}
+        events += [(data, f"{job['id']}-{n}") for n in range(3)]  # each delivered three times
+    events.reverse()  # and the jobs' events in the opposite order
+
+    def deliver(data: dict[str, Any], event_id: str) -> Callable[[], int]:
+        from cloudevents.conversion import to_binary
+        from cloudevents.http import CloudEvent
+
+        def call() -> int:
+            event = CloudEvent(
+                {
+                    "type": "google.cloud.storage.object.v1.finalized",
+                    "source": f"//storage.googleapis.com/projects/_/buckets/{bucket}",
+                    "subject": f"objects/{data['name']}",
+                    "id": event_id,
+                },
+                data,
+            )
+            headers, body = to_binary(event)
+            return client("on_output_finalized").post("/", headers=headers, data=body).status_code
+
+        return call
+
+    assert set(at_once([deliver(data, event_id) for data, event_id in events])) == {200}
+    fn.sync()
+    for job in settled():
+        assert job.status is Status.SUCCEEDED
+        assert [t["to"] for t in job.transitions].count("succeeded") == 1
