@@ -30,13 +30,15 @@ class Backends:
         client = firestore.Client(
             project=self.settings.project, database=self.settings.firestore_database
         )
-        return JobStore(client, self.settings.jobs_collection)
+        return JobStore(client, self.settings.jobs_collection, self.settings.backend_timeout)
 
     @cached_property
     def cluster(self) -> Cluster:
         from shared.cluster import Cluster, api_client
 
-        return Cluster(api_client(self.settings), self.settings.namespace)
+        return Cluster(
+            api_client(self.settings), self.settings.namespace, self.settings.backend_timeout
+        )
 
     @cached_property
     def bucket(self) -> Bucket:

@@ -117,10 +117,13 @@ def _json(response: Any) -> Any:
 class Cluster:
     """What the product does to the cluster, in one namespace."""
 
-    def __init__(self, api: ApiClient, namespace: str) -> None:
+    def __init__(self, api: ApiClient, namespace: str, timeout: float = 15.0) -> None:
         from kubernetes import client
 
         self.namespace = namespace
+        # Each request's connect and read timeout: a stalled API server must not hold a
+        # function until its own timeout (the client has none by default).
+        self.timeout = timeout
         # Typed as Any: the product passes manifests as dicts and reads raw JSON
         # (_preload_content=False), both supported at run time but not by the stubs.
         self.core: Any = client.CoreV1Api(api)
@@ -134,7 +137,7 @@ class Cluster:
             f"creating volume claim {name}",
             lambda: _discard(
                 self.core.create_namespaced_persistent_volume_claim(
-                    self.namespace, manifest, _preload_content=False
+                    self.namespace, manifest, _preload_content=False, _request_timeout=self.timeout
                 )
             ),
         )
@@ -144,7 +147,9 @@ class Cluster:
         result: dict[str, Any] = _wrap(
             f"creating job {name}",
             lambda: _json(
-                self.batch.create_namespaced_job(self.namespace, manifest, _preload_content=False)
+                self.batch.create_namespaced_job(
+                    self.namespace, manifest, _preload_content=False, _request_timeout=self.timeout
+                )
             ),
         )
         return result
@@ -157,7 +162,10 @@ class Cluster:
                 f"creating secret {name}",
                 lambda: _discard(
                     self.core.create_namespaced_secret(
-                        self.namespace, manifest, _preload_content=False
+                        self.namespace,
+                        manifest,
+                        _preload_content=False,
+                        _request_timeout=self.timeout,
                     )
                 ),
             )
@@ -178,6 +186,7 @@ class Cluster:
                         propagation_policy="Background",
                         grace_period_seconds=0,
                         _preload_content=False,
+                        _request_timeout=self.timeout,
                     )
                 ),
             )
@@ -191,7 +200,7 @@ class Cluster:
                 f"deleting volume claim {name}",
                 lambda: _discard(
                     self.core.delete_namespaced_persistent_volume_claim(
-                        name, self.namespace, _preload_content=False
+                        name, self.namespace, _preload_content=False, _request_timeout=self.timeout
                     )
                 ),
             )
@@ -205,7 +214,11 @@ class Cluster:
                 f"deleting pod {name}",
                 lambda: _discard(
                     self.core.delete_namespaced_pod(
-                        name, self.namespace, grace_period_seconds=0, _preload_content=False
+                        name,
+                        self.namespace,
+                        grace_period_seconds=0,
+                        _preload_content=False,
+                        _request_timeout=self.timeout,
                     )
                 ),
             )
@@ -224,6 +237,7 @@ class Cluster:
                 "label_selector": selector,
                 "limit": PAGE_SIZE,
                 "_preload_content": False,
+                "_request_timeout": self.timeout,
             }
             if token:
                 kwargs["_continue"] = token

@@ -97,6 +97,8 @@ class Settings:
     max_input_uncompressed: int  # MAX_INPUT_UNCOMPRESSED_BYTES (1 GiB)
     max_body_bytes: int  # MAX_REQUEST_BYTES (32 MiB): whole request body
 
+    backend_timeout: float  # BACKEND_TIMEOUT_SECONDS (15): one Firestore, Storage or cluster
+    #   call, retries included; past it the request answers 503 (or 500 for the cluster)
     log_level: str  # LOG_LEVEL ("WARNING", as before)
 
     @classmethod
@@ -131,6 +133,7 @@ class Settings:
             max_input_files=read.integer("MAX_INPUT_FILES", 10000, minimum=1),
             max_input_uncompressed=read.integer("MAX_INPUT_UNCOMPRESSED_BYTES", 1024 * MIB),
             max_body_bytes=read.integer("MAX_REQUEST_BYTES", 32 * MIB, minimum=1024),
+            backend_timeout=read.number("BACKEND_TIMEOUT_SECONDS", 15.0, minimum=1.0),
             log_level=read.text("LOG_LEVEL", "WARNING").upper(),
         )
 

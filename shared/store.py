@@ -51,10 +51,18 @@ def _job(snapshot: Any) -> Job:
 class JobStore:
     """One collection of job documents, plus one of names (which keeps names unique)."""
 
-    def __init__(self, client: firestore.Client, collection: str) -> None:
+    def __init__(self, client: firestore.Client, collection: str, timeout: float = 15.0) -> None:
+        from google.api_core.retry import Retry, if_transient_error
+
         self.client = client
         self.jobs = client.collection(collection)
         self.names = client.collection(f"{collection}_names")
+        # Every call gives up after `timeout`, retries included: the library's defaults keep
+        # retrying an unreachable Firestore for minutes, past any function's timeout.
+        self.bounded: dict[str, Any] = {
+            "retry": Retry(predicate=if_transient_error, maximum=2.0, timeout=timeout),
+            "timeout": timeout,
+        }
 
     def create(self, job: Job) -> None:
         """Store a new job; NameTakenError if its name is in use. Both writes or none.
@@ -67,31 +75,31 @@ class JobStore:
         batch.create(self.names.document(job.name), {"job_id": job.id, "created": job.created})
         batch.create(self.jobs.document(job.id), job.to_document())
         try:
-            _wrap("create job", batch.commit)
+            _wrap("create job", lambda: batch.commit(**self.bounded))
         except StoreError as error:
             if isinstance(error.__cause__, gexc.AlreadyExists):
                 raise NameTakenError(job.name) from None
             raise
 
     def get(self, job_id: str) -> Job | None:
-        snapshot = _wrap("get job", lambda: self.jobs.document(job_id).get())
+        snapshot = _wrap("get job", lambda: self.jobs.document(job_id).get(**self.bounded))
         return _job(snapshot) if snapshot.exists else None
 
     def get_many(self, job_ids: list[str]) -> dict[str, Job]:
         """The jobs that exist among `job_ids`, in one round trip."""
         refs = [self.jobs.document(job_id) for job_id in job_ids]
-        snapshots = _wrap("get jobs", lambda: list(self.client.get_all(refs)))
+        snapshots = _wrap("get jobs", lambda: list(self.client.get_all(refs, **self.bounded)))
         return {s.id: _job(s) for s in snapshots if s.exists}
 
     def get_by_name(self, name: str) -> Job | None:
-        snapshot = _wrap("get job name", lambda: self.names.document(name).get())
+        snapshot = _wrap("get job name", lambda: self.names.document(name).get(**self.bounded))
         if not snapshot.exists:
             return None
         return self.get(str(snapshot.get("job_id")))
 
     def find(self, status: Status, account_id: str | None = None) -> list[Job]:
         query = self.find_query(status, account_id)
-        return _wrap("list jobs", lambda: [_job(snapshot) for snapshot in query.stream()])
+        return _wrap("list jobs", lambda: [_job(s) for s in query.stream(**self.bounded)])
 
     def find_query(self, status: Status, account_id: str | None = None) -> firestore.Query:
         """The list's query: it needs a composite index (infra/firestore.indexes.json)."""
@@ -105,7 +113,9 @@ class JobStore:
     def unfinished(self) -> list[Job]:
         """Every job not in a final status: the one query of a sync."""
         query = self.unfinished_query()
-        return _wrap("list unfinished jobs", lambda: [_job(s) for s in query.stream()])
+        return _wrap(
+            "list unfinished jobs", lambda: [_job(s) for s in query.stream(**self.bounded)]
+        )
 
     def unfinished_query(self) -> firestore.Query:
         from google.cloud.firestore_v1 import FieldFilter
@@ -133,7 +143,7 @@ class JobStore:
         @firestore.transactional
         def write(transaction: firestore.Transaction) -> Job:
             ref = self.jobs.document(job_id)
-            snapshot = ref.get(transaction=transaction)
+            snapshot = ref.get(transaction=transaction, **self.bounded)
             if not snapshot.exists:
                 raise TransitionRefusedError(job_id, "missing", target.value)
             job = _job(snapshot)
@@ -166,7 +176,7 @@ class JobStore:
         @firestore.transactional
         def write(transaction: firestore.Transaction) -> bool:
             ref = self.jobs.document(job_id)
-            snapshot = ref.get(transaction=transaction)
+            snapshot = ref.get(transaction=transaction, **self.bounded)
             if not snapshot.exists or snapshot.get("status") != status.value:
                 return False
             transaction.update(ref, {**changes, "updated": now_ms()})

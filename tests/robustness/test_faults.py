@@ -203,3 +203,59 @@ def test_finalize_when_the_cluster_refuses_the_deletes(
     fn.sync()
     (done,) = settled()
     assert done.status is Status.SUCCEEDED
+
+
+# -- a backend out of reach ---------------------------------------------------------------
+
+
+def dead_address() -> str:
+    from infra.local.procs import free_port
+
+    return f"127.0.0.1:{free_port()}"  # nothing listens there
+
+
+def test_firestore_out_of_reach(fn, monkeypatch, batch_v1, namespace, bucket, settled):
+    """Every entry point answers at once in the envelope and changes nothing; once Firestore
+    is back, the job carries on."""
+    import os
+    import time
+
+    job = create(fn, "before-outage", **env(KUBESIM_RUN_SECONDS=0))
+    reachable = os.environ["FIRESTORE_EMULATOR_HOST"]
+    reconfigure(monkeypatch, FIRESTORE_EMULATOR_HOST=dead_address(), BACKEND_TIMEOUT_SECONDS="2")
+    started = time.monotonic()
+    assert fn.api("GET", f"/batch/{job['id']}")[0] == 503
+    code, body = fn.api("POST", "/batch/", json={"job_parameters": {"docker_image": "alpine"}})
+    assert (code, body["error"]) == (503, "DatabaseError"), body
+    assert fn.api("DELETE", f"/batch/{job['id']}")[0] == 503
+    assert fn.api("GET", "/batch/?status=running")[0] == 503
+    assert fn.clients["synchronize_batch_jobs"].post("/").status_code == 503
+    event = {"bucket": bucket, "name": "before-outage-output.zip", "metadata": {}}
+    assert fn.finalize(event) == 500  # Eventarc delivers it again later
+    assert time.monotonic() - started < 6 * 2 * 3  # six calls, each bounded
+    assert [j.metadata.name for j in batch_v1.list_namespaced_job(namespace).items] == [
+        "before-outage"
+    ]
+    reconfigure(monkeypatch, FIRESTORE_EMULATOR_HOST=reachable)
+    sync_until_final(fn, [job["id"]])
+    (done,) = settled()
+    assert done.status is Status.SUCCEEDED
+
+
+def test_a_stalled_cluster_call_gives_up(fn, kubesim, monkeypatch, namespace, settled):
+    """The API server accepts the request and never answers in time: create fails cleanly
+    after BACKEND_TIMEOUT_SECONDS instead of hanging the function."""
+    import time
+
+    reconfigure(monkeypatch, BACKEND_TIMEOUT_SECONDS="1")
+    kubesim.inject_fault(verb="create", path=jobs_path(namespace), delay_seconds=4)
+    started = time.monotonic()
+    code, body = fn.api(
+        "POST", "/batch/", json={"name": "stalled", "job_parameters": {"docker_image": "alpine"}}
+    )
+    assert time.monotonic() - started < 3.5
+    assert (code, body["error"]) == (500, "ClusterError"), body
+    time.sleep(4)  # the stalled request completes on the server: a Job nobody tracks
+    fn.sync()
+    (failed,) = settled()
+    assert failed.reason == "ClusterError"
