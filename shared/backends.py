@@ -44,7 +44,9 @@ class Backends:
     def bucket(self) -> Bucket:
         from shared.bucket import Bucket, storage_client
 
-        return Bucket(storage_client(self.settings), self.settings.bucket)
+        return Bucket(
+            storage_client(self.settings), self.settings.bucket, self.settings.backend_timeout
+        )
 
 
 @cache

@@ -1,4 +1,4 @@
-"""The Cloud Storage adapter: job input and output objects, and the output's URL."""
+"""The Cloud Storage adapter: job input and output objects, and the URLs that read them."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
-from shared.errors import BucketError
+from shared.errors import BucketError, SigningError
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 UNSIGNED_RETRY_MS = 5 * 60 * 1000
+V4_MAX_LIFETIME = 7 * 24 * 3600  # s: the longest a V4 signed URL may be valid
 
 
 class ObjectExistsError(BucketError):
@@ -55,10 +56,18 @@ def _wrap(action: str, call: Callable[[], T]) -> T:
 
 
 class Bucket:
-    def __init__(self, client: storage.Client, name: str) -> None:
+    def __init__(self, client: storage.Client, name: str, timeout: float = 15.0) -> None:
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
         self.client = client
         self.name = name
         self.bucket = client.bucket(name)
+        # Every call gives up after `timeout`, retries included: the library's defaults keep
+        # retrying an unreachable Cloud Storage for two minutes, past any request's patience.
+        self._call: dict[str, Any] = {
+            "retry": DEFAULT_RETRY.with_timeout(timeout).with_delay(maximum=2.0),
+            "timeout": timeout,
+        }
 
     def upload_input(self, object_name: str, data: bytes, job_id: str) -> None:
         """Upload a job's input zip; never overwrites an existing object."""
@@ -67,7 +76,7 @@ class Bucket:
         _wrap(
             f"uploading {object_name}",
             lambda: blob.upload_from_string(
-                data, content_type="application/zip", if_generation_match=0
+                data, content_type="application/zip", if_generation_match=0, **self._call
             ),
         )
 
@@ -75,7 +84,10 @@ class Bucket:
         from google.api_core import exceptions
 
         try:
-            _wrap(f"deleting {object_name}", lambda: self.bucket.blob(object_name).delete())
+            _wrap(
+                f"deleting {object_name}",
+                lambda: self.bucket.blob(object_name).delete(**self._call),
+            )
         except BucketError as error:
             if isinstance(error.__cause__, exceptions.NotFound):
                 return False
@@ -84,7 +96,9 @@ class Bucket:
 
     def metadata(self, object_name: str) -> dict[str, Any] | None:
         """The object's metadata (job-id, ...) if it exists, else None."""
-        blob = _wrap(f"reading {object_name}", lambda: self.bucket.get_blob(object_name))
+        blob = _wrap(
+            f"reading {object_name}", lambda: self.bucket.get_blob(object_name, **self._call)
+        )
         if blob is None:
             return None
         return dict(blob.metadata or {})
@@ -92,42 +106,17 @@ class Bucket:
     def output_url(self, object_name: str, lifetime: int) -> tuple[str, int | None]:
         """A URL the caller can fetch, and when it expires (epoch ms; None = never).
 
-        A V4 signed URL when the credentials can sign (a key file, or the function's
-        service account through the IAM signBlob API); otherwise, against the emulator,
-        its download URL.
+        A signed URL when the credentials can sign; against the emulator its download URL;
+        otherwise an authenticated download URL that is signed again a few minutes later.
         """
-        emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+        emulator = self._emulator_url(object_name)
         if emulator:
-            path = f"/download/storage/v1/b/{self.name}/o/{quote(object_name, safe='')}"
-            return f"{emulator.rstrip('/')}{path}?alt=media", None
+            return emulator, None
+        lifetime = min(lifetime, V4_MAX_LIFETIME)
         expires_ms = int((datetime.datetime.now(datetime.UTC).timestamp() + lifetime) * 1000)
-        blob = self.bucket.blob(object_name)
-        expiration = datetime.timedelta(seconds=lifetime)
-        credentials = self.client._credentials  # noqa: SLF001 - the client's own credentials
-        if hasattr(credentials, "sign_bytes") and getattr(credentials, "signer", None):
-            url = _wrap(
-                "signing the output URL",
-                lambda: blob.generate_signed_url(version="v4", expiration=expiration),
-            )
-            return url, expires_ms
-
-        def sign_with_iam() -> str:
-            import google.auth.transport.requests
-
-            if not credentials.valid:
-                credentials.refresh(google.auth.transport.requests.Request())
-            return str(
-                blob.generate_signed_url(
-                    version="v4",
-                    expiration=expiration,
-                    service_account_email=credentials.service_account_email,
-                    access_token=credentials.token,
-                )
-            )
-
         try:
-            return _wrap("signing the output URL", sign_with_iam), expires_ms
-        except (BucketError, AttributeError) as error:
+            return self._signed_url(object_name, lifetime), expires_ms
+        except SigningError as error:
             # No way to sign (say, user credentials): an authenticated download URL, and
             # another try at signing in a few minutes.
             log.warning("cannot sign the output URL: %s", error)
@@ -135,3 +124,54 @@ class Bucket:
             return plain, int(
                 datetime.datetime.now(datetime.UTC).timestamp() * 1000
             ) + UNSIGNED_RETRY_MS
+
+    def input_url(self, object_name: str, lifetime: int) -> str:
+        """A GET URL for a job's input that needs no identity, valid `lifetime` seconds.
+
+        The stage-in container downloads with it, so no pod that runs user code needs
+        access to the bucket. SigningError when the credentials cannot sign: an unsigned
+        URL would be useless to a pod without an identity.
+        """
+        return self._emulator_url(object_name) or self._signed_url(object_name, lifetime)
+
+    def _emulator_url(self, object_name: str) -> str | None:
+        """The emulator's download URL (it checks no signature), or None off the emulator."""
+        emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+        if not emulator:
+            return None
+        path = f"/download/storage/v1/b/{self.name}/o/{quote(object_name, safe='')}"
+        return f"{emulator.rstrip('/')}{path}?alt=media"
+
+    def _signed_url(self, object_name: str, lifetime: int) -> str:
+        """A V4 signed GET URL. A key file signs locally; other service-account credentials
+        (the function's own) sign through the IAM signBlob API. SigningError otherwise."""
+        from google.api_core.exceptions import GoogleAPIError
+        from google.auth.exceptions import GoogleAuthError
+        from requests import RequestException
+
+        blob = self.bucket.blob(object_name)
+        expiration = datetime.timedelta(seconds=min(lifetime, V4_MAX_LIFETIME))
+        credentials = self.client._credentials  # noqa: SLF001 - the client's own credentials
+        try:
+            if hasattr(credentials, "sign_bytes") and getattr(credentials, "signer", None):
+                return str(blob.generate_signed_url(version="v4", expiration=expiration))
+            return _sign_with_iam(blob, credentials, expiration)
+        except (GoogleAPIError, GoogleAuthError, RequestException, AttributeError) as error:
+            raise SigningError(f"signing a URL for {object_name}: {error}") from error
+
+
+def _sign_with_iam(blob: Any, credentials: Any, expiration: datetime.timedelta) -> str:
+    """Sign through IAM signBlob as the credentials' service account; AttributeError when
+    they have none (user credentials)."""
+    import google.auth.transport.requests
+
+    if not credentials.valid:
+        credentials.refresh(google.auth.transport.requests.Request())
+    return str(
+        blob.generate_signed_url(
+            version="v4",
+            expiration=expiration,
+            service_account_email=credentials.service_account_email,
+            access_token=credentials.token,
+        )
+    )

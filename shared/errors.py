@@ -67,6 +67,14 @@ class DatabaseError(ApiError):
     error = "DatabaseError"
 
 
+class ConfigurationError(ApiError):
+    """The service is deployed in a way that cannot work (say, it cannot sign URLs): a
+    retry will not help, an operator must."""
+
+    status_code = 500
+    error = "ConfigurationError"
+
+
 # --- adapter boundaries -----------------------------------------------------------------
 
 
@@ -109,3 +117,7 @@ class TransitionRefusedError(Exception):
 
 class BucketError(Exception):
     """Cloud Storage failed or could not be reached."""
+
+
+class SigningError(BucketError):
+    """The credentials cannot sign a URL (no key, no service account for IAM signBlob)."""

@@ -11,28 +11,34 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from shared import manifests
 from shared.backends import Backends
+from shared.bucket import V4_MAX_LIFETIME
 from shared.errors import (
+    ApiError,
     BucketError,
     ClusterApiError,
     ClusterError,
+    ConfigurationError,
     InvalidParameters,
     NotFound,
+    SigningError,
     StorageError,
     TransitionRefusedError,
 )
 from shared.inputs import decode_input
 from shared.logs import log_context
 from shared.model import KILLABLE, Job, Status, now_ms
+from shared.settings import Settings
 from shared.store import JobStore, NameTakenError
 from shared.validation import derived_name, validate_create
 
 log = logging.getLogger(__name__)
 WATCH_POLL_SECONDS = 0.25  # how often create looks at a new job's pod while it waits
+INPUT_URL_MARGIN = 3600  # s: the input URL outlives the job's timeout by this much
 
 
 def create(body: Any, *, backends: Backends) -> tuple[Job, str]:
@@ -60,25 +66,34 @@ def create(body: Any, *, backends: Backends) -> tuple[Job, str]:
             _deploy(job, data, backends)
         except (ClusterApiError, BucketError) as error:
             _undo(job, backends)
-            reason = "ClusterError" if isinstance(error, ClusterApiError) else "StorageError"
-            failed = store.transition(
+            reason, answer = _create_failure(job, error)
+            store.transition(
                 job.id,
                 Status.FAILED,
                 reason=f"create failed: {error}",
                 updates={"reason": reason, "message": str(error)},
             )
             log.error("create failed; cleaned up", extra={"error": str(error)})
-            if isinstance(error, ClusterApiError):
-                raise ClusterError(
-                    msg=f"API request failed when creating job {failed.name}",
-                    data={"cluster_response": error.body},
-                ) from error
-            raise StorageError(msg=f"Could not upload the input of job {failed.name}") from error
+            raise answer from error
         running = store.transition(job.id, Status.RUNNING, reason="deployed to the cluster")
         log.info("job deployed")
         if settings.create_wait > 0:
             return _watch_start(running, backends)
     return running, ""
+
+
+def _create_failure(job: Job, error: ClusterApiError | BucketError) -> tuple[str, ApiError]:
+    """The failed record's reason, and what the client is told."""
+    if isinstance(error, ClusterApiError):
+        answer: ApiError = ClusterError(
+            msg=f"API request failed when creating job {job.name}",
+            data={"cluster_response": error.body},
+        )
+        return "ClusterError", answer
+    if isinstance(error, SigningError):
+        answer = ConfigurationError(msg=f"Could not sign the input URL of job {job.name}: {error}")
+        return "ConfigurationError", answer
+    return "StorageError", StorageError(msg=f"Could not upload the input of job {job.name}")
 
 
 def _watch_start(job: Job, backends: Backends) -> tuple[Job, str]:
@@ -106,14 +121,15 @@ def _deploy(job: Job, data: bytes | None, backends: Backends) -> None:
     if settings.credentials_file:
         with open(settings.credentials_file, "rb") as key:
             cluster.ensure_secret(manifests.credentials_secret(key.read(), settings))
-    # Independent calls overlap: the volume claims and the input upload.
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        futures = [
+    # Independent calls overlap: the volume claims, the input upload and its URL's signature.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures: list[Future[Any]] = [
             pool.submit(
                 cluster.create_claim,
                 manifests.volume_claim(job, settings, name=job.output_claim, role="output"),
             )
         ]
+        signing = None
         if data is not None:
             futures.append(
                 pool.submit(
@@ -122,9 +138,20 @@ def _deploy(job: Job, data: bytes | None, backends: Backends) -> None:
                 )
             )
             futures.append(pool.submit(bucket.upload_input, job.input_object, data, job.id))
+            lifetime = input_url_lifetime(job, settings)
+            signing = pool.submit(bucket.input_url, job.input_object, lifetime)
+            futures.append(signing)
         for future in futures:
             future.result()
-    cluster.create_job(manifests.batch_job(job, settings))
+    input_url = signing.result() if signing else None
+    cluster.create_job(manifests.batch_job(job, settings, input_url=input_url))
+
+
+def input_url_lifetime(job: Job, settings: Settings) -> int:
+    """Seconds the stage-in URL stays valid: the job's timeout plus an hour, which covers
+    every retry of the init container (they all fall within activeDeadlineSeconds), capped
+    at the 7 days a V4 signed URL may live. A retry past that cap would exit 66."""
+    return min(manifests.timeout_seconds(job, settings) + INPUT_URL_MARGIN, V4_MAX_LIFETIME)
 
 
 def _undo(job: Job, backends: Backends) -> None:

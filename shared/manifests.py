@@ -3,7 +3,9 @@
 Everything the product creates carries `app.kubernetes.io/managed-by` and the job id
 label, which is how the sync finds (and cleans up) what belongs to a job. Job pods never
 mount a service-account token, no container is privileged or may escalate privileges,
-and the stager containers run as a non-root user on a read-only root filesystem.
+and the stager containers run as a non-root user on a read-only root filesystem. Only the
+cleanup pod, which runs no user code, holds the bucket identity; stage-in reads the input
+through a signed URL.
 """
 
 from __future__ import annotations
@@ -87,29 +89,19 @@ def _restricted(*, non_root: bool) -> dict[str, Any]:
 
 
 def _stager(
-    job: Job, settings: Settings, *, command: str, obj: str, mount: str, claim_volume: str
+    job: Job, settings: Settings, *, command: str, env: list[dict[str, str]], mount: dict[str, Any]
 ) -> dict[str, Any]:
-    env = [
-        {"name": "STAGER_BUCKET", "value": settings.bucket},
-        {"name": "STAGER_OBJECT", "value": obj},
-        {"name": "STAGER_DIR", "value": mount},
-        {"name": "STAGER_JOB_ID", "value": job.id},
-        {"name": "MAX_INPUT_FILES", "value": str(settings.max_input_files)},
-        {"name": "MAX_INPUT_UNCOMPRESSED_BYTES", "value": str(settings.max_input_uncompressed)},
-        {"name": "LOG_LEVEL", "value": "INFO"},
-    ]
-    mounts: list[dict[str, Any]] = [{"name": claim_volume, "mountPath": mount}]
-    if settings.credentials_file:
-        env.append(
-            {"name": "GC_CREDENTIALS_FILE_PATH", "value": f"{CREDENTIALS_DIR}/{CREDENTIALS_KEY}"}
-        )
-        mounts.append({"name": "gcs-credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True})
     return {
         "name": command,
         "image": settings.stager_image,
         "command": ["python", "-m", "shared.stager", command],
-        "env": env,
-        "volumeMounts": mounts,
+        "env": [
+            *env,
+            {"name": "STAGER_DIR", "value": mount["mountPath"]},
+            {"name": "STAGER_JOB_ID", "value": job.id},
+            {"name": "LOG_LEVEL", "value": "INFO"},
+        ],
+        "volumeMounts": [mount],
         "resources": {
             "requests": {"cpu": "100m", "memory": "128Mi"},
             "limits": {"memory": "256Mi"},
@@ -118,7 +110,47 @@ def _stager(
     }
 
 
-def _pod_spec(settings: Settings, containers: list[dict[str, Any]], volumes: list[Any]) -> Any:
+def _stage_in(job: Job, settings: Settings, input_url: str | None) -> dict[str, Any]:
+    """The init container: downloads the input through a signed URL, so it needs no
+    identity of its own and shares none with the user's container."""
+    env = [
+        {"name": "MAX_INPUT_BYTES", "value": str(settings.max_input_bytes)},
+        {"name": "MAX_INPUT_FILES", "value": str(settings.max_input_files)},
+        {"name": "MAX_INPUT_UNCOMPRESSED_BYTES", "value": str(settings.max_input_uncompressed)},
+    ]
+    if input_url:
+        env.insert(0, {"name": "INPUT_URL", "value": input_url})
+    mount = {"name": "input", "mountPath": "/input"}
+    return _stager(job, settings, command="stage-in", env=env, mount=mount)
+
+
+def _stage_out(job: Job, settings: Settings) -> dict[str, Any]:
+    """The cleanup container: uploads with the stager's identity (Workload Identity, or the
+    key file mounted from the credentials Secret)."""
+    env = [
+        {"name": "STAGER_BUCKET", "value": settings.bucket},
+        {"name": "STAGER_OBJECT", "value": job.output_object},
+    ]
+    if settings.credentials_file:
+        key_path = f"{CREDENTIALS_DIR}/{CREDENTIALS_KEY}"
+        env.append({"name": "GC_CREDENTIALS_FILE_PATH", "value": key_path})
+    container = _stager(
+        job,
+        settings,
+        command="stage-out",
+        env=env,
+        mount={"name": "output", "mountPath": "/output"},
+    )
+    if settings.credentials_file:
+        container["volumeMounts"].append(
+            {"name": "gcs-credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True}
+        )
+    return container
+
+
+def _pod_spec(
+    containers: list[dict[str, Any]], volumes: list[Any], *, service_account: str | None
+) -> Any:
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
@@ -127,21 +159,25 @@ def _pod_spec(settings: Settings, containers: list[dict[str, Any]], volumes: lis
         "containers": containers,
         "volumes": volumes,
     }
-    if settings.credentials_file:
-        volumes.append({"name": "gcs-credentials", "secret": {"secretName": CREDENTIALS_SECRET}})
-    if settings.stager_service_account:
-        spec["serviceAccountName"] = settings.stager_service_account
+    if service_account:
+        spec["serviceAccountName"] = service_account
     return spec
 
 
 def _fail_fast_on_stager_errors(container: str) -> dict[str, Any]:
-    """A rejected input, a missing object or a conflict fails the Job: retrying cannot help."""
+    """A rejected or missing input, a conflict or a usage error fails the Job: retrying
+    cannot help."""
     codes = {"containerName": container, "operator": "In", "values": list(PERMANENT_CODES)}
     return {"rules": [{"action": "FailJob", "onExitCodes": codes}]}
 
 
-def batch_job(job: Job, settings: Settings) -> Manifest:
-    """The user's Job: an init container stages the input, then the user's container runs."""
+def batch_job(job: Job, settings: Settings, *, input_url: str | None = None) -> Manifest:
+    """The user's Job: an init container stages the input, then the user's container runs.
+
+    `input_url` is the signed URL of the job's input (see `Bucket.input_url`); a job with
+    input cannot start without it (stage-in exits 64). The pod runs as JOB_SERVICE_ACCOUNT
+    and carries no stager identity: the user's code must not reach other jobs' objects.
+    """
     params = job.job_parameters
     container: dict[str, Any] = {
         "name": "job",
@@ -158,36 +194,18 @@ def batch_job(job: Job, settings: Settings) -> Manifest:
     volumes: list[Any] = [
         {"name": "output", "persistentVolumeClaim": {"claimName": job.output_claim}}
     ]
-    init: list[dict[str, Any]] = []
     if job.has_input:
         container["volumeMounts"].append({"name": "input", "mountPath": "/input"})
         volumes.append({"name": "input", "persistentVolumeClaim": {"claimName": job.input_claim}})
-        init.append(
-            _stager(
-                job,
-                settings,
-                command="stage-in",
-                obj=job.input_object,
-                mount="/input",
-                claim_volume="input",
-            )
-        )
-    pod = _pod_spec(settings, [container], volumes)
-    if init:
-        pod["initContainers"] = init
+    pod = _pod_spec([container], volumes, service_account=settings.job_service_account)
     spec: dict[str, Any] = {
         "backoffLimit": int(params.get("retries", 0)),
-        "activeDeadlineSeconds": int(params.get("timeout_seconds", settings.default_timeout)),
+        "activeDeadlineSeconds": timeout_seconds(job, settings),
         "template": {"metadata": {"labels": labels(job, "job")}, "spec": pod},
     }
     if job.has_input:
-        # A rejected input is the user's error: retrying cannot help.
-        rejected = {
-            "containerName": "stage-in",
-            "operator": "In",
-            "values": [STAGER_INPUT_REJECTED],
-        }
-        spec["podFailurePolicy"] = {"rules": [{"action": "FailJob", "onExitCodes": rejected}]}
+        pod["initContainers"] = [_stage_in(job, settings, input_url)]
+        spec["podFailurePolicy"] = _fail_fast_on_stager_errors("stage-in")
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -196,18 +214,21 @@ def batch_job(job: Job, settings: Settings) -> Manifest:
     }
 
 
+def timeout_seconds(job: Job, settings: Settings) -> int:
+    """The Job's activeDeadlineSeconds: the job's own timeout, else JOB_TIMEOUT_SECONDS."""
+    return int(job.job_parameters.get("timeout_seconds", settings.default_timeout))
+
+
 def cleanup_job(job: Job, settings: Settings) -> Manifest:
-    """The cleanup Job: zips the output volume into `<name>-output.zip`."""
+    """The cleanup Job: zips the output volume into `<name>-output.zip`. It runs no user
+    code, so it alone carries the stager's identity."""
     volumes: list[Any] = [
         {"name": "output", "persistentVolumeClaim": {"claimName": job.output_claim}}
     ]
-    stage_out = _stager(
-        job,
-        settings,
-        command="stage-out",
-        obj=job.output_object,
-        mount="/output",
-        claim_volume="output",
+    if settings.credentials_file:
+        volumes.append({"name": "gcs-credentials", "secret": {"secretName": CREDENTIALS_SECRET}})
+    pod = _pod_spec(
+        [_stage_out(job, settings)], volumes, service_account=settings.stager_service_account
     )
     return {
         "apiVersion": "batch/v1",
@@ -217,9 +238,6 @@ def cleanup_job(job: Job, settings: Settings) -> Manifest:
             "backoffLimit": CLEANUP_RETRIES,
             "podFailurePolicy": _fail_fast_on_stager_errors("stage-out"),
             "activeDeadlineSeconds": settings.default_timeout,
-            "template": {
-                "metadata": {"labels": labels(job, "cleanup")},
-                "spec": _pod_spec(settings, [stage_out], volumes),
-            },
+            "template": {"metadata": {"labels": labels(job, "cleanup")}, "spec": pod},
         },
     }

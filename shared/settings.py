@@ -81,6 +81,7 @@ class Settings:
     namespace: str  # KUBERNETES_NAMESPACE ("default"): must exist
     stager_image: str  # STAGER_IMAGE: the image of the init and cleanup containers
     stager_service_account: str | None  # STAGER_SERVICE_ACCOUNT: KSA (Workload Identity)
+    job_service_account: str | None  # JOB_SERVICE_ACCOUNT: user pods' KSA; None = namespace default
     volume_size: str  # JOB_VOLUME_SIZE ("1Gi"): size of each input/output PVC
     storage_class: str | None  # JOB_STORAGE_CLASS: None = the cluster's default class
 
@@ -120,6 +121,7 @@ class Settings:
             namespace=read.text("KUBERNETES_NAMESPACE", "default"),
             stager_image=read.text("STAGER_IMAGE", "kubernetes-task-runner/stager:local"),
             stager_service_account=read.optional("STAGER_SERVICE_ACCOUNT"),
+            job_service_account=read.optional("JOB_SERVICE_ACCOUNT"),
             volume_size=read.text("JOB_VOLUME_SIZE", "1Gi"),
             storage_class=read.optional("JOB_STORAGE_CLASS"),
             default_timeout=read.integer("JOB_TIMEOUT_SECONDS", 86400, minimum=1),

@@ -54,12 +54,29 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--object", dest="object_name", help="object name (env STAGER_OBJECT)")
         sub.add_argument("--dir", dest="directory", help="volume directory (env STAGER_DIR)")
         sub.add_argument("--job-id", help="job id for logs and metadata (env STAGER_JOB_ID)")
+    commands.choices[STAGE_IN].add_argument(
+        "--url",
+        help="read the input from this signed URL instead of --bucket/--object "
+        "(env INPUT_URL): no storage identity needed",
+    )
     return parser
 
 
 def _run(config: StagerConfig) -> None:
-    from shared.stager import commands, storage
+    from shared.stager import commands
 
+    if config.command == STAGE_IN and config.input_url:
+        commands.stage_in_from_url(
+            url=config.input_url,
+            directory=config.directory,
+            limits=config.limits,
+            max_bytes=config.max_download_bytes,
+            deadline=config.retry_deadline,
+        )
+        return
+    from shared.stager import storage
+
+    assert config.bucket is not None and config.object_name is not None  # build_config
     client = storage.make_client(config.credentials)
     retry = storage.retry_policy(config.retry_deadline)
     if config.command == STAGE_IN:
@@ -108,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             object_name=args.object_name,
             directory=args.directory,
             job_id=args.job_id,
+            url=getattr(args, "url", None),
         )
     except UsageError as error:
         return _refuse(error)

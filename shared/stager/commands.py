@@ -3,14 +3,16 @@ stage-in (init container) and stage-out (cleanup job)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
-from shared.stager import archive, extract, storage
+from shared.stager import archive, extract, fetch, storage
 from shared.stager.config import Limits
 from shared.stager.errors import OutputConflictError, UsageError
 
@@ -19,6 +21,29 @@ if TYPE_CHECKING:
     from google.cloud.storage import Client
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _download_file(directory: Path) -> Iterator[BinaryIO]:
+    """A temporary file inside `directory` (the root filesystem is read-only), unlinked as
+    soon as it is open so it never shows among the job's input."""
+    directory.mkdir(parents=True, exist_ok=True)
+    extract.remove_leftovers(directory)
+    fd, temp_name = tempfile.mkstemp(prefix=extract.STAGING_PREFIX + "download-", dir=directory)
+    with os.fdopen(fd, "w+b") as temp:
+        os.unlink(temp_name)
+        yield temp
+
+
+def stage_in_from_url(
+    *, url: str, directory: Path, limits: Limits, max_bytes: int, deadline: float
+) -> extract.ZipSummary:
+    """Download the input zip from a signed URL and unpack it safely into `directory`."""
+    with _download_file(directory) as temp:
+        size = fetch.download(url, temp, max_bytes=max_bytes, deadline=deadline)
+        log.info("input downloaded", extra={"url": fetch.where(url), "bytes": size})
+        temp.seek(0)
+        return extract.extract_zip(temp, directory, limits)
 
 
 def stage_in(
@@ -30,16 +55,8 @@ def stage_in(
     limits: Limits,
     retry: Retry,
 ) -> extract.ZipSummary:
-    """Download the input zip and unpack it safely into `directory`.
-
-    The download lands in a temporary file inside `directory` (the root filesystem is
-    read-only), unlinked as soon as it is open so it never shows among the job's input.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    extract.remove_leftovers(directory)
-    fd, temp_name = tempfile.mkstemp(prefix=extract.STAGING_PREFIX + "download-", dir=directory)
-    with os.fdopen(fd, "w+b") as temp:
-        os.unlink(temp_name)
+    """Download the input zip with the stager's identity and unpack it into `directory`."""
+    with _download_file(directory) as temp:
         size = storage.download(client, bucket, object_name, temp, retry=retry)
         log.info(
             "input downloaded", extra={"object": f"gs://{bucket}/{object_name}", "bytes": size}

@@ -76,8 +76,10 @@ class Credentials:
 @dataclass(frozen=True)
 class StagerConfig:
     command: str  # stage-in or stage-out
-    bucket: str  # --bucket / STAGER_BUCKET / GC_BUCKET_NAME
-    object_name: str  # --object / STAGER_OBJECT: e.g. <job_name>-input.zip
+    # Stage-in reads its input from `input_url` when set, else from bucket/object_name.
+    input_url: str | None  # --url / INPUT_URL: a signed URL; stage-in needs no identity
+    bucket: str | None  # --bucket / STAGER_BUCKET / GC_BUCKET_NAME
+    object_name: str | None  # --object / STAGER_OBJECT: e.g. <job_name>-input.zip
     directory: Path  # --dir / STAGER_DIR: the volume's mount path, /input or /output
     job_id: str | None  # --job-id / STAGER_JOB_ID: required by stage-out (object metadata)
     credentials: Credentials
@@ -85,6 +87,7 @@ class StagerConfig:
     chunk_size: int = 24 * MIB  # STAGER_CHUNK_MIB (24): resumable upload chunk, bounds RAM
     compress_level: int = 6  # STAGER_COMPRESS_LEVEL (6): deflate level of compressible files
     retry_deadline: float = 120.0  # STAGER_RETRY_SECONDS (120): in-process retries, s
+    max_download_bytes: int = 20 * MIB  # MAX_INPUT_BYTES (20 MiB): the input zip itself
 
 
 def build_config(
@@ -94,6 +97,7 @@ def build_config(
     object_name: str | None = None,
     directory: str | None = None,
     job_id: str | None = None,
+    url: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> StagerConfig:
     """Arguments win over the environment; a missing required value names both."""
@@ -113,6 +117,16 @@ def build_config(
             raise UsageError(f"{command}: {flag} is required (or set {' or '.join(names)})")
         return found
 
+    input_url = pick(url, "INPUT_URL") if command == STAGE_IN else None
+    if input_url is not None and not input_url.startswith(("https://", "http://")):
+        raise UsageError(f"{command}: --url must be an http(s) URL")
+
+    def locate(value: str | None, flag: str, *names: str) -> str | None:
+        """With a URL, stage-in needs no bucket or object: they only name the input."""
+        return pick(value, *names) if input_url else need(value, flag, *names)
+
+    chosen_bucket = locate(bucket, "--bucket", "STAGER_BUCKET", "GC_BUCKET_NAME")
+    chosen_object = locate(object_name, "--object", "STAGER_OBJECT")
     chosen_job_id = pick(job_id, "STAGER_JOB_ID")
     if command == STAGE_OUT and chosen_job_id is None:
         raise UsageError(f"{command}: --job-id is required (or set STAGER_JOB_ID)")
@@ -122,8 +136,9 @@ def build_config(
     chunk_mib = _int(env, "STAGER_CHUNK_MIB", 24, 1)
     return StagerConfig(
         command=command,
-        bucket=need(bucket, "--bucket", "STAGER_BUCKET", "GC_BUCKET_NAME"),
-        object_name=need(object_name, "--object", "STAGER_OBJECT"),
+        input_url=input_url,
+        bucket=chosen_bucket,
+        object_name=chosen_object,
         directory=Path(need(directory, "--dir", "STAGER_DIR")),
         job_id=chosen_job_id,
         credentials=Credentials(
@@ -135,4 +150,5 @@ def build_config(
         chunk_size=chunk_mib * MIB,  # a multiple of 256 KiB, as resumable uploads require
         compress_level=level,
         retry_deadline=_float(env, "STAGER_RETRY_SECONDS", 120.0, 0.0),
+        max_download_bytes=_int(env, "MAX_INPUT_BYTES", 20 * MIB, 1),
     )

@@ -259,3 +259,55 @@ def test_a_stalled_cluster_call_gives_up(fn, kubesim, monkeypatch, namespace, se
     fn.sync()
     (failed,) = settled()
     assert failed.reason == "ClusterError"
+
+
+def test_storage_out_of_reach(fn, monkeypatch, settled):
+    """A create with input answers 503 in the envelope within the timeout and leaves nothing
+    behind; a job whose output lands during the outage is confirmed by a later sync."""
+    import os
+    import time
+
+    from tests.fixtures.api import zip_b64
+
+    job = create(fn, "before-storage-outage", **env(KUBESIM_RUN_SECONDS=0))
+    reachable = os.environ["STORAGE_EMULATOR_HOST"]
+    reconfigure(
+        monkeypatch, STORAGE_EMULATOR_HOST=f"http://{dead_address()}", BACKEND_TIMEOUT_SECONDS="2"
+    )
+    started = time.monotonic()
+    params = {"docker_image": "alpine:3", "input_zip": zip_b64({"a.txt": b"a"})}
+    code, body = fn.api("POST", "/batch/", json={"name": "during", "job_parameters": params})
+    assert (code, body["error"]) == (503, "StorageError"), body
+    assert time.monotonic() - started < 8  # the upload, then the undo's delete, each bounded
+    deadline = time.monotonic() + 20
+    while fn.job(job["id"])["status"] != "cleaning" and time.monotonic() < deadline:
+        fn.sync()  # the output cannot be confirmed while Cloud Storage is away
+        time.sleep(0.2)
+    for _ in range(3):
+        fn.sync()
+        assert fn.job(job["id"])["status"] == "cleaning"
+        time.sleep(0.3)
+    reconfigure(monkeypatch, STORAGE_EMULATOR_HOST=reachable)
+    sync_until_final(fn, [job["id"]])
+    done, failed = sorted(settled(), key=lambda j: j.name)
+    assert done.status is Status.SUCCEEDED
+    assert (failed.name, failed.reason) == ("during", "StorageError")
+
+
+def test_credentials_that_cannot_sign_the_input_url(fn, monkeypatch, settled):
+    """Off the emulator with credentials that cannot sign, a create with input is refused
+    as a deployment problem (500 ConfigurationError) and undone; one without input runs."""
+    from tests.fixtures.api import zip_b64
+
+    backends = reconfigure(monkeypatch)
+    assert backends.bucket  # the client still talks to the emulator...
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST")  # ...but the bucket must now sign URLs
+    params = {"docker_image": "alpine:3", "input_zip": zip_b64({"a.txt": b"a"})}
+    code, body = fn.api("POST", "/batch/", json={"name": "unsigned", "job_parameters": params})
+    assert (code, body["error"]) == (500, "ConfigurationError"), body
+    assert "Could not sign the input URL of job unsigned" in body["msg"]
+    plain = create(fn, "no-input", **env(KUBESIM_RUN_SECONDS=0))
+    sync_until_final(fn, [plain["id"]])
+    done, failed = sorted(settled(), key=lambda j: j.name)
+    assert done.status is Status.SUCCEEDED
+    assert (failed.name, failed.reason) == ("unsigned", "ConfigurationError")

@@ -68,7 +68,8 @@ def test_security_defaults(has_input, credentials):
 
 def test_job_stages_input_first_and_fails_fast_on_a_rejected_input():
     j = job(retries=2, timeout_seconds=60, environment_variables={"B": "2", "A": "1"})
-    manifest = manifests.batch_job(j, settings())
+    url = "https://storage.googleapis.com/bkt/alpine-123-input.zip?X-Goog-Signature=abc"
+    manifest = manifests.batch_job(j, settings(MAX_INPUT_BYTES="1000"), input_url=url)
     spec = manifest["spec"]
     assert manifest["metadata"]["name"] == "alpine-123"
     assert spec["backoffLimit"] == 2
@@ -76,15 +77,17 @@ def test_job_stages_input_first_and_fails_fast_on_a_rejected_input():
     (init,) = spec["template"]["spec"]["initContainers"]
     assert init["command"] == ["python", "-m", "shared.stager", "stage-in"]
     env = {e["name"]: e["value"] for e in init["env"]}
-    assert env["STAGER_OBJECT"] == "alpine-123-input.zip"
+    assert env["INPUT_URL"] == url
     assert env["STAGER_DIR"] == "/input"
-    assert env["STAGER_BUCKET"] == "bkt"
+    assert env["MAX_INPUT_BYTES"] == "1000"
+    assert "STAGER_BUCKET" not in env  # the signed URL is all it can reach
     (user,) = spec["template"]["spec"]["containers"]
     assert user["env"] == [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
     assert {m["mountPath"] for m in user["volumeMounts"]} == {"/input", "/output"}
     (rule,) = spec["podFailurePolicy"]["rules"]
     assert rule["action"] == "FailJob"
     assert manifests.STAGER_INPUT_REJECTED in rule["onExitCodes"]["values"]
+    assert 66 in rule["onExitCodes"]["values"]  # missing input or an expired URL
     assert rule["onExitCodes"]["containerName"] == "stage-in"
 
 
@@ -118,3 +121,24 @@ def test_key_file_is_mounted_from_a_secret_only_when_configured():
     } in volumes
     workload_identity = manifests.cleanup_job(job(), settings(STAGER_SERVICE_ACCOUNT="stager"))
     assert workload_identity["spec"]["template"]["spec"]["serviceAccountName"] == "stager"
+
+
+def test_only_the_cleanup_pod_holds_the_bucket_identity():
+    s = settings(
+        STAGER_SERVICE_ACCOUNT="stager",
+        JOB_SERVICE_ACCOUNT="jobs-ksa",
+        GC_CREDENTIALS_FILE_PATH="/k.json",
+    )
+    user_pod = manifests.batch_job(job(), s, input_url="https://x/y?sig")["spec"]["template"]
+    assert user_pod["spec"]["serviceAccountName"] == "jobs-ksa"
+    assert "gcs-credentials" not in str(user_pod)
+    assert "GC_CREDENTIALS_FILE_PATH" not in str(user_pod)
+    cleanup_pod = manifests.cleanup_job(job(), s)["spec"]["template"]
+    assert cleanup_pod["spec"]["serviceAccountName"] == "stager"
+    assert "gcs-credentials" in str(cleanup_pod)
+
+
+def test_user_pods_use_the_namespace_default_account_when_none_is_set():
+    pod = manifests.batch_job(job(has_input=False), settings())["spec"]["template"]["spec"]
+    assert "serviceAccountName" not in pod
+    assert pod["automountServiceAccountToken"] is False

@@ -1,0 +1,72 @@
+"""The URLs the bucket adapter hands out: the stage-in URL (signed, or the emulator's) and
+the failure when the credentials cannot sign."""
+
+from __future__ import annotations
+
+import urllib.request
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+from google.oauth2 import service_account
+
+from shared.bucket import V4_MAX_LIFETIME, Bucket
+from shared.errors import SigningError
+
+EMAIL = "task-runner-api@example-project.iam.gserviceaccount.com"
+
+
+def key_file_credentials() -> service_account.Credentials:
+    """Credentials of a service-account key made up on the spot: they sign locally."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    return service_account.Credentials.from_service_account_info(
+        {
+            "type": "service_account",
+            "client_email": EMAIL,
+            "private_key": pem,
+            "private_key_id": "k1",
+            "token_uri": "https://oauth2.googleapis.com/token",
+        }
+    )
+
+
+@pytest.fixture
+def off_emulator(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+
+
+@pytest.mark.usefixtures("off_emulator")
+@pytest.mark.parametrize(("asked", "granted"), [(7200, 7200), (30 * 86400, V4_MAX_LIFETIME)])
+def test_input_url_is_a_v4_signature_for_one_object(asked: int, granted: int) -> None:
+    client = storage.Client(project="example-project", credentials=key_file_credentials())
+    url = Bucket(client, "bkt").input_url("hello world-input.zip", asked)
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    assert (parts.scheme, parts.netloc) == ("https", "storage.googleapis.com")
+    assert parts.path == "/bkt/hello%20world-input.zip"
+    assert query["X-Goog-Algorithm"] == ["GOOG4-RSA-SHA256"]
+    assert query["X-Goog-Expires"] == [str(granted)]
+    assert query["X-Goog-Credential"][0].startswith(EMAIL + "/")
+    assert len(query["X-Goog-Signature"][0]) == 512  # hex of a 2048-bit RSA signature
+
+
+@pytest.mark.usefixtures("off_emulator")
+def test_credentials_that_cannot_sign_are_a_signing_error() -> None:
+    client = storage.Client(project="p", credentials=AnonymousCredentials())
+    with pytest.raises(SigningError, match="signing a URL for in.zip"):
+        Bucket(client, "bkt").input_url("in.zip", 3600)
+
+
+def test_on_the_emulator_the_input_url_reads_the_object(storage_client, bucket: str) -> None:
+    storage_client.bucket(bucket).blob("a b+c-input.zip").upload_from_string(b"PK\x05\x06")
+    url = Bucket(storage_client, bucket).input_url("a b+c-input.zip", 60)
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback
+        assert response.read() == b"PK\x05\x06"
