@@ -57,7 +57,7 @@ def create(body: Any, *, backends: Backends) -> tuple[Job, str]:
         has_input=data is not None,
     )
     try:
-        store.create(job)
+        written = store.create(job)
     except NameTakenError:
         raise InvalidParameters(data={"name": "A job with this name already exists"}) from None
     with log_context(job_id=job.id, job_name=job.name):
@@ -72,10 +72,13 @@ def create(body: Any, *, backends: Backends) -> tuple[Job, str]:
                 Status.FAILED,
                 reason=f"create failed: {error}",
                 updates={"reason": reason, "message": str(error)},
+                known=written,
             )
             log.error("create failed; cleaned up", extra={"error": str(error)})
             raise answer from error
-        running = store.transition(job.id, Status.RUNNING, reason="deployed to the cluster")
+        running = store.transition(
+            job.id, Status.RUNNING, reason="deployed to the cluster", known=written
+        )
         log.info("job deployed")
         if settings.create_wait > 0:
             return _watch_start(running, backends)

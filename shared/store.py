@@ -1,9 +1,17 @@
-"""Job records in Firestore. Every status change is a transaction checked against the
-transition table, and recorded on the job (time, from, to, reason)."""
+"""Job records in Firestore. Every status change is checked against the transition table,
+recorded on the job (time, from, to, reason), and written only if the document is still
+the version that was checked.
+
+Changes are optimistic: read, check, then write with the read's update time as a
+precondition; a concurrent writer makes the precondition fail, and the change is checked
+again on a fresh read. Two round trips, no lock (a Firestore transaction takes three, and
+its locks make many writers queue and give up).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from google.api_core import exceptions as gexc
@@ -19,6 +27,14 @@ T = TypeVar("T")
 UNFINISHED = [status.value for status in Status if status not in FINAL]
 
 
+@dataclass(frozen=True)
+class Version:
+    """A job as read or written, and the document's update time at that moment."""
+
+    job: Job
+    update_time: Any  # the server's timestamp: the precondition of the next write
+
+
 class NameTakenError(Exception):
     def __init__(self, name: str) -> None:
         super().__init__(f"a job named {name!r} already exists")
@@ -32,16 +48,7 @@ def _wrap(action: str, call: Callable[[], T]) -> T:
         raise StoreError(f"{action}: {error}") from error
 
 
-def _transact(action: str, write: Callable[[Any], T], client: firestore.Client) -> T:
-    """Run a transactional function. A transaction that keeps losing to concurrent writers
-    ends in the library's ValueError("Failed to commit transaction in N attempts"): that is
-    the database being busy (503, try again), not a bug."""
-    try:
-        return _wrap(action, lambda: write(client.transaction()))
-    except ValueError as error:
-        if not str(error).startswith("Failed to commit transaction"):
-            raise
-        raise StoreError(f"{action}: too many concurrent changes; try again") from error
+MAX_WRITE_ATTEMPTS = 10  # read-check-write rounds lost to concurrent writers before a 503
 
 
 def _job(snapshot: Any) -> Job:
@@ -64,22 +71,24 @@ class JobStore:
             "timeout": timeout,
         }
 
-    def create(self, job: Job) -> None:
+    def create(self, job: Job) -> Version:
         """Store a new job; NameTakenError if its name is in use. Both writes or none.
 
         One batch of two creates, which fails whole when the name's document exists: no
-        transaction, so many creates at once do not queue on a lock and give up.
+        transaction, so many creates at once do not queue on a lock and give up. Returns
+        the version written, which lets the next change skip its read.
         """
         job.updated = now_ms()
         batch = self.client.batch()
         batch.create(self.names.document(job.name), {"job_id": job.id, "created": job.created})
         batch.create(self.jobs.document(job.id), job.to_document())
         try:
-            _wrap("create job", lambda: batch.commit(**self.bounded))
+            results = _wrap("create job", lambda: batch.commit(**self.bounded))
         except StoreError as error:
             if isinstance(error.__cause__, gexc.AlreadyExists):
                 raise NameTakenError(job.name) from None
             raise
+        return Version(job, results[1].update_time)
 
     def get(self, job_id: str) -> Job | None:
         snapshot = _wrap("get job", lambda: self.jobs.document(job_id).get(**self.bounded))
@@ -130,23 +139,18 @@ class JobStore:
         reason: str,
         expect: Iterable[Status] | None = None,
         updates: dict[str, Any] | None = None,
+        known: Version | None = None,
     ) -> Job:
         """Move the job to `target` atomically, if the table (and `expect`) allow it.
 
         Raises TransitionRefusedError when the stored status forbids it: a concurrent
-        writer (a kill racing a sync) got there first, and its result stands.
+        writer (a kill racing a sync) got there first, and its result stands. `known`, the
+        version this process wrote last, saves the first read; if anyone wrote since, the
+        write fails its precondition and the change is checked again on a fresh read.
         """
-        from google.cloud import firestore
-
         expected = None if expect is None else frozenset(expect)
 
-        @firestore.transactional
-        def write(transaction: firestore.Transaction) -> Job:
-            ref = self.jobs.document(job_id)
-            snapshot = ref.get(transaction=transaction, **self.bounded)
-            if not snapshot.exists:
-                raise TransitionRefusedError(job_id, "missing", target.value)
-            job = _job(snapshot)
+        def change(job: Job) -> dict[str, Any]:
             if not allowed(job.status, target) or (
                 expected is not None and job.status not in expected
             ):
@@ -161,25 +165,54 @@ class JobStore:
             }
             if target in FINAL and "stop_time" not in changes:
                 changes["stop_time"] = at
-            transaction.update(ref, changes)
-            for key, value in changes.items():
-                setattr(job, key, value)
-            job.status = target
-            return job
+            return changes
 
-        return _transact("change job status", write, self.client)
+        job, changes = self._write_checked(job_id, change, known, target.value)
+        for key, value in changes.items():
+            setattr(job, key, value)
+        job.status = target
+        return job
 
     def update(self, job_id: str, changes: dict[str, Any], *, status: Status) -> bool:
         """Write `changes` (no status change) only if the job is still in `status`."""
-        from google.cloud import firestore
 
-        @firestore.transactional
-        def write(transaction: firestore.Transaction) -> bool:
-            ref = self.jobs.document(job_id)
-            snapshot = ref.get(transaction=transaction, **self.bounded)
-            if not snapshot.exists or snapshot.get("status") != status.value:
-                return False
-            transaction.update(ref, {**changes, "updated": now_ms()})
-            return True
+        def change(job: Job) -> dict[str, Any]:
+            if job.status is not status:
+                raise TransitionRefusedError(job_id, job.status.value, status.value)
+            return {**changes, "updated": now_ms()}
 
-        return _transact("update job", write, self.client)
+        try:
+            self._write_checked(job_id, change, None, status.value)
+        except TransitionRefusedError:
+            return False
+        return True
+
+    def _write_checked(
+        self,
+        job_id: str,
+        change: Callable[[Job], dict[str, Any]],
+        known: Version | None,
+        target: str,
+    ) -> tuple[Job, dict[str, Any]]:
+        """Read (unless `known`), let `change` check the job and say what to write, and
+        write it on condition that the document is still the version read."""
+        ref = self.jobs.document(job_id)
+        for _ in range(MAX_WRITE_ATTEMPTS):
+            current = known or self._read_version(job_id, target)
+            known = None
+            changes = change(current.job)
+            option = self.client.write_option(last_update_time=current.update_time)
+            try:
+                _wrap("change job", lambda: ref.update(changes, option=option, **self.bounded))  # noqa: B023
+            except StoreError as error:
+                if isinstance(error.__cause__, gexc.FailedPrecondition | gexc.NotFound):
+                    continue  # written (or deleted) since it was read: check again
+                raise
+            return current.job, changes
+        raise StoreError("change job: too many concurrent changes; try again")
+
+    def _read_version(self, job_id: str, target: str) -> Version:
+        snapshot = _wrap("get job", lambda: self.jobs.document(job_id).get(**self.bounded))
+        if not snapshot.exists:
+            raise TransitionRefusedError(job_id, "missing", target)
+        return Version(_job(snapshot), snapshot.update_time)
