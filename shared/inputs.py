@@ -9,12 +9,9 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import re
 
 from shared.errors import InvalidParameters
 from shared.settings import Settings
-
-_WHITESPACE = re.compile(rb"\s+")
 
 
 def _refuse(message: str) -> InvalidParameters:
@@ -28,7 +25,7 @@ def decode_input(text: str, settings: Settings) -> bytes:
     from shared.stager.extract import inspect_zip
 
     # Base64 from `base64.encodebytes` (the earlier clients) carries newlines: allowed.
-    compact = _WHITESPACE.sub(b"", text.encode("ascii", errors="replace"))
+    compact = b"".join(text.encode("ascii", errors="replace").split())
     if len(compact) > (settings.max_input_bytes + 2) // 3 * 4:
         raise _refuse(f"Larger than {settings.max_input_bytes} bytes once decoded")
     try:
