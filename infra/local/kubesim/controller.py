@@ -79,25 +79,29 @@ class JobController(StoreLoop):
     def __init__(self, store: Store, clock: Clock) -> None:
         super().__init__(store, clock)
         self.states: dict[str, JobState] = {}
+        self._owned: dict[str, list[Obj]] = {}
 
     def pass_once(self, now: float) -> None:
         jobs = list(self.store.raw_items(r.JOBS))
+        self._owned = self._pods_by_owner()
         for job in jobs:
             self._sync(job, now)
         live = {meta(j)["uid"] for j in jobs}
         for uid in [u for u in self.states if u not in live]:
             del self.states[uid]
 
+    def _pods_by_owner(self) -> dict[str, list[Obj]]:
+        """Every pod under the uid of its controller: one look at the pods per pass, not
+        one per Job (which made a pass over thousands of Jobs quadratic)."""
+        owned: dict[str, list[Obj]] = {}
+        for pod in self.store.raw_items(r.PODS):
+            for ref in meta(pod).get("ownerReferences") or []:
+                if ref.get("controller"):
+                    owned.setdefault(ref.get("uid", ""), []).append(pod)
+        return owned
+
     def _pods(self, job: Obj) -> list[Obj]:
-        uid = meta(job)["uid"]
-        return [
-            p
-            for p in self.store.raw_items(r.PODS, meta(job)["namespace"])
-            if any(
-                ref.get("uid") == uid and ref.get("controller")
-                for ref in meta(p).get("ownerReferences") or []
-            )
-        ]
+        return list(self._owned.get(meta(job)["uid"], []))
 
     def _sync(self, job: Obj, now: float) -> None:
         m, spec = meta(job), job["spec"]

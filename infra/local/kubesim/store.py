@@ -7,6 +7,7 @@ process or sleeps while holding it; callers get deep copies, never the stored di
 
 from __future__ import annotations
 
+import bisect
 import copy
 import threading
 from collections import deque
@@ -63,10 +64,19 @@ class Store:
             obj = self.raw(rt, namespace, name)
             return copy.deepcopy(obj) if obj is not None else None
 
-    def raw_items(self, rt: ResourceType, namespace: str | None = None) -> list[Obj]:
-        """Stored objects in (namespace, name) order, in one namespace or all."""
+    def raw_items(
+        self,
+        rt: ResourceType,
+        namespace: str | None = None,
+        *,
+        after: tuple[str, str] | None = None,
+    ) -> list[Obj]:
+        """Stored objects in (namespace, name) order, in one namespace or all; only those
+        whose key sorts after `after` (a list's continue token) when given."""
         table = self._objects[rt.plural]
         keys = sorted(k for k in table if namespace is None or k[0] == namespace)
+        if after is not None:
+            keys = keys[bisect.bisect_right(keys, after) :]
         return [table[k] for k in keys]
 
     def items(self, rt: ResourceType, namespace: str | None = None) -> list[Obj]:
