@@ -1,10 +1,11 @@
 """`synchronize_batch_jobs`: reconcile the job records with what the cluster holds.
 
-One Firestore query for the unfinished jobs; the cluster's Jobs and volume claims listed
-by the label the product puts on everything, in pages of 500; pods only for the few jobs
-whose failure needs explaining. Nothing is read per job, and nothing is written when
-nothing changed. Every status change is a checked transaction, so two overlapping syncs,
-or a sync racing a kill, cannot overwrite each other: the loser's change is refused.
+One Firestore query for the unfinished jobs and, at the same time, the cluster's Jobs and
+volume claims listed by the label the product puts on everything, in pages of 500; pods
+only for the few jobs whose failure needs explaining. Nothing is read per job, and nothing
+is written when nothing changed. Every status change is checked against the version it
+was decided on (shared/store.py), so two overlapping syncs, or a sync racing a kill,
+cannot overwrite each other: the loser's change is refused.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,13 +86,18 @@ class Reconciler:
         self.report = SyncReport()
 
     def run(self) -> SyncReport:
-        records = {job.id: job for job in self.b.store.unfinished()}
-        owned: dict[str, Owned] = defaultdict(Owned)
-        for job_id, objs in _index(self.b.cluster.jobs()).items():
-            for obj in objs:
-                owned[job_id].jobs[obj["metadata"]["labels"].get(manifests.ROLE, "job")] = obj
-        for job_id, objs in _index(self.b.cluster.claims()).items():
-            owned[job_id].claims = [obj["metadata"]["name"] for obj in objs]
+        # The query and the two listings are independent: they overlap.
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            unfinished = pool.submit(self.b.store.unfinished)
+            k8s_jobs = pool.submit(self.b.cluster.jobs)
+            claims = pool.submit(self.b.cluster.claims)
+            records = {job.id: job for job in unfinished.result()}
+            owned: dict[str, Owned] = defaultdict(Owned)
+            for job_id, objs in _index(k8s_jobs.result()).items():
+                for obj in objs:
+                    owned[job_id].jobs[obj["metadata"]["labels"].get(manifests.ROLE, "job")] = obj
+            for job_id, objs in _index(claims.result()).items():
+                owned[job_id].claims = [obj["metadata"]["name"] for obj in objs]
         pods = self._pods_needed(records, owned)
         for job in records.values():
             self.report.checked += 1
