@@ -19,7 +19,7 @@ class Status(StrEnum):
 
 FINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.KILLED})
 
-# Every status change goes through this table, inside a Firestore transaction.
+# Every status change goes through this table (JobStore.transition checks it).
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.CREATED: frozenset({Status.RUNNING, Status.FAILED}),
     Status.RUNNING: frozenset({Status.CLEANING, Status.FAILED, Status.KILLED}),
