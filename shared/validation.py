@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from shared.errors import InvalidParameters
@@ -19,10 +19,17 @@ REQUIRED = "Field is required"
 # Kubernetes Job names must be DNS-1123 labels of at most 63 characters, and the cleanup
 # job is named `<name>-cleanup`: 63 - len("-cleanup") = 55.
 MAX_NAME = 55
-NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-ENV_NAME_RE = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")  # what Kubernetes accepts
+# Every pattern is applied with fullmatch: `$` alone also matches before a final newline,
+# which let "name\n" through to a cluster that refuses it.
+NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+ENV_NAME_RE = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")  # what Kubernetes accepts
+RESERVED_ENV_NAME_RE = re.compile(r"__.*__")  # Firestore reserves such map keys
+MAX_ENV_NAME = 256  # characters
 MAX_ENV_VARS = 200
 MAX_ENV_VALUE = 32 * 1024  # characters
+# Names and values together, as UTF-8: the record must fit a Firestore document (1 MiB)
+# and the Job an API server request.
+MAX_ENV_BYTES = 256 * 1024
 MAX_ACCOUNT_ID = 128
 MAX_TIMEOUT = 7 * 24 * 3600  # seconds
 MAX_RETRIES = 10
@@ -32,15 +39,16 @@ _DOMAIN = (
     r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
 )
 IMAGE_RE = re.compile(
-    rf"^(?:{_DOMAIN}(?::[0-9]{{1,5}})?/)?"  # registry (only when it looks like one: see below)
+    rf"(?:{_DOMAIN}(?::[0-9]{{1,5}})?/)?"  # registry (only when it looks like one: see below)
     rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
     r"(?::[\w][\w.-]{0,127})?"  # tag
-    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"  # digest
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?",  # digest
+    re.ASCII,  # a tag's \w is [A-Za-z0-9_], as in the Docker reference grammar
 )
 MAX_IMAGE = 255
 
 QUANTITY_RE = re.compile(
-    r"^(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?P<suffix>[KMGTPE]i|[mkMGTPE]|[eE][+-]?[0-9]+)?$"
+    r"(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?P<suffix>[KMGTPE]i|[mkMGTPE]|[eE][+-]?[0-9]+)?"
 )
 _SUFFIX = {
     "": Decimal(1),
@@ -84,7 +92,7 @@ class JobRequest:
 
 def parse_quantity(text: str) -> Decimal | None:
     """A Kubernetes quantity ("500m", "128Mi", "1e3") as a number; None if malformed."""
-    match = QUANTITY_RE.match(text)
+    match = QUANTITY_RE.fullmatch(text)
     if match is None:
         return None
     suffix = match["suffix"] or ""
@@ -93,23 +101,26 @@ def parse_quantity(text: str) -> Decimal | None:
         if suffix[:1] in ("e", "E"):
             return number * Decimal(10) ** int(suffix[1:])
         return number * _SUFFIX[suffix]
-    except (InvalidOperation, KeyError, ValueError):
+    except (ArithmeticError, KeyError, ValueError):  # decimal.Overflow: "1e999999999"
         return None
 
 
 def valid_image(image: str) -> bool:
-    if len(image) > MAX_IMAGE or not IMAGE_RE.match(image):
+    if len(image) > MAX_IMAGE or not IMAGE_RE.fullmatch(image):
         return False
-    first, _, rest = image.partition("/")
-    # Without a registry, the first component must be a lowercase path component.
-    looks_like_registry = bool(rest) and ("." in first or ":" in first or first == "localhost")
+    first, slash, _ = image.partition("/")
+    if not slash:
+        return True  # no registry: the pattern holds the one path component to lowercase
+    # The first of several components is a registry only when it looks like one; otherwise
+    # it is a path component, and must be lowercase.
+    looks_like_registry = "." in first or ":" in first or first == "localhost"
     return looks_like_registry or first == first.lower()
 
 
 def _name_error(name: str) -> str | None:
     if len(name) > MAX_NAME:
         return f"Must be at most {MAX_NAME} characters"
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         return (
             "Must consist of lower case alphanumeric characters or '-', "
             "and start and end with an alphanumeric character"
@@ -154,20 +165,46 @@ def _env_errors(env: Any) -> Any:
     if len(env) > MAX_ENV_VARS:
         return f"At most {MAX_ENV_VARS} variables"
     errors = {}
+    size = 0
     for key, value in env.items():
-        if not ENV_NAME_RE.match(key):
+        size += len(key.encode("utf-8", "surrogatepass"))
+        if not ENV_NAME_RE.fullmatch(key):
             errors[key] = (
                 "Invalid name: use letters, digits, '_', '-' or '.', not starting with a digit"
             )
-        elif not isinstance(value, str | int | float | bool) or value is None:
+        elif key == "." or key.startswith(".."):
+            errors[key] = "Invalid name: must not be '.' or start with '..'"
+        elif len(key) > MAX_ENV_NAME:
+            errors[key] = f"Name must be at most {MAX_ENV_NAME} characters"
+        elif RESERVED_ENV_NAME_RE.fullmatch(key):
+            errors[key] = "Names that start and end with '__' are reserved"
+        elif not isinstance(value, str | int | float | bool):
             errors[key] = "Value must be a string"
-        elif len(str(value)) > MAX_ENV_VALUE:
+        elif len(text := _env_text(value)) > MAX_ENV_VALUE:
             errors[key] = f"Value must be at most {MAX_ENV_VALUE} characters"
+        elif "\x00" in text:
+            errors[key] = "Value must not contain NUL characters"
+        else:
+            size += len(text.encode("utf-8", "surrogatepass"))
+    if not errors and size > MAX_ENV_BYTES:
+        return f"Names and values must total at most {MAX_ENV_BYTES} bytes (UTF-8)"
     return errors or None
 
 
+def _whole(value: Any) -> int | None:
+    """An integer, as JSON Schema counts them: 600 and 600.0, not 600.5 or true."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 def _int_error(value: Any, low: int, high: int) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+    number = _whole(value)
+    if number is None or not low <= number <= high:
         return f"Must be a whole number from {low} to {high}"
     return None
 
@@ -226,6 +263,9 @@ def validate_create(body: Any) -> JobRequest:
         raise InvalidParameters(data=errors)
     assert isinstance(params, dict)
     kept = {key: value for key, value in params.items() if key != "input_zip" and value is not None}
+    for key in ("timeout_seconds", "retries"):
+        if key in kept:
+            kept[key] = _whole(kept[key])
     if "environment_variables" in kept:
         kept["environment_variables"] = {
             key: value if isinstance(value, str) else _env_text(value)

@@ -153,3 +153,64 @@ def test_derived_name():
     assert derived_name("gcr.io/p/My_Image:3.1", 1) == "my-image-1"
     long = derived_name("x" * 100, 1527121792553)
     assert len(long) == MAX_NAME and long.endswith("-1527121792553")
+
+
+@pytest.mark.parametrize("name", ["abc\n", "abc\r", "a\nb"])
+def test_a_trailing_newline_is_not_part_of_a_valid_name(name):
+    assert "name" in errors_of({"name": name, "job_parameters": {"docker_image": "a"}})
+
+
+@pytest.mark.parametrize("image", ["alpine\n", "alpine:\u00e9", "alpine:3\n"])
+def test_images_are_ascii_to_their_end(image):
+    assert not valid_image(image)
+
+
+@pytest.mark.parametrize("image", ["alpine:Latest", "alpine:V1.2", "img@sha256:" + "A" * 64])
+def test_uppercase_tags_and_digests_without_a_registry(image):
+    assert valid_image(image)
+
+
+@pytest.mark.parametrize("quantity", ["1\n", "1e999999999", "1e-999999999"])
+def test_quantities_that_no_cluster_takes(quantity):
+    resources = {"limits": {"cpu": quantity}}
+    errors = errors_of({"job_parameters": {"docker_image": "a", "resources": resources}})
+    assert errors["job_parameters"]["resources"]["limits"]["cpu"].startswith("Must be a positive")
+
+
+@pytest.mark.parametrize(
+    ("env", "reason"),
+    [
+        ({"A\n": "x"}, "Invalid name"),
+        ({"__x__": "x"}, "Names that start and end with '__' are reserved"),
+        ({".": "x"}, "Invalid name: must not be '.'"),
+        ({"..x": "x"}, "Invalid name: must not be '.'"),
+        ({"N" * 257: "x"}, "Name must be at most 256 characters"),
+        ({"A": "x\x00y"}, "Value must not contain NUL characters"),
+    ],
+)
+def test_environment_names_and_values_the_backends_refuse(env, reason):
+    body = {"job_parameters": {"docker_image": "a", "environment_variables": env}}
+    (message,) = errors_of(body)["job_parameters"]["environment_variables"].values()
+    assert message.startswith(reason)
+
+
+def test_environment_total_size():
+    env = {f"V{i}": "x" * 30_000 for i in range(9)}  # 270 kB
+    body = {"job_parameters": {"docker_image": "a", "environment_variables": env}}
+    message = errors_of(body)["job_parameters"]["environment_variables"]
+    assert message == "Names and values must total at most 262144 bytes (UTF-8)"
+    env.popitem()
+    assert validate_create(body)
+
+
+def test_whole_numbers_written_as_floats():
+    params = {"docker_image": "a", "timeout_seconds": 60.0, "retries": 2.0}
+    assert validate_create({"job_parameters": params}).job_parameters == {
+        "docker_image": "a",
+        "timeout_seconds": 60,
+        "retries": 2,
+    }
+    assert (
+        "retries"
+        in errors_of({"job_parameters": {"docker_image": "a", "retries": 1.5}})["job_parameters"]
+    )
