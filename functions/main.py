@@ -3,8 +3,13 @@
 import functions_framework
 from cloudevents.http import CloudEvent
 from flask import Request, Response
+from werkzeug.exceptions import HTTPException
 
 from shared import routes
+
+# Requests that functions-framework answers before any function runs (a path its routes do
+# not match, such as one holding a newline; /robots.txt) get the envelope too, not HTML.
+functions_framework.errorhandler(HTTPException)(routes.framework_error)
 
 
 @functions_framework.http

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -26,21 +27,36 @@ from shared.errors import (
 )
 from shared.model import Job, Status, now_ms
 from shared.settings import SettingsError
+from shared.validation import MAX_ACCOUNT_ID
 
 if TYPE_CHECKING:
     from flask import Request, Response
+    from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
 Handler = Callable[..., "Response"]
 _logging_ready = False
+# json.loads joins escaped surrogate pairs, so a surrogate left in a string stands alone: it
+# is not Unicode, and no backend (nor the response's own UTF-8) can carry it.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
-def envelope(data: Any = "", *, msg: str = "", error: str = "", status: int = 200) -> Response:
+def envelope(
+    data: Any = "",
+    *,
+    msg: str = "",
+    error: str = "",
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
     from flask import Response
 
     body = {"data": data, "error": error, "msg": msg, "result": not error}
     return Response(
-        json.dumps(body, ensure_ascii=False), status=status, mimetype="application/json"
+        json.dumps(body, ensure_ascii=False),
+        status=status,
+        mimetype="application/json",
+        headers=headers,
     )
 
 
@@ -64,7 +80,13 @@ def respond_errors(handler: Handler) -> Handler:
             error = _as_api_error(raised)
             if error.status_code >= 500:
                 log.error("request failed: %s", error.msg or error.error, exc_info=raised)
-            return envelope(error.data, msg=error.msg, error=error.error, status=error.status_code)
+            return envelope(
+                error.data,
+                msg=error.msg,
+                error=error.error,
+                status=error.status_code,
+                headers=error.headers,
+            )
         except SettingsError as error:
             log.critical("misconfigured: %s", error)
             return envelope("", msg="Service misconfigured", error="InternalError", status=500)
@@ -99,10 +121,29 @@ def read_json(request: Request, limit: int) -> Any:
     if len(raw) > limit:
         raise PayloadTooLarge(msg=f"Request body larger than {limit} bytes")
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except (ValueError, RecursionError) as error:
         detail = "nested too deeply" if isinstance(error, RecursionError) else str(error)
         raise InvalidParameters(msg=f"Malformed JSON: {detail}") from None
+    if _has_lone_surrogate(body):
+        raise InvalidParameters(msg="Malformed JSON: a string holds a lone UTF-16 surrogate")
+    return body
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Walks the parsed body without recursion (it may be nested a thousand deep)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item)
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
 def _refresh_output_url(job: Job, backends: Backends) -> Job:
@@ -150,6 +191,9 @@ def list_jobs(request: Request, *, backends: Backends) -> Response:
         choices = ", ".join(s.value for s in Status)
         raise InvalidParameters(data={"status": f"Must be one of: {choices}"}) from None
     account_id = request.args.get("account_id") or None
+    if account_id is not None and len(account_id) > MAX_ACCOUNT_ID:
+        # No job can have it, and Firestore refuses long values in a query.
+        raise InvalidParameters(data={"account_id": f"At most {MAX_ACCOUNT_ID} characters"})
     jobs = backends.store.find(status, account_id)
     return envelope([_refresh_output_url(job, backends).to_api() for job in jobs])
 
@@ -196,5 +240,31 @@ def not_found(request: Request, *, backends: Backends) -> Response:
 
 
 @respond_errors
-def method_not_allowed(request: Request, *, backends: Backends) -> Response:
-    raise MethodNotAllowed(msg=f"Method {request.method} not allowed on {request.path}")
+def method_not_allowed(
+    request: Request, allowed: tuple[str, ...], *, backends: Backends
+) -> Response:
+    raise MethodNotAllowed(
+        msg=f"Method {request.method} not allowed on {request.path}", allowed=allowed
+    )
+
+
+_FRAMEWORK_ERRORS: dict[int, type[ApiError]] = {
+    400: InvalidParameters,
+    404: NotFound,
+    405: MethodNotAllowed,
+    413: PayloadTooLarge,
+}
+
+
+def framework_error(error: HTTPException) -> Response:
+    """An HTTP error raised by Flask or Werkzeug themselves (no route matched the path, a
+    malformed request), in the envelope like every other answer."""
+    from flask import request
+
+    status = error.code or 500
+    kind = _FRAMEWORK_ERRORS.get(status)
+    name = kind.error if kind else type(error).__name__
+    msg = f"No route for {request.method} {request.path}" if status == 404 else error.description
+    allowed = getattr(error, "valid_methods", None)
+    headers = {"Allow": ", ".join(allowed)} if status == 405 and allowed else None
+    return envelope("", msg=msg or "", error=name, status=status, headers=headers)

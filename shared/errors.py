@@ -25,6 +25,7 @@ class ApiError(Exception):
         super().__init__(msg or self.error)
         self.msg = msg
         self.data = data
+        self.headers: dict[str, str] = {}
 
 
 class InvalidParameters(ApiError):  # noqa: N818 - the earlier API's error name
@@ -38,8 +39,14 @@ class NotFound(ApiError):  # noqa: N818 - reads as the answer it is
 
 
 class MethodNotAllowed(ApiError):  # noqa: N818
+    """Carries the methods the path does serve: a 405 must name them in `Allow` (RFC 9110)."""
+
     status_code = 405
     error = "MethodNotAllowed"
+
+    def __init__(self, msg: str = "", data: Any = "", *, allowed: tuple[str, ...] = ()) -> None:
+        super().__init__(msg, data)
+        self.headers["Allow"] = ", ".join(allowed)
 
 
 class PayloadTooLarge(ApiError):  # noqa: N818

@@ -9,10 +9,16 @@ from shared import api
 
 if TYPE_CHECKING:
     from flask import Request, Response
+    from werkzeug.exceptions import HTTPException
 
 
 def _parts(request: Request) -> list[str]:
     return [part for part in request.path.split("/") if part]
+
+
+# The methods each path serves: a 405 lists them in its Allow header.
+COLLECTION_METHODS = ("GET", "POST")  # /batch/
+JOB_METHODS = ("GET", "DELETE")  # /batch/<id>
 
 
 def batch_api(request: Request) -> Response:
@@ -25,11 +31,12 @@ def batch_api(request: Request) -> Response:
             return api.list_jobs(request)
         if request.method == "POST":
             return api.create(request)
-    elif request.method == "GET":
+        return api.method_not_allowed(request, COLLECTION_METHODS)
+    if request.method == "GET":
         return api.get(request, parts[1])
-    elif request.method == "DELETE":
+    if request.method == "DELETE":
         return api.kill(request, parts[1])
-    return api.method_not_allowed(request)
+    return api.method_not_allowed(request, JOB_METHODS)
 
 
 def _job_id(request: Request) -> str | None:
@@ -42,31 +49,38 @@ def _job_id(request: Request) -> str | None:
 
 def create_job(request: Request) -> Response:
     if request.method != "POST":
-        return api.method_not_allowed(request)
+        return api.method_not_allowed(request, ("POST",))
     return api.create(request)
 
 
 def get_job(request: Request) -> Response:
     job_id = _job_id(request)
     if request.method != "GET":
-        return api.method_not_allowed(request)
+        return api.method_not_allowed(request, ("GET",))
     return api.get(request, job_id) if job_id else api.not_found(request)
 
 
 def list_jobs(request: Request) -> Response:
     if request.method != "GET" or _parts(request):
-        return api.not_found(request) if _parts(request) else api.method_not_allowed(request)
+        if _parts(request):
+            return api.not_found(request)
+        return api.method_not_allowed(request, ("GET",))
     return api.list_jobs(request)
 
 
 def kill_job(request: Request) -> Response:
     job_id = _job_id(request)
     if request.method not in ("DELETE", "POST"):
-        return api.method_not_allowed(request)
+        return api.method_not_allowed(request, ("DELETE", "POST"))
     return api.kill(request, job_id) if job_id else api.not_found(request)
 
 
 def synchronize_batch_jobs(request: Request) -> Response:
     if request.method not in ("POST", "GET"):
-        return api.method_not_allowed(request)
+        return api.method_not_allowed(request, ("POST", "GET"))
     return api.synchronize(request)
+
+
+def framework_error(error: HTTPException) -> Response:
+    """What functions-framework (Flask) refuses before a function runs, in the envelope."""
+    return api.framework_error(error)
