@@ -8,7 +8,7 @@
 |           |                                   | its own URLs; the namespace                |
 | finalize  | on-output-finalized + its trigger | as sync, and receive Eventarc events       |
 | scheduler | the Cloud Scheduler job           | invoke synchronize-batch-jobs, nothing else|
-| stager    | stager pods (Workload Identity)   | objects of the bucket                      |
+| stager    | cleanup pods (Workload Identity)  | objects of the bucket                      |
 
 Firestore's role is project-wide (IAM has no per-collection grant). GKE access is
 roles/container.clusterViewer, which only lets the account sign in to the cluster; what it
