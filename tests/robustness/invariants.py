@@ -4,6 +4,7 @@ Firestore records, the cluster and the bucket."""
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from typing import Any
 
 from shared.backends import Backends
@@ -76,3 +77,35 @@ def assert_settled(
             return jobs
         assert time.monotonic() < deadline, f"objects without a live job: {leftovers}"
         time.sleep(0.1)
+
+
+def assert_only_jobs(
+    backends: Backends,
+    batch_v1: Any,
+    core_v1: Any,
+    namespace: str,
+    storage_client: Any,
+    bucket: str,
+    job_ids: Collection[str] = (),
+) -> None:
+    """Nothing exists but what the accepted creates `job_ids` made: a refused request
+    leaves no record, no reserved name, no cluster object and no object in the bucket."""
+    jobs = all_jobs(backends)
+    assert {job.id for job in jobs} == set(job_ids), [(j.id, j.name, j.status) for j in jobs]
+    names = {s.id: s.get("job_id") for s in backends.store.names.stream()}
+    assert names == {job.name: job.id for job in jobs}, names
+    cluster = {  # everything in the namespace, labelled as ours or not
+        "Job": batch_v1.list_namespaced_job(namespace).items,
+        "PersistentVolumeClaim": core_v1.list_namespaced_persistent_volume_claim(namespace).items,
+        "Pod": core_v1.list_namespaced_pod(namespace).items,
+    }
+    strays = [
+        (kind, obj.metadata.name)
+        for kind, objects in cluster.items()
+        for obj in objects
+        if (obj.metadata.labels or {}).get(JOB_ID) not in job_ids
+    ]
+    assert not strays, strays
+    inputs = {job.input_object for job in jobs if job.has_input}
+    blobs = {blob.name for blob in storage_client.list_blobs(bucket)}
+    assert blobs <= inputs, blobs - inputs
