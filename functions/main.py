@@ -2,14 +2,17 @@
 
 import functions_framework
 from cloudevents.http import CloudEvent
-from flask import Request, Response
+from flask import Request, Response, current_app, has_app_context
 from werkzeug.exceptions import HTTPException
 
 from shared import routes
 
 # Requests that functions-framework answers before any function runs (a path its routes do
 # not match, such as one holding a newline; /robots.txt) get the envelope too, not HTML.
-functions_framework.errorhandler(HTTPException)(routes.framework_error)
+# functions-framework runs this file inside the app it is building: register on that app
+# (its module-level `errorhandler` is one global, shared by apps built at the same time).
+if has_app_context():
+    current_app.register_error_handler(HTTPException, routes.framework_error)
 
 
 @functions_framework.http
