@@ -40,6 +40,13 @@ from tests.robustness.spec import (
     documented_methods,
 )
 
+# schemathesis's own strategies draw from the `random` module (generation/dictionaries.py),
+# which hypothesis reports as a deprecation now and then; it is theirs, not ours to fix.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Do not use the `random` module inside strategies"
+    ":hypothesis.errors.HypothesisDeprecationWarning"
+)
+
 # Generated cases per operation (schemathesis adds its explicit examples and, for invalid
 # methods, a few probes). `test_enough_cases` adds up what ran.
 EXAMPLES = 400
