@@ -160,7 +160,9 @@ class RawCreate:
         self.db, self.collection = db, collection
         self.settings = get_settings()
         api = config.new_client_from_config(config_file=os.environ["KUBECONFIG"])
-        self.core, self.batch = client.CoreV1Api(api), client.BatchV1Api(api)
+        # Any: manifests are plain dicts and answers are read raw (_preload_content=False).
+        self.core: Any = client.CoreV1Api(api)
+        self.batch: Any = client.BatchV1Api(api)
         gcs = storage.Client(project=PROJECT, credentials=AnonymousCredentials())
         self.bucket = gcs.bucket(self.settings.bucket)
 

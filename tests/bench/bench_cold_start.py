@@ -26,14 +26,14 @@ from tests.bench.cloud import PROJECT, REPO_ROOT, local_cloud
 from tests.bench.results import record, table
 
 MAIN = REPO_ROOT / "functions" / "main.py"
-EMPTY = '''
+EMPTY = """
 import functions_framework
 
 
 @functions_framework.http
 def empty(request):
     return "ok"
-'''
+"""
 
 
 def first_200(source: Path, target: str, path: str, env: dict[str, str]) -> float:

@@ -44,7 +44,9 @@ class Seeder:
         self.settings = get_settings()
         self.api = config.new_client_from_config(config_file=os.environ["KUBECONFIG"])
         self.api.configuration.connection_pool_maxsize = 16
-        self.core, self.batch = client.CoreV1Api(self.api), client.BatchV1Api(self.api)
+        # Any: manifests are plain dicts and answers are read raw (_preload_content=False).
+        self.core: Any = client.CoreV1Api(self.api)
+        self.batch: Any = client.BatchV1Api(self.api)
 
     def seed(self, first: int, count: int) -> None:
         from shared import manifests

@@ -61,7 +61,10 @@ def _kubesim(base: Path) -> tuple[ServerProcess, str, Path]:
 @contextlib.contextmanager
 def local_cloud() -> Iterator[Cloud]:
     emulators.check_prerequisites()
-    with tempfile.TemporaryDirectory(prefix="bench-cloud-") as temp, contextlib.ExitStack() as stack:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-cloud-") as temp,
+        contextlib.ExitStack() as stack,
+    ):
         base = Path(temp)
         os.environ["GOOGLE_CLOUD_PROJECT"] = PROJECT
         pubsub_port, firestore_port, gcs_port = free_port(), free_port(), free_port()
@@ -106,5 +109,6 @@ def _prepare(kubeconfig: Path) -> None:
 
     storage.Client(project=PROJECT, credentials=AnonymousCredentials()).create_bucket(BUCKET)
     api = config.new_client_from_config(config_file=str(kubeconfig))
-    client.CoreV1Api(api).create_namespace({"metadata": {"name": NAMESPACE}})
+    core: Any = client.CoreV1Api(api)  # takes the plain-dict manifest
+    core.create_namespace({"metadata": {"name": NAMESPACE}})
     api.close()
