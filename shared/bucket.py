@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from shared.errors import BucketError, SigningError
 from shared.settings import Settings
 
 if TYPE_CHECKING:
+    import requests
     from google.cloud import storage
 
 T = TypeVar("T")
@@ -61,6 +63,7 @@ class Bucket:
 
         self.client = client
         self.name = name
+        self._timeout = timeout
         self.bucket = client.bucket(name)
         # Every call gives up after `timeout`, retries included: the library's defaults keep
         # retrying an unreachable Cloud Storage for two minutes, past any request's patience.
@@ -144,34 +147,32 @@ class Bucket:
 
     def _signed_url(self, object_name: str, lifetime: int) -> str:
         """A V4 signed GET URL. A key file signs locally; other service-account credentials
-        (the function's own) sign through the IAM signBlob API. SigningError otherwise."""
+        (the function's own) sign through the IAM signBlob API within the call timeout.
+        SigningError when they cannot (SigningUnavailableError: IAM did not answer)."""
         from google.api_core.exceptions import GoogleAPIError
         from google.auth.exceptions import GoogleAuthError
-        from requests import RequestException
+
+        from shared.signing import iam_signing_credentials
 
         blob = self.bucket.blob(object_name)
         expiration = datetime.timedelta(seconds=min(lifetime, V4_MAX_LIFETIME))
         credentials = self.client._credentials  # noqa: SLF001 - the client's own credentials
         try:
-            if hasattr(credentials, "sign_bytes") and getattr(credentials, "signer", None):
-                return str(blob.generate_signed_url(version="v4", expiration=expiration))
-            return _sign_with_iam(blob, credentials, expiration)
-        except (GoogleAPIError, GoogleAuthError, RequestException, AttributeError) as error:
+            if not (hasattr(credentials, "sign_bytes") and getattr(credentials, "signer", None)):
+                credentials = iam_signing_credentials(credentials, self._session, self._timeout)
+            return str(
+                blob.generate_signed_url(
+                    version="v4", expiration=expiration, credentials=credentials
+                )
+            )
+        except SigningError as error:
+            raise type(error)(f"signing a URL for {object_name}: {error}") from error
+        except (GoogleAPIError, GoogleAuthError) as error:
             raise SigningError(f"signing a URL for {object_name}: {error}") from error
 
+    @functools.cached_property
+    def _session(self) -> requests.Session:
+        """The HTTP session of IAM signing, made on first use (the emulator never signs)."""
+        import requests
 
-def _sign_with_iam(blob: Any, credentials: Any, expiration: datetime.timedelta) -> str:
-    """Sign through IAM signBlob as the credentials' service account; AttributeError when
-    they have none (user credentials)."""
-    import google.auth.transport.requests
-
-    if not credentials.valid:
-        credentials.refresh(google.auth.transport.requests.Request())
-    return str(
-        blob.generate_signed_url(
-            version="v4",
-            expiration=expiration,
-            service_account_email=credentials.service_account_email,
-            access_token=credentials.token,
-        )
-    )
+        return requests.Session()

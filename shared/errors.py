@@ -128,3 +128,7 @@ class BucketError(Exception):
 
 class SigningError(BucketError):
     """The credentials cannot sign a URL (no key, no service account for IAM signBlob)."""
+
+
+class SigningUnavailableError(SigningError):
+    """The services that sign a URL (the metadata server, IAM) did not answer in time."""

@@ -26,6 +26,7 @@ from shared.errors import (
     InvalidParameters,
     NotFound,
     SigningError,
+    SigningUnavailableError,
     StorageError,
     TransitionRefusedError,
 )
@@ -93,6 +94,9 @@ def _create_failure(job: Job, error: ClusterApiError | BucketError) -> tuple[str
             data={"cluster_response": error.body},
         )
         return "ClusterError", answer
+    if isinstance(error, SigningUnavailableError):
+        answer = StorageError(msg=f"Could not sign the input URL of job {job.name}: {error}")
+        return "StorageError", answer
     if isinstance(error, SigningError):
         answer = ConfigurationError(msg=f"Could not sign the input URL of job {job.name}: {error}")
         return "ConfigurationError", answer

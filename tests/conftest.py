@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.cloud",
     "tests.fixtures.kubesim",
     "tests.fixtures.api",
+    "tests.fixtures.identity",
 ]

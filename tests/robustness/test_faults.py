@@ -311,3 +311,33 @@ def test_credentials_that_cannot_sign_the_input_url(fn, monkeypatch, settled):
     done, failed = sorted(settled(), key=lambda j: j.name)
     assert done.status is Status.SUCCEEDED
     assert (failed.name, failed.reason) == ("unsigned", "ConfigurationError")
+
+
+def test_the_signing_service_out_of_reach(fn, monkeypatch, settled, google_identity):
+    """Deployed, the functions hold no key and sign input URLs through IAM signBlob. While
+    it does not answer, a create with input answers 503 within the timeout and is undone;
+    once it answers, a job with input stages in through its signed URL and succeeds."""
+    import time
+
+    from tests.fixtures.api import zip_b64
+
+    google_identity.answer = "stall"
+    reconfigure(monkeypatch, BACKEND_TIMEOUT_SECONDS="2")
+    params = {"docker_image": "alpine:3", "input_zip": zip_b64({"a.txt": b"a"})}
+    started = time.monotonic()
+    code, body = fn.api("POST", "/batch/", json={"name": "iam-stalls", "job_parameters": params})
+    assert (code, body["error"]) == (503, "StorageError"), body
+    assert "Could not sign the input URL of job iam-stalls" in body["msg"]
+    assert time.monotonic() - started < 8  # the signature, then the undo, each bounded
+    google_identity.answer = "ok"
+    job = create(
+        fn,
+        "iam-signs",
+        input_zip=zip_b64({"a.txt": b"a"}),
+        **env(KUBESIM_SH="cp -r /input/. /output/", KUBESIM_RUN_SECONDS=0),
+    )
+    sync_until_final(fn, [job["id"]])
+    assert google_identity.signed  # the job's URL was signed by IAM, not by a key
+    done, failed = sorted(settled(), key=lambda j: j.name)
+    assert (done.name, done.status) == ("iam-signs", Status.SUCCEEDED)
+    assert (failed.name, failed.reason) == ("iam-stalls", "StorageError")
