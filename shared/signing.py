@@ -2,9 +2,9 @@
 
 On Cloud Functions the credentials come from the metadata server and have no key: they
 sign through the IAM signBlob API as their service account (which needs
-`roles/iam.serviceAccountTokenCreator` on itself, see infra/iam.py). Every HTTP request this
-takes (the token refresh, signBlob and the libraries' own retries) shares one deadline, so
-signing is bounded like every other backend call.
+`roles/iam.serviceAccountTokenCreator` on itself, see infra/deploy/iam.py). Every HTTP
+request this takes (the token refresh, signBlob and the libraries' own retries) shares one
+deadline, so signing is bounded like every other backend call.
 """
 
 from __future__ import annotations
