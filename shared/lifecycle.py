@@ -128,30 +128,24 @@ def _deploy(job: Job, data: bytes | None, backends: Backends) -> None:
     if settings.credentials_file:
         with open(settings.credentials_file, "rb") as key:
             cluster.ensure_secret(manifests.credentials_secret(key.read(), settings))
+    output_claim = manifests.volume_claim(job, settings, name=job.output_claim, role="output")
+    if data is None:
+        cluster.create_claim(output_claim)
+        cluster.create_job(manifests.batch_job(job, settings))
+        return
     # Independent calls overlap: the volume claims, the input upload and its URL's signature.
+    input_claim = manifests.volume_claim(job, settings, name=job.input_claim, role="input")
+    lifetime = input_url_lifetime(job, settings)
     with ThreadPoolExecutor(max_workers=4) as pool:
         futures: list[Future[Any]] = [
-            pool.submit(
-                cluster.create_claim,
-                manifests.volume_claim(job, settings, name=job.output_claim, role="output"),
-            )
+            pool.submit(cluster.create_claim, output_claim),
+            pool.submit(cluster.create_claim, input_claim),
+            pool.submit(bucket.upload_input, job.input_object, data, job.id),
         ]
-        signing = None
-        if data is not None:
-            futures.append(
-                pool.submit(
-                    cluster.create_claim,
-                    manifests.volume_claim(job, settings, name=job.input_claim, role="input"),
-                )
-            )
-            futures.append(pool.submit(bucket.upload_input, job.input_object, data, job.id))
-            lifetime = input_url_lifetime(job, settings)
-            signing = pool.submit(bucket.input_url, job.input_object, lifetime)
-            futures.append(signing)
-        for future in futures:
+        signing = pool.submit(bucket.input_url, job.input_object, lifetime)
+        for future in [*futures, signing]:
             future.result()
-    input_url = signing.result() if signing else None
-    cluster.create_job(manifests.batch_job(job, settings, input_url=input_url))
+    cluster.create_job(manifests.batch_job(job, settings, input_url=signing.result()))
 
 
 def input_url_lifetime(job: Job, settings: Settings) -> int:
