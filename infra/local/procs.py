@@ -82,10 +82,12 @@ def free_port_block(size: int) -> int:
     raise RuntimeError(f"no block of {size} free ports found")
 
 
-def _die_with_parent() -> None:
-    """preexec_fn: the kernel sends SIGTERM to the child when the spawning thread exits."""
+def _die_with_parent(parent: int) -> bool:
+    """Ask the kernel for SIGTERM when the thread that started this process exits; False
+    when `parent` is already gone (it died before the request was made)."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    return os.getppid() == parent
 
 
 @dataclass
@@ -138,20 +140,21 @@ def spawn(
     """Start `argv` under a supervisor in a new process group, output to `log_dir/name.log`.
 
     Call it from the main thread: the parent-death signal fires when the spawning thread
-    exits.
+    exits. The supervisor asks for that signal itself, first thing: a `preexec_fn` would
+    make Python fork rather than spawn, and a fork runs gRPC's fork handlers, which can
+    hang forever in a process whose gRPC clients have threads running.
     """
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     with log_path.open("ab") as log:
         popen = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--", *argv],
+            [sys.executable, str(Path(__file__).resolve()), str(os.getpid()), "--", *argv],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             env=dict(env) if env is not None else None,
             cwd=cwd,
             start_new_session=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads started in the child
         )
     return ServerProcess(name=name, popen=popen, log_path=log_path)
 
@@ -213,10 +216,11 @@ class Starting:
         return self.proc
 
 
-def _supervise(argv: list[str]) -> int:
-    """Run `argv` in this session and take the whole session down on SIGTERM/SIGINT."""
-    child = subprocess.Popen(argv)
+def _supervise(argv: list[str], parent: int) -> int:
+    """Run `argv` in this session and take the whole session down on SIGTERM/SIGINT, or
+    when `parent` dies."""
     sid, me = os.getsid(0), os.getpid()
+    child: subprocess.Popen[bytes] | None = None
     stopping = False
 
     def stop_session(_signum: int, _frame: object) -> None:
@@ -227,14 +231,19 @@ def _supervise(argv: list[str]) -> int:
         signal_session(sid, signal.SIGTERM, spare=me)
         deadline = time.monotonic() + 8
         while len(session_members(sid)) > 1 and time.monotonic() < deadline:
-            child.poll()  # reap, so a finished child no longer counts
+            if child:
+                child.poll()  # reap, so a finished child no longer counts
             time.sleep(0.05)
         signal_session(sid, signal.SIGKILL, spare=me)
-        child.poll()
+        if child:
+            child.poll()
         sys.exit(128 + signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, stop_session)
     signal.signal(signal.SIGINT, stop_session)
+    if not _die_with_parent(parent):
+        return 128 + signal.SIGTERM
+    child = subprocess.Popen(argv)
     code = child.wait()
     if not stopping:
         # The server exited on its own: take down whatever it left behind.
@@ -243,9 +252,6 @@ def _supervise(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    if args[:1] == ["--"]:
-        args = args[1:]
-    if not args:
-        sys.exit("usage: procs.py -- COMMAND [ARG...]")
-    sys.exit(_supervise(args))
+    if len(sys.argv) < 4 or not sys.argv[1].isdigit() or sys.argv[2] != "--":
+        sys.exit("usage: procs.py PARENT_PID -- COMMAND [ARG...]")
+    sys.exit(_supervise(sys.argv[3:], int(sys.argv[1])))
