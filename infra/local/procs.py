@@ -231,11 +231,11 @@ def _supervise(argv: list[str], parent: int) -> int:
         signal_session(sid, signal.SIGTERM, spare=me)
         deadline = time.monotonic() + 8
         while len(session_members(sid)) > 1 and time.monotonic() < deadline:
-            if child:
+            if child is not None:
                 child.poll()  # reap, so a finished child no longer counts
             time.sleep(0.05)
         signal_session(sid, signal.SIGKILL, spare=me)
-        if child:
+        if child is not None:
             child.poll()
         sys.exit(128 + signal.SIGTERM)
 
