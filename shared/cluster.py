@@ -36,7 +36,12 @@ def api_client(settings: Settings) -> ApiClient:
     from kubernetes import client, config
 
     if not settings.kubernetes_url:
-        return config.new_client_from_config(config_file=settings.kubeconfig)
+        try:
+            return config.new_client_from_config(config_file=settings.kubeconfig)
+        except (config.ConfigException, OSError) as error:
+            raise SettingsError(
+                f"KUBECONFIG {settings.kubeconfig or '~/.kube/config'}: {error}"
+            ) from None
     configuration = client.Configuration()
     configuration.host = settings.kubernetes_url.rstrip("/")
     if settings.kubernetes_ca_file:
