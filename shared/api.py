@@ -18,6 +18,7 @@ from shared.errors import (
     ClusterApiError,
     ClusterError,
     DatabaseError,
+    DoesNotExist,
     InvalidParameters,
     MethodNotAllowed,
     NotFound,
@@ -238,6 +239,11 @@ def handle_finalized(data: dict[str, Any], *, backends: Backends | None = None) 
 @respond_errors
 def not_found(request: Request, *, backends: Backends) -> Response:
     raise NotFound(msg=f"No route for {request.method} {request.path}")
+
+
+@respond_errors
+def no_such_job(request: Request, job_id: str, *, backends: Backends) -> Response:
+    raise DoesNotExist(job_id)
 
 
 @respond_errors

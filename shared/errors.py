@@ -34,8 +34,20 @@ class InvalidParameters(ApiError):  # noqa: N818 - the earlier API's error name
 
 
 class NotFound(ApiError):  # noqa: N818 - reads as the answer it is
+    """No such route: the earlier API had no envelope for it at all."""
+
     status_code = 404
     error = "NotFound"
+
+
+class DoesNotExist(ApiError):  # noqa: N818 - the earlier API's error name
+    """No job has this id (or the id is no UUID), worded as the earlier views put it."""
+
+    status_code = 404
+    error = "DoesNotExist"
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(msg=f"Batch job {job_id} not found.")
 
 
 class MethodNotAllowed(ApiError):  # noqa: N818

@@ -23,8 +23,8 @@ from shared.errors import (
     ClusterApiError,
     ClusterError,
     ConfigurationError,
+    DoesNotExist,
     InvalidParameters,
-    NotFound,
     SigningError,
     SigningUnavailableError,
     StorageError,
@@ -175,9 +175,11 @@ def _undo(job: Job, backends: Backends) -> None:
 
 
 def get(job_id: str, *, store: JobStore) -> Job:
-    job = store.get(job_id) if _is_uuid(job_id) else None
+    """The job with this id, in any spelling of a UUID the earlier API took."""
+    canonical = _canonical_uuid(job_id)
+    job = store.get(canonical) if canonical else None
     if job is None:
-        raise NotFound(msg=f"Batch job {job_id} not found")
+        raise DoesNotExist(job_id)
     return job
 
 
@@ -229,8 +231,11 @@ def remove_from_cluster(job: Job, backends: Backends) -> bool:
     return pending
 
 
-def _is_uuid(text: str) -> bool:
+def _canonical_uuid(text: str) -> str | None:
+    """The earlier API read ids with `uuid.UUID` (mongoengine's UUIDField), so it found a
+    job by its id in hex, in capitals, in braces or as a URN too; this is the one spelling
+    the records are stored under."""
     try:
-        return str(uuid.UUID(text)) == text.lower()
+        return str(uuid.UUID(text))
     except ValueError:
-        return False
+        return None

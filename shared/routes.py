@@ -82,5 +82,14 @@ def synchronize_batch_jobs(request: Request) -> Response:
 
 
 def framework_error(error: HTTPException) -> Response:
-    """What functions-framework (Flask) refuses before a function runs, in the envelope."""
+    """What functions-framework (Flask) refuses before a function runs, in the envelope.
+
+    Its routes match no path holding a newline, so `GET /batch/a%0Ab` lands here: on a job's
+    path that is still a malformed job id, answered as `batch_api` answers one."""
+    from flask import request
+
+    parts = _parts(request)
+    if error.code == 404 and len(parts) == 2 and parts[0] == "batch":
+        if request.method in JOB_METHODS:
+            return api.no_such_job(request, parts[1])
     return api.framework_error(error)

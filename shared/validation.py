@@ -236,9 +236,9 @@ def validate_create(body: Any) -> JobRequest:
     if not isinstance(body, dict):
         raise InvalidParameters("Request body must be a JSON object", data="")
     errors: dict[str, Any] = {key: "Unknown field" for key in body if key not in TOP_LEVEL}
-    # The earlier API's own sample request sends "status": "created"; anything else would be
-    # a client trying to set a status.
-    if body.get("status", "created") != "created":
+    # The earlier API's own sample request sends "status": "created", and its test client
+    # "status": null (the default); anything else would be a client trying to set a status.
+    if body.get("status") not in (None, "created"):
         errors["status"] = "Read-only field"
     name = body.get("name")
     if name is not None and name != "":
@@ -286,8 +286,10 @@ def _env_text(value: Any) -> str:
 
 
 def derived_name(image: str, created_ms: int) -> str:
-    """`<image slug>-<created ms>`, as the earlier API derived a blank name."""
-    last = image.split("@", 1)[0].rsplit("/", 1)[-1].split(":", 1)[0]
-    slug = re.sub(r"[^a-z0-9]+", "-", last.lower()).strip("-") or "job"
+    """`<slug of the whole image reference>-<created ms>`, as the earlier model derived a
+    blank name (python-slugify: lowercase, each run of anything but [a-z0-9] one `-`,
+    trimmed). A slug too long for the name limit is cut, never the timestamp, so the name
+    stays unique and a valid Kubernetes name."""
+    slug = re.sub(r"[^a-z0-9]+", "-", image.lower()).strip("-") or "job"
     suffix = f"-{created_ms}"
     return slug[: MAX_NAME - len(suffix)].rstrip("-") + suffix

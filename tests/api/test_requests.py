@@ -95,13 +95,29 @@ def test_oversized_input(fn_store, monkeypatch):
     assert "Larger than 100 bytes" in body["data"]["job_parameters"]["input_zip"]
 
 
-@pytest.mark.parametrize("job_id", [str(uuid.uuid4()), "not-a-uuid", "x" * 2000, "%00"])
+@pytest.mark.parametrize(
+    "job_id", [str(uuid.uuid4()), uuid.uuid4().hex, "not-a-uuid", "x" * 2000, "%00", "a%0Ab"]
+)
 def test_unknown_or_malformed_ids_are_404(fn_store, job_id):
     for method in ("GET", "DELETE"):
         status, body = fn_store.api(method, f"/batch/{job_id}")
         assert status == 404
-        assert body["error"] == "NotFound"
+        assert body["error"] == "DoesNotExist"
         assert body["result"] is False
+
+
+def test_not_found_names_the_id_as_the_earlier_views_did(fn_store):
+    job_id = str(uuid.uuid4())
+    for method in ("GET", "DELETE"):
+        assert fn_store.api(method, f"/batch/{job_id}") == (
+            404,
+            {
+                "data": "",
+                "error": "DoesNotExist",
+                "msg": f"Batch job {job_id} not found.",
+                "result": False,
+            },
+        )
 
 
 def test_unknown_status_filter(fn_store):

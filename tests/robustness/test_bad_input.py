@@ -347,7 +347,8 @@ def test_query_parameters_that_find_nothing(fn, nothing_left, query):
 @pytest.mark.parametrize("method", ["GET", "DELETE"])
 def test_ids_that_name_no_job(fn, nothing_left, job_id, method):
     code, answer = send(fn, method, f"/batch/{job_id}")
-    assert (code, answer["error"], answer["data"]) == (404, "NotFound", "")
+    assert (code, answer["error"], answer["data"]) == (404, "DoesNotExist", ""), answer
+    assert answer["msg"].startswith("Batch job ") and answer["msg"].endswith(" not found.")
     nothing_left()
 
 
@@ -554,7 +555,7 @@ def _wrong_types(path: tuple[str, ...], allowed: tuple[Any, ...]) -> list[Any]:
 FIELDS = [
     *_wrong_types(("name",), (None, "text")),  # "text" is a valid name
     *_wrong_types(("account_id",), (None, "text")),
-    *_wrong_types(("status",), ()),
+    *_wrong_types(("status",), (None,)),  # null is the default, as the earlier client sent it
     *_wrong_types(("job_parameters",), ()),
     *_wrong_types(("job_parameters", "docker_image"), ("text",)),
     *_wrong_types(("job_parameters", "environment_variables"), (None, {})),

@@ -10,6 +10,7 @@ import pytest
 from shared.errors import InvalidParameters
 from shared.validation import (
     MAX_NAME,
+    NAME_RE,
     derived_name,
     parse_quantity,
     valid_image,
@@ -42,8 +43,14 @@ def test_read_only_and_unknown_fields_are_refused(field):
     assert errors_of(body) == {field: "Unknown field"}
 
 
-def test_status_other_than_created_is_refused():
-    assert errors_of({"status": "succeeded", "job_parameters": {"docker_image": "a"}}) == {
+def test_a_null_status_is_the_default_as_the_earlier_test_client_sends_it():
+    request = validate_create({"status": None, "job_parameters": {"docker_image": "python"}})
+    assert request.job_parameters == {"docker_image": "python"}
+
+
+@pytest.mark.parametrize("status", ["succeeded", "running", "", "Created", 0, False, [], {}])
+def test_status_other_than_created_is_refused(status):
+    assert errors_of({"status": status, "job_parameters": {"docker_image": "a"}}) == {
         "status": "Read-only field"
     }
 
@@ -148,11 +155,30 @@ def test_limits_of_timeout_and_retries(field, value):
     )
 
 
-def test_derived_name():
-    assert derived_name("python", 1527121792553) == "python-1527121792553"
-    assert derived_name("gcr.io/p/My_Image:3.1", 1) == "my-image-1"
-    long = derived_name("x" * 100, 1527121792553)
-    assert len(long) == MAX_NAME and long.endswith("-1527121792553")
+@pytest.mark.parametrize(
+    ("image", "name"),
+    [
+        ("python", "python-1527121792553"),
+        ("python:3.11", "python-3-11-1527121792553"),
+        ("gcr.io/my-proj/my-image:v1", "gcr-io-my-proj-my-image-v1-1527121792553"),
+        ("GCR.io/p/My_Image:3.1", "gcr-io-p-my-image-3-1-1527121792553"),
+        ("localhost:5000/a__b--c", "localhost-5000-a-b-c-1527121792553"),
+        (
+            "alpine@sha256:" + "ab" * 32,
+            "alpine-sha256-" + "ab" * 13 + "a-1527121792553",
+        ),
+    ],
+)
+def test_derived_name_is_the_slug_of_the_whole_image(image, name):
+    assert derived_name(image, 1527121792553) == name
+    assert len(name) <= MAX_NAME and NAME_RE.fullmatch(name)
+
+
+@pytest.mark.parametrize("image", ["x" * 100, "a/" + "b-" * 60 + "c", "registry.example.com/" * 5])
+def test_a_long_derived_name_cuts_the_slug_not_the_timestamp(image):
+    name = derived_name(image.rstrip("/"), 1527121792553)
+    assert len(name) <= MAX_NAME and NAME_RE.fullmatch(name), name
+    assert name.endswith("-1527121792553") and "--" not in name
 
 
 @pytest.mark.parametrize("name", ["abc\n", "abc\r", "a\nb"])
