@@ -1,5 +1,5 @@
-"""The cluster side: read the endpoint and CA the functions need, check Workload Identity,
-and apply infra/k8s (namespace, service accounts, Role, RoleBinding) with kubectl."""
+"""The cluster side: read the endpoint and CA the functions need, and apply infra/k8s
+(namespace, the job pods' service account, Role, RoleBinding) with kubectl."""
 
 from __future__ import annotations
 
@@ -17,9 +17,7 @@ def render_manifests(config: DeployConfig) -> str:
     """infra/k8s's files with this deploy's names, as one multi-document YAML."""
     values = {
         "NAMESPACE": config.namespace,
-        "STAGER_KSA": config.stager_ksa,
         "JOB_KSA": config.job_ksa,
-        "STAGER_GSA": config.email(config.stager_account),
         "API_GSA": config.email(config.api_account),
         "SYNC_GSA": config.email(config.sync_account),
         "FINALIZE_GSA": config.email(config.finalize_account),
@@ -39,21 +37,20 @@ def _describe(config: DeployConfig, value: str) -> tuple[str, ...]:
 def lookups(config: DeployConfig) -> Step:
     return Step(
         "Read the cluster and the bucket's service agent",
-        "The functions reach the cluster's endpoint with its CA and a Google token; the "
-        "stager pods need Workload Identity, which this deploy checks but does not turn on.",
+        "The functions reach the cluster's endpoint with its CA and their own Google token. "
+        "Nothing needs Workload Identity any more, so it is not checked: job pods hold no "
+        "Google identity (a signed URL in, an upload session out) and the functions run "
+        "outside the cluster. On GKE Standard it is still what keeps a pod from the node's "
+        "service account: without the GKE metadata server on its node pool, any pod can ask "
+        "the metadata server for the node's token. Autopilot always has it; on Standard: "
+        f"gcloud container clusters update {config.cluster} "
+        f"--location={config.cluster_location} --workload-pool={config.project}.svc.id.goog, "
+        "then for each node pool: gcloud container node-pools update POOL "
+        f"--cluster={config.cluster} --location={config.cluster_location} "
+        "--workload-metadata=GKE_METADATA.",
         (
             Lookup("CLUSTER_ENDPOINT", _describe(config, "endpoint")),
             Lookup("CLUSTER_CA", _describe(config, "masterAuth.clusterCaCertificate")),
-            Lookup(
-                "WORKLOAD_POOL",
-                _describe(config, "workloadIdentityConfig.workloadPool"),
-                expect=config.workload_pool,
-                hint=(
-                    "turn on Workload Identity: gcloud container clusters update "
-                    f"{config.cluster} --location={config.cluster_location} "
-                    f"--workload-pool={config.workload_pool}"
-                ),
-            ),
             Lookup(
                 "STORAGE_AGENT",
                 ("gcloud", "storage", "service-agent", f"--project={config.project}"),
@@ -66,9 +63,13 @@ def apply(config: DeployConfig, build: Path) -> Step:
     kubeconfig = build / "kubeconfig"
     manifests = build / "k8s.yaml"
     return Step(
-        "Namespace, service accounts and RBAC in the cluster",
-        "Credentials go to a kubeconfig of the deploy's own, so yours is left as it is. "
-        "`kubectl apply` leaves objects that already match unchanged.",
+        "Namespace, the job pods' service account and RBAC in the cluster",
+        "One Role in the namespace, bound to the three function accounts: Jobs, their pods, "
+        "pods/log (a finished job's log is saved to the bucket before its pod is deleted), "
+        "and only list and delete on volume claims (the sync's sweep of leftovers); no "
+        "secrets. Job pods run as JOB_SERVICE_ACCOUNT, which has no Google identity and "
+        "mounts no token. Credentials go to a kubeconfig of the deploy's own, so yours is "
+        "left as it is. `kubectl apply` leaves objects that already match unchanged.",
         (
             WriteFile(manifests, render_manifests(config)),
             Run(

@@ -14,6 +14,8 @@ ACCOUNT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")  # Google's service a
 K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 # Runtime settings passed on to the functions when set (names from shared/settings.py).
+# GC_CREDENTIALS_FILE_PATH is not one of them: the deployed functions sign with their own
+# identity (IAM signBlob), and no key file is shipped.
 PASSED_TO_FUNCTIONS = (
     "OUTPUT_URL_LIFETIME_SECONDS",
     "JOB_VOLUME_SIZE",
@@ -28,6 +30,14 @@ PASSED_TO_FUNCTIONS = (
     "MAX_REQUEST_BYTES",
     "LOG_LEVEL",
 )
+
+# Settings of earlier deploys that no longer mean anything: no pod holds a Google identity
+# (the stager gets a signed URL and an upload session from the functions). Each one set is
+# reported, so that an old deploy.env does not pass for a working one.
+OBSOLETE = {
+    "STAGER_GOOGLE_SERVICE_ACCOUNT": "job pods hold no Google identity any more",
+    "STAGER_SERVICE_ACCOUNT": "every job pod runs as JOB_SERVICE_ACCOUNT",
+}
 
 
 class DeploySettingsError(Exception):
@@ -61,7 +71,7 @@ class DeployConfig:
     region: str  # REGION: the functions' and the scheduler job's region
     bucket: str  # GC_BUCKET_NAME: the jobs bucket (must exist)
     bucket_location: str  # BUCKET_LOCATION (REGION): where its finalize events originate
-    cluster: str  # GKE_CLUSTER: the cluster's name (Workload Identity enabled)
+    cluster: str  # GKE_CLUSTER: the cluster's name
     cluster_location: str  # GKE_LOCATION: its region or zone
     namespace: str  # KUBERNETES_NAMESPACE: created if missing
     stager_image: str  # STAGER_IMAGE: infra/images/stager, pushed to a registry
@@ -69,9 +79,7 @@ class DeployConfig:
     sync_account: str  # SYNC_SERVICE_ACCOUNT (task-runner-sync): the sync function
     finalize_account: str  # FINALIZE_SERVICE_ACCOUNT (task-runner-finalize): finalize + trigger
     scheduler_account: str  # SCHEDULER_SERVICE_ACCOUNT (task-runner-scheduler): calls the sync
-    stager_account: str  # STAGER_GOOGLE_SERVICE_ACCOUNT (task-runner-stager): bucket access
-    stager_ksa: str  # STAGER_SERVICE_ACCOUNT (task-runner-stager): Kubernetes SA of stagers
-    job_ksa: str  # JOB_SERVICE_ACCOUNT (task-runner-job): Kubernetes SA of user pods
+    job_ksa: str  # JOB_SERVICE_ACCOUNT (task-runner-job): Kubernetes SA of every job pod
     firestore_database: str  # FIRESTORE_DATABASE ("(default)")
     collection: str  # FIRESTORE_COLLECTION ("batch_jobs")
     sync_interval: float  # JOB_SYNCHRONIZATION_INTERVAL (30): seconds
@@ -82,10 +90,6 @@ class DeployConfig:
 
     def email(self, account: str) -> str:
         return f"{account}@{self.project}.iam.gserviceaccount.com"
-
-    @property
-    def workload_pool(self) -> str:
-        return f"{self.project}.svc.id.goog"
 
     @classmethod
     def load(
@@ -155,8 +159,6 @@ class _Reader:
             sync_account=self.account("SYNC_SERVICE_ACCOUNT", "task-runner-sync"),
             finalize_account=self.account("FINALIZE_SERVICE_ACCOUNT", "task-runner-finalize"),
             scheduler_account=self.account("SCHEDULER_SERVICE_ACCOUNT", "task-runner-scheduler"),
-            stager_account=self.account("STAGER_GOOGLE_SERVICE_ACCOUNT", "task-runner-stager"),
-            stager_ksa=self.k8s_name("STAGER_SERVICE_ACCOUNT", "task-runner-stager"),
             job_ksa=self.k8s_name("JOB_SERVICE_ACCOUNT", "task-runner-job"),
             firestore_database=self.get("FIRESTORE_DATABASE", "(default)"),
             collection=self.get("FIRESTORE_COLLECTION", "batch_jobs"),
@@ -178,6 +180,12 @@ class _Reader:
             if ":" not in member:
                 self.problems.append(
                     f"API_INVOKERS: {member!r} needs a type, e.g. user:{member} or group:..."
+                )
+        for name, why in OBSOLETE.items():
+            if self.env.get(name, "").strip():
+                self.problems.append(
+                    f"{name} is no longer used ({why}): remove it, and see the README on "
+                    "what an earlier deploy made for it"
                 )
         if self.problems:
             raise DeploySettingsError(self.problems)

@@ -39,7 +39,8 @@ FUNCTIONS = (
         name="batch-api", entry_point="batch_api", role="api",
         memory="512Mi", cpu="1", timeout=120,
         sizing="the earlier REST API; a create holds its body (MAX_REQUEST_BYTES, 32 MiB) "
-        "and the decoded zip in memory while it uploads",
+        "and the decoded zip in memory while it uploads, then opens the output's upload "
+        "session",
     ),
     Function(
         name="create-job", entry_point="create_job", role="api",
@@ -59,20 +60,22 @@ FUNCTIONS = (
     Function(
         name="kill-job", entry_point="kill_job", role="api",
         memory="256Mi", cpu="1", timeout=60,
-        sizing="a Firestore transaction and up to four deletes in the cluster",
+        sizing="a Firestore transaction, the job's log (at most MAX_LOG_BYTES) saved to the "
+        "bucket, and the job deleted",
     ),
     Function(
         name="synchronize-batch-jobs", entry_point="synchronize_batch_jobs", role="sync",
         memory="1Gi", cpu="1", timeout=180,
-        sizing="holds every unfinished job and the cluster's Jobs and claims at once (10,000 "
-        "jobs are a few hundred MB of JSON); a call starts no pass after "
+        sizing="holds every unfinished job and the cluster's Jobs and pods at once (10,000 "
+        "jobs are a few hundred MB of JSON), and a finished job's log (at most "
+        "MAX_LOG_BYTES) while it saves it; a call starts no pass after "
         "SYNC_TIME_BUDGET_SECONDS, so 180 s leaves room for one slow pass",
     ),
     Function(
         name="on-output-finalized", entry_point="on_output_finalized", role="finalize",
         memory="256Mi", cpu=None, timeout=60,
-        sizing="one Firestore transaction and a few deletes, in the background: its cold "
-        "start keeps no user waiting",
+        sizing="one Firestore transaction, the job's log (at most MAX_LOG_BYTES) saved and "
+        "the job deleted, in the background: its cold start keeps no user waiting",
         event=True,
     ),
 )  # fmt: skip
@@ -80,7 +83,8 @@ FUNCTIONS = (
 
 def function_env(config: DeployConfig, passes: int) -> dict[str, str]:
     """What every function reads (shared/settings.py); the cluster's endpoint and CA come
-    from lookups made while deploying."""
+    from lookups made while deploying. No credentials: each function is its own service
+    account, and signs URLs as it through IAM (so no GC_CREDENTIALS_FILE_PATH)."""
     env = {
         "GOOGLE_CLOUD_PROJECT": config.project,
         "GC_BUCKET_NAME": config.bucket,
@@ -91,7 +95,6 @@ def function_env(config: DeployConfig, passes: int) -> dict[str, str]:
         "KUBERNETES_AUTH": "gke",
         "KUBERNETES_NAMESPACE": config.namespace,
         "STAGER_IMAGE": config.stager_image,
-        "STAGER_SERVICE_ACCOUNT": config.stager_ksa,
         "JOB_SERVICE_ACCOUNT": config.job_ksa,
         "JOB_SYNCHRONIZATION_INTERVAL": f"{config.sync_interval:g}",
         "SYNC_PASSES_PER_CALL": str(passes),

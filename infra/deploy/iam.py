@@ -1,14 +1,30 @@
 """Identities and what each may do: one service account per role, with only its roles.
 
-| account   | used by                           | may                                        |
-| --------- | --------------------------------- | ------------------------------------------ |
-| api       | the five API functions            | Firestore; objects of the bucket; sign its |
-|           |                                   | own URLs; the namespace (through RBAC)     |
-| sync      | synchronize-batch-jobs            | Firestore; read the bucket's objects; sign |
-|           |                                   | its own URLs; the namespace                |
-| finalize  | on-output-finalized + its trigger | as sync, and receive Eventarc events       |
-| scheduler | the Cloud Scheduler job           | invoke synchronize-batch-jobs, nothing else|
-| stager    | cleanup pods (Workload Identity)  | objects of the bucket                      |
+| account   | used by                           | may                                         |
+| --------- | --------------------------------- | ------------------------------------------- |
+| api       | the five API functions            | Firestore; create, read and delete the      |
+|           |                                   | bucket's objects; sign as itself; the       |
+|           |                                   | namespace (through RBAC)                    |
+| sync      | synchronize-batch-jobs            | Firestore; read the bucket's objects; sign  |
+|           |                                   | as itself; the namespace                    |
+| finalize  | on-output-finalized + its trigger | as sync, and receive Eventarc events        |
+| scheduler | the Cloud Scheduler job           | invoke synchronize-batch-jobs, nothing else |
+
+No pod holds a Google identity: a job's pod reads its input through a URL the api account
+signs, and writes `<name>-output.zip` through a resumable upload session the api account
+opens with ifGenerationMatch=0. Cloud Storage checks the opener's storage.objects.create
+when the session is opened; the session URI is then all the pod needs.
+
+The bucket roles, on this bucket only (none project-wide):
+- roles/storage.objectUser (api): storage.objects.create for the input, the output's
+  upload session and the log a kill saves; get, for metadata and so that the URLs it signs
+  can be used (a signed URL acts with its signer's rights); delete, to take back the input
+  of a create that failed. It also holds update (object metadata), which nothing uses: no
+  narrower predefined role has delete.
+- roles/storage.objectViewer (sync, finalize): get and list, to read the output's metadata
+  (whose job it is) and so that the output URLs they sign can be used.
+Signing is IAM signBlob as the account itself: roles/iam.serviceAccountTokenCreator on its
+own service account, not project-wide.
 
 Firestore's role is project-wide (IAM has no per-collection grant). GKE access is
 roles/container.clusterViewer, which only lets the account sign in to the cluster; what it
@@ -25,10 +41,9 @@ from infra.deploy.steps import Run, Step
 FIRESTORE = "roles/datastore.user"
 CLUSTER_SIGN_IN = "roles/container.clusterViewer"
 OBJECTS_READ_WRITE = "roles/storage.objectUser"  # objects only; not the bucket or its IAM
-OBJECTS_READ = "roles/storage.objectViewer"
+OBJECTS_READ = "roles/storage.objectViewer"  # get, list
 SIGN_OWN_URLS = "roles/iam.serviceAccountTokenCreator"  # signBlob for V4 URLs, on itself
 EVENT_RECEIVER = "roles/eventarc.eventReceiver"
-WORKLOAD_IDENTITY = "roles/iam.workloadIdentityUser"
 PUBLISHER = "roles/pubsub.publisher"
 
 APIS = (
@@ -49,7 +64,7 @@ APIS = (
 
 @dataclass(frozen=True)
 class Account:
-    key: str  # api, sync, finalize, scheduler, stager
+    key: str  # api, sync, finalize, scheduler
     id: str
     title: str
 
@@ -60,7 +75,6 @@ def accounts(config: DeployConfig) -> tuple[Account, ...]:
         Account("sync", config.sync_account, "task runner: synchronization"),
         Account("finalize", config.finalize_account, "task runner: output finalize trigger"),
         Account("scheduler", config.scheduler_account, "task runner: calls the sync"),
-        Account("stager", config.stager_account, "task runner: stager pods"),
     )
 
 
@@ -136,17 +150,19 @@ def grants(config: DeployConfig) -> Step:
         actions.append(_account_role(config, account, sa(account), SIGN_OWN_URLS))
     actions.append(_project_role(config, sa(config.finalize_account), EVENT_RECEIVER))
     actions.append(_bucket_role(config, sa(config.api_account), OBJECTS_READ_WRITE))
-    actions.append(_bucket_role(config, sa(config.sync_account), OBJECTS_READ))
-    actions.append(_bucket_role(config, sa(config.finalize_account), OBJECTS_READ))
-    actions.append(_bucket_role(config, sa(config.stager_account), OBJECTS_READ_WRITE))
-    ksa = f"serviceAccount:{config.workload_pool}[{config.namespace}/{config.stager_ksa}]"
-    actions.append(_account_role(config, config.stager_account, ksa, WORKLOAD_IDENTITY))
+    for account in (config.sync_account, config.finalize_account):
+        actions.append(_bucket_role(config, sa(account), OBJECTS_READ))
     actions.append(_project_role(config, "serviceAccount:${STORAGE_AGENT}", PUBLISHER))
     return Step(
         "Roles",
-        "Adding a binding that exists changes nothing. The Cloud Storage service agent "
-        "publishes the bucket's events to Pub/Sub for Eventarc. The stager's Kubernetes "
-        "service account may act as the stager's Google one (Workload Identity).",
+        "Adding a binding that exists changes nothing. Each function account: Firestore; "
+        "signing in to the cluster (what it may do there is the namespace's Role); signing "
+        "URLs as itself (token creator on its own account). On this bucket only: the API's "
+        "account creates the input and opens the output's upload session "
+        "(ifGenerationMatch=0), reads, signs and deletes (objectUser); the sync's and "
+        "finalize's read metadata and sign the output URL (objectViewer). The finalize "
+        "account receives Eventarc events; the Cloud Storage service agent publishes the "
+        "bucket's events to Pub/Sub for Eventarc. No pod gets a Google identity.",
         tuple(actions),
     )
 

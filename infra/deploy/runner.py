@@ -135,9 +135,7 @@ class Runner:
             self._argv(action.argv), env=self.env, cwd=self.cwd, capture_output=True, text=True
         )
         value = done.stdout.strip()
-        if done.returncode != 0 or (not value and action.expect is None):
+        if done.returncode != 0 or not value:
             sys.stderr.write(done.stderr)
             raise DeployError(f"could not read {action.name}")
-        if action.expect is not None and value != action.expect:
-            raise DeployError(f"{action.name} is {value!r}, not {action.expect!r}: {action.hint}")
         self.values[action.name] = value

@@ -71,19 +71,13 @@ class Run:
 
 @dataclass(frozen=True)
 class Lookup:
-    """Read one value into `${name}`. With `expect`, the value must equal it, else the
-    deploy stops with `hint`."""
+    """Read one value into `${name}`; an empty answer stops the deploy."""
 
     name: str
     argv: tuple[str, ...]
-    expect: str | None = None
-    hint: str = ""
 
     def render(self) -> str:
-        line = f"{self.name}=$({shell_line(self.argv)})"
-        if self.expect is not None:
-            line += f'\ntest "${{{self.name}}}" = {shlex.quote(self.expect)}  # else: {self.hint}'
-        return line
+        return f"{self.name}=$({shell_line(self.argv)})"
 
 
 @dataclass(frozen=True)

@@ -47,9 +47,8 @@ def gcloud(args: list[str], state: dict[str, Any]) -> int:
         return 0
     if words[:3] == ["container", "clusters", "describe"]:
         field = _value(args, "--format")
-        print({"value(endpoint)": ENDPOINT,
-               "value(masterAuth.clusterCaCertificate)": CA.decode(),
-               "value(workloadIdentityConfig.workloadPool)": state["pool"]}[field])  # fmt: skip
+        print({"value(endpoint)": state.get("endpoint", ENDPOINT),
+               "value(masterAuth.clusterCaCertificate)": CA.decode()}[field])  # fmt: skip
         return 0
     if words[:3] == ["container", "clusters", "get-credentials"]:
         Path(os.environ["KUBECONFIG"]).write_text("apiVersion: v1\nkind: Config\n")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from infra.deploy.config import DeployConfig, DeploySettingsError, read_env_file
+from infra.deploy.config import OBSOLETE, DeployConfig, DeploySettingsError, read_env_file
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "infra" / "deploy.example.env"
@@ -59,6 +60,22 @@ def test_malformed_settings_are_named(tmp_path):
         "JOB_SYNCHRONIZATION_INTERVAL",
         "KUBERNETES_NAMESPACE",
     ]
+
+
+def named(problems: list[str]) -> list[str]:
+    """The setting each problem line starts with."""
+    return sorted(re.sub(r"[^A-Z_].*", "", line) for line in problems)
+
+
+def test_settings_of_the_stager_identity_are_refused():
+    env = read_env_file(EXAMPLE) | {
+        "STAGER_GOOGLE_SERVICE_ACCOUNT": "task-runner-stager",
+        "STAGER_SERVICE_ACCOUNT": "task-runner-stager",
+    }
+    with pytest.raises(DeploySettingsError) as raised:
+        DeployConfig.load(env)
+    assert named(raised.value.problems) == sorted(OBSOLETE)
+    assert all("no longer used" in line for line in raised.value.problems)
 
 
 def test_env_file_lines(tmp_path):

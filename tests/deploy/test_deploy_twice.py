@@ -37,11 +37,8 @@ def tools(tmp_path) -> dict[str, str]:
         script.chmod(0o755)
     state = tmp_path / "cloud.json"
     state.write_text(
-        json.dumps(
-            {"accounts": [], "indexes": [], "bindings": [], "functions": {}, "calls": [],
-             "pool": "my-project.svc.id.goog"}
-        )
-    )  # fmt: skip
+        json.dumps({"accounts": [], "indexes": [], "bindings": [], "functions": {}, "calls": []})
+    )
     return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_CLOUD_STATE": str(state)}
 
 
@@ -63,7 +60,7 @@ def test_a_second_deploy_changes_nothing(tools, tmp_path):
         job_after_first = copy.deepcopy(scheduler_state.jobs)
         second, second_out = deploy(tools, build, endpoint)
 
-    assert len(first["accounts"]) == 5
+    assert len(first["accounts"]) == 4  # api, sync, finalize, scheduler: no stager
     assert len(first["indexes"]) == 2
     assert len(first["functions"]) == 7
     assert "# scheduler job created" in first_out
@@ -75,7 +72,7 @@ def test_a_second_deploy_changes_nothing(tools, tmp_path):
     }
     second_calls = second["calls"][len(first["calls"]) :]
     assert not [c for c in second_calls if c[1:4] == ["iam", "service-accounts", "create"]]
-    assert second_out.count("# exists: nothing to do") == 5
+    assert second_out.count("# exists: nothing to do") == 4
     assert second_out.count("# already exists: nothing to do") == 2
     assert "# scheduler job unchanged" in second_out
     assert scheduler_state.jobs == job_after_first
@@ -94,12 +91,29 @@ def test_the_functions_get_the_looked_up_cluster(tools, tmp_path):
     assert "kind: RoleBinding" in state["applied"]
 
 
-def test_a_cluster_without_workload_identity_stops_before_any_change(tools, tmp_path):
+def test_nothing_deployed_gives_a_pod_a_google_identity(tools, tmp_path):
+    """No stager account, no Workload Identity binding or annotation, and the cluster's
+    Workload Identity is never asked about: the deploy works on a cluster without it."""
+    with fake_scheduler() as (endpoint, _):
+        state, _ = deploy(tools, tmp_path / "build", endpoint)
+    assert not [a for a in state["accounts"] if "stager" in a]
+    for binding in state["bindings"]:
+        assert "workloadIdentityUser" not in binding and "svc.id.goog" not in binding
+    calls = [" ".join(call) for call in state["calls"]]
+    assert not [call for call in calls if "workloadIdentity" in call]
+    applied = state["applied"]
+    assert "iam.gke.io" not in applied and "STAGER" not in applied
+    for function in state["functions"].values():
+        assert "STAGER_SERVICE_ACCOUNT" not in function["env"]
+        assert "GC_CREDENTIALS_FILE_PATH" not in function["env"]
+
+
+def test_a_cluster_that_cannot_be_read_stops_before_any_change(tools, tmp_path):
     path = Path(tools["FAKE_CLOUD_STATE"])
     state = json.loads(path.read_text())
-    state["pool"] = ""
+    state["endpoint"] = ""  # no such cluster, or no endpoint yet
     path.write_text(json.dumps(state))
-    with fake_scheduler() as (endpoint, _), pytest.raises(DeployError, match="Workload Identity"):
+    with fake_scheduler() as (endpoint, _), pytest.raises(DeployError, match="CLUSTER_ENDPOINT"):
         deploy(tools, tmp_path / "build", endpoint)
     after = json.loads(path.read_text())
     assert after["accounts"] == [] and after["bindings"] == [] and after["functions"] == {}

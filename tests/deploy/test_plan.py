@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import io
 import json
 import subprocess
 import sys
@@ -11,10 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.deploy import scheduler
+from infra.deploy import iam, scheduler
 from infra.deploy.cluster import render_manifests
-from infra.deploy.config import DeployConfig
+from infra.deploy.config import DeployConfig, read_env_file
 from infra.deploy.plan import build_plan
+from infra.deploy.runner import Runner
 from infra.deploy.steps import Lookup, Run, SchedulerJob, Step, WriteFile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,7 +125,7 @@ def test_the_functions_get_the_cluster_endpoint_read_while_deploying(plan, confi
     assert env["GC_BUCKET_NAME"] == config.bucket
     assert env["SYNC_PASSES_PER_CALL"] == "2"  # every 30 s, called once a minute
     assert "--format=value(endpoint)" in lookups["CLUSTER_ENDPOINT"].argv
-    assert lookups["WORKLOAD_POOL"].expect == f"{config.project}.svc.id.goog"
+    assert set(lookups) == {"CLUSTER_ENDPOINT", "CLUSTER_CA", "STORAGE_AGENT", "SYNC_URL"}
 
 
 def test_the_scheduler_calls_the_sync_url_with_an_oidc_token(plan, config):
@@ -169,28 +171,31 @@ def test_schedule_from_the_interval(interval, cron, passes):
     assert scheduler.cadence(interval) == (cron, passes)
 
 
+def manifests(config: DeployConfig) -> list[dict]:
+    return list(yaml.safe_load_all(render_manifests(config)))
+
+
 def test_rbac_is_one_role_in_one_namespace(config):
-    documents = list(yaml.safe_load_all(render_manifests(config)))
+    documents = manifests(config)
     kinds = sorted(document["kind"] for document in documents)
-    assert kinds == ["Namespace", "Role", "RoleBinding", "ServiceAccount", "ServiceAccount"]
+    assert kinds == ["Namespace", "Role", "RoleBinding", "ServiceAccount"]
     for document in documents:
         if document["kind"] != "Namespace":
             assert document["metadata"]["namespace"] == config.namespace
     (role,) = [d for d in documents if d["kind"] == "Role"]
-    granted = {
-        (group, resource): set(rule["verbs"])
-        for rule in role["rules"]
-        for group in rule["apiGroups"]
-        for resource in rule["resources"]
+    granted: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        assert set(rule) == {"apiGroups", "resources", "verbs"}  # no resourceNames, no URLs
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                granted.setdefault((group, resource), set()).update(rule["verbs"])
+    assert granted == {
+        ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
+        ("", "pods"): {"get", "list", "watch", "delete"},
+        ("", "pods/log"): {"get"},  # the log is saved to the bucket before the pod goes
+        ("", "persistentvolumeclaims"): {"list", "delete"},  # the sweep of leftovers only
     }
-    assert set(granted) == {
-        ("batch", "jobs"),
-        ("", "pods"),
-        ("", "persistentvolumeclaims"),
-        ("", "secrets"),
-    }
-    assert all("*" not in verbs for verbs in granted.values())
-    assert granted[("", "secrets")] == {"create"}  # never read back
+    assert not [key for key in granted if key[1] == "secrets"]
     (binding,) = [d for d in documents if d["kind"] == "RoleBinding"]
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
@@ -202,31 +207,102 @@ def test_rbac_is_one_role_in_one_namespace(config):
     )
 
 
-def test_only_stager_pods_hold_the_bucket_identity(config):
-    accounts = {
-        d["metadata"]["name"]: d
-        for d in yaml.safe_load_all(render_manifests(config))
-        if d["kind"] == "ServiceAccount"
+def test_job_pods_hold_no_google_identity(config):
+    (account,) = [d for d in manifests(config) if d["kind"] == "ServiceAccount"]
+    assert account["metadata"]["name"] == config.job_ksa
+    assert "annotations" not in account["metadata"]
+    assert account["automountServiceAccountToken"] is False
+    assert "iam.gke.io" not in render_manifests(config)
+
+
+def printed(plan: list[Step]) -> str:
+    out = io.StringIO()
+    Runner(out=out, env={}).print_plan(plan)
+    return out.getvalue()
+
+
+def test_the_plan_has_no_stager_identity(plan, config):
+    text = printed(plan)
+    for absent in (
+        "STAGER_SERVICE_ACCOUNT",
+        "STAGER_GOOGLE_SERVICE_ACCOUNT",
+        "task-runner-stager",
+        "iam.gke.io",
+        "roles/iam.workloadIdentityUser",
+        "GC_CREDENTIALS_FILE_PATH",
+    ):
+        assert absent not in text, absent
+    # Workload Identity is neither bound nor checked (the plan's text only explains it)
+    done = [" ".join(a.argv) for a in actions(plan, Run) + actions(plan, Lookup)]
+    done += [w.content for w in actions(plan, WriteFile)]
+    assert not [d for d in done if "svc.id.goog" in d or "workloadIdentity" in d]
+    assert [a.key for a in iam.accounts(config)] == ["api", "sync", "finalize", "scheduler"]
+    created = [argv[4] for argv in commands(plan, "gcloud", "iam", "service-accounts", "create")]
+    assert created == [a.id for a in iam.accounts(config)]
+    members = {
+        member for argv in actions(plan, Run) for member in flags(argv.argv).get("--member", [])
     }
-    stager, job = accounts[config.stager_ksa], accounts[config.job_ksa]
-    assert stager["metadata"]["annotations"] == {
-        "iam.gke.io/gcp-service-account": config.email(config.stager_account)
+    functions = {config.api_account, config.sync_account, config.finalize_account}
+    assert members <= {
+        *(f"serviceAccount:{config.email(a)}" for a in functions | {config.scheduler_account}),
+        "serviceAccount:${STORAGE_AGENT}",
+        *config.invokers,
     }
-    assert "annotations" not in job["metadata"]
-    assert stager["automountServiceAccountToken"] is False
-    assert job["automountServiceAccountToken"] is False
+
+
+def test_no_key_file_reaches_the_functions_or_the_cluster():
+    env = read_env_file(EXAMPLE) | {"GC_CREDENTIALS_FILE_PATH": "/keys/signer.json"}
+    config = DeployConfig.load(env)
+    text = printed(build_plan(config, BUILD))
+    assert "GC_CREDENTIALS_FILE_PATH" not in text and "/keys/signer.json" not in text
+    assert "kind: Secret" not in render_manifests(config)
+
+
+def bucket_grants(plan: list[Step]) -> dict[str, set[str]]:
+    grants: dict[str, set[str]] = {}
+    for argv in commands(plan, "gcloud", "storage", "buckets", "add-iam-policy-binding"):
+        given = flags(argv)
+        grants.setdefault(given["--member"][0], set()).add(given["--role"][0])
+    return grants
 
 
 def test_bucket_roles_are_on_this_bucket_only(plan, config):
     project_roles = {flags(argv)["--role"][0] for argv in commands(plan, "gcloud", "projects")}
     assert not {role for role in project_roles if role.startswith("roles/storage.")}
     assert not project_roles & {"roles/owner", "roles/editor", "roles/container.developer"}
+    assert not {role for role in project_roles if role.startswith("roles/iam.")}
     for argv in commands(plan, "gcloud", "storage", "buckets", "add-iam-policy-binding"):
         assert argv[4] == f"gs://{config.bucket}"
-        assert flags(argv)["--role"][0] in {
-            "roles/storage.objectUser",
-            "roles/storage.objectViewer",
-        }
+
+
+def test_each_function_account_gets_only_the_bucket_rights_it_uses(plan, config):
+    def sa(account: str) -> str:
+        return f"serviceAccount:{config.email(account)}"
+
+    assert bucket_grants(plan) == {
+        # creates the input and opens the output's upload session (ifGenerationMatch=0),
+        # reads metadata, signs URLs, deletes the input of a create that failed
+        sa(config.api_account): {"roles/storage.objectUser"},
+        # read metadata and sign the output URL
+        sa(config.sync_account): {"roles/storage.objectViewer"},
+        sa(config.finalize_account): {"roles/storage.objectViewer"},
+    }
+
+
+def test_each_function_account_may_sign_only_as_itself(plan, config):
+    signers = [
+        (argv[4], flags(argv)["--member"][0], flags(argv)["--role"][0])
+        for argv in commands(plan, "gcloud", "iam", "service-accounts", "add-iam-policy-binding")
+    ]
+    functions = (config.api_account, config.sync_account, config.finalize_account)
+    assert sorted(signers) == sorted(
+        (
+            config.email(account),
+            f"serviceAccount:{config.email(account)}",
+            "roles/iam.serviceAccountTokenCreator",
+        )
+        for account in functions
+    )
 
 
 def test_dry_run_prints_the_plan_and_changes_nothing(tmp_path):
