@@ -5,8 +5,9 @@
 | api       | the five API functions            | Firestore; create, read and delete the      |
 |           |                                   | bucket's objects; sign as itself; the       |
 |           |                                   | namespace (through RBAC)                    |
-| sync      | synchronize-batch-jobs            | Firestore; read the bucket's objects; sign  |
-|           |                                   | as itself; the namespace                    |
+| sync      | synchronize-batch-jobs            | Firestore; read the bucket's objects and    |
+|           |                                   | create new ones, never replace or delete    |
+|           |                                   | one; sign as itself; the namespace          |
 | finalize  | on-output-finalized + its trigger | as sync, and receive Eventarc events        |
 | scheduler | the Cloud Scheduler job           | invoke synchronize-batch-jobs, nothing else |
 
@@ -23,6 +24,10 @@ The bucket roles, on this bucket only (none project-wide):
   narrower predefined role has delete.
 - roles/storage.objectViewer (sync, finalize): get and list, to read the output's metadata
   (whose job it is) and so that the output URLs they sign can be used.
+- roles/storage.objectCreator (sync, finalize): storage.objects.create, to save a finished
+  job's log as `<name>-logs.txt` (or open an upload session), with ifGenerationMatch=0:
+  without delete they cannot replace an existing object (a 412 means it is already
+  there), so a bug or a stolen token there can add objects but never destroy an output.
 Signing is IAM signBlob as the account itself: roles/iam.serviceAccountTokenCreator on its
 own service account, not project-wide.
 
@@ -42,6 +47,7 @@ FIRESTORE = "roles/datastore.user"
 CLUSTER_SIGN_IN = "roles/container.clusterViewer"
 OBJECTS_READ_WRITE = "roles/storage.objectUser"  # objects only; not the bucket or its IAM
 OBJECTS_READ = "roles/storage.objectViewer"  # get, list
+OBJECTS_CREATE = "roles/storage.objectCreator"  # create only: no read, replace or delete
 SIGN_OWN_URLS = "roles/iam.serviceAccountTokenCreator"  # signBlob for V4 URLs, on itself
 EVENT_RECEIVER = "roles/eventarc.eventReceiver"
 PUBLISHER = "roles/pubsub.publisher"
@@ -152,6 +158,7 @@ def grants(config: DeployConfig) -> Step:
     actions.append(_bucket_role(config, sa(config.api_account), OBJECTS_READ_WRITE))
     for account in (config.sync_account, config.finalize_account):
         actions.append(_bucket_role(config, sa(account), OBJECTS_READ))
+        actions.append(_bucket_role(config, sa(account), OBJECTS_CREATE))
     actions.append(_project_role(config, "serviceAccount:${STORAGE_AGENT}", PUBLISHER))
     return Step(
         "Roles",
@@ -160,7 +167,8 @@ def grants(config: DeployConfig) -> Step:
         "URLs as itself (token creator on its own account). On this bucket only: the API's "
         "account creates the input and opens the output's upload session "
         "(ifGenerationMatch=0), reads, signs and deletes (objectUser); the sync's and "
-        "finalize's read metadata and sign the output URL (objectViewer). The finalize "
+        "finalize's read metadata, sign the output URL and save job logs as new objects, "
+        "never replacing or deleting one (objectViewer + objectCreator). The finalize "
         "account receives Eventarc events; the Cloud Storage service agent publishes the "
         "bucket's events to Pub/Sub for Eventarc. No pod gets a Google identity.",
         tuple(actions),

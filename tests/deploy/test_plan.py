@@ -283,9 +283,12 @@ def test_each_function_account_gets_only_the_bucket_rights_it_uses(plan, config)
         # creates the input and opens the output's upload session (ifGenerationMatch=0),
         # reads metadata, signs URLs, deletes the input of a create that failed
         sa(config.api_account): {"roles/storage.objectUser"},
-        # read metadata and sign the output URL
-        sa(config.sync_account): {"roles/storage.objectViewer"},
-        sa(config.finalize_account): {"roles/storage.objectViewer"},
+        # read metadata and sign the output URL; save logs as new objects, never replace one
+        sa(config.sync_account): {"roles/storage.objectViewer", "roles/storage.objectCreator"},
+        sa(config.finalize_account): {
+            "roles/storage.objectViewer",
+            "roles/storage.objectCreator",
+        },
     }
 
 
