@@ -13,14 +13,17 @@ from pathlib import Path
 ACCOUNT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")  # Google's service account ids
 K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
-# Runtime settings passed on to the functions when set (names from shared/settings.py).
-# GC_CREDENTIALS_FILE_PATH is not one of them: the deployed functions sign with their own
-# identity (IAM signBlob), and no key file is shipped.
+# Runtime settings passed on to the functions when set (names from shared/settings.py),
+# checked here by the functions' own reader so that a bad value stops the deploy instead
+# of every function at start. GC_CREDENTIALS_FILE_PATH is not one of them: the deployed
+# functions sign with their own identity (IAM signBlob), and no key file is shipped.
 PASSED_TO_FUNCTIONS = (
     "OUTPUT_URL_LIFETIME_SECONDS",
     "JOB_VOLUME_SIZE",
     "JOB_STORAGE_CLASS",
     "JOB_TIMEOUT_SECONDS",
+    "STAGER_RETRY_SECONDS",
+    "MAX_LOG_BYTES",
     "CREATE_WAIT_SECONDS",
     "IMAGE_PULL_GRACE_SECONDS",
     "CREATE_GRACE_SECONDS",
@@ -28,6 +31,7 @@ PASSED_TO_FUNCTIONS = (
     "MAX_INPUT_FILES",
     "MAX_INPUT_UNCOMPRESSED_BYTES",
     "MAX_REQUEST_BYTES",
+    "BACKEND_TIMEOUT_SECONDS",
     "LOG_LEVEL",
 )
 
@@ -131,6 +135,17 @@ class _Reader:
             self.problems.append(f"{name}={value!r} is not a Kubernetes name (a-z, 0-9, -)")
         return value
 
+    def runtime_settings(self, runtime: dict[str, str]) -> None:
+        """What the functions would refuse at start, refused now, by their own reader (one
+        setting at a time, so that each bad one gets its own line)."""
+        from shared.settings import Settings, SettingsError
+
+        for name, value in runtime.items():
+            try:
+                Settings.from_env({"GC_BUCKET_NAME": "checked-elsewhere", name: value})
+            except SettingsError as error:
+                self.problems.append(str(error))
+
     def interval(self) -> float:
         raw = self.get("JOB_SYNCHRONIZATION_INTERVAL", "30")
         try:
@@ -187,6 +202,7 @@ class _Reader:
                     f"{name} is no longer used ({why}): remove it, and see the README on "
                     "what an earlier deploy made for it"
                 )
+        self.runtime_settings(config.runtime)
         if self.problems:
             raise DeploySettingsError(self.problems)
         return config

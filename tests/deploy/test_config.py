@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from infra.deploy.config import OBSOLETE, DeployConfig, DeploySettingsError, read_env_file
+from infra.deploy.config import (
+    OBSOLETE,
+    PASSED_TO_FUNCTIONS,
+    DeployConfig,
+    DeploySettingsError,
+    read_env_file,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "infra" / "deploy.example.env"
@@ -76,6 +82,31 @@ def test_settings_of_the_stager_identity_are_refused():
         DeployConfig.load(env)
     assert named(raised.value.problems) == sorted(OBSOLETE)
     assert all("no longer used" in line for line in raised.value.problems)
+
+
+def test_the_functions_settings_are_checked_as_the_functions_check_them():
+    env = read_env_file(EXAMPLE) | {
+        "JOB_VOLUME_SIZE": "ten gigabytes",
+        "JOB_TIMEOUT_SECONDS": str(8 * 24 * 3600),  # past what a signed URL lives
+        "MAX_LOG_BYTES": "lots",
+        "JOB_STORAGE_CLASS": "premium-rwo",
+    }
+    with pytest.raises(DeploySettingsError) as raised:
+        DeployConfig.load(env)
+    assert named(raised.value.problems) == [
+        "JOB_TIMEOUT_SECONDS",
+        "JOB_VOLUME_SIZE",
+        "MAX_LOG_BYTES",
+    ]
+    good = DeployConfig.load(read_env_file(EXAMPLE) | {"JOB_VOLUME_SIZE": "20Gi"})
+    assert good.runtime == {"JOB_VOLUME_SIZE": "20Gi"}
+
+
+def test_every_setting_passed_on_is_one_the_functions_read():
+    source = (ROOT / "shared" / "settings.py").read_text()
+    assert [name for name in PASSED_TO_FUNCTIONS if f'"{name}"' not in source] == []
+    for name in (*OBSOLETE, "GC_CREDENTIALS_FILE_PATH"):
+        assert name not in PASSED_TO_FUNCTIONS
 
 
 def test_env_file_lines(tmp_path):
