@@ -68,7 +68,10 @@ class Runner:
     def show(self, number: int, step: Step) -> None:
         print(f"\n# == {number}. {step.title}", file=self.out)
         for paragraph in step.why.splitlines():
-            for line in textwrap.wrap(paragraph, WIDTH - 2, subsequent_indent="  "):
+            lines = textwrap.wrap(
+                paragraph, WIDTH - 2, subsequent_indent="  ", break_on_hyphens=False
+            )
+            for line in lines:
                 print(f"# {line}", file=self.out)
 
     def print_plan(self, steps: list[Step]) -> None:
