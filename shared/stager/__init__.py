@@ -1,6 +1,8 @@
-"""The stager: moves a job's input zip from Cloud Storage into its input volume (init
-container) and its output volume into Cloud Storage as one zip (cleanup job).
+"""The stager: moves a job's input zip from a signed URL into its input volume (init
+container `stage-in`) and its output volume into Cloud Storage as one zip, through an upload
+session opened by the functions (container `stage-out`). It holds no Google identity and
+uses only the standard library.
 
 Kept free of heavy imports: the job API reads `errors.ExitCode` and calls
-`extract.inspect_zip` without loading the storage client.
+`extract.inspect_zip`.
 """

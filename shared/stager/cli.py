@@ -1,5 +1,5 @@
 """`python -m shared.stager stage-in|stage-out`: arguments, logging, and the one place that
-turns an outcome into an exit code (errors.ExitCode)."""
+turns an outcome into an exit code (errors.ExitCode) and the one line a user reads."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from shared import logs
@@ -16,20 +17,10 @@ from shared.stager.errors import ExitCode, StagerError, UsageError
 
 log = logging.getLogger("shared.stager")
 
-
-def container_command(
-    command: str,
-    *,
-    bucket: str,
-    object_name: str,
-    directory: str,
-    job_id: str,
-) -> list[str]:
-    """The container command a manifest should run, so the flags live in one place."""
-    return [
-        "python", "-m", "shared.stager", command,
-        "--bucket", bucket, "--object", object_name, "--dir", directory, "--job-id", job_id,
-    ]  # fmt: skip
+# Kubernetes' default terminationMessagePath: when it exists (in a pod), the failure line is
+# written there too, so the container's termination message is that line and nothing else
+# (FallbackToLogsOnError only reads the log tail when the file is empty).
+TERMINATION_LOG = Path("/dev/termination-log")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,68 +35,64 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Exit codes: " + ", ".join(f"{int(code)} {code.name.lower()}" for code in ExitCode),
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    helps = {
-        STAGE_IN: "download the input zip and extract it safely into --dir",
-        STAGE_OUT: "zip --dir and upload it as the output object, once",
-    }
-    for name, text in helps.items():
-        sub = commands.add_parser(name, help=text, description=text)
-        sub.add_argument("--bucket", help="bucket (env STAGER_BUCKET, then GC_BUCKET_NAME)")
-        sub.add_argument("--object", dest="object_name", help="object name (env STAGER_OBJECT)")
-        sub.add_argument("--dir", dest="directory", help="volume directory (env STAGER_DIR)")
-        sub.add_argument("--job-id", help="job id for logs and metadata (env STAGER_JOB_ID)")
-    commands.choices[STAGE_IN].add_argument(
-        "--url",
-        help="read the input from this signed URL instead of --bucket/--object "
-        "(env INPUT_URL): no storage identity needed",
+    stage_in = commands.add_parser(
+        STAGE_IN,
+        help="download the input zip through a signed URL and extract it safely into --dir",
+        description="Download the input zip through a signed URL and extract it into --dir.",
     )
+    stage_in.add_argument("--url", help="signed GET URL of the input zip (env INPUT_URL)")
+    stage_out = commands.add_parser(
+        STAGE_OUT,
+        help="zip --dir into the output object through a resumable upload session",
+        description="Zip --dir into the object of a resumable upload session, once.",
+    )
+    stage_out.add_argument(
+        "--upload-url",
+        dest="url",
+        help="resumable upload session URI of the output object (env OUTPUT_UPLOAD_URL)",
+    )
+    for sub in (stage_in, stage_out):
+        sub.add_argument("--dir", dest="directory", help="volume directory (env STAGER_DIR)")
+        sub.add_argument("--job-id", help="job id for the log lines (env STAGER_JOB_ID)")
     return parser
 
 
 def _run(config: StagerConfig) -> None:
     from shared.stager import commands
 
-    if config.command == STAGE_IN and config.input_url:
-        commands.stage_in_from_url(
-            url=config.input_url,
+    if config.command == STAGE_IN:
+        commands.stage_in(
+            url=config.url,
             directory=config.directory,
             limits=config.limits,
             max_bytes=config.max_download_bytes,
             deadline=config.retry_deadline,
         )
-        return
-    from shared.stager import storage
-
-    assert config.bucket is not None and config.object_name is not None  # build_config
-    client = storage.make_client(config.credentials)
-    retry = storage.retry_policy(config.retry_deadline)
-    if config.command == STAGE_IN:
-        commands.stage_in(
-            client=client,
-            bucket=config.bucket,
-            object_name=config.object_name,
-            directory=config.directory,
-            limits=config.limits,
-            retry=retry,
-        )
     else:
-        assert config.job_id is not None  # build_config requires it for stage-out
         commands.stage_out(
-            client=client,
-            bucket=config.bucket,
-            object_name=config.object_name,
+            upload_url=config.url,
             directory=config.directory,
-            job_id=config.job_id,
-            retry=retry,
             chunk_size=config.chunk_size,
             compress_level=config.compress_level,
+            retry_seconds=config.retry_deadline,
         )
+
+
+def _say(line: str) -> None:
+    """The last line of the container's output, and its termination message in a pod."""
+    sys.stdout.flush()
+    print(line, file=sys.stderr, flush=True)
+    try:
+        if TERMINATION_LOG.is_file():
+            TERMINATION_LOG.write_text(line + "\n")
+    except OSError:
+        pass  # not in a pod, or not writable: the log tail stands in for it
 
 
 def _refuse(error: StagerError) -> int:
-    """The one-line message on stderr (what a user or `kubectl logs` reads) and a log line."""
-    print(f"stager: {error.label}: {error}", file=sys.stderr, flush=True)
+    """A log line, then the one plain line on stderr that a user reads."""
     log.error(f"{error.label}: {error}", extra={"exit_code": int(error.exit_code)})
+    _say(f"stager: {error.label}: {error}")
     return int(error.exit_code)
 
 
@@ -120,12 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
         config = build_config(
-            args.command,
-            bucket=args.bucket,
-            object_name=args.object_name,
-            directory=args.directory,
-            job_id=args.job_id,
-            url=getattr(args, "url", None),
+            args.command, url=args.url, directory=args.directory, job_id=args.job_id
         )
     except UsageError as error:
         return _refuse(error)
@@ -134,9 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _run(config)
         except StagerError as error:
             return _refuse(error)
-        except Exception:
+        except Exception as error:
             log.exception("unexpected failure")
-            print("stager: unexpected failure (see the log for the traceback)", file=sys.stderr)
+            _say(f"stager: unexpected failure: {type(error).__name__} (see the log)")
             return int(ExitCode.FAILURE)
         log.info("done")
     return int(ExitCode.OK)

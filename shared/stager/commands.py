@@ -1,5 +1,5 @@
-"""The two things the stager does, each a function of its settings and a storage client:
-stage-in (init container) and stage-out (cleanup job)."""
+"""The two things the stager does, each a function of its settings: stage-in (the first
+init container) and stage-out (the pod's regular container, after the user's)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,11 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
-from shared.stager import archive, extract, fetch, storage
+from shared.stager import archive, extract, fetch, upload
 from shared.stager.config import Limits
-from shared.stager.errors import OutputConflictError, UsageError
-
-if TYPE_CHECKING:
-    from google.api_core.retry import Retry
-    from google.cloud.storage import Client
+from shared.stager.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +31,7 @@ def _download_file(directory: Path) -> Iterator[BinaryIO]:
         yield temp
 
 
-def stage_in_from_url(
+def stage_in(
     *, url: str, directory: Path, limits: Limits, max_bytes: int, deadline: float
 ) -> extract.ZipSummary:
     """Download the input zip from a signed URL and unpack it safely into `directory`."""
@@ -46,99 +42,50 @@ def stage_in_from_url(
         return extract.extract_zip(temp, directory, limits)
 
 
-def stage_in(
-    *,
-    client: Client,
-    bucket: str,
-    object_name: str,
-    directory: Path,
-    limits: Limits,
-    retry: Retry,
-) -> extract.ZipSummary:
-    """Download the input zip with the stager's identity and unpack it into `directory`."""
-    with _download_file(directory) as temp:
-        size = storage.download(client, bucket, object_name, temp, retry=retry)
-        log.info(
-            "input downloaded", extra={"object": f"gs://{bucket}/{object_name}", "bytes": size}
-        )
-        temp.seek(0)
-        return extract.extract_zip(temp, directory, limits)
-
-
 @dataclass(frozen=True)
 class StageOutResult:
-    uploaded: bool  # False: the same job's object was already there
-    files: int = 0
-    directories: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-
-
-def _check_existing(client: Client, bucket: str, name: str, job_id: str, retry: Retry) -> bool:
-    """True if the object is already this job's output; OutputConflictError if another's."""
-    owner = storage.existing_job_id(client, bucket, name, retry=retry)
-    if owner is None:
-        return False
-    if owner == job_id:
-        return True
-    raise OutputConflictError(
-        f"gs://{bucket}/{name} already exists for job {owner or '(unknown)'}; not overwritten"
-    )
+    stored: upload.Stored
+    files: int
+    directories: int
+    bytes_in: int
 
 
 def stage_out(
     *,
-    client: Client,
-    bucket: str,
-    object_name: str,
+    upload_url: str,
     directory: Path,
-    job_id: str,
-    retry: Retry,
     chunk_size: int = 24 * 1024 * 1024,
     compress_level: int = 6,
+    retry_seconds: float = 120.0,
 ) -> StageOutResult:
-    """Zip `directory` straight into the output object, created once and only if absent.
+    """Zip `directory` straight into the upload session's object, in `chunk_size` requests.
 
-    A retried cleanup whose earlier attempt finished finds its own object (metadata job-id)
-    and does nothing. The existence check spares a retry the zipping; ifGenerationMatch=0 on
-    the upload closes the race the check leaves open.
+    The session creates exactly one object, once; see upload.py for what happens when it
+    is gone, refused, already complete, or holds an earlier attempt's bytes.
     """
     if not directory.is_dir():
         raise UsageError(f"output directory {directory} does not exist")
-    if _check_existing(client, bucket, object_name, job_id, retry):
-        log.info("output already uploaded by an earlier attempt", extra={"object": object_name})
-        return StageOutResult(uploaded=False)
-    blob = client.bucket(bucket).blob(object_name)
-    sink = storage.UploadSink(blob, chunk_size=chunk_size, retry=retry, metadata={"job-id": job_id})
+    sink = upload.ResumableUpload(upload_url, chunk_size=chunk_size, retry_seconds=retry_seconds)
     try:
         summary = archive.write_zip(directory, sink, level=compress_level)
-        sink.finish()
-    except storage.PreconditionFailed:
-        sink.abort()
-        if _check_existing(client, bucket, object_name, job_id, retry):
-            log.info(
-                "output uploaded concurrently by another attempt", extra={"object": object_name}
-            )
-            return StageOutResult(uploaded=False)
-        raise
-    except BaseException:
-        sink.abort()
-        raise
+        stored = sink.finish()
+    finally:
+        sink.close()
+    message = (
+        "output already uploaded by an earlier attempt (the same zip)"
+        if stored.already_complete
+        else "output uploaded"
+    )
     log.info(
-        "output uploaded",
+        message,
         extra={
-            "object": f"gs://{bucket}/{object_name}",
+            "object": stored.name,
             "files": summary.files,
             "directories": summary.directories,
             "bytes_in": summary.bytes_in,
-            "bytes_out": sink.tell(),
-            "resumable": sink.resumable,
+            "bytes_out": stored.size,
+            "md5": stored.md5,
+            "requests": stored.requests,
         },
     )
-    return StageOutResult(
-        uploaded=True,
-        files=summary.files,
-        directories=summary.directories,
-        bytes_in=summary.bytes_in,
-        bytes_out=sink.tell(),
-    )
+    return StageOutResult(stored, summary.files, summary.directories, summary.bytes_in)

@@ -64,90 +64,63 @@ class Limits:
 
 
 @dataclass(frozen=True)
-class Credentials:
-    """Where the storage client's identity comes from, in order of precedence."""
-
-    emulator_host: str | None  # STORAGE_EMULATOR_HOST: anonymous, for fake-gcs-server
-    key_file: str | None  # GC_CREDENTIALS_FILE_PATH: a service-account key from a Secret
-    project: str | None  # GOOGLE_CLOUD_PROJECT: None = the credentials' own project
-    # Neither set: Application Default Credentials (Workload Identity on GKE).
-
-
-@dataclass(frozen=True)
 class StagerConfig:
     command: str  # stage-in or stage-out
-    # Stage-in reads its input from `input_url` when set, else from bucket/object_name.
-    input_url: str | None  # --url / INPUT_URL: a signed URL; stage-in needs no identity
-    bucket: str | None  # --bucket / STAGER_BUCKET / GC_BUCKET_NAME
-    object_name: str | None  # --object / STAGER_OBJECT: e.g. <job_name>-input.zip
+    url: str  # stage-in: --url / INPUT_URL; stage-out: --upload-url / OUTPUT_UPLOAD_URL
     directory: Path  # --dir / STAGER_DIR: the volume's mount path, /input or /output
-    job_id: str | None  # --job-id / STAGER_JOB_ID: required by stage-out (object metadata)
-    credentials: Credentials
+    job_id: str | None  # --job-id / STAGER_JOB_ID: labels the log lines
     limits: Limits = field(default_factory=Limits)
-    chunk_size: int = 24 * MIB  # STAGER_CHUNK_MIB (24): resumable upload chunk, bounds RAM
+    chunk_size: int = 24 * MIB  # STAGER_CHUNK_MIB (24): upload request size, bounds memory
     compress_level: int = 6  # STAGER_COMPRESS_LEVEL (6): deflate level of compressible files
     retry_deadline: float = 120.0  # STAGER_RETRY_SECONDS (120): in-process retries, s
     max_download_bytes: int = 20 * MIB  # MAX_INPUT_BYTES (20 MiB): the input zip itself
 
 
+# The URL each command reads or writes: its flag and environment variable. Both are
+# capabilities (a signed URL, an upload session URI): see fetch.where() before logging one.
+URL_SOURCES = {STAGE_IN: ("--url", "INPUT_URL"), STAGE_OUT: ("--upload-url", "OUTPUT_UPLOAD_URL")}
+
+
 def build_config(
     command: str,
     *,
-    bucket: str | None = None,
-    object_name: str | None = None,
+    url: str | None = None,
     directory: str | None = None,
     job_id: str | None = None,
-    url: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> StagerConfig:
     """Arguments win over the environment; a missing required value names both."""
     env = os.environ if env is None else env
 
-    def pick(value: str | None, *names: str) -> str | None:
+    def pick(value: str | None, name: str) -> str | None:
         if value and value.strip():
             return value.strip()
-        for name in names:
-            if env.get(name, "").strip():
-                return env[name].strip()
+        if env.get(name, "").strip():
+            return env[name].strip()
         return None
 
-    def need(value: str | None, flag: str, *names: str) -> str:
-        found = pick(value, *names)
+    def need(value: str | None, flag: str, name: str) -> str:
+        found = pick(value, name)
         if found is None:
-            raise UsageError(f"{command}: {flag} is required (or set {' or '.join(names)})")
+            raise UsageError(f"{command}: {flag} is required (or set {name})")
         return found
 
-    input_url = pick(url, "INPUT_URL") if command == STAGE_IN else None
-    if input_url is not None and not input_url.startswith(("https://", "http://")):
-        raise UsageError(f"{command}: --url must be an http(s) URL")
-
-    def locate(value: str | None, flag: str, *names: str) -> str | None:
-        """With a URL, stage-in needs no bucket or object: they only name the input."""
-        return pick(value, *names) if input_url else need(value, flag, *names)
-
-    chosen_bucket = locate(bucket, "--bucket", "STAGER_BUCKET", "GC_BUCKET_NAME")
-    chosen_object = locate(object_name, "--object", "STAGER_OBJECT")
-    chosen_job_id = pick(job_id, "STAGER_JOB_ID")
-    if command == STAGE_OUT and chosen_job_id is None:
-        raise UsageError(f"{command}: --job-id is required (or set STAGER_JOB_ID)")
+    flag, variable = URL_SOURCES[command]
+    chosen_url = need(url, flag, variable)
+    if not chosen_url.startswith(("https://", "http://")):
+        raise UsageError(f"{command}: {flag} must be an http(s) URL")
     level = _int(env, "STAGER_COMPRESS_LEVEL", 6, 0)
     if level > 9:
         raise UsageError(f"STAGER_COMPRESS_LEVEL must be 0-9, got {level}")
     chunk_mib = _int(env, "STAGER_CHUNK_MIB", 24, 1)
     return StagerConfig(
         command=command,
-        input_url=input_url,
-        bucket=chosen_bucket,
-        object_name=chosen_object,
+        url=chosen_url,
         directory=Path(need(directory, "--dir", "STAGER_DIR")),
-        job_id=chosen_job_id,
-        credentials=Credentials(
-            emulator_host=pick(None, "STORAGE_EMULATOR_HOST"),
-            key_file=pick(None, "GC_CREDENTIALS_FILE_PATH"),
-            project=pick(None, "GOOGLE_CLOUD_PROJECT"),
-        ),
+        job_id=pick(job_id, "STAGER_JOB_ID"),
         limits=Limits.from_env(env),
-        chunk_size=chunk_mib * MIB,  # a multiple of 256 KiB, as resumable uploads require
+        # Whole MiB: always a multiple of 256 KiB, as every upload request but the last must be.
+        chunk_size=chunk_mib * MIB,
         compress_level=level,
         retry_deadline=_float(env, "STAGER_RETRY_SECONDS", 120.0, 0.0),
         max_download_bytes=_int(env, "MAX_INPUT_BYTES", 20 * MIB, 1),

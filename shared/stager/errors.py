@@ -1,5 +1,5 @@
 """Exit codes and errors of the stager, in one place: the job API imports `ExitCode` to read
-a failed init container or cleanup job, and to write the Job's podFailurePolicy."""
+a failed stager container, and to write the Job's podFailurePolicy."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ class ExitCode(IntEnum):
     """What the stager's exit status tells the sync (values from BSD sysexits.h)."""
 
     OK = 0  # done, or already done by an earlier attempt of the same job
-    FAILURE = 1  # unexpected: a bug, or a misconfiguration such as a denied bucket
+    FAILURE = 1  # unexpected: a bug, or an answer the stager does not understand
     USAGE = 64  # EX_USAGE: bad or missing arguments / environment
-    INPUT_REJECTED = 65  # EX_DATAERR: unsafe or oversized zip, unarchivable output; not retried
-    INPUT_MISSING = 66  # EX_NOINPUT: the input object is not in the bucket; retrying won't help
-    OUTPUT_CONFLICT = 73  # EX_CANTCREAT: the output object exists and belongs to another job
-    TRANSIENT = 75  # EX_TEMPFAIL: timeout, 429, 5xx, connection error; the Job's backoff retries
+    INPUT_REJECTED = 65  # EX_DATAERR: unsafe or oversized input zip, unarchivable output
+    INPUT_MISSING = 66  # EX_NOINPUT: the input URL reads no object (404, bad or expired URL)
+    # EX_CANTCREAT: the output object cannot be created from this attempt: it already exists
+    # (412), the upload session is gone or refused (404, 410, 400, 403), or the session
+    # holds bytes of an earlier attempt's zip.
+    OUTPUT_CONFLICT = 73
+    TRANSIENT = 75  # EX_TEMPFAIL: timeout, 429, 5xx, connection errors past the retry time
 
     @property
     def retryable(self) -> bool:
@@ -60,7 +63,27 @@ class InputMissing(StagerError):  # noqa: N818
 
 
 class OutputConflictError(StagerError):
+    """The output object cannot be created from this attempt; no retry can change that."""
+
     exit_code = ExitCode.OUTPUT_CONFLICT
+    label = "output conflict"
+
+
+class OutputExistsError(OutputConflictError):
+    """Cloud Storage already holds the output object (the session's ifGenerationMatch=0)."""
+
+    label = "output exists"
+
+
+class UploadSessionError(OutputConflictError):
+    """The upload session is gone (expired, cancelled, finished) or refuses this upload."""
+
+    label = "upload session unusable"
+
+
+class MixedAttemptsError(OutputConflictError):
+    """The session holds bytes that are not this attempt's: an earlier attempt's zip."""
+
     label = "output conflict"
 
 
@@ -69,8 +92,7 @@ class TransientStorageError(StagerError):
     label = "storage unavailable"
 
 
-class StorageRefusedError(StagerError):
-    """Cloud Storage refused the request for a reason a retry is unlikely to fix (401, 403,
-    404 bucket): a deployment problem rather than the user's."""
+class ProtocolError(StagerError):
+    """Cloud Storage answered something the upload protocol does not allow (exit 1)."""
 
-    label = "storage error"
+    label = "unexpected storage answer"

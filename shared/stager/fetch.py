@@ -1,7 +1,7 @@
 """Stage-in's download: the input zip through the signed URL the API put in INPUT_URL.
 
-The init container runs beside the user's code, so it holds no identity: a signed URL
-reads one object, for a limited time, and nothing else. Only the standard library: the
+The pod runs the user's code, so it holds no identity: a signed URL reads one object, for
+a limited time, and nothing else. Only the standard library: the
 download streams to a file in bounded chunks, never more than `max_bytes`.
 """
 
@@ -25,7 +25,7 @@ _TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 
 
 def where(url: str) -> str:
-    """The URL without its query: a signature must not reach the logs."""
+    """The URL without its query: a signature or an upload_id must not reach the logs."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
 

@@ -1,4 +1,5 @@
-"""Helpers for the stager tests: crafted zips and a snapshot of a directory tree."""
+"""Helpers for the stager tests: crafted zips, a snapshot of a directory tree, upload
+sessions on fake-gcs-server and on a loopback server with Cloud Storage's semantics."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import stat
 import struct
 import warnings
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from shared.stager.config import Limits
+from tests.stager.resumable import ResumableServer, serve
 
 SMALL_LIMITS = Limits(max_files=50, max_uncompressed_bytes=8 * 1024 * 1024)
 
@@ -81,3 +85,20 @@ def workspace(tmp_path: Path) -> tuple[Path, Path]:
     target.mkdir()
     (tmp_path / "bystander.txt").write_text("must not change")
     return tmp_path, target
+
+
+@pytest.fixture
+def resumable() -> Iterator[ResumableServer]:
+    """A loopback server with Cloud Storage's resumable upload semantics, and faults."""
+    yield from serve()
+
+
+def open_session(storage_client: Any, bucket: str, name: str, job_id: str = "job-1") -> str:
+    """What the functions hand stage-out: a session for `name`, as a zip, with the job-id
+    metadata, that may only create the object (ifGenerationMatch=0)."""
+    blob = storage_client.bucket(bucket).blob(name)
+    blob.metadata = {"job-id": job_id}
+    url: str = blob.create_resumable_upload_session(
+        content_type="application/zip", if_generation_match=0
+    )
+    return url

@@ -1,8 +1,7 @@
-"""Exit codes of `python -m shared.stager`, run as the containers run it: a child process."""
+"""Arguments and exit codes of `python -m shared.stager`, run as the containers run it."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -10,85 +9,124 @@ from pathlib import Path
 
 import pytest
 
-from infra.local.procs import free_port
-from shared.stager.cli import _parser, container_command
+from shared.stager import cli
+from shared.stager.config import build_config
 from shared.stager.errors import PERMANENT_CODES, ExitCode
-from tests.stager.conftest import make_zip
+from tests.stager.resumable import ResumableServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def stager(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("INPUT_URL", "OUTPUT_UPLOAD_URL", "STAGER_DIR", "STAGER_JOB_ID")
+    }
     return subprocess.run(
         [sys.executable, "-m", "shared.stager", *args],
         cwd=REPO_ROOT,
-        env={**os.environ, "STAGER_RETRY_SECONDS": "1", **(env or {})},
+        env={**clean, "STAGER_RETRY_SECONDS": "1", **(env or {})},
         capture_output=True,
         text=True,
         timeout=60,
     )
 
 
-def test_usage_errors_exit_64(tmp_path: Path) -> None:
-    result = stager("stage-in", "--bucket", "b", "--dir", str(tmp_path), env={"STAGER_OBJECT": ""})
+@pytest.mark.parametrize(
+    ("args", "env", "said"),
+    [
+        (["stage-in", "--dir", "/input"], {}, "stage-in: --url is required (or set INPUT_URL)"),
+        (
+            ["stage-out", "--dir", "/output"],
+            {},
+            "stage-out: --upload-url is required (or set OUTPUT_UPLOAD_URL)",
+        ),
+        (["stage-out"], {"OUTPUT_UPLOAD_URL": "https://x/u"}, "--dir is required"),
+        (["stage-out", "--dir", "/o", "--upload-url", "ftp://x/u"], {}, "must be an http(s) URL"),
+        (["stage-out", "--dir", "/o", "--bucket", "b"], {}, "unrecognized arguments: --bucket"),
+        (["stage-in", "--dir", "/i", "--object", "o"], {}, "unrecognized arguments: --object"),
+        (["unpack"], {}, "invalid choice: 'unpack'"),
+    ],
+)
+def test_usage_errors_exit_64(args: list[str], env: dict[str, str], said: str) -> None:
+    result = stager(*args, env=env)
     assert result.returncode == ExitCode.USAGE
-    assert "--object is required" in result.stderr
-    assert stager("unpack").returncode == ExitCode.USAGE
-    assert stager("stage-out", "--bucket", "b", "--object", "o", "--dir", "/x").returncode == 64
+    assert result.stderr.startswith("stager: usage error: ")
+    assert said in result.stderr
 
 
-def test_help_is_fast_and_needs_no_storage_client() -> None:
-    result = stager("--help")
-    assert result.returncode == 0 and "stage-in" in result.stdout
-
-
-def test_environment_fallbacks_and_rejected_input_exit_65(
-    gcs, storage_client, bucket: str, tmp_path: Path
-) -> None:
-    storage_client.bucket(bucket).blob("bad-input.zip").upload_from_string(
-        make_zip(("ok.txt", b"fine"), ("../escape.txt", b"evil"))
-    )
+def test_a_missing_output_directory_is_a_usage_error(tmp_path: Path) -> None:
     result = stager(
-        "stage-in",
-        env={
-            "STAGER_BUCKET": "",
-            "GC_BUCKET_NAME": bucket,
-            "STAGER_OBJECT": "bad-input.zip",
-            "STAGER_DIR": str(tmp_path / "input"),
-            "STAGER_JOB_ID": "job-9",
-        },
+        "stage-out", "--dir", str(tmp_path / "absent"), "--upload-url", "http://127.0.0.1:9/u"
     )
-    assert result.returncode == ExitCode.INPUT_REJECTED
-    assert result.stderr.strip() == (
-        "stager: input rejected: entry '../escape.txt' has a '..' component"
-    )
-    lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert lines[-1]["severity"] == "ERROR" and lines[-1]["job_id"] == "job-9"
-    assert os.listdir(tmp_path / "input") == []
-    assert not (tmp_path / "escape.txt").exists()
+    assert result.returncode == ExitCode.USAGE
+    assert "does not exist" in result.stderr
 
 
-def test_missing_input_exits_66_and_conflict_73(
-    gcs, storage_client, bucket: str, tmp_path: Path
+def test_flags_win_over_the_environment() -> None:
+    env = {
+        "OUTPUT_UPLOAD_URL": "https://storage.example/env",
+        "STAGER_DIR": "/output",
+        "STAGER_JOB_ID": "job-7",
+        "STAGER_CHUNK_MIB": "2",
+        "STAGER_RETRY_SECONDS": "30",
+        "STAGER_COMPRESS_LEVEL": "1",
+    }
+    config = build_config("stage-out", url="https://storage.example/flag", env=env)
+    assert (config.url, str(config.directory), config.job_id) == (
+        "https://storage.example/flag",
+        "/output",
+        "job-7",
+    )
+    assert (config.chunk_size, config.retry_deadline, config.compress_level) == (2 << 20, 30, 1)
+    assert build_config("stage-out", env=env).url == "https://storage.example/env"
+
+
+def test_help_is_fast_and_names_the_flags() -> None:
+    result = stager("stage-out", "--help")
+    assert result.returncode == 0
+    assert "--upload-url" in result.stdout and "OUTPUT_UPLOAD_URL" in result.stdout
+    assert "--url" in stager("stage-in", "--help").stdout
+
+
+def test_the_stager_runs_on_the_standard_library_alone(
+    resumable: ResumableServer, tmp_path: Path
 ) -> None:
-    common = ["--bucket", bucket, "--dir", str(tmp_path), "--job-id", "job-1"]
-    assert stager("stage-in", "--object", "absent.zip", *common).returncode == 66
-    other = storage_client.bucket(bucket).blob("taken.zip")
-    other.metadata = {"job-id": "job-2"}
-    other.upload_from_string(b"job 2's output")
-    result = stager("stage-out", "--object", "taken.zip", *common)
-    assert result.returncode == ExitCode.OUTPUT_CONFLICT
-    assert "already exists for job job-2" in result.stderr
+    """`python -S`: no site-packages at all, as in the image, which installs nothing."""
+    (tmp_path / "out.txt").write_text("result")
+    url = resumable.open()
+    result = subprocess.run(
+        [sys.executable, "-S", "-m", "shared.stager", "stage-out", "--dir", str(tmp_path)],
+        cwd=REPO_ROOT,
+        env={"OUTPUT_UPLOAD_URL": url, "PATH": os.environ.get("PATH", "")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "job-output.zip" in resumable.objects
 
 
-def test_unreachable_storage_exits_75(tmp_path: Path) -> None:
-    closed = f"http://127.0.0.1:{free_port()}"
-    args = ["--bucket", "b", "--object", "o.zip", "--dir", str(tmp_path), "--job-id", "j"]
-    env = {"STORAGE_EMULATOR_HOST": closed, "GOOGLE_CLOUD_PROJECT": "p"}
-    for command in ("stage-in", "stage-out"):
-        result = stager(command, *args, env=env)
-        assert result.returncode == ExitCode.TRANSIENT, result.stderr
-        assert "storage unavailable" in result.stderr
+def test_the_failure_line_is_also_the_termination_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    termination_log = tmp_path / "termination-log"
+    termination_log.write_text("")  # the kubelet creates it; the stager only writes it
+    monkeypatch.setattr(cli, "TERMINATION_LOG", termination_log)
+    code = cli.main(["stage-out", "--dir", str(tmp_path / "absent"), "--upload-url", "http://h/u"])
+    assert code == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert err.endswith("does not exist\n")
+    assert termination_log.read_text() == err
+
+
+def test_no_termination_message_file_outside_a_pod(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli, "TERMINATION_LOG", tmp_path / "termination-log")
+    assert cli.main(["stage-in", "--dir", str(tmp_path)]) == ExitCode.USAGE
+    assert not (tmp_path / "termination-log").exists()
 
 
 @pytest.mark.parametrize("code", list(ExitCode))
@@ -96,15 +134,13 @@ def test_only_transient_and_unexpected_failures_are_retryable(code: ExitCode) ->
     assert (int(code) in PERMANENT_CODES) == (code not in (0, 1, 75))
 
 
-def test_container_command_matches_the_cli() -> None:
-    argv = container_command(
-        "stage-in", bucket="b", object_name="j-input.zip", directory="/input", job_id="j"
-    )
-    assert argv[:4] == ["python", "-m", "shared.stager", "stage-in"]
-    args = _parser().parse_args(argv[3:])
-    assert (args.bucket, args.object_name, args.directory, args.job_id) == (
-        "b",
-        "j-input.zip",
-        "/input",
-        "j",
-    )
+def test_exit_code_values_are_the_ones_the_pod_failure_policy_uses() -> None:
+    assert {code.name: int(code) for code in ExitCode} == {
+        "OK": 0,
+        "FAILURE": 1,
+        "USAGE": 64,
+        "INPUT_REJECTED": 65,
+        "INPUT_MISSING": 66,
+        "OUTPUT_CONFLICT": 73,
+        "TRANSIENT": 75,
+    }

@@ -1,5 +1,6 @@
-"""stage-in and stage-out against fake-gcs-server, in process: the round trip gives back
-exactly what the job wrote, and a retried cleanup never replaces an object."""
+"""stage-in (a URL) -> the job -> stage-out (an upload session) against fake-gcs-server, as
+the pod runs them: the output object holds exactly what the job wrote, as a zip, with the
+session's content type and job-id metadata, and nothing else is created."""
 
 from __future__ import annotations
 
@@ -8,23 +9,17 @@ import os
 import stat
 import zipfile
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
-from shared.stager import storage
+from shared.stager import upload
 from shared.stager.cli import main
-from shared.stager.config import Credentials
-from shared.stager.errors import ExitCode
-from tests.stager.conftest import entry, make_zip
+from shared.stager.errors import ExitCode, MixedAttemptsError
+from tests.stager.conftest import entry, make_zip, open_session
 
 pytestmark = pytest.mark.usefixtures("gcs")
-
-
-def _run(command: str, bucket: str, obj: str, directory: Path, job_id: str = "job-1") -> int:
-    return main(
-        [command, "--bucket", bucket, "--object", obj, "--dir", str(directory)]
-        + ["--job-id", job_id]
-    )
+MIB = 1024 * 1024
 
 
 def _tree(root: Path) -> dict[str, tuple[int, bytes]]:
@@ -45,10 +40,29 @@ def _unzip(data: bytes) -> dict[str, tuple[int, bytes]]:
         return {i.filename: (i.external_attr >> 16, archive.read(i)) for i in archive.infolist()}
 
 
+def _download_url(gcs, bucket: str, name: str) -> str:
+    """What stands in for the signed URL locally: fake-gcs-server's download URL."""
+    return f"{gcs.url}/download/storage/v1/b/{bucket}/o/{quote(name, safe='')}?alt=media"
+
+
+def _stage_out(url: str, directory: Path) -> int:
+    return main(["stage-out", "--upload-url", url, "--dir", str(directory), "--job-id", "job-1"])
+
+
+def _objects(storage_client, bucket: str) -> list[str]:
+    return sorted(blob.name for blob in storage_client.list_blobs(bucket))
+
+
+@pytest.mark.parametrize("big", [0, 9 * MIB], ids=["small-one-request", "chunked-ten-requests"])
 def test_round_trip(
-    storage_client, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    gcs,
+    storage_client,
+    bucket: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    big: int,
 ) -> None:
-    monkeypatch.setenv("STAGER_CHUNK_MIB", "1")  # several resumable chunks for 9 MiB
+    monkeypatch.setenv("STAGER_CHUNK_MIB", "1")
     given = make_zip(
         ("data/numbers.csv", b"1,2,3\n"),
         (entry("tool.sh", stat.S_IFREG | 0o755), b"#!/bin/sh\n"),
@@ -57,7 +71,8 @@ def test_round_trip(
     storage_client.bucket(bucket).blob("job-1-input.zip").upload_from_string(given)
     input_dir, output_dir = tmp_path / "input", tmp_path / "output"
     output_dir.mkdir()
-    assert _run("stage-in", bucket, "job-1-input.zip", input_dir) == 0
+    url = _download_url(gcs, bucket, "job-1-input.zip")
+    assert main(["stage-in", "--url", url, "--dir", str(input_dir), "--job-id", "job-1"]) == 0
     assert (input_dir / "data" / "numbers.csv").read_bytes() == b"1,2,3\n"
     assert os.access(input_dir / "tool.sh", os.X_OK) and (input_dir / "config").is_dir()
 
@@ -70,8 +85,11 @@ def test_round_trip(
     (output_dir / "run.sh").chmod(0o755)
     (output_dir / "private.key").write_bytes(b"k")
     (output_dir / "private.key").chmod(0o600)
-    (output_dir / "big.bin").write_bytes(os.urandom(9 * 1024 * 1024))
-    assert _run("stage-out", bucket, "job-1-output.zip", output_dir) == 0
+    if big:
+        (output_dir / "big.bin").write_bytes(os.urandom(big))
+
+    session = open_session(storage_client, bucket, "job-1-output.zip")
+    assert _stage_out(session, output_dir) == 0
 
     blob = storage_client.bucket(bucket).get_blob("job-1-output.zip")
     assert blob.content_type == "application/zip"
@@ -79,53 +97,83 @@ def test_round_trip(
     expected = _tree(output_dir)
     del expected["lost+found/"]
     assert _unzip(blob.download_as_bytes()) == expected
+    assert blob.size > big
+    assert _objects(storage_client, bucket) == ["job-1-input.zip", "job-1-output.zip"]
 
 
 def test_empty_output_gives_a_valid_empty_zip(storage_client, bucket: str, tmp_path: Path) -> None:
-    assert _run("stage-out", bucket, "job-1-output.zip", tmp_path) == 0
-    data = storage_client.bucket(bucket).blob("job-1-output.zip").download_as_bytes()
-    assert _unzip(data) == {}
-
-
-def test_retried_stage_out_is_a_no_op(storage_client, bucket: str, tmp_path: Path) -> None:
-    (tmp_path / "result.txt").write_bytes(b"first")
-    assert _run("stage-out", bucket, "job-1-output.zip", tmp_path) == 0
-    first = storage_client.bucket(bucket).get_blob("job-1-output.zip").generation
-    (tmp_path / "result.txt").write_bytes(b"second attempt sees other bytes")
-    assert _run("stage-out", bucket, "job-1-output.zip", tmp_path) == 0
+    assert _stage_out(open_session(storage_client, bucket, "job-1-output.zip"), tmp_path) == 0
     blob = storage_client.bucket(bucket).get_blob("job-1-output.zip")
-    assert blob.generation == first
-    assert _unzip(blob.download_as_bytes())["result.txt"][1] == b"first"
+    assert _unzip(blob.download_as_bytes()) == {}
+    assert (blob.size, blob.content_type, blob.metadata) == (
+        22,
+        "application/zip",
+        {"job-id": "job-1"},
+    )
 
 
-def test_another_jobs_object_is_never_overwritten(
+def test_a_finished_session_answers_404_on_fake_gcs_server(
+    storage_client, bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Cloud Storage answers a finished session with its object (so a second run of the
+    same zip is success); fake-gcs-server forgets the session: exit 73, object untouched."""
+    (tmp_path / "result.txt").write_bytes(b"first")
+    session = open_session(storage_client, bucket, "job-1-output.zip")
+    assert _stage_out(session, tmp_path) == 0
+    first = storage_client.bucket(bucket).get_blob("job-1-output.zip")
+    capsys.readouterr()
+    assert _stage_out(session, tmp_path) == ExitCode.OUTPUT_CONFLICT
+    err = capsys.readouterr().err
+    assert "no longer exists (HTTP 404" in err and "upload_id" not in err
+    assert storage_client.bucket(bucket).get_blob("job-1-output.zip").generation == first.generation
+
+
+def test_an_earlier_attempts_bytes_in_the_session_are_never_mixed(
+    storage_client, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pod sent a chunk and was stopped; the next pod's zip differs. fake-gcs-server
+    appends instead of deduplicating, and its 308 says what it holds: no object."""
+    monkeypatch.setenv("STAGER_CHUNK_MIB", "1")
+    session = open_session(storage_client, bucket, "job-1-output.zip")
+    connection = upload.Connection(session)
+    earlier = upload.ResumableUpload(
+        session, chunk_size=MIB, retry_seconds=0, connection=connection
+    )
+    earlier.write(os.urandom(MIB + 1))  # sends the first 1 MiB, then the pod is gone
+    connection.close()
+    (tmp_path / "result.bin").write_bytes(os.urandom(3 * MIB))
+    assert _stage_out(session, tmp_path) == ExitCode.OUTPUT_CONFLICT
+    assert _objects(storage_client, bucket) == []
+
+
+def test_a_lost_answer_on_fake_gcs_server_is_reported_not_taken_for_success(
     storage_client, bucket: str, tmp_path: Path
 ) -> None:
-    theirs = storage_client.bucket(bucket).blob("job-1-output.zip")
-    theirs.metadata = {"job-id": "someone-else"}
-    theirs.upload_from_string(b"their bytes")
-    (tmp_path / "result.txt").write_bytes(b"mine")
-    assert _run("stage-out", bucket, "job-1-output.zip", tmp_path) == ExitCode.OUTPUT_CONFLICT
-    assert theirs.download_as_bytes() == b"their bytes"
+    """The retry path's status query finalizes the object on fake-gcs-server (Cloud Storage
+    answers 308): the stager sees an object that is not its zip and says so."""
+    session = open_session(storage_client, bucket, "job-1-output.zip")
 
+    class AnswerLost(upload.Connection):
+        calls = 0
 
-def test_the_upload_itself_refuses_an_existing_object(storage_client, bucket: str) -> None:
-    """The precondition, not only the check before zipping, guards the object."""
-    storage_client.bucket(bucket).blob("out.zip").upload_from_string(b"already here")
-    sink = storage.UploadSink(
-        storage.make_client(Credentials(os.environ["STORAGE_EMULATOR_HOST"], None, "p"))
-        .bucket(bucket)
-        .blob("out.zip"),
-        chunk_size=256 * 1024,
-        retry=storage.retry_policy(1.0),
-        metadata={"job-id": "job-1"},
+        def put(self, body: bytes | memoryview, headers: dict[str, str]) -> upload.Answer:
+            answer = super().put(body, headers)
+            self.calls += 1
+            if self.calls == 2:
+                raise upload.Lost("connection reset by peer")
+            return answer
+
+    sink = upload.ResumableUpload(
+        session,
+        chunk_size=MIB,
+        retry_seconds=10,
+        connection=AnswerLost(session),
+        sleep=lambda _: None,
     )
-    sink.write(b"new bytes")
-    with pytest.raises(storage.PreconditionFailed):
+    data = os.urandom(3 * MIB)
+    for offset in range(0, len(data), MIB // 4):
+        sink.write(data[offset : offset + MIB // 4])
+    with pytest.raises(MixedAttemptsError, match="not this attempt's"):
         sink.finish()
-    assert storage_client.bucket(bucket).blob("out.zip").download_as_bytes() == b"already here"
-
-
-def test_missing_input_object(bucket: str, tmp_path: Path) -> None:
-    assert _run("stage-in", bucket, "nope-input.zip", tmp_path / "in") == ExitCode.INPUT_MISSING
-    assert os.listdir(tmp_path / "in") == []
+    blob = storage_client.bucket(bucket).get_blob("job-1-output.zip")
+    assert blob.size == 2 * MIB  # what fake-gcs-server held when asked
