@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -90,16 +91,33 @@ def test_help_is_fast_and_names_the_flags() -> None:
     assert "--url" in stager("stage-in", "--help").stdout
 
 
-def test_the_stager_runs_on_the_standard_library_alone(
+def test_the_image_needs_nothing_but_the_standard_library(
     resumable: ResumableServer, tmp_path: Path
 ) -> None:
-    """`python -S`: no site-packages at all, as in the image, which installs nothing."""
-    (tmp_path / "out.txt").write_text("result")
-    url = resumable.open()
+    """What the Dockerfile copies, run with `python -S` (no site-packages at all)."""
+    image = REPO_ROOT / "infra" / "images" / "stager"
+    assert [
+        line
+        for line in (image / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ] == []
+    assert "pip install" not in (image / "Dockerfile").read_text()
+    app = tmp_path / "app"
+    (app / "shared").mkdir(parents=True)
+    for name in ("__init__.py", "logs.py"):
+        shutil.copy(REPO_ROOT / "shared" / name, app / "shared" / name)
+    shutil.copytree(
+        REPO_ROOT / "shared" / "stager",
+        app / "shared" / "stager",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    output = tmp_path / "output"
+    output.mkdir()
+    (output / "out.txt").write_text("result")
     result = subprocess.run(
-        [sys.executable, "-S", "-m", "shared.stager", "stage-out", "--dir", str(tmp_path)],
-        cwd=REPO_ROOT,
-        env={"OUTPUT_UPLOAD_URL": url, "PATH": os.environ.get("PATH", "")},
+        [sys.executable, "-S", "-m", "shared.stager", "stage-out", "--dir", str(output)],
+        cwd=app,
+        env={"OUTPUT_UPLOAD_URL": resumable.open(), "PATH": os.environ.get("PATH", "")},
         capture_output=True,
         text=True,
         timeout=60,
