@@ -1,9 +1,12 @@
-"""Benchmark of `stager stage-out`: peak RSS and throughput on a large output tree, against
-the floor of `zip -r` plus a plain upload of that zip, both to a fake-gcs-server.
+"""Benchmark of `stager stage-out`: peak RSS and throughput on a large output tree zipped
+through a resumable upload session (as the functions open it), against the floor of
+`zip -r` plus a plain upload of that zip, both to a fake-gcs-server.
 
     .venv/bin/python -m tests.bench.bench_stager [--size-mib 1024]
 
 Targets: peak RSS <= 150 MB whatever the size; stager time <= 1.5 x (zip + upload).
+The peak RSS is the child's VmHWM, which its exec resets (ru_maxrss would count the
+forking benchmark process too).
 """
 
 from __future__ import annotations
@@ -109,23 +112,42 @@ def client(url: str) -> Client:
     return storage.Client(project="bench", credentials=AnonymousCredentials())
 
 
-def run_stager(tree: Path, url: str) -> tuple[float, float]:
+# Runs stage-out, then prints its VmHWM (peak RSS since the exec) on stderr's last line.
+PEAK_RSS = (
+    "import sys; from shared.stager.cli import main; code = main(); "
+    "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')), file=sys.stderr); "
+    "sys.exit(code)"
+)
+
+
+def open_session(url: str, name: str) -> str:
+    """What the functions hand stage-out: a session that may only create `name`, a zip."""
+    blob = client(url).bucket(BUCKET).blob(name)
+    blob.metadata = {"job-id": "bench"}
+    session: str = blob.create_resumable_upload_session(
+        content_type="application/zip", if_generation_match=0
+    )
+    return session
+
+
+def run_stager(tree: Path, session: str) -> tuple[float, float]:
     """(seconds, peak RSS in MB) of one stage-out child process."""
-    env = {**os.environ, "STORAGE_EMULATOR_HOST": url, "GOOGLE_CLOUD_PROJECT": "bench"}
-    env["LOG_LEVEL"] = "WARNING"
+    env = {**os.environ, "OUTPUT_UPLOAD_URL": session, "STAGER_DIR": str(tree)}
+    env.update(STAGER_JOB_ID="bench", LOG_LEVEL="WARNING")
     start = time.perf_counter()
-    child = subprocess.Popen(
-        [sys.executable, "-m", "shared.stager", "stage-out", "--bucket", BUCKET]
-        + ["--object", "bench-output.zip", "--dir", str(tree), "--job-id", "bench"],
+    child = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS, "stage-out"],
         cwd=REPO_ROOT,
         env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
     )
-    _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - start
-    child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
-        raise SystemExit(f"stage-out failed with exit code {child.returncode}")
-    return seconds, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+        raise SystemExit(f"stage-out failed with exit code {child.returncode}: {child.stderr}")
+    peak_kib = int(child.stderr.split()[-2])  # "VmHWM:   123456 kB"
+    return seconds, peak_kib * 1024 / 1e6
 
 
 def run_floor(tree: Path, zip_path: Path, url: str) -> tuple[float, float]:
@@ -153,9 +175,13 @@ def main() -> None:
         print(f"tree: {files} files, {args.size_mib} MiB in {time.perf_counter() - started:.1f} s")
         server, url = start_server(work)
         bucket = client(url).create_bucket(BUCKET)
-        stager_s, peak_mb = run_stager(work / "output", url)
+        session = open_session(url, "bench-output.zip")
+        stager_s, peak_mb = run_stager(work / "output", session)
         zip_s, upload_s = run_floor(work / "output", work / "floor.zip", url)
-        stager_size = bucket.get_blob("bench-output.zip").size
+        stored = bucket.get_blob("bench-output.zip")
+        if (stored.content_type, stored.metadata) != ("application/zip", {"job-id": "bench"}):
+            raise SystemExit(f"unexpected object: {stored.content_type} {stored.metadata}")
+        stager_size = stored.size
         floor_size = (work / "floor.zip").stat().st_size
         print(f"  stager stage-out      {stager_s:7.1f} s  {stager_size / MIB:8.1f} MiB zip")
         print(f"  zip -r + upload       {zip_s + upload_s:7.1f} s  {floor_size / MIB:8.1f} MiB zip")
