@@ -242,7 +242,9 @@ class ResumableUpload:
         self._budget = retry_seconds
         self._sleep = sleep
         self._clock = clock
-        self._buffer = bytearray()  # bytes [acked, written)
+        # One chunk, allocated once and never resized: bytes [acked, acked + held).
+        self._view = memoryview(bytearray(chunk_size))
+        self._held = 0
         self._acked = 0  # bytes the session confirmed it persisted
         self._written = 0  # bytes of zip written so far
         self._sent = 0  # end of the furthest range this process has sent
@@ -275,20 +277,31 @@ class ResumableUpload:
         if self._failed is not None:
             # ZipFile.close() writes its central directory even after a failed write.
             raise self._failed
-        size = memoryview(data).nbytes
-        self._written += size
-        if self._complete is not None:
-            self._md5.update(data)  # only to compare with the object the session holds
-            return size
-        self._buffer += data
-        try:
-            # Strictly more than a chunk: the last request always carries some bytes.
-            while self._complete is None and len(self._buffer) > self._chunk:
-                self._send(self._chunk, final=False)
-        except Exception as error:
-            self._failed = error
-            raise
+        with memoryview(data) as given, given.cast("B") as incoming:
+            size = incoming.nbytes
+            self._written += size
+            try:
+                self._take(incoming)
+            except Exception as error:
+                self._failed = error
+                raise
         return size
+
+    def _take(self, incoming: memoryview) -> None:
+        taken = 0
+        while taken < len(incoming):
+            if self._complete is not None:
+                self._md5.update(incoming[taken:])  # only to compare with the session's object
+                return
+            if self._held == self._chunk:
+                # A full chunk with more bytes to come: not the last request, which thus
+                # always carries some bytes.
+                self._send(self._chunk, final=False)
+                continue
+            n = min(len(incoming) - taken, self._chunk - self._held)
+            self._view[self._held : self._held + n] = incoming[taken : taken + n]
+            self._held += n
+            taken += n
 
     def finish(self) -> Stored:
         """Send the rest with the total size, and check what the session created."""
@@ -296,7 +309,7 @@ class ResumableUpload:
             raise self._failed
         try:
             while self._complete is None:
-                self._send(len(self._buffer), final=True)
+                self._send(self._held, final=True)
             return self._verify()
         except Exception as error:
             self._failed = error
@@ -316,7 +329,7 @@ class ResumableUpload:
             span = f"{start}-{end - 1}" if size else "*"  # "*": every byte is already there
             headers["Content-Range"] = f"bytes {span}/{total}"
             whole = self._md5.copy()
-            whole.update(self._buffer)
+            whole.update(self._view[: self._held])
             headers["X-Goog-Hash"] = f"md5={_b64_md5(whole.digest())}"
             self._final_sent = True
         else:
@@ -325,7 +338,7 @@ class ResumableUpload:
         self._sent = max(self._sent, end)
         self._requests += 1
         try:
-            with memoryview(self._buffer) as view, view[:size] as body:
+            with self._view[:size] as body:
                 answer = self._http.put(body, headers)
         except Unreachable as error:
             self._trouble(str(error))  # nothing reached the server: send it again
@@ -380,9 +393,10 @@ class ResumableUpload:
             )
         if persisted > self._acked:
             done = persisted - self._acked
-            with memoryview(self._buffer) as view, view[:done] as confirmed:
-                self._md5.update(confirmed)
-            del self._buffer[:done]
+            self._md5.update(self._view[:done])
+            rest = self._held - done
+            self._view[:rest] = self._view[done : self._held]  # a memmove; usually 0 bytes
+            self._held = rest
             self._acked = persisted
             self._untroubled()
         elif sent:
@@ -403,8 +417,8 @@ class ResumableUpload:
         to compare it with the object."""
         self._complete = resource
         self._complete_early = not self._final_sent
-        self._md5.update(self._buffer)
-        self._buffer = bytearray()
+        self._md5.update(self._view[: self._held])
+        self._held = 0
         if resource.get("bucket") and resource.get("name"):
             self.name = f"gs://{resource['bucket']}/{resource['name']}"
 
