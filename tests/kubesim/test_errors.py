@@ -133,10 +133,18 @@ def test_job_template_requirements(kubesim, batch_v1, namespace):
     always = job("c", pod_spec={"restartPolicy": "Always"})
     status, body = api_error(batch_v1.create_namespaced_job, namespace, always)
     assert status == 422
+    # validateJobSpec reports Always (a pod's default) as a missing value.
     assert body["message"] == (
-        'Job.batch "c" is invalid: spec.template.spec.restartPolicy: Unsupported value: '
-        '"Always": supported values: "OnFailure", "Never"'
+        'Job.batch "c" is invalid: spec.template.spec.restartPolicy: Required value: '
+        'valid values: "OnFailure", "Never"'
     )
+    sometimes = job("s", pod_spec={"restartPolicy": "Sometimes"})
+    status, body = api_error(batch_v1.create_namespaced_job, namespace, sometimes)
+    assert status == 422
+    assert [c["message"] for c in body["details"]["causes"]] == [
+        'Unsupported value: "Sometimes": supported values: "Always", "OnFailure", "Never"',
+        'Unsupported value: "Sometimes": supported values: "OnFailure", "Never"',
+    ]
     on_failure = job("d", pod_spec={"restartPolicy": "OnFailure"}, suspend=True)
     assert batch_v1.create_namespaced_job(namespace, on_failure)
 

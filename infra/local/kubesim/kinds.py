@@ -8,6 +8,7 @@ import base64
 import binascii
 from typing import Any
 
+from infra.local.kubesim import jobspec, quantity
 from infra.local.kubesim import resources as r
 from infra.local.kubesim.resources import ResourceType
 from infra.local.kubesim.status import (
@@ -81,6 +82,58 @@ def _container_causes(path: str, containers: Any, volumes: set[str]) -> list[Cau
     return causes
 
 
+def _claim_spec_causes(spec: dict[str, Any], path: str) -> list[Cause]:
+    """ValidatePersistentVolumeClaimSpec's share kubesim checks: access modes and size."""
+    causes = []
+    modes = spec.get("accessModes") or []
+    if not modes:
+        causes.append(required(f"{path}.accessModes", "at least 1 access mode is required"))
+    for mode in modes:
+        if mode not in ACCESS_MODES:
+            causes.append(unsupported(f"{path}.accessModes", mode, ACCESS_MODES))
+    storage = _dict(_dict(spec.get("resources")).get("requests")).get("storage")
+    if not storage:
+        causes.append(required(f"{path}.resources[storage]"))
+    return causes
+
+
+def _ephemeral_causes(source: dict[str, Any], path: str) -> list[Cause]:
+    """validateEphemeralVolumeSource (pkg/apis/core/validation/validation.go): a generic
+    ephemeral volume needs a volumeClaimTemplate whose spec is a valid claim spec."""
+    template = source.get("volumeClaimTemplate")
+    at = f"{path}.ephemeral.volumeClaimTemplate"
+    if not isinstance(template, dict):
+        return [required(at)]
+    causes = map_causes(
+        f"{at}.metadata.labels", _dict(template.get("metadata")).get("labels"), check_values=True
+    )
+    causes.extend(_claim_spec_causes(_dict(template.get("spec")), f"{at}.spec"))
+    return causes
+
+
+def check_quantities(kind: str, spec: dict[str, Any]) -> None:
+    """Quantities are decoded with the body: a malformed one is a 400, as the API server's
+    JSON decoder refuses it (resource.Quantity.UnmarshalJSON) before any validation."""
+
+    def check(value: Any) -> None:
+        try:
+            quantity.parse(value)
+        except quantity.QuantityError as error:
+            raise bad_request(
+                f'{kind} in version "v1" cannot be handled as a {kind}: {error}'
+            ) from error
+
+    for volume in spec.get("volumes") or []:
+        empty_dir = _dict(_dict(volume).get("emptyDir"))
+        if empty_dir.get("sizeLimit") is not None:
+            check(empty_dir["sizeLimit"])
+    for container in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]:
+        resources = _dict(_dict(container).get("resources"))
+        for group in ("limits", "requests"):
+            for value in _dict(resources.get(group)).values():
+                check(value)
+
+
 def pod_spec_causes(spec: dict[str, Any], path: str) -> list[Cause]:
     causes: list[Cause] = []
     volumes: set[str] = set()
@@ -95,6 +148,8 @@ def pod_spec_causes(spec: dict[str, Any], path: str) -> list[Cause]:
         claim = _dict(volume.get("persistentVolumeClaim"))
         if "persistentVolumeClaim" in volume and not claim.get("claimName"):
             causes.append(required(f"{path}.volumes[{i}].persistentVolumeClaim.claimName"))
+        if "ephemeral" in volume:
+            causes.extend(_ephemeral_causes(_dict(volume["ephemeral"]), f"{path}.volumes[{i}]"))
         volumes.add(name)
     if not spec.get("containers"):
         causes.append(required(f"{path}.containers"))
@@ -137,42 +192,26 @@ def _pod(obj: dict[str, Any]) -> list[Cause]:
     if not isinstance(spec, dict):
         raise bad_request("spec must be an object")
     default_pod_spec(spec)
+    check_quantities("Pod", spec)
     obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
     return pod_spec_causes(spec, "spec")
 
 
-def _job(obj: dict[str, Any]) -> list[Cause]:
+def default_job(obj: dict[str, Any]) -> None:
+    """SetDefaults_Job and the generated selector and labels (jobStrategy.PrepareForCreate)."""
     meta = obj["metadata"]
     spec = obj.setdefault("spec", {})
-    causes = []
-    if len(meta.get("name", "")) > LABEL_MAX:
-        causes.append(
-            invalid_value(
-                "metadata.name", meta["name"], f"must be no more than {LABEL_MAX} characters"
-            )
-        )
+    if not isinstance(spec, dict):
+        raise bad_request("spec must be an object")
     for key, default in (("parallelism", 1), ("completions", 1), ("backoffLimit", 6)):
         spec.setdefault(key, default)
-        if not isinstance(spec[key], int) or spec[key] < 0:
-            causes.append(
-                invalid_value(f"spec.{key}", spec[key], "must be greater than or equal to 0")
-            )
-    deadline = spec.get("activeDeadlineSeconds")
-    if deadline is not None and (not isinstance(deadline, int) or deadline <= 0):
-        causes.append(
-            invalid_value("spec.activeDeadlineSeconds", deadline, "must be greater than 0")
-        )
     spec.setdefault("completionMode", "NonIndexed")
     spec.setdefault("suspend", False)
-    spec.setdefault(
-        "podReplacementPolicy", "Failed" if spec.get("podFailurePolicy") else "TerminatingOrFailed"
-    )
+    jobspec.default_job_spec(spec)
     uid = meta["uid"]
-    selector_labels = {BATCH_CONTROLLER_UID: uid}
-    spec.setdefault("selector", {"matchLabels": selector_labels})
+    spec.setdefault("selector", {"matchLabels": {BATCH_CONTROLLER_UID: uid}})
     template = spec.get("template")
-    if not isinstance(template, dict) or not template:
-        causes.append(required("spec.template"))
+    if not isinstance(template, dict):
         template = spec["template"] = {}
     tmeta = template.setdefault("metadata", {})
     labels = tmeta.setdefault("labels", {})
@@ -185,38 +224,44 @@ def _job(obj: dict[str, Any]) -> list[Cause]:
         }
     )
     tspec = template.setdefault("spec", {})
+    if not isinstance(tspec, dict):
+        raise bad_request("spec.template.spec must be an object")
     default_pod_spec(tspec)
+    check_quantities("Job", tspec)
+
+
+def job_spec_causes(spec: dict[str, Any]) -> list[Cause]:
+    """validateJobSpec's checks, in its order (see jobspec.py)."""
+    causes = jobspec.counters_causes(spec)
+    causes.extend(jobspec.pod_failure_policy_causes(spec))
+    causes.extend(jobspec.pod_replacement_policy_causes(spec))
+    tspec = _dict(_dict(spec.get("template")).get("spec"))
     causes.extend(pod_spec_causes(tspec, "spec.template.spec"))
-    policy = tspec.get("restartPolicy")
-    if policy == "Always":
-        causes = [c for c in causes if c.field != "spec.template.spec.restartPolicy"]
-        causes.append(
-            unsupported("spec.template.spec.restartPolicy", policy, ["OnFailure", "Never"])
-        )
-    if spec.get("podFailurePolicy") and policy == "OnFailure":
+    causes.extend(jobspec.restart_policy_causes(spec))
+    return causes
+
+
+def _job(obj: dict[str, Any]) -> list[Cause]:
+    meta = obj["metadata"]
+    causes = []
+    if len(meta.get("name", "")) > LABEL_MAX:
         causes.append(
             invalid_value(
-                "spec.template.spec.restartPolicy",
-                policy,
-                'only "Never" is supported when podFailurePolicy is specified',
+                "metadata.name", meta["name"], f"must be no more than {LABEL_MAX} characters"
             )
         )
+    had_template = isinstance(obj.get("spec"), dict) and bool(obj["spec"].get("template"))
+    default_job(obj)
+    if not had_template:
+        causes.append(required("spec.template"))
+    causes.extend(job_spec_causes(obj["spec"]))
     obj["status"] = {}
     return causes
 
 
 def _pvc(obj: dict[str, Any]) -> list[Cause]:
     spec = obj.setdefault("spec", {})
-    causes = []
-    modes = spec.get("accessModes") or []
-    if not modes:
-        causes.append(required("spec.accessModes", "at least 1 access mode is required"))
-    for mode in modes:
-        if mode not in ACCESS_MODES:
-            causes.append(unsupported("spec.accessModes", mode, ACCESS_MODES))
-    storage = _dict(_dict(spec.get("resources")).get("requests")).get("storage")
-    if not storage:
-        causes.append(required("spec.resources[storage]"))
+    causes = _claim_spec_causes(spec, "spec")
     spec.setdefault("volumeMode", "Filesystem")
     spec.setdefault("storageClassName", "standard")
     obj["status"] = {"phase": "Pending"}
@@ -288,15 +333,13 @@ def validate_update(rt: ResourceType, old: dict[str, Any], new: dict[str, Any]) 
     causes = map_causes("metadata.labels", meta.get("labels"), check_values=True)
     causes.extend(map_causes("metadata.annotations", meta.get("annotations"), check_values=False))
     if rt is r.JOBS:
-        if new.get("spec", {}).get("template") != old.get("spec", {}).get("template"):
-            causes.append(invalid_value("spec.template", "", "field is immutable"))
-        for key in ("completions", "selector", "completionMode"):
-            if new.get("spec", {}).get(key) != old.get("spec", {}).get(key):
-                causes.append(
-                    invalid_value(
-                        f"spec.{key}", str(new.get("spec", {}).get(key)), "field is immutable"
-                    )
-                )
+        spec = new.setdefault("spec", {})
+        if not isinstance(spec, dict):
+            raise bad_request("spec must be an object")
+        jobspec.default_job_spec(spec)
+        default_pod_spec(_dict(_dict(spec.get("template")).setdefault("spec", {})))
+        causes.extend(job_spec_causes(spec))
+        causes.extend(jobspec.immutable_causes(spec, _dict(old.get("spec"))))
     elif rt is r.PODS:
         if _pod_mutable_view(new) != _pod_mutable_view(old):
             causes.append(
