@@ -120,3 +120,124 @@ def must_condition(job_obj: dict, kind: str) -> dict:
     found = condition(job_obj, kind)
     assert found is not None, f"no {kind} condition in {job_obj.get('status')}"
     return found
+
+
+STAGER = "stager:test"  # the image kubesim runs for real (tests/fixtures/kubesim.py)
+STAGE_IN_CODES = [64, 65, 66, 73]
+
+
+def stager(name: str, script: str, mount: str, **env_values: Any) -> dict:
+    """A container of the stager image: `python -c script` runs for real on the host."""
+    return {
+        "name": name,
+        "image": STAGER,
+        "command": ["python", "-c", script],
+        "env": env(**env_values),
+        "volumeMounts": [{"name": mount, "mountPath": f"/{mount}"}],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def failure_policy() -> dict:
+    """The product's podFailurePolicy (shared/manifests.py)."""
+    return {
+        "rules": [
+            {
+                "action": "Ignore",
+                "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+            },
+            {
+                "action": "FailJob",
+                "onExitCodes": {
+                    "containerName": "stage-in",
+                    "operator": "In",
+                    "values": STAGE_IN_CODES,
+                },
+            },
+            {
+                "action": "FailJob",
+                "onExitCodes": {"containerName": "stage-out", "operator": "NotIn", "values": [0]},
+            },
+        ]
+    }
+
+
+def volume(name: str, *, size: str = "10Gi", ephemeral: bool = False) -> dict:
+    if not ephemeral:
+        return {"name": name, "emptyDir": {"sizeLimit": size}}
+    template = {
+        "metadata": {"labels": {"role": name}},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "standard-rwo",
+            "resources": {"requests": {"storage": size}},
+        },
+    }
+    return {"name": name, "ephemeral": {"volumeClaimTemplate": template}}
+
+
+STAGE_IN_SCRIPT = "open('/input/in.txt', 'w').write('input data\\n'); print('staged in')"
+STAGE_OUT_SCRIPT = "print(open('/output/out.txt').read().strip())"
+
+
+def layout_job(
+    name: str,
+    user: dict,
+    *,
+    stage_in: str = STAGE_IN_SCRIPT,
+    stage_out: str = STAGE_OUT_SCRIPT,
+    size: str = "10Gi",
+    ephemeral: bool = False,
+    backoff_limit: int = 0,
+    **spec: Any,
+) -> dict:
+    """The product's one-pod-per-job layout: init containers stage-in and `job` (the user's
+    container, `user`), then stage-out as the only regular container; /input and /output
+    are emptyDirs with a sizeLimit, or generic ephemeral volumes."""
+    user = {
+        **user,
+        "name": "job",
+        "volumeMounts": [
+            {"name": "input", "mountPath": "/input", "readOnly": True},
+            {"name": "output", "mountPath": "/output"},
+        ],
+    }
+    pod_spec = {
+        "restartPolicy": "Never",
+        "initContainers": [stager("stage-in", stage_in, "input"), user],
+        "containers": [stager("stage-out", stage_out, "output")],
+        "volumes": [
+            volume("input", size=size, ephemeral=ephemeral),
+            volume("output", size=size, ephemeral=ephemeral),
+        ],
+    }
+    spec.setdefault("podFailurePolicy", failure_policy())
+    return job(name, pod_spec=pod_spec, backoffLimit=backoff_limit, **spec)
+
+
+def conditions(obj: dict) -> dict[str, dict]:
+    """A pod's or Job's conditions by type."""
+    return {c["type"]: c for c in (obj.get("status") or {}).get("conditions") or []}
+
+
+def statuses(obj: dict, key: str = "containerStatuses") -> dict[str, dict]:
+    return {s["name"]: s for s in (obj.get("status") or {}).get(key) or []}
+
+
+def http(kubesim: Any, method: str, path: str, body: Any = None) -> tuple[int, dict]:
+    """A request by plain HTTP, for bodies the client refuses to send; (status, JSON)."""
+    import urllib.error
+    import urllib.request
+
+    token = json.loads(kubesim.kubeconfig.read_text())["users"][0]["user"]["token"]
+    request = urllib.request.Request(
+        kubesim.url + path,
+        data=json.dumps(body).encode() if body is not None else None,
+        method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())

@@ -173,3 +173,32 @@ def test_deleted_running_pod_is_replaced_and_counted(batch_v1, core_v1, namespac
 
     wait_for(replaced, timeout=5, what="a replacement pod")
     assert raw(batch_v1.read_namespaced_job, "rep", namespace)["status"]["failed"] == 1
+
+
+def test_terminating_or_failed_replaces_a_pod_as_soon_as_it_is_deleted(
+    batch_v1, core_v1, namespace
+):
+    """Without a podFailurePolicy the default podReplacementPolicy is TerminatingOrFailed:
+    a deleted pod counts as failed at once and its replacement starts while it still
+    terminates (isPodFailed, onlyReplaceFailedPods in job_controller.go)."""
+    stubborn = container(KUBESIM_RUN_SECONDS=1000, KUBESIM_IGNORE_SIGTERM=1)
+    body = job("eager", stubborn, backoffLimit=3)
+    body["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 60  # 3 s wall
+    created = batch_v1.create_namespaced_job(namespace, body)
+    assert created.spec.pod_replacement_policy == "TerminatingOrFailed"
+    first = wait_for(lambda: job_pods(core_v1, namespace, "eager"))[0]["metadata"]["name"]
+    wait_for(lambda: raw(batch_v1.read_namespaced_job, "eager", namespace)["status"].get("ready"))
+    core_v1.delete_namespaced_pod(first, namespace)
+
+    def replaced_while_terminating():
+        pods = {p["metadata"]["name"]: p for p in job_pods(core_v1, namespace, "eager")}
+        old = pods.get(first)
+        others = [p for n, p in pods.items() if n != first]
+        if old and old["metadata"].get("deletionTimestamp") and others:
+            return old
+        return None
+
+    old = wait_for(replaced_while_terminating, timeout=3, what="a replacement beside the old pod")
+    assert old["status"]["phase"] == "Running"
+    status = raw(batch_v1.read_namespaced_job, "eager", namespace)["status"]
+    assert status["failed"] == 1 and status["terminating"] == 1

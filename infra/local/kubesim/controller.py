@@ -1,16 +1,31 @@
 """The Job controller: creates pods from a Job's template and keeps its status, conditions,
 retries (backoffLimit, podFailurePolicy), deadline, suspension and TTL, as kube-controller-
-manager does for non-indexed Jobs.
+manager does for non-indexed Jobs (pkg/controller/job/job_controller.go, 1.31-1.33).
 
-Interim conditions follow Kubernetes 1.31+: FailureTarget (or SuccessCriteriaMet) is set
-first, and Failed (or Complete) once no pod of the Job is still running or terminating.
+- Every pod it creates carries the `batch.kubernetes.io/job-tracking` finalizer, so a pod
+  cannot vanish before it was counted: the controller counts a finished pod (Succeeded,
+  or failed in the sense of isPodFailed) and removes the finalizer in the same step
+  (trackJobStatusAndRemoveFinalizers). Pods of a Job that is gone, finished or being
+  deleted lose the finalizer too (syncOrphanPod, canRemoveFinalizer).
+- isPodFailed: a pod is failed once its phase is Failed; when only failed pods are
+  replaced (a podFailurePolicy, or podReplacementPolicy Failed: onlyReplaceFailedPods) a
+  pod being deleted is not failed until it reaches that phase, otherwise a deleted pod
+  that did not succeed counts as failed at once.
+- A failed pod counts against backoffLimit unless the podFailurePolicy says Ignore
+  (failure_policy.py); a FailJob match fails the Job at once (getFailJobMessage).
+- manageJob: with onlyReplaceFailedPods, pods still terminating take the place of the
+  pods they will be replaced by, so no replacement starts before the old pod has failed.
+  New pods wait out the back-off (10 s doubling to 6 min) after failures, ignored ones
+  included (backoff_utils.go counts every new failed pod).
+- Interim conditions: FailureTarget (or SuccessCriteriaMet) is set first, and Failed (or
+  Complete) once no pod of the Job is still terminating (delayTerminalCondition).
 """
 
 from __future__ import annotations
 
 import copy
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from infra.local.kubesim import deletion, podstatus
@@ -21,6 +36,7 @@ from infra.local.kubesim.loop import StoreLoop
 from infra.local.kubesim.registry import random_suffix
 from infra.local.kubesim.store import Obj, Store, meta
 
+TRACKING_FINALIZER = "batch.kubernetes.io/job-tracking"
 BACKOFF_BASE = 10.0  # simulated seconds before the first retry, doubling, capped
 BACKOFF_CAP = 360.0
 TERMINAL = ("Succeeded", "Failed")
@@ -28,14 +44,13 @@ TERMINAL = ("Succeeded", "Failed")
 
 @dataclass
 class JobState:
-    """What the controller remembers about a Job between passes (in wall seconds)."""
+    """What the controller remembers about a Job between passes (in wall seconds): what
+    kube-controller-manager keeps in memory too (the back-off record, its requeues)."""
 
     started_at: float | None = None
     finished_at: float | None = None
+    failures_after_success: int = 0
     last_failure_at: float | None = None
-    counted: set[str] = field(default_factory=set)
-    seen: set[str] = field(default_factory=set)
-    verdict: tuple[str, str, str] | None = None  # (final type, reason, message)
 
 
 def condition(status: dict[str, Any], kind: str) -> dict[str, Any] | None:
@@ -49,15 +64,27 @@ def condition(status: dict[str, Any], kind: str) -> dict[str, Any] | None:
 def set_condition(
     status: dict[str, Any], kind: str, value: bool, reason: str, message: str
 ) -> None:
+    """ensureJobConditionStatus: a new or changed condition gets fresh times."""
     conditions = status.setdefault("conditions", [])
     text = "True" if value else "False"
     now = now_rfc3339()
     for cond in conditions:
         if cond["type"] == kind:
-            if cond["status"] != text:
-                cond.update(status=text, lastTransitionTime=now)
-            cond.update(lastProbeTime=now, reason=reason, message=message)
+            if (cond["status"], cond.get("reason"), cond.get("message")) != (
+                text,
+                reason,
+                message,
+            ):
+                cond.update(
+                    status=text,
+                    reason=reason,
+                    message=message,
+                    lastProbeTime=now,
+                    lastTransitionTime=now,
+                )
             return
+    if not value:
+        return
     conditions.append(
         {
             "type": kind,
@@ -68,6 +95,35 @@ def set_condition(
             "message": message,
         }
     )
+
+
+def has_finalizer(pod: Obj) -> bool:
+    return TRACKING_FINALIZER in (meta(pod).get("finalizers") or [])
+
+
+def is_terminal(pod: Obj) -> bool:
+    return (pod.get("status") or {}).get("phase") in TERMINAL
+
+
+def only_replace_failed(job: Obj) -> bool:
+    """onlyReplaceFailedPods: podReplacementPolicy Failed, or any podFailurePolicy."""
+    spec = job.get("spec") or {}
+    return spec.get("podReplacementPolicy") == "Failed" or spec.get("podFailurePolicy") is not None
+
+
+def is_pod_failed(pod: Obj, job: Obj) -> bool:
+    """isPodFailed (job_controller.go)."""
+    phase = (pod.get("status") or {}).get("phase")
+    if phase == "Failed":
+        return True
+    if only_replace_failed(job):
+        return False
+    return bool(meta(pod).get("deletionTimestamp")) and phase != "Succeeded"
+
+
+def is_finished(job: Obj) -> bool:
+    status = job.get("status") or {}
+    return bool(condition(status, "Complete") or condition(status, "Failed"))
 
 
 class JobController(StoreLoop):
@@ -84,6 +140,7 @@ class JobController(StoreLoop):
     def pass_once(self, now: float) -> None:
         jobs = list(self.store.raw_items(r.JOBS))
         self._owned = self._pods_by_owner()
+        self._release_orphans({meta(j)["uid"]: j for j in jobs})
         for job in jobs:
             self._sync(job, now)
         live = {meta(j)["uid"] for j in jobs}
@@ -100,131 +157,205 @@ class JobController(StoreLoop):
                     owned.setdefault(ref.get("uid", ""), []).append(pod)
         return owned
 
+    def _release_orphans(self, jobs: dict[str, Obj]) -> None:
+        """syncOrphanPod: a tracked pod whose Job is gone or finished loses the finalizer."""
+        for pod in list(self.store.raw_items(r.PODS)):
+            if not has_finalizer(pod):
+                continue
+            refs = meta(pod).get("ownerReferences") or []
+            ref = next((x for x in refs if x.get("controller")), None)
+            if ref is not None and (ref.get("kind"), ref.get("apiVersion")) != ("Job", "batch/v1"):
+                continue  # another controller's pod
+            job = jobs.get(ref.get("uid", "")) if ref is not None else None
+            if job is None or is_finished(job):
+                self._drop_finalizer(pod)
+
+    def _drop_finalizer(self, pod: Obj) -> None:
+        def change(p: Obj) -> None:
+            left = [f for f in meta(p).get("finalizers") or [] if f != TRACKING_FINALIZER]
+            if left:
+                meta(p)["finalizers"] = left
+            else:
+                meta(p).pop("finalizers", None)
+
+        m = meta(pod)
+        saved = self.store.mutate(r.PODS, m["namespace"], m["name"], change)
+        if saved is not None:
+            current = self.store.raw(r.PODS, m["namespace"], m["name"])
+            if current is not None:
+                deletion.finish_if_unblocked(self.store, r.PODS, current)
+
     def _pods(self, job: Obj) -> list[Obj]:
         return list(self._owned.get(meta(job)["uid"], []))
 
     def _sync(self, job: Obj, now: float) -> None:
         m, spec = meta(job), job["spec"]
+        pods = self._pods(job)
         if m.get("deletionTimestamp"):
+            for pod in pods:  # canRemoveFinalizer: the whole Job is going away
+                if has_finalizer(pod):
+                    self._drop_finalizer(pod)
             return
         state = self.states.setdefault(m["uid"], JobState())
         status = copy.deepcopy(job.get("status") or {})
-        if condition(status, "Complete") or condition(status, "Failed"):
+        if is_finished(job):
             self._expire(job, state, now)
             return
-        pods = self._pods(job)
-        active = [
-            p
-            for p in pods
-            if p["status"].get("phase") not in TERMINAL and not meta(p).get("deletionTimestamp")
-        ]
-        terminating = [
-            p
-            for p in pods
-            if p["status"].get("phase") not in TERMINAL and meta(p).get("deletionTimestamp")
-        ]
-        self._count(job, state, pods, status, now)
-        if state.verdict is None:
-            if spec.get("suspend"):
-                self._suspend(job, state, active, status)
-                return self._save(job, status, active=[], terminating=terminating)
-            if condition(status, "Suspended"):
-                set_condition(status, "Suspended", False, "JobResumed", "Job resumed")
-                status["startTime"] = now_rfc3339()
-                state.started_at = now
-            status.setdefault("startTime", now_rfc3339())
-            if state.started_at is None:
-                state.started_at = now
-            self._judge(job, state, status, now)
-        if state.verdict is not None:
+        suspended = bool(spec.get("suspend"))
+        if status.get("startTime") is None and not suspended:
+            status["startTime"] = now_rfc3339()
+            state.started_at = now
+        if state.started_at is None and not suspended:
+            state.started_at = now
+        active = [p for p in pods if not is_terminal(p) and not meta(p).get("deletionTimestamp")]
+        terminating = [p for p in pods if not is_terminal(p) and meta(p).get("deletionTimestamp")]
+        tracked = [p for p in pods if has_finalizer(p)]
+        new_succeeded = [p for p in tracked if (p.get("status") or {}).get("phase") == "Succeeded"]
+        new_failed = [p for p in tracked if is_pod_failed(p, job)]
+        self._backoff(state, new_succeeded, new_failed, now)
+        failed = status.get("failed", 0) + sum(1 for p in new_failed if match_rules(job, p).counts)
+        succeeded = status.get("succeeded", 0) + len(new_succeeded)
+
+        verdict = self._verdict(job, state, status, pods, failed, now)
+        if verdict is not None:  # "Remove active pods if Job failed" (any finished condition)
             for pod in active:
                 self._delete_pod(pod)
-            if not active and not terminating:
-                kind, reason, message = state.verdict
-                set_condition(status, kind, True, reason, message)
-                if kind == "Complete":
+            terminating += active
+            active = []
+        else:
+            active, terminating = self._manage(job, state, succeeded, active, terminating, now)
+            if succeeded >= spec.get("completions", 1) and not active:
+                verdict = (
+                    "SuccessCriteriaMet",
+                    "CompletionsReached",
+                    "Reached expected number of succeeded pods",
+                )
+            elif suspended:
+                set_condition(status, "Suspended", True, "JobSuspended", "Job suspended")
+                state.started_at = None
+            elif condition(status, "Suspended"):
+                set_condition(status, "Suspended", False, "JobResumed", "Job resumed")
+                status["startTime"] = now_rfc3339()  # a resumed Job starts its deadline anew
+                state.started_at = now
+        self._track(job, status, tracked, verdict)
+        if verdict is not None:
+            set_condition(status, verdict[0], True, verdict[1], verdict[2])
+            if not terminating:
+                final = "Failed" if verdict[0] == "FailureTarget" else "Complete"
+                set_condition(status, final, True, verdict[1], verdict[2])
+                if final == "Complete":
                     status["completionTime"] = now_rfc3339()
                 state.finished_at = now
-            return self._save(job, status, active=[], terminating=active + terminating)
-        active += self._create_pods(
-            job,
-            state,
-            status,
-            len(active) + (len(terminating) if spec.get("podReplacementPolicy") == "Failed" else 0),
-            now,
-        )
         self._save(job, status, active=active, terminating=terminating)
 
-    def _count(
-        self, job: Obj, state: JobState, pods: list[Obj], status: dict[str, Any], now: float
+    def _backoff(
+        self, state: JobState, succeeded: list[Obj], failed: list[Obj], now: float
     ) -> None:
-        present = set()
-        for pod in pods:
-            uid, phase = meta(pod)["uid"], pod["status"].get("phase")
-            present.add(uid)
-            if uid in state.counted:
-                continue
-            if phase == "Succeeded":
-                status["succeeded"] = status.get("succeeded", 0) + 1
-                state.counted.add(uid)
-            elif phase == "Failed":
-                state.counted.add(uid)
-                action = match_rules(job, pod)
-                if action is not None and action[0] == "FailJob" and state.verdict is None:
-                    set_condition(status, "FailureTarget", True, "PodFailurePolicy", action[1])
-                    state.verdict = ("Failed", "PodFailurePolicy", action[1])
-                if action is None or action[0] != "Ignore":
-                    status["failed"] = status.get("failed", 0) + 1
-                    state.last_failure_at = now
-            else:
-                state.seen.add(uid)
-        suspended = bool(job["spec"].get("suspend"))
-        for uid in state.seen - present - state.counted:
-            state.counted.add(uid)
-            if not suspended and state.verdict is None:
-                status["failed"] = status.get("failed", 0) + 1
-                state.last_failure_at = now
+        """newBackoffRecord (backoff_utils.go): failures since the last success."""
+        if succeeded:
+            state.failures_after_success = 0
+            state.last_failure_at = None
+        if failed:
+            state.failures_after_success += len(failed)
+            state.last_failure_at = now
 
-    def _judge(self, job: Obj, state: JobState, status: dict[str, Any], now: float) -> None:
+    def _verdict(
+        self,
+        job: Obj,
+        state: JobState,
+        status: dict[str, Any],
+        pods: list[Obj],
+        failed: int,
+        now: float,
+    ) -> tuple[str, str, str] | None:
+        """The finished condition syncJob decides on, if any (type, reason, message)."""
         spec = job["spec"]
-        deadline = spec.get("activeDeadlineSeconds")
-        if status.get("failed", 0) > spec.get("backoffLimit", 6):
-            verdict = (
-                "Failed",
+        if condition(status, "SuccessCriteriaMet"):
+            cond = condition(status, "SuccessCriteriaMet") or {}
+            return ("SuccessCriteriaMet", cond.get("reason", ""), cond.get("message", ""))
+        target = condition(status, "FailureTarget")
+        if target is not None:
+            return ("FailureTarget", target.get("reason", ""), target.get("message", ""))
+        if spec.get("podFailurePolicy") is not None:
+            for pod in pods:
+                if is_pod_failed(pod, job):
+                    match = match_rules(job, pod)
+                    if match.action == "FailJob" and match.message:
+                        return ("FailureTarget", "PodFailurePolicy", match.message)
+        if failed > spec.get("backoffLimit", 6):
+            return (
+                "FailureTarget",
                 "BackoffLimitExceeded",
                 "Job has reached the specified backoff limit",
             )
-        elif (
-            deadline
+        deadline = spec.get("activeDeadlineSeconds")
+        if (
+            deadline is not None
+            and not spec.get("suspend")
             and state.started_at is not None
             and now - state.started_at >= self.clock.wall(deadline)
         ):
-            verdict = (
-                "Failed",
+            return (
+                "FailureTarget",
                 "DeadlineExceeded",
                 "Job was active longer than specified deadline",
             )
-        elif status.get("succeeded", 0) >= spec.get("completions", 1):
-            verdict = (
-                "Complete",
-                "CompletionsReached",
-                "Reached expected number of succeeded pods",
-            )
-        else:
-            return
-        interim = "FailureTarget" if verdict[0] == "Failed" else "SuccessCriteriaMet"
-        set_condition(status, interim, True, verdict[1], verdict[2])
-        state.verdict = verdict
+        return None
 
-    def _suspend(
-        self, job: Obj, state: JobState, active: list[Obj], status: dict[str, Any]
+    def _manage(
+        self,
+        job: Obj,
+        state: JobState,
+        succeeded: int,
+        active: list[Obj],
+        terminating: list[Obj],
+        now: float,
+    ) -> tuple[list[Obj], list[Obj]]:
+        """manageJob: suspension deletes the active pods; otherwise create or delete pods
+        to reach the wanted number. Returns the active and terminating pods afterwards."""
+        spec = job["spec"]
+        if spec.get("suspend"):
+            for pod in active:  # deleteJobPods: untracked first, so no failure is counted
+                self._drop_finalizer(pod)
+                self._delete_pod(pod)
+            return [], terminating + active
+        wanted = max(0, min(spec.get("parallelism", 1), spec.get("completions", 1) - succeeded))
+        if len(active) > wanted:
+            extra = active[wanted:]
+            for pod in extra:
+                self._drop_finalizer(pod)
+                self._delete_pod(pod)
+            return active[:wanted], terminating + extra
+        busy = len(active) + (len(terminating) if only_replace_failed(job) else 0)
+        missing = wanted - busy
+        if missing <= 0:
+            return active, terminating
+        if state.failures_after_success and state.last_failure_at is not None:
+            delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (state.failures_after_success - 1))
+            if now - state.last_failure_at < self.clock.wall(delay):
+                return active, terminating
+        return active + [self._new_pod(job) for _ in range(missing)], terminating
+
+    def _track(
+        self,
+        job: Obj,
+        status: dict[str, Any],
+        tracked: list[Obj],
+        verdict: tuple[str, str, str] | None,
     ) -> None:
-        for pod in active:
-            state.counted.add(meta(pod)["uid"])  # suspension is not a failure
-            self._delete_pod(pod)
-        if not condition(status, "Suspended"):
-            set_condition(status, "Suspended", True, "JobSuspended", "Job suspended")
-        state.started_at = None
+        """trackJobStatusAndRemoveFinalizers: count each finished pod once and release it."""
+        failing = verdict is not None and verdict[0] == "FailureTarget"
+        for pod in tracked:
+            phase = (pod.get("status") or {}).get("phase")
+            failed = is_pod_failed(pod, job)
+            if not (verdict is not None or phase == "Succeeded" or failed):
+                continue
+            if phase == "Succeeded":
+                status["succeeded"] = status.get("succeeded", 0) + 1
+            elif failed or failing:
+                if match_rules(job, pod).counts:
+                    status["failed"] = status.get("failed", 0) + 1
+            self._drop_finalizer(pod)
 
     def _expire(self, job: Obj, state: JobState, now: float) -> None:
         ttl = job["spec"].get("ttlSecondsAfterFinished")
@@ -238,28 +369,12 @@ class JobController(StoreLoop):
             )
 
     def _delete_pod(self, pod: Obj) -> None:
+        current = self.store.raw(r.PODS, meta(pod)["namespace"], meta(pod)["name"])
+        if current is None or meta(current)["uid"] != meta(pod)["uid"]:
+            return
         deletion.delete(
-            self.store, self.clock, r.PODS, pod, deletion.Options(propagation="Background")
+            self.store, self.clock, r.PODS, current, deletion.Options(propagation="Background")
         )
-
-    def _create_pods(
-        self, job: Obj, state: JobState, status: dict[str, Any], busy: int, now: float
-    ) -> list[Obj]:
-        spec = job["spec"]
-        wanted = (
-            min(spec.get("parallelism", 1), spec.get("completions", 1) - status.get("succeeded", 0))
-            - busy
-        )
-        failed = status.get("failed", 0)
-        if wanted <= 0:
-            return []
-        if failed and state.last_failure_at is not None:
-            delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (failed - 1))
-            if now - state.last_failure_at < self.clock.wall(delay):
-                return []
-        created = [self._new_pod(job) for _ in range(wanted)]
-        state.seen.update(meta(p)["uid"] for p in created)
-        return created
 
     def _new_pod(self, job: Obj) -> Obj:
         m, template = meta(job), job["spec"]["template"]
@@ -267,6 +382,9 @@ class JobController(StoreLoop):
         name = f"{m['name']}-{random_suffix()}"
         while self.store.raw(r.PODS, m["namespace"], name) is not None:
             name = f"{m['name']}-{random_suffix()}"
+        finalizers = list(tmeta.get("finalizers") or [])
+        if TRACKING_FINALIZER not in finalizers:
+            finalizers.append(TRACKING_FINALIZER)
         pod: Obj = {
             "kind": "Pod",
             "apiVersion": "v1",
@@ -288,6 +406,7 @@ class JobController(StoreLoop):
                         "blockOwnerDeletion": True,
                     }
                 ],
+                "finalizers": finalizers,
             },
             "spec": copy.deepcopy(template.get("spec") or {}),
             "status": {"phase": "Pending", "qosClass": "BestEffort"},
