@@ -5,7 +5,18 @@ from __future__ import annotations
 import base64
 import re
 
-from tests.kubesim.helpers import api_error, claim, condition, container, job, pod, raw, wait_for
+from tests.kubesim.helpers import (
+    api_error,
+    claim,
+    condition,
+    container,
+    is_gone,
+    job,
+    pod,
+    pod_phase,
+    raw,
+    wait_for,
+)
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
@@ -84,15 +95,28 @@ def test_pvc_verbs_and_host_directory(kubesim, core_v1, namespace):
         "data", namespace, {"metadata": {"labels": {"role": "output"}}}
     )
     assert patched.metadata.labels == {"role": "output"}
-    core_v1.delete_namespaced_persistent_volume_claim("data", namespace)
+    # The claim carries kubernetes.io/pvc-protection from its creation, so a delete marks it
+    # and the protection controller lets it go once no pod uses it.
+    answer = raw(core_v1.delete_namespaced_persistent_volume_claim, "data", namespace)
+    assert answer["kind"] == "PersistentVolumeClaim"
+    assert answer["metadata"]["deletionTimestamp"]
+    assert answer["metadata"]["finalizers"] == ["kubernetes.io/pvc-protection"]
+    wait_for(
+        lambda: is_gone(core_v1.read_namespaced_persistent_volume_claim, "data", namespace),
+        what="the unused claim to go",
+    )
     assert not host.exists()
-    assert api_error(core_v1.read_namespaced_persistent_volume_claim, "data", namespace)[0] == 404
 
 
 def test_pod_verbs(core_v1, namespace):
     created = core_v1.create_namespaced_pod(namespace, pod("p", container(KUBESIM_RUN_SECONDS=100)))
     assert created.kind == "Pod" and created.status.phase == "Pending"
     assert created.spec.restart_policy == "Never"
+    # The kubelet writes the pod's status while it starts it; a read-modify-replace made in
+    # that window carries a stale resourceVersion and gets 409 Conflict, as on a cluster
+    # (test_replace_with_a_stale_resource_version_conflicts). Once the container runs, the
+    # status holds still for its 100 simulated seconds.
+    wait_for(pod_phase(core_v1, namespace, "p", "Running"), what="the pod to run")
     assert core_v1.read_namespaced_pod("p", namespace).metadata.uid == created.metadata.uid
     assert core_v1.read_namespaced_pod_status("p", namespace).metadata.name == "p"
     everywhere = core_v1.list_pod_for_all_namespaces(
@@ -186,3 +210,33 @@ def test_list_items_and_list_metadata(core_v1, namespace):
     assert listed["metadata"]["resourceVersion"].isdigit()
     assert "continue" not in listed["metadata"]
     assert [i["metadata"]["name"] for i in listed["items"]] == ["a"]
+
+
+def test_replace_with_a_stale_resource_version_conflicts(core_v1, namespace):
+    """What made test_pod_verbs flaky is the API's optimistic concurrency: a replace built
+    on a read that another writer (here a patch, as the kubelet's status writes) overtook
+    is refused; reading again and replacing works."""
+    from kubernetes.client import ApiException
+
+    core_v1.create_namespaced_pod(namespace, pod("p", container(KUBESIM_RUN_SECONDS=100)))
+    wait_for(pod_phase(core_v1, namespace, "p", "Running"), what="the pod to run")
+    stale = core_v1.read_namespaced_pod("p", namespace)
+    core_v1.patch_namespaced_pod("p", namespace, {"metadata": {"labels": {"by": "other"}}})
+    stale.metadata.annotations = {"note": "stale"}
+    status, body = api_error(core_v1.replace_namespaced_pod, "p", namespace, stale)
+    assert status == 409 and body["reason"] == "Conflict"
+    assert body["message"] == (
+        'Operation cannot be fulfilled on pods "p": the object has been modified; please apply '
+        "your changes to the latest version and try again"
+    )
+    for _ in range(5):  # the usual client loop: re-read and retry on 409
+        fresh = core_v1.read_namespaced_pod("p", namespace)
+        fresh.metadata.annotations = {"note": "fresh"}
+        try:
+            replaced = core_v1.replace_namespaced_pod("p", namespace, fresh)
+            break
+        except ApiException as error:
+            if error.status != 409:
+                raise
+    assert replaced.metadata.annotations == {"note": "fresh"}
+    assert replaced.metadata.labels == {"by": "other"}

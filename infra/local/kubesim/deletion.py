@@ -1,8 +1,9 @@
 """What deleting an object means: propagation to dependents, graceful pod termination,
 finalizers, PVC protection and namespace termination.
 
-Called with the store lock held; the garbage collector (gc.py) and the kubelet finish what
-is left pending here (foreground deletion, terminating pods, protected claims).
+Called with the store lock held; the garbage collector (gc.py), the volume controllers
+(storage.py), the Job controller and the kubelet finish what is left pending here
+(foreground deletion, protected claims, tracked and terminating pods).
 """
 
 from __future__ import annotations
@@ -40,14 +41,45 @@ def default_policy(rt: ResourceType) -> str:
     return "Orphan" if rt is r.JOBS else "Background"
 
 
-def claim_in_use(store: Store, namespace: str, claim: str) -> bool:
-    for pod in store.raw_items(r.PODS, namespace):
-        if (pod.get("status") or {}).get("phase") in TERMINAL:
-            continue
-        for volume in (pod.get("spec") or {}).get("volumes") or []:
-            if (volume.get("persistentVolumeClaim") or {}).get("claimName") == claim:
-                return True
+def _controlled_by(obj: Obj, owner: Obj) -> bool:
+    return any(
+        ref.get("controller") and ref.get("uid") == meta(owner)["uid"]
+        for ref in meta(obj).get("ownerReferences") or []
+    )
+
+
+def pod_is_shut_down(pod: Obj) -> bool:
+    """podIsShutDown (pvc_protection_controller.go): deleted with a zero grace period, by
+    the kubelet once it is done with the pod, or by a force deletion."""
+    m = meta(pod)
+    return bool(m.get("deletionTimestamp")) and m.get("deletionGracePeriodSeconds") == 0
+
+
+def pod_uses_claim(pod: Obj, claim: Obj) -> bool:
+    """podUsesPVC (pkg/controller/volume/pvcprotection/pvc_protection_controller.go): only a
+    scheduled pod holds a claim, whatever its phase (a Succeeded or Failed pod still holds
+    it until the pod object is gone); a generic ephemeral volume holds the claim made for
+    it (`<pod>-<volume>`, controlled by the pod) until the pod is shut down."""
+    spec = pod.get("spec") or {}
+    if not spec.get("nodeName") or meta(pod).get("namespace") != meta(claim).get("namespace"):
+        return False
+    name = meta(claim)["name"]
+    for volume in spec.get("volumes") or []:
+        if (volume.get("persistentVolumeClaim") or {}).get("claimName") == name:
+            return True
+        if (
+            volume.get("ephemeral") is not None
+            and f"{meta(pod)['name']}-{volume.get('name')}" == name
+            and _controlled_by(claim, pod)
+            and not pod_is_shut_down(pod)
+        ):
+            return True
     return False
+
+
+def claim_in_use(store: Store, claim: Obj) -> bool:
+    pods = store.raw_items(r.PODS, meta(claim)["namespace"])
+    return any(pod_uses_claim(pod, claim) for pod in pods)
 
 
 def _orphan_dependents(store: Store, obj: Obj) -> None:
@@ -110,43 +142,63 @@ def delete(
         return False, store.save(rt, updated)
     if m.get("deletionTimestamp"):
         if rt is r.PODS and options.grace is not None:
-            deadline = time.monotonic() + clock.wall(options.grace)
-            uid = m["uid"]
-            store.grace_deadlines[uid] = min(store.grace_deadlines.get(uid, deadline), deadline)
+            return False, _shorten_grace(store, clock, obj, pod_grace(obj, options))
         return False, copy.deepcopy(obj)
     policy = options.propagation or default_policy(rt)
     if policy == "Orphan":
         _orphan_dependents(store, obj)
     elif policy == "Foreground" and store.dependents(m["uid"], m.get("namespace", "")):
         return False, _mark(store, rt, obj, finalizer=FOREGROUND)
-    if rt is r.PVCS and claim_in_use(store, m["namespace"], m["name"]):
-        return False, _mark(store, rt, obj, finalizer=PVC_PROTECTION)
     if rt is r.PODS:
         return _delete_pod(store, clock, obj, options)
-    others = [f for f in m.get("finalizers") or [] if f != PVC_PROTECTION]
-    if others:
+    if m.get("finalizers"):
+        # A claim keeps its kubernetes.io/pvc-protection finalizer until the protection
+        # controller (storage.py) sees no pod using it; any finalizer holds an object.
         return False, _mark(store, rt, obj)
     return True, store.remove(rt, obj)
 
 
-def _delete_pod(store: Store, clock: Clock, pod: Obj, options: Options) -> tuple[bool, Obj]:
+def pod_grace(pod: Obj, options: Options) -> int:
+    """podStrategy.CheckGracefulDelete (pkg/registry/core/pod/strategy.go): the request's
+    grace period, else the pod's terminationGracePeriodSeconds; 0 for a pod that is not
+    scheduled yet or already terminal; a negative one means 1."""
     spec = pod.get("spec") or {}
-    grace = (
-        options.grace
-        if options.grace is not None
-        else spec.get("terminationGracePeriodSeconds", 30)
-    )
-    status = pod.get("status") or {}
-    started = bool(status.get("startTime"))
-    if (grace <= 0 or not started or status.get("phase") in TERMINAL) and not meta(pod).get(
-        "finalizers"
-    ):
+    grace = options.grace
+    if grace is None:
+        grace = int(spec.get("terminationGracePeriodSeconds") or 0)
+    if not spec.get("nodeName") or (pod.get("status") or {}).get("phase") in TERMINAL:
+        grace = 0
+    return 1 if grace < 0 else grace
+
+
+def _deletion_time(clock: Clock, grace: int) -> str:
+    """rest.BeforeDelete sets deletionTimestamp to the moment the grace period ends (in
+    wall time here: a simulated grace period lasts grace / speed seconds)."""
+    return now_rfc3339(time.time() + clock.wall(grace))
+
+
+def _shorten_grace(store: Store, clock: Clock, pod: Obj, grace: int) -> Obj:
+    """A second delete may only shorten the grace period (rest.BeforeDelete)."""
+    m = meta(pod)
+    if grace >= int(m.get("deletionGracePeriodSeconds") or 0):
+        return copy.deepcopy(pod)
+    deadline = time.monotonic() + clock.wall(grace)
+    store.grace_deadlines[m["uid"]] = min(store.grace_deadlines.get(m["uid"], deadline), deadline)
+    updated = copy.deepcopy(pod)
+    meta(updated)["deletionTimestamp"] = _deletion_time(clock, grace)
+    meta(updated)["deletionGracePeriodSeconds"] = grace
+    return store.save(r.PODS, updated)
+
+
+def _delete_pod(store: Store, clock: Clock, pod: Obj, options: Options) -> tuple[bool, Obj]:
+    grace = pod_grace(pod, options)
+    if grace == 0 and not meta(pod).get("finalizers"):
         return True, store.remove(r.PODS, pod)
     updated = copy.deepcopy(pod)
     m = meta(updated)
-    m["deletionTimestamp"] = now_rfc3339()
-    m["deletionGracePeriodSeconds"] = max(0, int(grace))
-    store.grace_deadlines[m["uid"]] = time.monotonic() + clock.wall(max(0, grace))
+    m["deletionTimestamp"] = _deletion_time(clock, grace)
+    m["deletionGracePeriodSeconds"] = grace
+    store.grace_deadlines[m["uid"]] = time.monotonic() + clock.wall(grace)
     return False, store.save(r.PODS, updated)
 
 

@@ -1,6 +1,6 @@
-"""The garbage collector and the other finishers of deletion: dependents of deleted owners
-(Background), owners waiting for their dependents (Foreground), claims protected while a
-pod uses them, and namespaces being terminated.
+"""The garbage collector and the namespace controller: dependents of deleted owners
+(Background), owners waiting for their dependents (Foreground), and namespaces being
+terminated. Claims protected while a pod uses them are released in storage.py.
 """
 
 from __future__ import annotations
@@ -42,16 +42,12 @@ class GarbageCollector(StoreLoop):
             if all(self.store.by_uid(ref.get("uid", "")) is None for ref in refs):
                 self._delete(rt, obj)
                 return
-        finalizers = m.get("finalizers") or []
-        if deletion.FOREGROUND in finalizers:
+        if deletion.FOREGROUND in (m.get("finalizers") or []):
             dependents = self.store.dependents(m["uid"], m["namespace"])
             for drt, dependent in dependents:
                 self._delete(drt, dependent)
             if not dependents:
                 self._drop_finalizer(rt, obj, deletion.FOREGROUND)
-        elif rt is r.PVCS and m.get("deletionTimestamp") and deletion.PVC_PROTECTION in finalizers:
-            if not deletion.claim_in_use(self.store, m["namespace"], m["name"]):
-                self._drop_finalizer(rt, obj, deletion.PVC_PROTECTION)
 
     def _drop_finalizer(self, rt: r.ResourceType, obj: Obj, finalizer: str) -> None:
         updated = copy.deepcopy(obj)
@@ -68,22 +64,24 @@ class GarbageCollector(StoreLoop):
         )
 
     def _terminate_namespace(self, ns: Obj) -> None:
-        """Delete everything in it (pods at once), then the namespace itself."""
+        """Delete everything in it (pods at once), then, once the finalizers of what is
+        left have let go (claims, tracked pods), the namespace itself."""
         name = meta(ns)["name"]
         leftover = False
         for rt in NAMESPACED:
             for obj in list(self.store.raw_items(rt, name)):
                 leftover = True
                 if rt is r.PODS:
-                    self._delete(rt, obj, grace=0)
-                elif meta(obj).get("deletionTimestamp"):
+                    if meta(obj).get("deletionGracePeriodSeconds") != 0:
+                        self._delete(rt, obj, grace=0)
+                elif not meta(obj).get("deletionTimestamp"):
+                    self._delete(rt, obj)
+                else:
+                    # Foreground deletion waits for dependents that are going anyway.
                     finalizers = [
                         f for f in meta(obj).get("finalizers") or [] if f != deletion.FOREGROUND
                     ]
-                    if not finalizers or finalizers == [deletion.PVC_PROTECTION]:
-                        if not deletion.claim_in_use(self.store, name, meta(obj)["name"]):
-                            self.store.remove(rt, obj)
-                else:
-                    self._delete(rt, obj)
+                    if not finalizers:
+                        self.store.remove(rt, obj)
         if not leftover:
             self.store.remove(r.NAMESPACES, ns)

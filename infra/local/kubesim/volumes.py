@@ -1,12 +1,15 @@
 """Pod volumes on the host, and the environment a container sees.
 
-A PVC is a directory under DATA/pvc/<namespace>/<name>; emptyDir and secret volumes live
-under the pod's own directory, DATA/pods/<uid>, which goes away with the pod.
+A PVC is a directory under DATA/pvc/<namespace>/<name>, and so is the claim made for a
+generic ephemeral volume (`<pod>-<volume>`); emptyDir and secret volumes live under the
+pod's own directory, DATA/pods/<uid>, which goes away with the pod.
 """
 
 from __future__ import annotations
 
 import base64
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +34,55 @@ def log_path(data_dir: Path, uid: str, container: str, *, init: bool = False) ->
     return pod_dir(data_dir, uid) / "logs" / f"{'init-' if init else ''}{container}.log"
 
 
+PREEMPTION = "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
+
+
+def _controlled_by(obj: dict[str, Any], owner: dict[str, Any]) -> bool:
+    return any(
+        ref.get("controller") and ref.get("uid") == meta(owner)["uid"]
+        for ref in meta(obj).get("ownerReferences") or []
+    )
+
+
+def claim_name(pod: dict[str, Any], volume: dict[str, Any]) -> str | None:
+    """The claim behind a volume: its claimName, or `<pod>-<volume>` for an ephemeral one
+    (ephemeral.VolumeClaimName, k8s.io/component-helpers/storage/ephemeral)."""
+    claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+    if claim:
+        return str(claim)
+    if volume.get("ephemeral") is not None:
+        return f"{meta(pod)['name']}-{volume.get('name')}"
+    return None
+
+
 def scheduling_blocker(store: Store, pod: dict[str, Any]) -> str | None:
-    """Why the scheduler cannot place this pod yet (a claim that does not exist), or None."""
+    """Why the scheduler cannot place this pod yet, or None: the VolumeBinding plugin's
+    podHasPVCs (pkg/scheduler/framework/plugins/volumebinding/volume_binding.go)."""
     namespace = meta(pod)["namespace"]
     for volume in (pod.get("spec") or {}).get("volumes") or []:
-        claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
-        if not claim:
+        claim = claim_name(pod, volume)
+        if claim is None:
             continue
+        ephemeral = volume.get("ephemeral") is not None
         found = store.raw(r.PVCS, namespace, claim)
         if found is None:
-            return f'0/1 nodes are available: persistentvolumeclaim "{claim}" not found.'
-        if meta(found).get("deletionTimestamp"):
-            return f'0/1 nodes are available: persistentvolumeclaim "{claim}" is being deleted.'
+            reason = (
+                "waiting for ephemeral volume controller to create the persistentvolumeclaim "
+                f'"{claim}"'
+                if ephemeral
+                else f'persistentvolumeclaim "{claim}" not found'
+            )
+        elif meta(found).get("deletionTimestamp"):
+            reason = f'persistentvolumeclaim "{claim}" is being deleted'
+        elif ephemeral and not _controlled_by(found, pod):
+            # ephemeral.VolumeIsForPod
+            reason = (
+                f"PVC {namespace}/{claim} was not created for pod {namespace}/"
+                f"{meta(pod)['name']} (pod is not owner)"
+            )
+        else:
+            continue
+        return f"0/1 nodes are available: {reason}. {PREEMPTION}"
     return None
 
 
@@ -73,7 +113,7 @@ def prepare(store: Store, data_dir: Path, pod: dict[str, Any]) -> dict[str, Path
     with store.lock:
         for volume in (pod.get("spec") or {}).get("volumes") or []:
             name = volume["name"]
-            claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+            claim = claim_name(pod, volume)
             if claim:
                 paths[name] = data_dir / "pvc" / namespace / claim
             elif "secret" in volume:
@@ -136,3 +176,36 @@ def mounts(container: dict[str, Any], paths: dict[str, Path]) -> list[tuple[str,
             host.mkdir(parents=True, exist_ok=True)
         out.append((mount["mountPath"], host))
     return out
+
+
+def termination_path(data_dir: Path, uid: str, container: str, *, init: bool = False) -> Path:
+    """The host file behind a container's terminationMessagePath."""
+    return pod_dir(data_dir, uid) / "termination" / f"{'init-' if init else ''}{container}"
+
+
+def disk_usage(path: Path) -> int:
+    """Bytes a directory takes on disk, as the kubelet measures a volume: DiskUsage in
+    pkg/volume/util/fs/fs.go adds st_blocks * 512 of every file and directory under it,
+    counts a hard-linked inode once and does not cross into other filesystems."""
+    try:
+        top = os.lstat(path)
+    except OSError:
+        return 0
+    total, seen, stack = 0, set(), [str(path)]
+    while stack:
+        current = stack.pop()
+        try:
+            info = os.lstat(current)
+        except OSError:
+            continue  # deleted after the directory was read
+        if info.st_dev != top.st_dev or info.st_ino in seen:
+            continue
+        if info.st_nlink > 1:
+            seen.add(info.st_ino)
+        total += info.st_blocks * 512
+        if stat.S_ISDIR(info.st_mode):
+            try:
+                stack.extend(os.path.join(current, name) for name in os.listdir(current))
+            except OSError:
+                continue
+    return total
