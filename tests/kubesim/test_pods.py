@@ -75,7 +75,10 @@ def test_image_pull_error_stays_pending(core_v1, namespace):
     assert later["status"]["phase"] == "Pending"
     status, body = api_error(core_v1.read_namespaced_pod_log, "pull", namespace)
     assert status == 400
-    assert body["message"] == 'container "main" in pod "pull" is waiting to start: ImagePullBackOff'
+    # The kubelet words the common pull failures itself (validateContainerLogStatus).
+    assert body["message"] == (
+        'container "main" in pod "pull" is waiting to start: trying and failing to pull image'
+    )
 
 
 def test_init_containers_run_in_order_on_a_pvc(kubesim, core_v1, namespace):

@@ -1,9 +1,36 @@
 """The kubelet: schedules pods, runs their init containers in order and then their
-containers, reports status, and carries out graceful deletion.
+containers, reports status, evicts pods past their local storage limits, and carries out
+graceful deletion.
 
 One loop thread watches the store; each started pod gets a worker thread that runs its
 containers through the runtime, updating status without ever holding the store lock
 while a container runs.
+
+- Phase: Pending while init containers run (the user's container among them), Running
+  once a regular container runs, then Succeeded or Failed (getPhase, restartPolicy Never).
+  Ready and ContainersReady are True only while every regular container runs
+  (podstatus.update_ready); Initialized once every init container exited 0.
+- A stopped pod reports the containers it never saw end as ContainerStatusUnknown
+  (podstatus.terminate, modelled on the status manager's TerminatePod).
+- Termination messages (pkg/kubelet/kuberuntime/kuberuntime_container.go,
+  getTerminationMessage and readLastStringFromContainerLogs): the file at
+  terminationMessagePath (its last 4096 bytes, kubecontainer.MaxContainerTerminationMessage
+  Length); with FallbackToLogsOnError, a container that exited non-zero (and was not
+  ContainerCannotRun) and left that file empty gets the tail of its log: the last 80
+  lines, of which the last 2048 bytes (MaxContainerTerminationMessageLogLines/LogLength).
+- Local storage eviction (pkg/kubelet/eviction/eviction_manager.go, localStorageEviction,
+  every evictionMonitoringPeriod = 10 s): an emptyDir whose usage (DiskUsage: blocks of
+  every file) exceeds its sizeLimit, or a pod whose ephemeral storage (emptyDirs, logs, the
+  containers' working directory) exceeds the pod's ephemeral-storage limit (PodLimits),
+  is evicted with grace period 0: its containers are killed, the pod becomes Failed with
+  reason Evicted and the message of emptyDirMessageFmt or podEphemeralStorageMessageFmt
+  (pkg/kubelet/eviction/helpers.go), and no DisruptionTarget condition (evictPod is
+  passed none for these), so a Job counts it as an ordinary failure.
+- A deleted pod's containers get SIGTERM, then SIGKILL once its grace period is over; when
+  they have stopped, the pod is removed, or, while a finalizer holds it, it stays with
+  deletionGracePeriodSeconds 0 (the kubelet's final delete) until the finalizer goes. A
+  deleted pod that never started is marked Failed (the pod GC's gcUnscheduledTerminating
+  and TerminatePod make every terminating pod terminal).
 """
 
 from __future__ import annotations
@@ -15,16 +42,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.local.kubesim import podstatus, volumes
+from infra.local.kubesim import podlogs, podstatus, quantity, volumes
 from infra.local.kubesim import resources as r
 from infra.local.kubesim.clock import Clock, log
-from infra.local.kubesim.runtime import Container, Runtime, Stopper
+from infra.local.kubesim.runtime import Container, Result, Runtime, Stopper
 from infra.local.kubesim.store import Obj, Store, meta
 
 TICK = 0.02  # wall seconds between passes over the pods
 SCHEDULING_DELAY = 0.2  # simulated seconds before a schedulable pod starts
 IMAGE_PULL_BACKOFF_AFTER = 1.0  # simulated seconds of ErrImagePull before ImagePullBackOff
+EVICTION_MONITORING_PERIOD = 10.0  # simulated seconds (kubelet.go evictionMonitoringPeriod)
 HOST_IP = "10.0.0.1"
+TERMINATION_MESSAGE_LENGTH = 4 * 1024  # kubecontainer.MaxContainerTerminationMessageLength
+TERMINATION_LOG_LENGTH = 2 * 1024  # kubecontainer.MaxContainerTerminationMessageLogLength
+TERMINATION_LOG_LINES = 80  # kubecontainer.MaxContainerTerminationMessageLogLines
+EMPTY_DIR_MESSAGE = 'Usage of EmptyDir volume "{}" exceeds the limit "{}". '
+POD_EPHEMERAL_MESSAGE = (
+    "Pod ephemeral local storage usage exceeds the total limit of containers {}. "
+)
 
 
 @dataclass
@@ -32,10 +67,40 @@ class Worker:
     pod: Obj
     stopper: Stopper = field(default_factory=Stopper)
     thread: threading.Thread | None = None
+    paths: dict[str, Path] = field(default_factory=dict)
+    evicted: str | None = None  # the eviction message, once the eviction manager acted
 
     @property
     def alive(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
+
+
+def pod_ephemeral_limit(spec: dict[str, Any]) -> quantity.Quantity | None:
+    """PodLimits (k8s.io/component-helpers/resource) for ephemeral-storage: the sum over
+    the regular containers, or the largest init container's, whichever is larger."""
+    total: quantity.Quantity | None = None
+    for container in spec.get("containers") or []:
+        value = ((container.get("resources") or {}).get("limits") or {}).get("ephemeral-storage")
+        if value is not None:
+            parsed = quantity.parse(value)
+            total = parsed if total is None else total + parsed
+    for container in spec.get("initContainers") or []:
+        value = ((container.get("resources") or {}).get("limits") or {}).get("ephemeral-storage")
+        if value is not None:
+            parsed = quantity.parse(value)
+            if total is None or parsed.value > total.value:
+                total = parsed
+    return total
+
+
+def tail_message(log_path: Path) -> str:
+    """readLastStringFromContainerLogs: the last 80 lines, then their last 2048 bytes."""
+    try:
+        data = log_path.read_bytes()
+    except OSError:
+        return ""
+    data = podlogs.tail_lines(data, TERMINATION_LOG_LINES)[-TERMINATION_LOG_LENGTH:]
+    return data.decode(errors="replace")
 
 
 class Kubelet:
@@ -47,6 +112,7 @@ class Kubelet:
         self.workers: dict[str, Worker] = {}
         self.first_seen: dict[str, float] = {}
         self._ips = 0
+        self._next_eviction_check = 0.0
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -76,6 +142,9 @@ class Kubelet:
             del self.first_seen[uid]
             if uid not in self.workers:
                 shutil.rmtree(volumes.pod_dir(self.data_dir, uid), ignore_errors=True)
+        if now >= self._next_eviction_check:
+            self._next_eviction_check = now + self.clock.wall(EVICTION_MONITORING_PERIOD)
+            self._local_storage_eviction(now)
 
     def _consider(self, pod: Obj, now: float) -> None:
         """Called under the store lock for every pod on each pass."""
@@ -88,6 +157,8 @@ class Kubelet:
             elif not m.get("finalizers"):
                 self.store.grace_deadlines.pop(uid, None)
                 self.store.remove(r.PODS, pod)
+            else:
+                self._stopped_but_held(pod)
             return
         if worker is not None or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
             return
@@ -108,6 +179,22 @@ class Kubelet:
         self.workers[uid] = worker
         worker.thread.start()
 
+    def _stopped_but_held(self, pod: Obj) -> None:
+        """A deleted pod whose containers are gone but a finalizer holds: terminal, with
+        deletionGracePeriodSeconds 0 (the kubelet's final delete, or the pod GC's)."""
+
+        def change(p: Obj) -> None:
+            status = p.setdefault("status", {})
+            if status.get("phase") not in ("Succeeded", "Failed"):
+                status["phase"] = "Failed"
+                if status.get("containerStatuses") or status.get("initContainerStatuses"):
+                    podstatus.terminate(status)
+                podstatus.update_ready(status)
+            meta(p)["deletionGracePeriodSeconds"] = 0
+
+        self.store.grace_deadlines.pop(meta(pod)["uid"], None)
+        self.store.mutate(r.PODS, meta(pod)["namespace"], meta(pod)["name"], change)
+
     def _unschedulable(self, pod: Obj, message: str) -> None:
         def change(p: Obj) -> None:
             podstatus.set_condition(
@@ -119,7 +206,50 @@ class Kubelet:
     def _bind(self, pod: Obj) -> None:
         pod["spec"]["nodeName"] = "kubesim"
         ip = f"10.1.{self._ips // 250 % 250}.{self._ips % 250 + 2}"
+        kept = [
+            c
+            for c in (pod.get("status") or {}).get("conditions") or []
+            if c.get("type") == "DisruptionTarget"
+        ]
         pod["status"] = podstatus.initial(pod["spec"], HOST_IP, ip)
+        pod["status"]["conditions"].extend(kept)
+
+    # -- the eviction manager ---------------------------------------------------------------
+
+    def _local_storage_eviction(self, now: float) -> None:
+        """localStorageEviction over the running pods; measured outside the store lock."""
+        for worker in list(self.workers.values()):
+            if not worker.alive or worker.stopper.stopping or not worker.paths:
+                continue
+            message = self._storage_verdict(worker)
+            if message is not None:
+                m = meta(worker.pod)
+                log("INFO", "evicting pod", pod=f"{m['namespace']}/{m['name']}", reason=message)
+                worker.evicted = message
+                worker.stopper.request(now)  # immediateEvictionGracePeriodSeconds = 0
+
+    def _storage_verdict(self, worker: Worker) -> str | None:
+        spec = worker.pod.get("spec") or {}
+        empty_dirs = 0
+        for volume in spec.get("volumes") or []:
+            if volume.get("emptyDir") is None or volume["name"] not in worker.paths:
+                continue
+            used = volumes.disk_usage(worker.paths[volume["name"]])
+            empty_dirs += used
+            limit = volume["emptyDir"].get("sizeLimit")
+            if limit is None:
+                continue
+            size = quantity.parse(limit)
+            if size.value > 0 and used > size.value:
+                return EMPTY_DIR_MESSAGE.format(volume["name"], size)
+        limit_total = pod_ephemeral_limit(spec)
+        if limit_total is None:
+            return None
+        base = volumes.pod_dir(self.data_dir, meta(worker.pod)["uid"])
+        used = empty_dirs + volumes.disk_usage(base / "logs") + volumes.disk_usage(base / "work")
+        if used > limit_total.value:
+            return POD_EPHEMERAL_MESSAGE.format(limit_total)
+        return None
 
     # -- one pod ----------------------------------------------------------------------------
 
@@ -149,24 +279,14 @@ class Kubelet:
             worker.pod = pod
             try:
                 return volumes.prepare(self.store, self.data_dir, pod)
-            except volumes.NotReadyError as error:
-                first = (pod["spec"].get("initContainers") or pod["spec"]["containers"])[0]
-                init = bool(pod["spec"].get("initContainers"))
-
-                def note(
-                    s: Any, e: volumes.NotReadyError = error, i: bool = init, c: Any = first
-                ) -> None:
-                    item = podstatus.entry(s, i, c["name"])
-                    if item is not None:
-                        podstatus.waiting(item, e.reason)
-
-                self._update(worker, note)
+            except volumes.NotReadyError:
                 worker.stopper.event.wait(0.05)
         return None
 
     def _lifecycle(self, worker: Worker) -> None:
         paths = self._setup(worker)
         if paths is not None:
+            worker.paths = paths
             spec = worker.pod["spec"]
             self._update(
                 worker, lambda s: podstatus.set_condition(s, "PodReadyToStartContainers", True)
@@ -176,8 +296,7 @@ class Kubelet:
                 if self._container(worker, container, paths, init=True) != 0:
                     init_ok = False
                     break
-            if init_ok:
-                self._update(worker, self._initialized)
+            if init_ok and not worker.stopper.stopping:
                 threads = [
                     threading.Thread(
                         target=self._container,
@@ -191,22 +310,19 @@ class Kubelet:
                     thread.start()
                 for thread in threads:
                     thread.join()
-        self._update(worker, self._finished)
+        evicted = worker.evicted
+        self._update(worker, lambda s: self._finished(s, evicted))
 
     @staticmethod
-    def _initialized(s: dict[str, Any]) -> None:
-        podstatus.set_condition(s, "Initialized", True)
-        for item in s.get("containerStatuses") or []:
-            if "waiting" in item["state"]:
-                podstatus.waiting(item, "ContainerCreating")
-
-    @staticmethod
-    def _finished(s: dict[str, Any]) -> None:
+    def _finished(s: dict[str, Any], evicted: str | None) -> None:
         main = [i["state"].get("terminated") for i in s.get("containerStatuses") or []]
         ok = all(t is not None and t["exitCode"] == 0 for t in main)
-        s["phase"] = "Succeeded" if ok else "Failed"
-        for kind in ("Ready", "ContainersReady"):
-            podstatus.set_condition(s, kind, False, "PodCompleted")
+        s["phase"] = "Succeeded" if ok and evicted is None else "Failed"
+        if evicted is not None:
+            s["reason"] = "Evicted"
+            s["message"] = evicted
+        podstatus.terminate(s)
+        podstatus.update_ready(s)
         podstatus.set_condition(s, "PodReadyToStartContainers", False)
 
     def _container(
@@ -243,8 +359,17 @@ class Kubelet:
                 set_state(lambda s, i: podstatus.waiting(i, "ImagePullBackOff", backoff))
                 worker.stopper.event.wait()
             return None
-        set_state(lambda s, i: self._started(s, i, init))
+        if worker.stopper.stopping:
+            return None
         uid = meta(worker.pod)["uid"]
+        log_path = volumes.log_path(self.data_dir, uid, name, init=init)
+        message_path = volumes.termination_path(self.data_dir, uid, name, init=init)
+        message_path.parent.mkdir(parents=True, exist_ok=True)
+        message_path.write_bytes(b"")
+        mounts = volumes.mounts(container, paths)
+        target = container.get("terminationMessagePath") or "/dev/termination-log"
+        mounts.append((target, message_path))
+        set_state(lambda s, i: self._started(s, i, init))
         result = self.runtime.run(
             Container(
                 name=name,
@@ -252,14 +377,37 @@ class Kubelet:
                 command=[str(a) for a in container.get("command") or []],
                 args=[str(a) for a in container.get("args") or []],
                 env=env,
-                mounts=volumes.mounts(container, paths),
-                log_path=volumes.log_path(self.data_dir, uid, name, init=init),
+                mounts=mounts,
+                log_path=log_path,
                 work_dir=volumes.pod_dir(self.data_dir, uid) / "work",
             ),
             worker.stopper,
         )
-        set_state(lambda s, i: self._ended(s, i, init, result.exit_code, result.reason))
+        text = self._termination_message(container, result, message_path, log_path)
+        set_state(lambda s, i: self._ended(s, i, init, result, text))
         return result.exit_code
+
+    @staticmethod
+    def _termination_message(
+        container: dict[str, Any], result: Result, message_path: Path, log_path: Path
+    ) -> str:
+        """getTerminationMessage, then the log tail when FallbackToLogsOnError applies."""
+        try:
+            with message_path.open("rb") as handle:
+                handle.seek(0, 2)
+                size = handle.tell()
+                handle.seek(max(0, size - TERMINATION_MESSAGE_LENGTH))
+                text = handle.read().decode(errors="replace")
+        except OSError:
+            text = ""
+        fallback = (
+            container.get("terminationMessagePolicy") == "FallbackToLogsOnError"
+            and result.exit_code != 0
+            and result.reason != "ContainerCannotRun"
+        )
+        if not text and fallback:
+            text = tail_message(log_path)
+        return text
 
     @staticmethod
     def _started(s: dict[str, Any], item: dict[str, Any], init: bool) -> None:
@@ -268,17 +416,14 @@ class Kubelet:
             return
         item["ready"] = True
         s["phase"] = "Running"
-        if all(i.get("ready") for i in s.get("containerStatuses") or []):
-            podstatus.set_condition(s, "ContainersReady", True)
-            podstatus.set_condition(s, "Ready", True)
+        podstatus.update_ready(s)
 
     @staticmethod
-    def _ended(s: dict[str, Any], item: dict[str, Any], init: bool, code: int, reason: str) -> None:
-        podstatus.terminated(item, code, reason)
+    def _ended(
+        s: dict[str, Any], item: dict[str, Any], init: bool, result: Result, message: str
+    ) -> None:
+        podstatus.terminated(item, result.exit_code, result.reason, message, init=init)
         if init:
-            later = [i for i in s.get("initContainerStatuses") or [] if "waiting" in i["state"]]
-            if code == 0 and later:
-                podstatus.waiting(later[0], "PodInitializing")
+            podstatus.update_initialized(s)
             return
-        podstatus.set_condition(s, "ContainersReady", False, "ContainersNotReady")
-        podstatus.set_condition(s, "Ready", False, "ContainersNotReady")
+        podstatus.update_ready(s)

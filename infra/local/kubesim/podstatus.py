@@ -72,22 +72,53 @@ def initial(spec: dict[str, Any], host_ip: str, pod_ip: str) -> Status:
         "containerStatuses": [container_status(c, waiting) for c in spec.get("containers") or []],
     }
     if init:
+        # convertToAPIContainerStatuses (pkg/kubelet/kubelet_pods.go): every container of a
+        # pod with init containers, the first init container included, waits with
+        # PodInitializing until it has a runtime status.
         status["initContainerStatuses"] = [container_status(c, "PodInitializing") for c in init]
-        status["initContainerStatuses"][0]["state"] = {"waiting": {"reason": "ContainerCreating"}}
     set_condition(status, "PodReadyToStartContainers", False)
-    set_condition(
-        status,
-        "Initialized",
-        not init,
-        None if not init else "ContainersNotInitialized",
-        None
-        if not init
-        else f"containers with incomplete status: [{' '.join(c['name'] for c in init)}]",
-    )
-    set_condition(status, "Ready", False, "ContainersNotReady")
-    set_condition(status, "ContainersReady", False, "ContainersNotReady")
+    update_initialized(status)
+    update_ready(status)
     set_condition(status, "PodScheduled", True)
     return status
+
+
+def _names(names: list[str]) -> str:
+    return "[" + " ".join(names) + "]"
+
+
+def update_initialized(status: Status) -> None:
+    """GeneratePodInitializedCondition (pkg/kubelet/status/generate.go): initialized once
+    every init container has terminated with exit code 0."""
+    incomplete = [
+        item["name"]
+        for item in status.get("initContainerStatuses") or []
+        if (item["state"].get("terminated") or {}).get("exitCode", 1) != 0
+    ]
+    if incomplete:
+        message = f"containers with incomplete status: {_names(incomplete)}"
+        set_condition(status, "Initialized", False, "ContainersNotInitialized", message)
+    else:
+        set_condition(status, "Initialized", True)
+
+
+def update_ready(status: Status) -> None:
+    """GenerateContainersReadyCondition and GeneratePodReadyCondition: ready while every
+    regular container is ready; in a terminal phase, False with PodCompleted or PodFailed."""
+    phase = status.get("phase")
+    if phase in ("Succeeded", "Failed"):
+        reason = "PodCompleted" if phase == "Succeeded" else "PodFailed"
+        for kind in ("ContainersReady", "Ready"):
+            set_condition(status, kind, False, reason)
+        return
+    unready = [i["name"] for i in status.get("containerStatuses") or [] if not i.get("ready")]
+    if unready:
+        message = f"containers with unready status: {_names(unready)}"
+        for kind in ("ContainersReady", "Ready"):
+            set_condition(status, kind, False, "ContainersNotReady", message)
+    else:
+        for kind in ("ContainersReady", "Ready"):
+            set_condition(status, kind, True)
 
 
 def entry(status: Status, init: bool, name: str) -> dict[str, Any] | None:
@@ -110,19 +141,73 @@ def running(item: dict[str, Any]) -> None:
     item["imageID"] = f"{item['image']}@sha256:{uuid.uuid4().hex}{uuid.uuid4().hex}"
 
 
-def terminated(item: dict[str, Any], exit_code: int, reason: str) -> None:
+def terminated(
+    item: dict[str, Any],
+    exit_code: int,
+    reason: str,
+    message: str = "",
+    *,
+    init: bool = False,
+) -> None:
+    """A container's end. An init container that exited 0 is ready (the prober manager's
+    UpdatePodStatus); a regular one is not ready once it stopped."""
     started = (item.get("state") or {}).get("running", {}).get("startedAt", now_rfc3339())
+    term: dict[str, Any] = {"exitCode": exit_code, "reason": reason}
+    if message:
+        term["message"] = message
+    term.update(
+        startedAt=started, finishedAt=now_rfc3339(), containerID=item.get("containerID", "")
+    )
+    item["state"] = {"terminated": term}
+    item["ready"] = init and exit_code == 0
+    item["started"] = False
+
+
+UNKNOWN_MESSAGE = "The container could not be located when the pod was terminated"
+
+
+def _unknown(item: dict[str, Any]) -> None:
     item["state"] = {
         "terminated": {
-            "exitCode": exit_code,
-            "reason": reason,
-            "startedAt": started,
-            "finishedAt": now_rfc3339(),
-            "containerID": item.get("containerID", ""),
+            "exitCode": 137,
+            "reason": "ContainerStatusUnknown",
+            "message": UNKNOWN_MESSAGE,
+            "startedAt": None,
+            "finishedAt": None,
         }
     }
     item["ready"] = False
     item["started"] = False
+
+
+def _has_initialized(status: Status) -> bool:
+    """hasPodInitialized (pkg/kubelet/status/status_manager.go)."""
+    inits = status.get("initContainerStatuses") or []
+    if not inits:
+        return True
+    if any("waiting" not in i["state"] for i in status.get("containerStatuses") or []):
+        return True
+    last = inits[-1]["state"].get("terminated")
+    return last is not None and last.get("exitCode") == 0
+
+
+def terminate(status: Status) -> None:
+    """TerminatePod (pkg/kubelet/status/status_manager.go): once a pod has stopped, a
+    container with no known end is reported terminated with exit code 137 and reason
+    ContainerStatusUnknown: every regular container once the pod had initialized, and
+    every init container but the trailing ones that never started (at least the first)."""
+    if _has_initialized(status):
+        for item in status.get("containerStatuses") or []:
+            if "terminated" not in item["state"]:
+                _unknown(item)
+    inits = status.get("initContainerStatuses") or []
+    attempted = 1 if inits else 0
+    for index, item in enumerate(inits):
+        if "waiting" not in item["state"]:
+            attempted = index + 1
+    for item in inits[:attempted]:
+        if "terminated" not in item["state"]:
+            _unknown(item)
 
 
 def is_ready(status: Status) -> bool:
