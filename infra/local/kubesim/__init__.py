@@ -14,13 +14,30 @@ Where it knowingly differs from a real cluster:
   NAME and AGE. No OpenAPI documents, no aggregated discovery, no server-side apply.
 - Requests without a token are served (kubectl sends none over http); a wrong token is 401.
 - Strategic merge patch merges lists of objects by `name` (or `type`, `uid`) and knows
-  `$patch: delete` only. Subresources: pods/log; `/status` is read and replace/patch only.
+  `$patch: delete` only. Subresources: pods/log, pods/eviction (create); `/status` is read
+  and replace/patch only.
 - Pages of a paginated list reflect the store as it is when each page is read (no
   snapshot), and an old continue token never expires.
-- Job pods carry no `batch.kubernetes.io/job-tracking` finalizer: the controller counts a
-  pod that vanished before it saw it finish as failed. Only NonIndexed completion mode;
-  restartPolicy OnFailure behaves like Never (a failed pod is replaced, not restarted in
-  place); podFailurePolicy supports onExitCodes and onPodConditions.
+- One node, no Node objects: `kubectl drain` and `cordon` do not work, only the Eviction API
+  that drain calls. No PodDisruptionBudgets, so every eviction is allowed (a real server
+  answers 429 when a budget forbids one).
+- Jobs: only NonIndexed completion mode (no backoffLimitPerIndex, FailIndex, successPolicy,
+  managedBy); restartPolicy OnFailure behaves like Never (a failed pod is replaced, not
+  restarted in place); the back-off counts from when the controller sees a failure, not
+  from the container's finishedAt. Pods carry the job-tracking finalizer and are counted
+  once each, as on a cluster.
+- Local storage eviction measures usage afresh every evictionMonitoringPeriod (10 simulated
+  seconds), not from the kubelet's cached volume statistics (refreshed every minute); a
+  pod's ephemeral storage is its emptyDirs, logs and one working directory shared by its
+  containers (no per-container writable layer, so no per-container ephemeral-storage
+  eviction), and there is no node-pressure eviction. A kill gets no 2 s minimum grace
+  period (the kubelet's minimumGracePeriodInSeconds).
+- Claims bind at once: no storage classes, provisioners or WaitForFirstConsumer; a claim
+  is a host directory whatever its size.
+- Pod logs: no timestamps, sinceSeconds or sinceTime; containers never restart, so
+  `previous=true` always answers 400. Termination messages have no pod-wide 12 KiB cap, and
+  terminationMessagePath is rewritten only where it appears in a KUBESIM_SH script or in a
+  stager container's arguments and environment.
 - Deleting a namespace kills its pods at once (grace period 0).
 - Containers of other images never run anything but KUBESIM_SH; images are never pulled.
 """

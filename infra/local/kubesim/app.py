@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.local.kubesim import deletion, podlogs, routes, watch
+from infra.local.kubesim import deletion, eviction, podlogs, routes, watch
 from infra.local.kubesim import resources as r
 from infra.local.kubesim.admin import Admin
 from infra.local.kubesim.clock import Clock, now_rfc3339
@@ -24,6 +24,7 @@ from infra.local.kubesim.resources import ResourceType
 from infra.local.kubesim.runtime import Runtime
 from infra.local.kubesim.selectors import parse_field_selector, parse_label_selector
 from infra.local.kubesim.status import ApiError, bad_request
+from infra.local.kubesim.storage import VolumeControllers
 from infra.local.kubesim.store import Obj, Store
 
 JSON = "application/json"
@@ -101,6 +102,7 @@ class App:
         self.kubelet = Kubelet(self.store, self.clock, data_dir, Runtime(self.clock, stager_image))
         self.controller = JobController(self.store, self.clock)
         self.gc = GarbageCollector(self.store, self.clock)
+        self.volumes = VolumeControllers(self.store, self.clock, data_dir)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.store.on_remove(self._removed)
@@ -118,6 +120,7 @@ class App:
             ("kubelet", self.kubelet.run),
             ("job-controller", self.controller.run),
             ("garbage-collector", self.gc.run),
+            ("volume-controllers", self.volumes.run),
         ):
             thread = threading.Thread(target=loop, args=(self._stop,), name=name, daemon=True)
             thread.start()
@@ -155,6 +158,12 @@ class App:
             parse_field_selector(query.get("fieldSelector"), rt.plural)
             stream = watch.events(self.store, rt, namespace, query, stopped=request.stopped)
             return Response(200, stream=stream)
+        if verb == "create" and route.sub == "eviction":
+            assert route.name is not None
+            status = eviction.evict(
+                self.store, self.clock, ns, route.name, decode_body(request.body), query
+            )
+            return Response.json(201, status)
         if verb == "create":
             created = self.registry.create(rt, ns, decode_body(request.body), dry_run=dry_run)
             return Response.json(201, created)
@@ -172,7 +181,16 @@ class App:
         assert route.name is not None
         if verb == "get" and route.sub == "log":
             pod = self.registry.get(rt, ns, route.name)
-            return Response(200, podlogs.read(self.data_dir, pod, query), "text/plain")
+            body = podlogs.read(
+                self.data_dir,
+                pod,
+                query,
+                still_running=self._runs(ns, route.name, pod["metadata"]["uid"], query),
+                stopped=request.stopped,
+            )
+            if isinstance(body, bytes):
+                return Response(200, body, "text/plain")
+            return Response(200, content_type="text/plain", stream=body)
         if verb == "get":
             return Response.json(200, self.registry.get(rt, ns, route.name))
         if verb == "update":
@@ -197,6 +215,23 @@ class App:
             "MethodNotAllowed",
             "the server does not allow this method on the requested resource",
         )
+
+    def _runs(self, namespace: str, name: str, uid: str, query: dict[str, str]) -> Any:
+        """Whether the followed container may still write to its log: the pod is there and
+        the container has not terminated."""
+
+        def running() -> bool:
+            pod = self.store.get(r.PODS, namespace, name)
+            if pod is None or pod["metadata"]["uid"] != uid:
+                return False
+            try:
+                container, init = podlogs.pick_container(pod, query)
+            except ApiError:
+                return False
+            entry = podlogs.container_state(pod, container, init) or {}
+            return "terminated" not in (entry.get("state") or {})
+
+        return running
 
     def admin_request(self, request: Request) -> Response:
         path, method = request.path.rstrip("/"), request.method

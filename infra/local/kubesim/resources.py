@@ -51,7 +51,7 @@ for _rt in ALL:
     BY_GROUP_VERSION.setdefault((_rt.group, _rt.version), {})[_rt.plural] = _rt
 
 SUBRESOURCES = {
-    "pods": ("status", "log"),
+    "pods": ("status", "log", "eviction"),
     "jobs": ("status",),
     "namespaces": ("status",),
     "persistentvolumeclaims": ("status",),
@@ -79,6 +79,23 @@ def _resource_entry(rt: ResourceType) -> dict[str, Any]:
     return entry
 
 
+def _subresource_entry(rt: ResourceType, sub: str) -> dict[str, Any]:
+    """As /api/v1 lists them; pods/eviction names its own group and version, which is how
+    kubectl drain finds the Eviction API (drain.CheckEvictionSupport)."""
+    entry: dict[str, Any] = {
+        "name": f"{rt.plural}/{sub}",
+        "singularName": "",
+        "namespaced": rt.namespaced,
+        "kind": rt.kind,
+        "verbs": ["get", "patch", "update"],
+    }
+    if sub == "log":
+        entry["verbs"] = ["get"]
+    elif sub == "eviction":
+        entry.update(group="policy", version="v1", kind="Eviction", verbs=["create"])
+    return entry
+
+
 def resource_list(group: str, version: str) -> dict[str, Any] | None:
     types = BY_GROUP_VERSION.get((group, version))
     if types is None:
@@ -87,15 +104,7 @@ def resource_list(group: str, version: str) -> dict[str, Any] | None:
     for rt in types.values():
         resources.append(_resource_entry(rt))
         for sub in SUBRESOURCES.get(rt.plural, ()):
-            resources.append(
-                {
-                    "name": f"{rt.plural}/{sub}",
-                    "singularName": "",
-                    "namespaced": rt.namespaced,
-                    "kind": "Pod" if sub == "log" else rt.kind,
-                    "verbs": ["get"],
-                }
-            )
+            resources.append(_subresource_entry(rt, sub))
     return {
         "kind": "APIResourceList",
         "apiVersion": "v1",

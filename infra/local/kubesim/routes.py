@@ -29,8 +29,10 @@ class Route:
                 "POST": "create",
                 "DELETE": "deletecollection",
             }
-        elif self.sub in ("log",):
+        elif self.sub == "log":
             verbs = {"GET": "get"}
+        elif self.sub == "eviction":
+            verbs = {"POST": "create"}
         else:
             verbs = {"GET": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
             if self.sub:
