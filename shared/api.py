@@ -200,6 +200,26 @@ def list_jobs(request: Request, *, backends: Backends) -> Response:
     return envelope([_refresh_output_url(job, backends).to_api() for job in jobs])
 
 
+MAX_TAIL_LINES = 100_000
+
+
+@respond_errors
+def job_log(request: Request, job_id: str, *, backends: Backends) -> Response:
+    """The user container's log: from the cluster while the job runs, saved after."""
+    from shared import joblogs, lifecycle
+
+    tail = None
+    if "tail" in request.args:
+        raw = request.args["tail"]
+        if not raw.isascii() or not raw.isdigit() or not 0 < int(raw) <= MAX_TAIL_LINES:
+            raise InvalidParameters(
+                data={"tail": f"Must be a whole number from 1 to {MAX_TAIL_LINES}"}
+            )
+        tail = int(raw)
+    job = lifecycle.get(job_id, store=backends.store)
+    return envelope(joblogs.read(job, backends, tail=tail).as_dict())
+
+
 @respond_errors
 def kill(request: Request, job_id: str, *, backends: Backends) -> Response:
     from shared import lifecycle

@@ -21,6 +21,8 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 UNSIGNED_RETRY_MS = 5 * 60 * 1000
 V4_MAX_LIFETIME = 7 * 24 * 3600  # s: the longest a V4 signed URL may be valid
+ZIP_CONTENT_TYPE = "application/zip"
+TEXT_CONTENT_TYPE = "text/plain; charset=utf-8"
 
 
 class ObjectExistsError(BucketError):
@@ -79,9 +81,63 @@ class Bucket:
         _wrap(
             f"uploading {object_name}",
             lambda: blob.upload_from_string(
-                data, content_type="application/zip", if_generation_match=0, **self._call
+                data, content_type=ZIP_CONTENT_TYPE, if_generation_match=0, **self._call
             ),
         )
+
+    def open_upload(self, object_name: str, job_id: str) -> str:
+        """A resumable upload session for `object_name`, as the job's stage-out needs it.
+
+        The session URI is the only thing the pod gets: it creates this one object (with
+        ifGenerationMatch=0, so never over another), as a zip, with the job-id metadata,
+        and needs no credentials. It stays valid a week, which bounds a job's timeout.
+        """
+        blob = self.bucket.blob(object_name)
+        blob.metadata = {"job-id": job_id}
+        url: str = _wrap(
+            f"opening the upload of {object_name}",
+            lambda: blob.create_resumable_upload_session(
+                content_type=ZIP_CONTENT_TYPE,
+                if_generation_match=0,
+                checksum=None,
+                **self._call,
+            ),
+        )
+        return url
+
+    def save_text(
+        self, object_name: str, text: bytes, *, job_id: str, metadata: dict[str, str]
+    ) -> bool:
+        """Write a text object once; False if it was already there (never overwritten)."""
+        blob = self.bucket.blob(object_name)
+        blob.metadata = {"job-id": job_id, **metadata}
+        try:
+            _wrap(
+                f"uploading {object_name}",
+                lambda: blob.upload_from_string(
+                    text, content_type=TEXT_CONTENT_TYPE, if_generation_match=0, **self._call
+                ),
+            )
+        except ObjectExistsError:
+            return False
+        return True
+
+    def read(self, object_name: str) -> tuple[bytes, dict[str, str]] | None:
+        """An object's bytes and metadata, or None if it does not exist."""
+        blob = _wrap(
+            f"reading {object_name}", lambda: self.bucket.get_blob(object_name, **self._call)
+        )
+        if blob is None:
+            return None
+        from google.api_core import exceptions
+
+        try:
+            data = _wrap(f"reading {object_name}", lambda: blob.download_as_bytes(**self._call))
+        except BucketError as error:
+            if isinstance(error.__cause__, exceptions.NotFound):
+                return None
+            raise
+        return data, dict(blob.metadata or {})
 
     def delete(self, object_name: str) -> bool:
         from google.api_core import exceptions

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 PAGE_SIZE = 500  # items per list request: the sync's request count grows with N / 500
+LOG_CHUNK = 256 * 1024  # bytes read at a time from a streamed log
 GKE_SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 
 
@@ -136,17 +137,6 @@ class Cluster:
 
     # -- create --------------------------------------------------------------------------
 
-    def create_claim(self, manifest: dict[str, Any]) -> None:
-        name = manifest["metadata"]["name"]
-        _wrap(
-            f"creating volume claim {name}",
-            lambda: _discard(
-                self.core.create_namespaced_persistent_volume_claim(
-                    self.namespace, manifest, _preload_content=False, _request_timeout=self.timeout
-                )
-            ),
-        )
-
     def create_job(self, manifest: dict[str, Any]) -> dict[str, Any]:
         name = manifest["metadata"]["name"]
         result: dict[str, Any] = _wrap(
@@ -158,24 +148,6 @@ class Cluster:
             ),
         )
         return result
-
-    def ensure_secret(self, manifest: dict[str, Any]) -> None:
-        """Create the secret unless it exists (it is shared by every job)."""
-        name = manifest["metadata"]["name"]
-        try:
-            _wrap(
-                f"creating secret {name}",
-                lambda: _discard(
-                    self.core.create_namespaced_secret(
-                        self.namespace,
-                        manifest,
-                        _preload_content=False,
-                        _request_timeout=self.timeout,
-                    )
-                ),
-            )
-        except ClusterConflictError:
-            pass
 
     # -- delete (a missing object is already deleted) -------------------------------------
 
@@ -232,6 +204,51 @@ class Cluster:
         return True
 
     # -- read ----------------------------------------------------------------------------
+
+    def pod_log(
+        self, pod: str, container: str, *, tail_lines: int | None = None, limit_bytes: int
+    ) -> bytes:
+        """A container's log as it is now: its last `tail_lines` lines, if given, and at most
+        `limit_bytes` bytes (from the start of what is returned)."""
+        kwargs: dict[str, Any] = {"container": container, "limit_bytes": limit_bytes}
+        if tail_lines is not None:
+            kwargs["tail_lines"] = tail_lines
+
+        def read() -> bytes:
+            response = self.core.read_namespaced_pod_log(
+                pod, self.namespace, _preload_content=False, _request_timeout=self.timeout, **kwargs
+            )
+            try:
+                return bytes(response.data)
+            finally:
+                response.release_conn()
+
+        return _wrap(f"reading the log of {pod}/{container}", read)
+
+    def pod_log_end(self, pod: str, container: str, keep: int) -> tuple[bytes, bool]:
+        """The last `keep` bytes of a container's whole log, streamed (a log may be far larger
+        than memory), and whether anything before them was cut."""
+
+        def read() -> tuple[bytes, bool]:
+            response = self.core.read_namespaced_pod_log(
+                pod,
+                self.namespace,
+                container=container,
+                _preload_content=False,
+                _request_timeout=self.timeout,
+            )
+            tail, cut_any = bytearray(), False
+            try:
+                for chunk in response.stream(LOG_CHUNK):
+                    tail += chunk
+                    if len(tail) > keep:
+                        del tail[: len(tail) - keep]
+                        cut_any = True
+            finally:
+                response.release_conn()
+            return bytes(tail), cut_any
+
+        return _wrap(f"reading the log of {pod}/{container}", read)
 
     def _pages(
         self, what: str, list_call: Callable[..., Any], selector: str

@@ -1,5 +1,8 @@
 """The Cloud Storage finalize trigger: a job's output zip landed, so the job succeeded.
 
+Stage-out uploads it once the user's container has exited 0, so the event may well come
+before any sync saw the job in `cleaning`: a `running` job then records both steps.
+
 Idempotent and order-tolerant: delivery is at least once, so a duplicate or late event,
 or one for an object that is not a job's output, is logged and ignored. A transient
 failure (Firestore or the cluster unreachable) is raised, so Eventarc redelivers.
@@ -31,11 +34,13 @@ def handle(data: dict[str, Any], *, backends: Backends) -> str:
         log.info("ignored: no job has this output", extra={"object": name})
         return "ignored"
     with log_context(job_id=job.id, job_name=job.name):
+        # The job's upload session sets its id on the object: an object without it was not
+        # written by the job's stage-out, and proves nothing about the job.
         owner = (data.get("metadata") or {}).get("job-id")
-        if owner is not None and owner != job.id:
-            log.warning("ignored: the object names another job", extra={"owner": owner})
+        if owner != job.id:
+            log.warning("ignored: the object is not this job's output", extra={"owner": owner})
             return "ignored"
-        if job.status is not Status.CLEANING:
+        if job.status not in (Status.RUNNING, Status.CLEANING):
             log.info("ignored: job is %s (duplicate or late event)", job.status.value)
             return "ignored"
         try:

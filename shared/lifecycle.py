@@ -8,15 +8,17 @@ deleted Job for a failure, then deletes the job's cluster objects.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from shared import manifests
+from shared import joblogs, manifests
 from shared.backends import Backends
 from shared.bucket import V4_MAX_LIFETIME
+from shared.diagnosis import user_started
 from shared.errors import (
     ApiError,
     BucketError,
@@ -60,6 +62,9 @@ def create(body: Any, *, backends: Backends) -> tuple[Job, str]:
         account_id=request.account_id,
         has_input=data is not None,
     )
+    # The output's upload session is opened while the record is written: it creates no
+    # object, so a create refused for its name just leaves it to expire.
+    upload = _pool().submit(backends.bucket.open_upload, job.output_object, job.id)
     try:
         written = store.create(job)
     except NameTakenError:
@@ -67,7 +72,7 @@ def create(body: Any, *, backends: Backends) -> tuple[Job, str]:
     with log_context(job_id=job.id, job_name=job.name):
         log.info("job created")
         try:
-            _deploy(job, data, backends)
+            _deploy(job, data, upload, backends)
         except (ClusterApiError, BucketError) as error:
             _undo(job, backends)
             reason, answer = _create_failure(job, error)
@@ -89,6 +94,13 @@ def create(body: Any, *, backends: Backends) -> tuple[Job, str]:
     return running, ""
 
 
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    """The process's threads for calls a create overlaps; made once, so a request pays for
+    no thread start."""
+    return ThreadPoolExecutor(max_workers=8, thread_name_prefix="create")
+
+
 def _create_failure(job: Job, error: ClusterApiError | BucketError) -> tuple[str, ApiError]:
     """The failed record's reason, and what the client is told."""
     if isinstance(error, ClusterApiError):
@@ -103,11 +115,12 @@ def _create_failure(job: Job, error: ClusterApiError | BucketError) -> tuple[str
     if isinstance(error, SigningError):
         answer = ConfigurationError(msg=f"Could not sign the input URL of job {job.name}: {error}")
         return "ConfigurationError", answer
-    return "StorageError", StorageError(msg=f"Could not upload the input of job {job.name}")
+    return "StorageError", StorageError(msg=f"Could not prepare the storage of job {job.name}")
 
 
 def _watch_start(job: Job, backends: Backends) -> tuple[Job, str]:
-    """Up to CREATE_WAIT_SECONDS for the pod to start; a slow pod is left to the sync."""
+    """Up to CREATE_WAIT_SECONDS for the user's container to start; a slow pod is left to
+    the sync."""
     from shared.reconciler import Reconciler
 
     deadline = time.monotonic() + backends.settings.create_wait
@@ -120,52 +133,35 @@ def _watch_start(job: Job, backends: Backends) -> tuple[Job, str]:
         if job.status is not Status.RUNNING:
             finished = job.status in (Status.CLEANING, Status.SUCCEEDED)
             return job, f"Job {job.id} finished instantly" if finished else ""
-        running = any((pod.get("status") or {}).get("phase") == "Running" for pod in pods)
-        if running or time.monotonic() >= deadline:
+        if user_started(pods) is not None or time.monotonic() >= deadline:
             return job, ""
         time.sleep(min(WATCH_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
 
-def _deploy(job: Job, data: bytes | None, backends: Backends) -> None:
-    settings, cluster, bucket = backends.settings, backends.cluster, backends.bucket
-    if settings.credentials_file:
-        with open(settings.credentials_file, "rb") as key:
-            cluster.ensure_secret(manifests.credentials_secret(key.read(), settings))
-    output_claim = manifests.volume_claim(job, settings, name=job.output_claim, role="output")
-    if data is None:
-        cluster.create_claim(output_claim)
-        cluster.create_job(manifests.batch_job(job, settings))
-        return
-    # Independent calls overlap: the volume claims, the input upload and its URL's signature.
-    input_claim = manifests.volume_claim(job, settings, name=job.input_claim, role="input")
-    lifetime = input_url_lifetime(job, settings)
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        futures: list[Future[Any]] = [
-            pool.submit(cluster.create_claim, output_claim),
-            pool.submit(cluster.create_claim, input_claim),
-            pool.submit(bucket.upload_input, job.input_object, data, job.id),
-        ]
-        signing = pool.submit(bucket.input_url, job.input_object, lifetime)
-        for future in [*futures, signing]:
-            future.result()
-    cluster.create_job(manifests.batch_job(job, settings, input_url=signing.result()))
+def _deploy(job: Job, data: bytes | None, upload: Future[str], backends: Backends) -> None:
+    """Create the job's one Job, once its input is in the bucket with a signed URL (the two
+    overlap) and its output's upload session is open."""
+    settings, bucket = backends.settings, backends.bucket
+    input_url = None
+    if data is not None:
+        stored = _pool().submit(bucket.upload_input, job.input_object, data, job.id)
+        input_url = bucket.input_url(job.input_object, input_url_lifetime(job, settings))
+        stored.result()
+    manifest = manifests.batch_job(job, settings, upload_url=upload.result(), input_url=input_url)
+    backends.cluster.create_job(manifest)
 
 
 def input_url_lifetime(job: Job, settings: Settings) -> int:
     """Seconds the stage-in URL stays valid: the job's timeout plus an hour, which covers
     every retry of the init container (they all fall within activeDeadlineSeconds), capped
-    at the 7 days a V4 signed URL may live. A retry past that cap would exit 66."""
+    at the 7 days a V4 signed URL may live (timeouts are capped below that)."""
     return min(manifests.timeout_seconds(job, settings) + INPUT_URL_MARGIN, V4_MAX_LIFETIME)
 
 
 def _undo(job: Job, backends: Backends) -> None:
     """Best effort: whatever is left is swept by the next sync (it is labelled as ours)."""
-    steps = [
-        ("job", lambda: backends.cluster.delete_job(job.name)),
-        ("output claim", lambda: backends.cluster.delete_claim(job.output_claim)),
-    ]
+    steps = [("job", lambda: backends.cluster.delete_job(job.name))]
     if job.has_input:
-        steps.append(("input claim", lambda: backends.cluster.delete_claim(job.input_claim)))
         steps.append(("input object", lambda: backends.bucket.delete(job.input_object)))
     for what, step in steps:
         try:
@@ -208,27 +204,24 @@ def kill(job_id: str, *, backends: Backends) -> tuple[Job, str]:
     return killed, msg
 
 
-def remove_from_cluster(job: Job, backends: Backends) -> bool:
-    """Delete the job's Jobs and volume claims; True if something could not be deleted.
+def remove_from_cluster(
+    job: Job, backends: Backends, pods: list[dict[str, Any]] | None = None
+) -> bool:
+    """Save the job's log, then delete its Job and pod; True if that must wait for a later
+    sync (which saves what is missing and deletes what is left).
 
-    The input and output objects stay in the bucket, as they did before.
+    The pod is never deleted before its log is saved. The input and output objects stay in
+    the bucket, as they did before.
     """
-    cluster = backends.cluster
-    steps = [
-        lambda: cluster.delete_job(job.name),
-        lambda: cluster.delete_job(job.cleanup_name),
-        lambda: cluster.delete_claim(job.output_claim),
-    ]
-    if job.has_input:
-        steps.append(lambda: cluster.delete_claim(job.input_claim))
-    pending = False
-    for step in steps:
-        try:
-            step()
-        except ClusterApiError as error:
-            pending = True
-            log.warning("cleanup step failed; the sync retries it", extra={"error": str(error)})
-    return pending
+    try:
+        if pods is None:
+            pods = joblogs.job_pods(job, backends)
+        joblogs.save(job, backends, pods)
+        backends.cluster.delete_job(job.name)
+    except (ClusterApiError, BucketError) as error:
+        log.warning("cleanup postponed to the sync", extra={"error": str(error)})
+        return True
+    return False
 
 
 def _canonical_uuid(text: str) -> str | None:

@@ -1,11 +1,17 @@
 """Kubernetes objects for a job, as plain dicts: pure functions of the job and settings.
 
-Everything the product creates carries `app.kubernetes.io/managed-by` and the job id
-label, which is how the sync finds (and cleans up) what belongs to a job. Job pods never
-mount a service-account token, no container is privileged or may escalate privileges,
-and the stager containers run as a non-root user on a read-only root filesystem. Only the
-cleanup pod, which runs no user code, holds the bucket identity; stage-in reads the input
-through a signed URL.
+A job is one `batch/v1` Job whose one pod runs, in order: the init container `stage-in`
+(only when the job has input), the user's container as the next init container `job`, and
+`stage-out` as the only regular container. Init containers run one after the other and
+stop the pod at the first failure, which is the order a job needs; stage-out starts only
+once the user's container has exited 0.
+
+No pod holds a Google identity: stage-in reads the input through a signed URL, stage-out
+writes the output through an upload session opened by the functions for that one object.
+Everything carries `app.kubernetes.io/managed-by` and the job id label, which is how the
+sync finds (and cleans up) what belongs to a job. No service-account token is mounted, no
+container is privileged or may escalate, and the stager containers run as a non-root user
+on a read-only root filesystem.
 """
 
 from __future__ import annotations
@@ -13,8 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 from shared.model import Job
-from shared.settings import Settings
-from shared.stager.errors import PERMANENT_CODES, ExitCode
+from shared.settings import MIB, Settings
+from shared.stager.errors import PERMANENT_CODES
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "kubernetes-task-runner"
@@ -22,54 +28,20 @@ JOB_ID = "kubernetes-task-runner/job-id"
 ROLE = "kubernetes-task-runner/role"
 OWNED_SELECTOR = f"{MANAGED_BY}={MANAGER}"
 
-CREDENTIALS_SECRET = "task-runner-gcs-credentials"
-CREDENTIALS_DIR = "/var/secrets/google"
-CREDENTIALS_KEY = "key.json"
+USER_CONTAINER = "job"
+STAGE_IN = "stage-in"
+STAGE_OUT = "stage-out"
 STAGER_USER = 10001
-STAGER_INPUT_REJECTED = int(ExitCode.INPUT_REJECTED)
-CLEANUP_RETRIES = 3  # a cleanup whose upload fails transiently is retried this many times
+# Room in the pod's ephemeral storage beyond its volumes: logs and writable layers.
+EPHEMERAL_MARGIN = 1024 * MIB
+EPHEMERAL_REQUEST = "256Mi"  # what the scheduler reserves: small, so pods fit small nodes
+JOB_DEADLINE_MARGIN = 60  # s: the Job's deadline past the pod's (the job's timeout)
 
 Manifest = dict[str, Any]
 
 
 def labels(job: Job, role: str) -> dict[str, str]:
     return {MANAGED_BY: MANAGER, JOB_ID: job.id, ROLE: role}
-
-
-def _metadata(name: str, job: Job, role: str, namespace: str) -> dict[str, Any]:
-    return {"name": name, "namespace": namespace, "labels": labels(job, role)}
-
-
-def volume_claim(job: Job, settings: Settings, *, name: str, role: str) -> Manifest:
-    spec: dict[str, Any] = {
-        "accessModes": ["ReadWriteOnce"],
-        "resources": {"requests": {"storage": settings.volume_size}},
-    }
-    if settings.storage_class:
-        spec["storageClassName"] = settings.storage_class
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": _metadata(name, job, role, settings.namespace),
-        "spec": spec,
-    }
-
-
-def credentials_secret(key_json: bytes, settings: Settings) -> Manifest:
-    """The service-account key for clusters without Workload Identity (shared by all jobs)."""
-    import base64
-
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {
-            "name": CREDENTIALS_SECRET,
-            "namespace": settings.namespace,
-            "labels": {MANAGED_BY: MANAGER, ROLE: "credentials"},
-        },
-        "type": "Opaque",
-        "data": {CREDENTIALS_KEY: base64.b64encode(key_json).decode()},
-    }
 
 
 def _restricted(*, non_root: bool) -> dict[str, Any]:
@@ -106,81 +78,54 @@ def _stager(
             "requests": {"cpu": "100m", "memory": "128Mi"},
             "limits": {"memory": "256Mi"},
         },
+        # The stager's last line on failure ("stager: input rejected: ...") becomes the
+        # container's termination message, which the sync reports as the job's reason.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": _restricted(non_root=True),
     }
 
 
-def _stage_in(job: Job, settings: Settings, input_url: str | None) -> dict[str, Any]:
-    """The init container: downloads the input through a signed URL, so it needs no
-    identity of its own and shares none with the user's container."""
+def _stage_in(job: Job, settings: Settings, input_url: str) -> dict[str, Any]:
+    """Downloads the input through a signed URL and unpacks it into /input."""
     env = [
+        {"name": "INPUT_URL", "value": input_url},
         {"name": "MAX_INPUT_BYTES", "value": str(settings.max_input_bytes)},
         {"name": "MAX_INPUT_FILES", "value": str(settings.max_input_files)},
         {"name": "MAX_INPUT_UNCOMPRESSED_BYTES", "value": str(settings.max_input_uncompressed)},
     ]
-    if input_url:
-        env.insert(0, {"name": "INPUT_URL", "value": input_url})
     mount = {"name": "input", "mountPath": "/input"}
-    return _stager(job, settings, command="stage-in", env=env, mount=mount)
+    return _stager(job, settings, command=STAGE_IN, env=env, mount=mount)
 
 
-def _stage_out(job: Job, settings: Settings) -> dict[str, Any]:
-    """The cleanup container: uploads with the stager's identity (Workload Identity, or the
-    key file mounted from the credentials Secret)."""
+def _stage_out(job: Job, settings: Settings, upload_url: str) -> dict[str, Any]:
+    """Zips /output through the job's upload session: `<name>-output.zip`, nothing else."""
     env = [
-        {"name": "STAGER_BUCKET", "value": settings.bucket},
-        {"name": "STAGER_OBJECT", "value": job.output_object},
+        {"name": "OUTPUT_UPLOAD_URL", "value": upload_url},
+        {"name": "STAGER_RETRY_SECONDS", "value": str(settings.stager_retry)},
     ]
-    if settings.credentials_file:
-        key_path = f"{CREDENTIALS_DIR}/{CREDENTIALS_KEY}"
-        env.append({"name": "GC_CREDENTIALS_FILE_PATH", "value": key_path})
-    container = _stager(
-        job,
-        settings,
-        command="stage-out",
-        env=env,
-        mount={"name": "output", "mountPath": "/output"},
-    )
-    if settings.credentials_file:
-        container["volumeMounts"].append(
-            {"name": "gcs-credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True}
-        )
+    mount = {"name": "output", "mountPath": "/output", "readOnly": True}
+    container = _stager(job, settings, command=STAGE_OUT, env=env, mount=mount)
+    if not settings.storage_class:
+        # The emptyDir volumes live in the node's ephemeral storage: the pod's limit covers
+        # them (kubelet evicts past it), its request stays small.
+        container["resources"]["requests"]["ephemeral-storage"] = EPHEMERAL_REQUEST
+        container["resources"]["limits"]["ephemeral-storage"] = str(_ephemeral_limit(job, settings))
     return container
 
 
-def _pod_spec(
-    containers: list[dict[str, Any]], volumes: list[Any], *, service_account: str | None
-) -> Any:
-    spec: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "automountServiceAccountToken": False,
-        # The stager (uid 10001) may write the input volume and read the output volume.
-        "securityContext": {"fsGroup": STAGER_USER, "seccompProfile": {"type": "RuntimeDefault"}},
-        "containers": containers,
-        "volumes": volumes,
-    }
-    if service_account:
-        spec["serviceAccountName"] = service_account
-    return spec
+def _ephemeral_limit(job: Job, settings: Settings) -> int:
+    from shared.validation import parse_quantity
+
+    size = parse_quantity(settings.volume_size)
+    assert size is not None  # Settings checked it
+    volumes = 2 if job.has_input else 1
+    return int(size) * volumes + EPHEMERAL_MARGIN
 
 
-def _fail_fast_on_stager_errors(container: str) -> dict[str, Any]:
-    """A rejected or missing input, a conflict or a usage error fails the Job: retrying
-    cannot help."""
-    codes = {"containerName": container, "operator": "In", "values": list(PERMANENT_CODES)}
-    return {"rules": [{"action": "FailJob", "onExitCodes": codes}]}
-
-
-def batch_job(job: Job, settings: Settings, *, input_url: str | None = None) -> Manifest:
-    """The user's Job: an init container stages the input, then the user's container runs.
-
-    `input_url` is the signed URL of the job's input (see `Bucket.input_url`); a job with
-    input cannot start without it (stage-in exits 64). The pod runs as JOB_SERVICE_ACCOUNT
-    and carries no stager identity: the user's code must not reach other jobs' objects.
-    """
+def _user_container(job: Job) -> dict[str, Any]:
     params = job.job_parameters
     container: dict[str, Any] = {
-        "name": "job",
+        "name": USER_CONTAINER,
         "image": params["docker_image"],
         "env": [
             {"name": key, "value": value}
@@ -191,53 +136,109 @@ def batch_job(job: Job, settings: Settings, *, input_url: str | None = None) -> 
     }
     if params.get("resources"):
         container["resources"] = params["resources"]
-    volumes: list[Any] = [
-        {"name": "output", "persistentVolumeClaim": {"claimName": job.output_claim}}
+    if job.has_input:
+        container["volumeMounts"].append({"name": "input", "mountPath": "/input", "readOnly": True})
+    return container
+
+
+def _volume(job: Job, settings: Settings, name: str) -> dict[str, Any]:
+    """An emptyDir with a sizeLimit, or, with JOB_STORAGE_CLASS, a generic ephemeral volume:
+    a disk of that class made for the pod and deleted with it."""
+    if not settings.storage_class:
+        return {"name": name, "emptyDir": {"sizeLimit": settings.volume_size}}
+    claim = {
+        "metadata": {"labels": {JOB_ID: job.id, ROLE: name}},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": settings.storage_class,
+            "resources": {"requests": {"storage": settings.volume_size}},
+        },
+    }
+    return {"name": name, "ephemeral": {"volumeClaimTemplate": claim}}
+
+
+def _failure_policy(job: Job) -> dict[str, Any]:
+    """Which failed pods count against `retries`.
+
+    - A pod lost to a disruption (eviction, drain, Spot preemption: the DisruptionTarget
+      condition) is ignored: the Job makes a new pod and no retry is used.
+    - stage-in's permanent codes fail the Job: retrying cannot fix a rejected input.
+    - Any stage-out failure fails the Job: it retries its upload itself, and another pod
+      would re-run the user's code.
+    - The user's own failures count, up to `retries`.
+    Rules are checked in order; exit-code lists are ascending, as the API server requires.
+    """
+    rules: list[dict[str, Any]] = [
+        {
+            "action": "Ignore",
+            "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+        }
     ]
     if job.has_input:
-        container["volumeMounts"].append({"name": "input", "mountPath": "/input"})
-        volumes.append({"name": "input", "persistentVolumeClaim": {"claimName": job.input_claim}})
-    pod = _pod_spec([container], volumes, service_account=settings.job_service_account)
-    spec: dict[str, Any] = {
-        "backoffLimit": int(params.get("retries", 0)),
-        "activeDeadlineSeconds": timeout_seconds(job, settings),
-        "template": {"metadata": {"labels": labels(job, "job")}, "spec": pod},
-    }
+        codes = sorted(PERMANENT_CODES)
+        rules.append(
+            {
+                "action": "FailJob",
+                "onExitCodes": {"containerName": STAGE_IN, "operator": "In", "values": codes},
+            }
+        )
+    rules.append(
+        {
+            "action": "FailJob",
+            "onExitCodes": {"containerName": STAGE_OUT, "operator": "NotIn", "values": [0]},
+        }
+    )
+    return {"rules": rules}
+
+
+def batch_job(
+    job: Job, settings: Settings, *, upload_url: str, input_url: str | None = None
+) -> Manifest:
+    """The job's one Job. `upload_url` is the output's upload session (Bucket.open_upload),
+    `input_url` the signed URL of the input, which a job with input needs."""
+    init = [_user_container(job)]
+    volumes = [_volume(job, settings, "output")]
     if job.has_input:
-        pod["initContainers"] = [_stage_in(job, settings, input_url)]
-        spec["podFailurePolicy"] = _fail_fast_on_stager_errors("stage-in")
+        if not input_url:
+            raise ValueError(f"job {job.name} has input but no input URL")
+        init.insert(0, _stage_in(job, settings, input_url))
+        volumes.append(_volume(job, settings, "input"))
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        # The kubelet fails a pod past its deadline and keeps it, log and all; a Job past
+        # its own deadline deletes its pods, and their logs with them. So the pod's deadline
+        # is the job's timeout, and the Job's, a minute later, only bounds the retries.
+        "activeDeadlineSeconds": timeout_seconds(job, settings),
+        "automountServiceAccountToken": False,
+        # The stager (uid 10001) may write the input volume and read the output volume.
+        "securityContext": {"fsGroup": STAGER_USER, "seccompProfile": {"type": "RuntimeDefault"}},
+        "initContainers": init,
+        "containers": [_stage_out(job, settings, upload_url)],
+        "volumes": volumes,
+    }
+    if settings.job_service_account:
+        pod["serviceAccountName"] = settings.job_service_account
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": _metadata(job.name, job, "job", settings.namespace),
-        "spec": spec,
+        "metadata": {
+            "name": job.name,
+            "namespace": settings.namespace,
+            "labels": labels(job, "job"),
+        },
+        "spec": {
+            "backoffLimit": int(job.job_parameters.get("retries", 0)),
+            "activeDeadlineSeconds": timeout_seconds(job, settings) + JOB_DEADLINE_MARGIN,
+            "podFailurePolicy": _failure_policy(job),
+            # With a podFailurePolicy, a new pod starts only once the old one has failed.
+            "podReplacementPolicy": "Failed",
+            "template": {"metadata": {"labels": labels(job, "job")}, "spec": pod},
+        },
     }
 
 
 def timeout_seconds(job: Job, settings: Settings) -> int:
-    """The Job's activeDeadlineSeconds: the job's own timeout, else JOB_TIMEOUT_SECONDS."""
+    """The pod's activeDeadlineSeconds: the job's own timeout, else JOB_TIMEOUT_SECONDS. It
+    bounds the whole pod (stage-in, the user's container, stage-out) of each attempt; the
+    Job, retries included, ends JOB_DEADLINE_MARGIN later."""
     return int(job.job_parameters.get("timeout_seconds", settings.default_timeout))
-
-
-def cleanup_job(job: Job, settings: Settings) -> Manifest:
-    """The cleanup Job: zips the output volume into `<name>-output.zip`. It runs no user
-    code, so it alone carries the stager's identity."""
-    volumes: list[Any] = [
-        {"name": "output", "persistentVolumeClaim": {"claimName": job.output_claim}}
-    ]
-    if settings.credentials_file:
-        volumes.append({"name": "gcs-credentials", "secret": {"secretName": CREDENTIALS_SECRET}})
-    pod = _pod_spec(
-        [_stage_out(job, settings)], volumes, service_account=settings.stager_service_account
-    )
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": _metadata(job.cleanup_name, job, "cleanup", settings.namespace),
-        "spec": {
-            "backoffLimit": CLEANUP_RETRIES,
-            "podFailurePolicy": _fail_fast_on_stager_errors("stage-out"),
-            "activeDeadlineSeconds": settings.default_timeout,
-            "template": {"metadata": {"labels": labels(job, "cleanup")}, "spec": pod},
-        },
-    }

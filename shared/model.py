@@ -10,8 +10,8 @@ from typing import Any
 
 class Status(StrEnum):
     CREATED = "created"  # being deployed
-    RUNNING = "running"  # deployed; the job's pod runs (or waits) on the cluster
-    CLEANING = "cleaning"  # finished successfully; the cleanup job uploads the output
+    RUNNING = "running"  # deployed; its pod stages the input in, or runs the user's container
+    CLEANING = "cleaning"  # the user's container exited 0; stage-out uploads the output
     SUCCEEDED = "succeeded"  # output zip in the bucket
     FAILED = "failed"  # could not be deployed, or failed mid-execution
     KILLED = "killed"  # stopped by its user
@@ -56,6 +56,8 @@ class Job:
     reason: str | None = None  # why it failed (or was killed): short code
     message: str | None = None  # human detail of the reason
     exit_code: int | None = None
+    disruptions: int = 0  # pods lost to evictions, drains or Spot preemptions (no retry used)
+    disrupted_pods: list[str] = field(default_factory=list)  # their names, each counted once
     output_file_url: str | None = None
     output_url_expires: int | None = None  # epoch ms; None = does not expire
     transitions: list[dict[str, Any]] = field(default_factory=list)
@@ -70,16 +72,9 @@ class Job:
         return f"{self.name}-output.zip"
 
     @property
-    def cleanup_name(self) -> str:
-        return f"{self.name}-cleanup"
-
-    @property
-    def input_claim(self) -> str:
-        return f"job-{self.name}-input"
-
-    @property
-    def output_claim(self) -> str:
-        return f"job-{self.name}-output"
+    def log_object(self) -> str:
+        """The user container's log, saved before the job's pod is deleted."""
+        return f"{self.name}-logs.txt"
 
     def to_document(self) -> dict[str, Any]:
         doc = dict(vars(self))
@@ -109,4 +104,6 @@ class Job:
                 body[key] = value
         if self.exit_code is not None:
             body["exit_code"] = self.exit_code
+        if self.disruptions:
+            body["disruptions"] = self.disruptions
         return body

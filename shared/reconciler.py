@@ -1,9 +1,9 @@
 """`synchronize_batch_jobs`: reconcile the job records with what the cluster holds.
 
-One Firestore query for the unfinished jobs and, at the same time, the cluster's Jobs and
-volume claims listed by the label the product puts on everything, in pages of 500; pods
-only for the few jobs whose failure needs explaining. Nothing is read per job, and nothing
-is written when nothing changed. Every status change is checked against the version it
+One Firestore query for the unfinished jobs and, at the same time, the cluster's Jobs, pods
+and volume claims (left by an earlier layout) listed by the label the product puts on
+everything, in pages of 500. Nothing is read per job, and nothing is written when nothing
+changed. Every status change is checked against the version it
 was decided on (shared/store.py), so two overlapping syncs, or a sync racing a kill,
 cannot overwrite each other: the loser's change is refused.
 """
@@ -18,10 +18,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared import manifests
+from shared import joblogs, manifests
 from shared.backends import Backends
-from shared.diagnosis import Failure, diagnose, epoch_ms, finished, image_pull_error
-from shared.errors import BucketError, ClusterApiError, ClusterConflictError, TransitionRefusedError
+from shared.diagnosis import (
+    MAX_DISRUPTED_PODS,
+    Failure,
+    diagnose,
+    disrupted,
+    finished,
+    image_pull_error,
+    user_started,
+    user_succeeded,
+)
+from shared.errors import BucketError, ClusterApiError, TransitionRefusedError
 from shared.lifecycle import remove_from_cluster
 from shared.logs import log_context
 from shared.model import FINAL, Job, Status, now_ms
@@ -63,10 +72,14 @@ class SyncReport:
 
 @dataclass
 class Owned:
-    """The cluster objects of one job id, by role."""
+    """The cluster objects of one job id."""
 
-    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # role -> Job
-    claims: list[str] = field(default_factory=list)
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    pods: list[dict[str, Any]] = field(default_factory=list)
+    claims: list[str] = field(default_factory=list)  # left by an earlier layout, swept
+
+    def job(self, name: str) -> dict[str, Any] | None:
+        return next((obj for obj in self.jobs if obj["metadata"]["name"] == name), None)
 
 
 def _index(objects: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -86,24 +99,25 @@ class Reconciler:
         self.report = SyncReport()
 
     def run(self) -> SyncReport:
-        # The query and the two listings are independent: they overlap.
-        with ThreadPoolExecutor(max_workers=3) as pool:
+        # The query and the three listings are independent: they overlap.
+        with ThreadPoolExecutor(max_workers=4) as pool:
             unfinished = pool.submit(self.b.store.unfinished)
             k8s_jobs = pool.submit(self.b.cluster.jobs)
+            pods = pool.submit(self.b.cluster.pods)
             claims = pool.submit(self.b.cluster.claims)
             records = {job.id: job for job in unfinished.result()}
             owned: dict[str, Owned] = defaultdict(Owned)
             for job_id, objs in _index(k8s_jobs.result()).items():
-                for obj in objs:
-                    owned[job_id].jobs[obj["metadata"]["labels"].get(manifests.ROLE, "job")] = obj
+                owned[job_id].jobs = objs
+            for job_id, objs in _index(pods.result()).items():
+                owned[job_id].pods = objs
             for job_id, objs in _index(claims.result()).items():
                 owned[job_id].claims = [obj["metadata"]["name"] for obj in objs]
-        pods = self._pods_needed(records, owned)
         for job in records.values():
             self.report.checked += 1
             with log_context(job_id=job.id, job_name=job.name):
                 try:
-                    self._reconcile(job, owned.get(job.id, Owned()), pods.get(job.id, []))
+                    self._reconcile(job, owned.get(job.id, Owned()))
                 except TransitionRefusedError as refused:
                     log.info(
                         "status changed meanwhile; left as it is",
@@ -123,23 +137,18 @@ class Reconciler:
         """Reconcile one job from its own objects (create's short watch): the new record,
         and the job's pods."""
         selector = f"{manifests.OWNED_SELECTOR},{manifests.JOB_ID}={job.id}"
-        owned = Owned()
-        for obj in self.b.cluster.jobs(selector):
-            owned.jobs[obj["metadata"]["labels"].get(manifests.ROLE, "job")] = obj
-        pods = self.b.cluster.pods(selector)
-        self._reconcile(job, owned, pods)
-        return self.b.store.get(job.id) or job, pods
+        owned = Owned(jobs=self.b.cluster.jobs(selector), pods=self.b.cluster.pods(selector))
+        self._reconcile(job, owned)
+        return self.b.store.get(job.id) or job, owned.pods
 
     # -- per job ---------------------------------------------------------------------------
 
-    def _reconcile(self, job: Job, owned: Owned, pods: list[dict[str, Any]]) -> None:
-        k8s_job = owned.jobs.get("job")
+    def _reconcile(self, job: Job, owned: Owned) -> None:
+        k8s_job = owned.job(job.name)
         if job.status is Status.CREATED:
             self._created(job, k8s_job)
-        elif job.status is Status.RUNNING:
-            self._running(job, k8s_job, pods)
-        elif job.status is Status.CLEANING:
-            self._cleaning(job, owned.jobs.get("cleanup"), pods)
+        elif job.status in (Status.RUNNING, Status.CLEANING):
+            self._deployed(job, k8s_job, owned.pods)
 
     def _created(self, job: Job, k8s_job: dict[str, Any] | None) -> None:
         if now_ms() - job.updated < self.create_grace_ms:
@@ -147,67 +156,45 @@ class Reconciler:
         if k8s_job is not None:
             self._move(job, Status.RUNNING, "the create deployed it but did not record it")
             return
-        self._fail(job, Failure("CreateInterrupted", "The create did not finish; nothing ran"))
+        self._fail(job, Failure("CreateInterrupted", "The create did not finish; nothing ran"), [])
 
-    def _running(
+    def _deployed(
         self, job: Job, k8s_job: dict[str, Any] | None, pods: list[dict[str, Any]]
     ) -> None:
+        """A running or cleaning job, from its Job and its pods' statuses."""
+        facts = observed(job, pods)
         if k8s_job is None:
-            self._fail(
-                job, Failure("JobMissing", "The Kubernetes Job disappeared from the cluster")
-            )
+            if not self._output_landed(job, pods, facts, "the output was found by the sync"):
+                missing = Failure("JobMissing", "The Kubernetes Job disappeared from the cluster")
+                self._fail(job, missing, pods, **facts)
             return
-        start = epoch_ms((k8s_job.get("status") or {}).get("startTime"))
-        if start is not None:
-            # Kubernetes times are whole seconds: never before the record's own creation.
-            start = max(start, job.created)
         outcome = finished(k8s_job)
         if outcome == "Complete":
-            moved = self._move(
-                job, Status.CLEANING, "the job completed", {"start_time": job.start_time or start}
-            )
-            self._launch_cleanup(moved)
-        elif outcome == "Failed":
-            retries = int(job.job_parameters.get("retries", 0))
-            self._fail(
-                job, diagnose(k8s_job, pods, retries=retries), start_time=job.start_time or start
-            )
-        elif self._pull_stuck(job, pods):
-            failure = image_pull_error(pods)
-            assert failure is not None
-            self._fail(job, failure, start_time=job.start_time or start)
-        elif start and job.start_time is None:
-            self.b.store.update(job.id, {"start_time": start}, status=Status.RUNNING)
-
-    def _cleaning(
-        self, job: Job, cleanup: dict[str, Any] | None, pods: list[dict[str, Any]]
-    ) -> None:
-        if cleanup is None:
-            self._launch_cleanup(job)
-            return
-        outcome = finished(cleanup)
-        if outcome == "Complete":
             # The finalize event may be lost or late: the object itself is the proof.
-            if self.b.bucket.metadata(job.output_object) is not None:
-                complete_success(
-                    job, self.b, reason="cleanup job complete; output found by the sync"
-                )
-                self.report.count(Status.SUCCEEDED)
-            else:
-                self._fail(
-                    job,
-                    Failure("OutputMissing", "The cleanup finished but no output zip was found"),
-                )
+            if not self._output_landed(job, pods, facts, "job complete; output found by the sync"):
+                failure = Failure("OutputMissing", "The job completed but no output zip was found")
+                self._fail(job, failure, pods, **facts)
         elif outcome == "Failed":
-            failure = diagnose(cleanup, pods, retries=manifests.CLEANUP_RETRIES)
-            self._fail(
-                job,
-                Failure(
-                    "CleanupFailed",
-                    f"Uploading the output failed: {failure.message}",
-                    failure.exit_code,
-                ),
-            )
+            if not self._output_landed(job, pods, facts, "output found after the Job failed"):
+                retries = int(job.job_parameters.get("retries", 0))
+                self._fail(job, diagnose(k8s_job, pods, retries=retries), pods, **facts)
+        elif (pull := self._pull_stuck(job, pods)) is not None:
+            self._fail(job, pull, pods, **facts)
+        elif job.status is Status.RUNNING and user_succeeded(pods):
+            self._move(job, Status.CLEANING, USER_DONE, facts)
+        elif facts:
+            self.b.store.update(job.id, facts, status=job.status)
+
+    def _output_landed(
+        self, job: Job, pods: list[dict[str, Any]], facts: dict[str, Any], reason: str
+    ) -> bool:
+        """If this job's output is in the bucket, record the success: True."""
+        metadata = self.b.bucket.metadata(job.output_object)
+        if metadata is None or metadata.get("job-id") not in (None, job.id):
+            return False
+        complete_success(job, self.b, reason=reason, pods=pods, updates=facts)
+        self.report.count(Status.SUCCEEDED)
+        return True
 
     # -- actions ---------------------------------------------------------------------------
 
@@ -222,49 +209,21 @@ class Reconciler:
         log.info("job %s -> %s: %s", job.status.value, target.value, why)
         return moved
 
-    def _fail(self, job: Job, failure: Failure, **updates: Any) -> None:
+    def _fail(self, job: Job, failure: Failure, pods: list[dict[str, Any]], **updates: Any) -> None:
         why = f"{failure.reason}: {failure.message}"
-        self._move(job, Status.FAILED, why, {**failure.updates(), **updates})
-        remove_from_cluster(job, self.b)
+        failed = self._move(job, Status.FAILED, why, {**failure.updates(), **updates})
+        remove_from_cluster(failed, self.b, pods)
 
-    def _launch_cleanup(self, job: Job) -> None:
-        try:
-            self.b.cluster.create_job(manifests.cleanup_job(job, self.b.settings))
-        except ClusterConflictError:
-            pass  # an overlapping sync launched it already
-        log.info("cleanup job launched")
-
-    def _pull_stuck(self, job: Job, pods: list[dict[str, Any]]) -> bool:
-        return (
-            image_pull_error(pods) is not None
-            and now_ms() - job.updated >= self.image_pull_grace_ms
-        )
-
-    def _pods_needed(
-        self, records: dict[str, Job], owned: dict[str, Owned]
-    ) -> dict[str, list[dict[str, Any]]]:
-        """Pods only of jobs whose Job failed, or that run without a ready pod."""
-        wanted = []
-        for job_id, job in records.items():
-            role = "cleanup" if job.status is Status.CLEANING else "job"
-            k8s_job = owned.get(job_id, Owned()).jobs.get(role)
-            if k8s_job is None:
-                continue
-            status = k8s_job.get("status") or {}
-            outcome = finished(k8s_job)
-            waiting = outcome is None and status.get("active") and not status.get("ready")
-            if outcome == "Failed" or waiting:
-                wanted.append(job_id)
-        pods: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for start in range(0, len(wanted), SELECTOR_CHUNK):
-            chunk = ",".join(wanted[start : start + SELECTOR_CHUNK])
-            selector = f"{manifests.OWNED_SELECTOR},{manifests.JOB_ID} in ({chunk})"
-            for job_id, objs in _index(self.b.cluster.pods(selector)).items():
-                pods[job_id].extend(objs)
-        return pods
+    def _pull_stuck(self, job: Job, pods: list[dict[str, Any]]) -> Failure | None:
+        """An image pull error older than IMAGE_PULL_GRACE_SECONDS: Kubernetes itself
+        never fails a Job for it."""
+        if now_ms() - job.updated < self.image_pull_grace_ms:
+            return None
+        return image_pull_error(pods)
 
     def _sweep_orphans(self, candidates: list[str], owned: dict[str, Owned]) -> None:
-        """Delete what is labelled as ours without an unfinished record.
+        """Delete what is labelled as ours without an unfinished record, saving the log of
+        a job that has a record first (a kill or an end whose cleanup was cut short).
 
         A record created after this sync's query is not an orphan: its create stored it
         before making any cluster object, so it is read again here before deleting.
@@ -276,35 +235,72 @@ class Reconciler:
             record = current.get(job_id)
             if record is not None and record.status not in FINAL:
                 continue
+            objects = owned[job_id]
             with log_context(job_id=job_id):
                 try:
-                    for k8s_job in owned[job_id].jobs.values():
+                    if record is not None and objects.jobs:
+                        if self.b.bucket.metadata(record.log_object) is None:
+                            joblogs.save(record, self.b, objects.pods)
+                    for k8s_job in objects.jobs:
                         self.b.cluster.delete_job(k8s_job["metadata"]["name"])
-                    for claim in owned[job_id].claims:
+                    for claim in objects.claims:
                         self.b.cluster.delete_claim(claim)
                     self.report.orphans_deleted += 1
                     log.info(
                         "deleted leftovers",
                         extra={"record": record.status.value if record else None},
                     )
-                except ClusterApiError as error:
+                except (ClusterApiError, BucketError) as error:
                     self.report.errors += 1
                     log.warning("could not delete leftovers", extra={"error": str(error)})
 
 
-def complete_success(job: Job, backends: Backends, *, reason: str) -> Job:
-    """cleaning -> succeeded with the output URL, then remove the job from the cluster."""
+USER_DONE = "the job's container finished; stage-out uploads the output"
+
+
+def observed(job: Job, pods: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the pods add to the record: the user container's start, and the pods lost to
+    disruptions (each counted once, by name). Empty when nothing is new."""
+    facts: dict[str, Any] = {}
+    start = user_started(pods)
+    if job.start_time is None and start is not None:
+        facts["start_time"] = max(start, job.created)  # Kubernetes times are whole seconds
+    seen = set(job.disrupted_pods)
+    new = [name for name in disrupted(pods) if name not in seen]
+    if new:
+        facts["disrupted_pods"] = [*job.disrupted_pods, *new][-MAX_DISRUPTED_PODS:]
+        facts["disruptions"] = job.disruptions + len(new)
+    return facts
+
+
+def complete_success(
+    job: Job,
+    backends: Backends,
+    *,
+    reason: str,
+    pods: list[dict[str, Any]] | None = None,
+    updates: dict[str, Any] | None = None,
+) -> Job:
+    """running or cleaning -> succeeded with the output URL (a running job passes through
+    cleaning in the same write), then save the log and remove the Job from the cluster.
+    Without `pods` (the finalize event), the job's pods are read first: they tell when the
+    user's container started, and hold its log."""
+    if pods is None:
+        pods = joblogs.job_pods(job, backends)
+        updates = {**observed(job, pods), **(updates or {})}
     url, expires = backends.bucket.output_url(
         job.output_object, backends.settings.output_url_lifetime
     )
+    via = [(Status.CLEANING, USER_DONE)] if job.status is Status.RUNNING else []
     done = backends.store.transition(
         job.id,
         Status.SUCCEEDED,
         reason=reason,
-        expect={Status.CLEANING},
-        updates={"output_file_url": url, "output_url_expires": expires},
+        expect={job.status},
+        via=via,
+        updates={**(updates or {}), "output_file_url": url, "output_url_expires": expires},
     )
-    remove_from_cluster(done, backends)
+    remove_from_cluster(done, backends, pods)
     return done
 
 

@@ -19,11 +19,21 @@ def _parts(request: Request) -> list[str]:
 # The methods each path serves: a 405 lists them in its Allow header.
 COLLECTION_METHODS = ("GET", "POST")  # /batch/
 JOB_METHODS = ("GET", "DELETE")  # /batch/<id>
+LOGS = "logs"
+LOGS_METHODS = ("GET",)  # /batch/<id>/logs
+
+
+def _logs(request: Request, job_id: str) -> Response:
+    if request.method != "GET":
+        return api.method_not_allowed(request, LOGS_METHODS)
+    return api.job_log(request, job_id)
 
 
 def batch_api(request: Request) -> Response:
-    """GET /batch/, POST /batch/, GET /batch/<id>, DELETE /batch/<id>."""
+    """GET /batch/, POST /batch/, GET /batch/<id>, DELETE /batch/<id>, GET /batch/<id>/logs."""
     parts = _parts(request)
+    if parts[:1] == ["batch"] and len(parts) == 3 and parts[2] == LOGS:
+        return _logs(request, parts[1])
     if not parts or parts[0] != "batch" or len(parts) > 2:
         return api.not_found(request)
     if len(parts) == 1:
@@ -54,6 +64,10 @@ def create_job(request: Request) -> Response:
 
 
 def get_job(request: Request) -> Response:
+    """`/<id>`, `?id=<id>`, or the job's log at `/<id>/logs`."""
+    parts = _parts(request)
+    if len(parts) == 2 and parts[1] == LOGS:
+        return _logs(request, parts[0])
     job_id = _job_id(request)
     if request.method != "GET":
         return api.method_not_allowed(request, ("GET",))

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from functools import cache
 
 MIB = 1024 * 1024
+# A V4 signed URL and a resumable upload session live at most 7 days; a job's pod must be
+# done with both by then, an hour of margin included (see shared/validation.py MAX_TIMEOUT).
+MAX_JOB_SECONDS = 7 * 24 * 3600 - 3600
 
 
 class SettingsError(RuntimeError):
@@ -34,7 +37,9 @@ class _Reader:
     def optional(self, name: str) -> str | None:
         return self.env.get(name, "").strip() or None
 
-    def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
+    def integer(
+        self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None
+    ) -> int:
         raw = self.env.get(name, "").strip()
         if not raw:
             return default
@@ -44,6 +49,18 @@ class _Reader:
             raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
         if value < minimum:
             raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise SettingsError(f"{name} must be at most {maximum}, got {value}")
+        return value
+
+    def quantity(self, name: str, default: str) -> str:
+        """A Kubernetes quantity such as "10Gi", checked here rather than by the cluster."""
+        from shared.validation import parse_quantity
+
+        value = self.text(name, default)
+        number = parse_quantity(value)
+        if number is None or number <= 0:
+            raise SettingsError(f"{name} must be a positive Kubernetes quantity, got {value!r}")
         return value
 
     def number(self, name: str, default: float, *, minimum: float = 0.0) -> float:
@@ -79,14 +96,15 @@ class Settings:
     gke_auth: bool  # KUBERNETES_AUTH=gke: token from google-auth default credentials
     kubeconfig: str | None  # KUBECONFIG: path, used when KUBERNETES_API_URL is not set
     namespace: str  # KUBERNETES_NAMESPACE ("default"): must exist
-    stager_image: str  # STAGER_IMAGE: the image of the init and cleanup containers
-    stager_service_account: str | None  # STAGER_SERVICE_ACCOUNT: KSA (Workload Identity)
-    job_service_account: str | None  # JOB_SERVICE_ACCOUNT: user pods' KSA; None = namespace default
-    volume_size: str  # JOB_VOLUME_SIZE ("1Gi"): size of each input/output PVC
-    storage_class: str | None  # JOB_STORAGE_CLASS: None = the cluster's default class
+    stager_image: str  # STAGER_IMAGE: the image of the stage-in and stage-out containers
+    job_service_account: str | None  # JOB_SERVICE_ACCOUNT: job pods' KSA; None = namespace default
+    volume_size: str  # JOB_VOLUME_SIZE ("10Gi"): sizeLimit of /input and /output
+    storage_class: str | None  # JOB_STORAGE_CLASS: a disk per pod of this class; None = emptyDir
 
     # Jobs
     default_timeout: int  # JOB_TIMEOUT_SECONDS (86400): activeDeadlineSeconds default
+    stager_retry: int  # STAGER_RETRY_SECONDS (120): how long stage-out retries an upload, s
+    max_log_bytes: int  # MAX_LOG_BYTES (8 MiB): the end of a job's log kept in the bucket
     create_wait: float  # CREATE_WAIT_SECONDS (0): how long create watches the pod start
     image_pull_grace: float  # IMAGE_PULL_GRACE_SECONDS (120): pull errors this old fail a job
     create_grace: float  # CREATE_GRACE_SECONDS (120): a `created` job this old was abandoned
@@ -120,11 +138,14 @@ class Settings:
             kubeconfig=read.optional("KUBECONFIG"),
             namespace=read.text("KUBERNETES_NAMESPACE", "default"),
             stager_image=read.text("STAGER_IMAGE", "kubernetes-task-runner/stager:local"),
-            stager_service_account=read.optional("STAGER_SERVICE_ACCOUNT"),
             job_service_account=read.optional("JOB_SERVICE_ACCOUNT"),
-            volume_size=read.text("JOB_VOLUME_SIZE", "1Gi"),
+            volume_size=read.quantity("JOB_VOLUME_SIZE", "10Gi"),
             storage_class=read.optional("JOB_STORAGE_CLASS"),
-            default_timeout=read.integer("JOB_TIMEOUT_SECONDS", 86400, minimum=1),
+            default_timeout=read.integer(
+                "JOB_TIMEOUT_SECONDS", 86400, minimum=1, maximum=MAX_JOB_SECONDS
+            ),
+            stager_retry=read.integer("STAGER_RETRY_SECONDS", 120),
+            max_log_bytes=read.integer("MAX_LOG_BYTES", 8 * MIB, minimum=1024),
             create_wait=read.number("CREATE_WAIT_SECONDS", 0.0),
             image_pull_grace=read.number("IMAGE_PULL_GRACE_SECONDS", 120.0),
             create_grace=read.number("CREATE_GRACE_SECONDS", 120.0),

@@ -10,7 +10,7 @@ its locks make many writers queue and give up).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -140,28 +140,37 @@ class JobStore:
         expect: Iterable[Status] | None = None,
         updates: dict[str, Any] | None = None,
         known: Version | None = None,
+        via: Sequence[tuple[Status, str]] = (),
     ) -> Job:
         """Move the job to `target` atomically, if the table (and `expect`) allow it.
 
-        Raises TransitionRefusedError when the stored status forbids it: a concurrent
-        writer (a kill racing a sync) got there first, and its result stands. `known`, the
-        version this process wrote last, saves the first read; if anyone wrote since, the
-        write fails its precondition and the change is checked again on a fresh read.
+        `via` lists steps (status, reason) recorded on the way, in the same write: a job
+        whose output lands before any sync saw its user container finish goes running ->
+        cleaning -> succeeded at once. Raises TransitionRefusedError when the stored status
+        forbids it: a concurrent writer (a kill racing a sync) got there first, and its
+        result stands. `known`, the version this process wrote last, saves the first read;
+        if anyone wrote since, the write fails its precondition and the change is checked
+        again on a fresh read.
         """
         expected = None if expect is None else frozenset(expect)
+        steps = [*via, (target, reason)]
 
         def change(job: Job) -> dict[str, Any]:
-            if not allowed(job.status, target) or (
+            path = [job.status, *(status for status, _ in steps)]
+            if not all(allowed(a, b) for a, b in zip(path, path[1:], strict=False)) or (
                 expected is not None and job.status not in expected
             ):
                 raise TransitionRefusedError(job_id, job.status.value, target.value)
             at = now_ms()
-            record = {"at": at, "from": job.status.value, "to": target.value, "reason": reason}
+            records = [
+                {"at": at, "from": before.value, "to": after.value, "reason": why}
+                for before, (after, why) in zip(path[:-1], steps, strict=True)
+            ]
             changes: dict[str, Any] = {
                 **(updates or {}),
                 "status": target.value,
                 "updated": at,
-                "transitions": [*job.transitions, record],
+                "transitions": [*job.transitions, *records],
             }
             if target in FINAL and "stop_time" not in changes:
                 changes["stop_time"] = at

@@ -13,11 +13,12 @@ from decimal import Decimal
 from typing import Any
 
 from shared.errors import InvalidParameters
+from shared.settings import MAX_JOB_SECONDS
 
 REQUIRED = "Field is required"
 
-# Kubernetes Job names must be DNS-1123 labels of at most 63 characters, and the cleanup
-# job is named `<name>-cleanup`: 63 - len("-cleanup") = 55.
+# Kubernetes Job names must be DNS-1123 labels of at most 63 characters; the earlier API's
+# limit of 55 (it named a second Job `<name>-cleanup`) is kept, so names stay as they were.
 MAX_NAME = 55
 # Every pattern is applied with fullmatch: `$` alone also matches before a final newline,
 # which let "name\n" through to a cluster that refuses it.
@@ -31,7 +32,9 @@ MAX_ENV_VALUE = 32 * 1024  # characters
 # and the Job an API server request.
 MAX_ENV_BYTES = 256 * 1024
 MAX_ACCOUNT_ID = 128
-MAX_TIMEOUT = 7 * 24 * 3600  # seconds
+# The stage-in URL and the stage-out upload session are valid 7 days at most: the job's pod
+# must be done with both by then, so a timeout is capped an hour short of that.
+MAX_TIMEOUT = MAX_JOB_SECONDS  # seconds
 MAX_RETRIES = 10
 
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
