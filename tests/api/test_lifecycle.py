@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import threading
 import time
+import uuid
 import zipfile
 
 import pytest
@@ -39,14 +40,28 @@ def assert_path_allowed(job: dict, backends) -> None:
 
 
 def assert_cluster_empty(batch_v1, core_v1, namespace: str) -> None:
+    """No Job, no pod, and never a volume claim of the product's own."""
     deadline = time.monotonic() + 10
     while True:
         jobs = batch_v1.list_namespaced_job(namespace).items
+        pods = core_v1.list_namespaced_pod(namespace).items
         claims = core_v1.list_namespaced_persistent_volume_claim(namespace).items
-        if not jobs and not claims:
+        assert not claims, [c.metadata.name for c in claims]
+        if not jobs and not pods:
             return
-        assert time.monotonic() < deadline, ([j.metadata.name for j in jobs], claims)
+        assert time.monotonic() < deadline, [o.metadata.name for o in [*jobs, *pods]]
         time.sleep(0.05)
+
+
+def saved_log(storage_client, bucket: str, job: dict) -> str:
+    blob = storage_client.bucket(bucket).get_blob(f"{job['name']}-logs.txt")
+    assert blob is not None, "no log saved"
+    assert blob.metadata["job-id"] == job["id"]
+    return blob.download_as_bytes().decode()
+
+
+def transitions(backends, job: dict) -> list[str]:
+    return [t["to"] for t in backends.store.get(job["id"]).transitions]
 
 
 def test_life_cycle_end_to_end(fn, backends, batch_v1, core_v1, namespace, storage_client, bucket):
@@ -54,14 +69,14 @@ def test_life_cycle_end_to_end(fn, backends, batch_v1, core_v1, namespace, stora
     job = create(
         fn,
         input_zip=zip_b64(files),
-        **env(KUBESIM_SH="cp -r /input/. /output/ && echo done > /output/result.txt"),
+        **env(KUBESIM_SH="cp -r /input/. /output/ && echo done > /output/result.txt && echo hi"),
     )
     assert job["status"] == "running"
     assert "input_zip" not in job["job_parameters"]
     assert storage_client.bucket(bucket).get_blob(f"{job['name']}-input.zip") is not None
+    (k8s_job,) = batch_v1.list_namespaced_job(namespace).items  # one Job, no claim
+    assert not core_v1.list_namespaced_persistent_volume_claim(namespace).items
 
-    cleaning = fn.sync_until(job["id"], status_is(Status.CLEANING, *map(Status, ["failed"])))
-    assert cleaning["status"] == "cleaning", cleaning
     done = fn.sync_until(job["id"], FINAL)
     assert done["status"] == "succeeded", done
     assert done["start_time"] >= done["created"]
@@ -74,36 +89,31 @@ def test_life_cycle_end_to_end(fn, backends, batch_v1, core_v1, namespace, stora
             name: archive.read(name) for name in archive.namelist() if not name.endswith("/")
         }
     assert contents == {**files, "result.txt": b"done\n"}
+    blob = storage_client.bucket(bucket).get_blob(f"{job['name']}-output.zip")
+    assert (blob.content_type, blob.metadata) == ("application/zip", {"job-id": job["id"]})
     assert_path_allowed(done, backends)
-    assert [t["to"] for t in backends.store.get(job["id"]).transitions] == [
-        "running",
-        "cleaning",
-        "succeeded",
-    ]
+    assert transitions(backends, job) == ["running", "cleaning", "succeeded"]
+    assert saved_log(storage_client, bucket, job) == "hi\n"
     assert_cluster_empty(batch_v1, core_v1, namespace)
 
 
-def wait_cleanup_complete(batch_v1, namespace: str, name: str) -> None:
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            cleanup = batch_v1.read_namespaced_job(f"{name}-cleanup", namespace)
-            conditions = cleanup.status.conditions or []
-            if any(c.type == "Complete" and c.status == "True" for c in conditions):
-                return
-        except Exception:  # noqa: BLE001 - not created yet
-            pass
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+def test_cleaning_while_stage_out_uploads(fn, backends, batch_v1, namespace):
+    """The sync sees the user's container done (exit 0) while stage-out still runs."""
+    job = create(fn, **env(KUBESIM_SH="head -c 30000000 /dev/urandom > /output/big.bin"))
+    cleaning = fn.sync_until(job["id"], status_is(Status.CLEANING, Status.SUCCEEDED))
+    done = fn.sync_until(job["id"], FINAL)
+    assert done["status"] == "succeeded", done
+    if cleaning["status"] == "cleaning":
+        assert transitions(backends, job) == ["running", "cleaning", "succeeded"]
 
 
-def test_finalize_event_succeeds_the_job_and_duplicates_do_nothing(
-    fn, backends, batch_v1, namespace, storage_client, bucket
+def test_finalize_event_succeeds_a_running_job_and_duplicates_do_nothing(
+    fn, backends, batch_v1, core_v1, namespace, storage_client, bucket
 ):
-    job = create(fn, **env(KUBESIM_SH="echo hi > /output/x.txt"))
-    fn.sync_until(job["id"], status_is(Status.CLEANING))
-    wait_cleanup_complete(batch_v1, namespace, job["name"])
-    blob = storage_client.bucket(bucket).get_blob(f"{job['name']}-output.zip")
+    """The output lands before any sync saw the job: the event records both steps."""
+    job = create(fn, **env(KUBESIM_SH="echo hi > /output/x.txt && echo said hi"))
+    blob = wait_for_output(storage_client, bucket, job["name"])
+    assert fn.job(job["id"])["status"] == "running"
     data = {
         "bucket": bucket,
         "name": blob.name,
@@ -111,25 +121,63 @@ def test_finalize_event_succeeds_the_job_and_duplicates_do_nothing(
         "metadata": blob.metadata,
     }
     assert fn.finalize(data, "e1") == 200
-    assert fn.job(job["id"])["status"] == "succeeded"
+    done = fn.job(job["id"])
+    assert done["status"] == "succeeded"
+    assert done["start_time"] >= done["created"]
     assert fn.finalize(data, "e1") == 200  # duplicate
     assert fn.finalize({**data, "name": "unrelated.txt"}, "e2") == 200
-    record = backends.store.get(job["id"])
-    assert [t["to"] for t in record.transitions] == ["running", "cleaning", "succeeded"]
+    assert transitions(backends, job) == ["running", "cleaning", "succeeded"]
+    assert saved_log(storage_client, bucket, job) == "said hi\n"
+    assert_cluster_empty(batch_v1, core_v1, namespace)
+
+
+def wait_for_output(storage_client, bucket: str, name: str, timeout: float = 20):
+    deadline = time.monotonic() + timeout
+    while True:
+        blob = storage_client.bucket(bucket).get_blob(f"{name}-output.zip")
+        if blob is not None:
+            return blob
+        assert time.monotonic() < deadline, "no output uploaded"
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize(
-    ("params", "reason", "exit_code"),
+    ("params", "reason", "exit_code", "log"),
     [
-        (env(KUBESIM_EXIT_CODE=3), "Error", 3),
-        (env(KUBESIM_OOMKILLED=1), "OOMKilled", 137),
-        ({**env(KUBESIM_RUN_SECONDS=600), "timeout_seconds": 1}, "DeadlineExceeded", None),
-        ({**env(KUBESIM_EXIT_CODE=2), "retries": 1}, "BackoffLimitExceeded", 2),
+        (env(KUBESIM_SH="echo about to fail; exit 3"), "Error", 3, "about to fail\n"),
+        (
+            env(KUBESIM_OOMKILLED=1, KUBESIM_LOG="eating memory"),
+            "OOMKilled",
+            137,
+            "eating memory\n",
+        ),
+        (
+            {**env(KUBESIM_SH="echo slow; sleep 600"), "timeout_seconds": 1},
+            "DeadlineExceeded",
+            None,
+            "slow\n",
+        ),
+        (
+            {**env(KUBESIM_SH="echo try; exit 2"), "retries": 1},
+            "BackoffLimitExceeded",
+            2,
+            "try\n",
+        ),
     ],
     ids=["exit-code", "oom", "deadline", "retries"],
 )
-def test_failures_carry_their_reason(
-    fn, backends, batch_v1, core_v1, namespace, params, reason, exit_code
+def test_failures_carry_their_reason_and_their_log(
+    fn,
+    backends,
+    batch_v1,
+    core_v1,
+    namespace,
+    storage_client,
+    bucket,
+    params,
+    reason,
+    exit_code,
+    log,
 ):
     job = create(fn, **params)
     failed = fn.sync_until(job["id"], FINAL)
@@ -138,10 +186,15 @@ def test_failures_carry_their_reason(
     assert failed.get("exit_code") == exit_code
     assert failed["stop_time"] >= failed["created"]
     assert_path_allowed(failed, backends)
+    assert saved_log(storage_client, bucket, job) == log
+    status, body = fn.api("GET", f"/batch/{job['id']}/logs")
+    assert (status, body["data"]) == (200, {"log": log, "complete": True, "truncated": False})
     assert_cluster_empty(batch_v1, core_v1, namespace)
 
 
-def test_image_that_cannot_be_pulled(fn, monkeypatch, backends, batch_v1, core_v1, namespace):
+def test_an_image_that_cannot_be_pulled(
+    fn, monkeypatch, backends, batch_v1, core_v1, namespace, storage_client, bucket
+):
     monkeypatch.setenv("IMAGE_PULL_GRACE_SECONDS", "0")
     from shared.backends import default_backends
     from shared.settings import get_settings
@@ -152,11 +205,127 @@ def test_image_that_cannot_be_pulled(fn, monkeypatch, backends, batch_v1, core_v
     failed = fn.sync_until(job["id"], FINAL)
     assert failed["status"] == "failed"
     assert failed["reason"] in ("ErrImagePull", "ImagePullBackOff")
+    assert "never ran" in saved_log(storage_client, bucket, job)
     assert_cluster_empty(batch_v1, core_v1, namespace)
 
 
-def test_kill_while_running(fn, backends, batch_v1, core_v1, namespace):
-    job = create(fn, **env(KUBESIM_RUN_SECONDS=600))
+def test_a_failed_upload_never_reruns_the_users_container(
+    fn, monkeypatch, backends, batch_v1, core_v1, namespace, storage_client, bucket, tmp_path
+):
+    """Stage-out fails for good (its upload session has expired: 410): the Job fails at
+    once, `retries` notwithstanding, and the user's code ran exactly once."""
+    import os
+
+    from tests.fixtures.storage_proxy import expired_sessions
+    from tests.robustness.helpers import reconfigure
+
+    runs = tmp_path / "runs"  # a host path: kubesim runs KUBESIM_SH on this machine
+    with expired_sessions(os.environ["STORAGE_EMULATOR_HOST"]) as storage:
+        reconfigure(monkeypatch, STORAGE_EMULATOR_HOST=storage)
+        job = create(
+            fn,
+            retries=2,
+            **env(KUBESIM_SH=f"echo ran >> {runs}; echo ran; echo out > /output/o"),
+        )
+        failed = fn.sync_until(job["id"], FINAL)
+    assert failed["status"] == "failed", failed
+    assert failed["reason"] == "CleanupFailed", failed
+    assert failed["message"].startswith("Uploading the output failed: stager: "), failed
+    assert "410" in failed["message"], failed
+    assert runs.read_text() == "ran\n"
+    assert saved_log(storage_client, bucket, job) == "ran\n"
+    assert storage_client.bucket(bucket).get_blob(f"{job['name']}-output.zip") is None
+    assert_cluster_empty(batch_v1, core_v1, namespace)
+
+
+def test_a_disruption_costs_no_retry(fn, backends, batch_v1, core_v1, namespace, tmp_path):
+    """A pod evicted (kubectl drain, a Spot preemption) while the user's container runs is
+    replaced without using a retry, and the job counts the disruption."""
+    runs = tmp_path / "runs"
+    script = f"trap '' TERM; echo run >> {runs}; sleep 1; echo out > /output/o"
+    job = create(fn, retries=0, **env(KUBESIM_SH=script))
+    pod = wait_user_running(core_v1, namespace, job["id"])
+    from kubernetes import client
+
+    core_v1.create_namespaced_pod_eviction(
+        pod,
+        namespace,
+        client.V1Eviction(metadata=client.V1ObjectMeta(name=pod, namespace=namespace)),
+    )
+    fn.sync()  # sees the pod with its DisruptionTarget condition while it terminates
+    done = fn.sync_until(job["id"], FINAL)
+    assert done["status"] == "succeeded", done
+    assert done["disruptions"] == 1
+    assert runs.read_text() == "run\nrun\n"
+    assert_cluster_empty(batch_v1, core_v1, namespace)
+
+
+def wait_user_running(core_v1, namespace: str, job_id: str, timeout: float = 20) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        for pod in core_v1.list_namespaced_pod(namespace).items:
+            for status in pod.status.init_container_statuses or []:
+                if status.name == "job" and status.state.running is not None:
+                    return str(pod.metadata.name)
+        assert time.monotonic() < deadline, "the user's container never ran"
+        time.sleep(0.05)
+
+
+def test_the_log_route_while_running_and_after_the_end(
+    fn, batch_v1, core_v1, namespace, storage_client, bucket
+):
+    job = create(fn, **env(KUBESIM_SH="for i in 1 2 3; do echo line $i; done; sleep 600"))
+    status, body = fn.api("GET", f"/batch/{job['id']}/logs")
+    assert status == 200 and body["data"]["complete"] is False, body
+    wait_user_running(core_v1, namespace, job["id"])
+    deadline = time.monotonic() + 10
+    while "line 3" not in fn.api("GET", f"/batch/{job['id']}/logs")[1]["data"]["log"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    status, body = fn.api("GET", f"/batch/{job['id']}/logs?tail=1")
+    assert (status, body["data"]) == (
+        200,
+        {"log": "line 3\n", "complete": False, "truncated": False},
+    )
+    assert fn.api("DELETE", f"/batch/{job['id']}")[0] == 200
+    expected = {"log": "line 1\nline 2\nline 3\n", "complete": True, "truncated": False}
+    assert fn.api("GET", f"/batch/{job['id']}/logs")[1]["data"] == expected
+    assert fn.api("GET", f"/batch/{job['id']}/logs?tail=2")[1]["data"]["log"] == "line 2\nline 3\n"
+    single = fn.clients["get_job"].get(f"/{job['id']}/logs")
+    assert single.get_json()["data"] == expected
+    assert_cluster_empty(batch_v1, core_v1, namespace)
+
+
+@pytest.mark.parametrize("tail", ["0", "-1", "x", "1.5", "100001", "\u0661"])
+def test_a_bad_tail_is_refused(fn_store, tail):
+    code, body = fn_store.api("GET", f"/batch/{uuid.uuid4()}/logs", query_string={"tail": tail})
+    assert (code, body["error"], list(body["data"])) == (400, "InvalidParameters", ["tail"])
+
+
+def test_a_long_log_keeps_its_end(
+    fn, monkeypatch, batch_v1, core_v1, namespace, storage_client, bucket
+):
+    monkeypatch.setenv("MAX_LOG_BYTES", "2048")
+    from shared.backends import default_backends
+    from shared.settings import get_settings
+
+    get_settings.cache_clear()
+    default_backends.cache_clear()
+    job = create(fn, **env(KUBESIM_SH="seq 1 5000; exit 1"))
+    fn.sync_until(job["id"], FINAL)
+    status, body = fn.api("GET", f"/batch/{job['id']}/logs")
+    data = body["data"]
+    assert (data["complete"], data["truncated"]) == (True, True)
+    first, *rest = data["log"].splitlines()
+    assert first.startswith("[log cut: only its last ")
+    assert rest[-1] == "5000" and rest[0].isdigit()
+    assert [int(n) for n in rest] == list(range(int(rest[0]), 5001))
+    assert len(data["log"].encode()) <= 2048 + len(first) + 1
+
+
+def test_kill_while_running(fn, backends, batch_v1, core_v1, namespace, storage_client, bucket):
+    job = create(fn, **env(KUBESIM_SH="echo working; sleep 600"))
+    wait_user_running(core_v1, namespace, job["id"])
     fn.sync()
     status, body = fn.api("DELETE", f"/batch/{job['id']}")
     assert status == 200, body
@@ -164,6 +333,7 @@ def test_kill_while_running(fn, backends, batch_v1, core_v1, namespace):
     assert body["data"]["stop_time"] >= job["created"]
     assert body["msg"] == f"Instance {job['id']} was successfully deleted from the cluster."
     assert_cluster_empty(batch_v1, core_v1, namespace)
+    assert saved_log(storage_client, bucket, job) == "working\n"
     fn.sync()
     assert fn.job(job["id"])["status"] == "killed"
     status, body = fn.api("DELETE", f"/batch/{job['id']}")
@@ -176,12 +346,11 @@ def test_kill_while_running(fn, backends, batch_v1, core_v1, namespace):
     }
 
 
-def test_kill_while_cleaning_removes_the_cleanup_job(fn, backends, batch_v1, core_v1, namespace):
-    job = create(fn, **env(KUBESIM_RUN_SECONDS=0))
-    fn.sync_until(job["id"], status_is(Status.CLEANING))
+def test_kill_while_cleaning(fn, backends, batch_v1, core_v1, namespace):
+    job = create(fn, **env(KUBESIM_SH="head -c 50000000 /dev/urandom > /output/big.bin"))
+    fn.sync_until(job["id"], status_is(Status.CLEANING, Status.SUCCEEDED))
     status, body = fn.api("DELETE", f"/batch/{job['id']}")
-    assert status == 200, body
-    assert body["data"]["status"] == "killed"
+    assert status in (200, 400), body
     assert_cluster_empty(batch_v1, core_v1, namespace)
 
 

@@ -33,14 +33,15 @@ def assert_path_allowed(job: Job) -> None:
 
 
 def owned_objects(batch_v1: Any, core_v1: Any, namespace: str) -> list[tuple[str, str, str]]:
-    """(kind, name, job id) of every Job and volume claim labelled as the product's."""
+    """(kind, name, job id) of every Job, pod and volume claim labelled as the product's."""
     jobs = batch_v1.list_namespaced_job(namespace, label_selector=OWNED_SELECTOR).items
+    pods = core_v1.list_namespaced_pod(namespace, label_selector=OWNED_SELECTOR).items
     claims = core_v1.list_namespaced_persistent_volume_claim(
         namespace, label_selector=OWNED_SELECTOR
     ).items
     return [
         (kind, obj.metadata.name, (obj.metadata.labels or {}).get(JOB_ID, ""))
-        for kind, objects in (("Job", jobs), ("PersistentVolumeClaim", claims))
+        for kind, objects in (("Job", jobs), ("Pod", pods), ("PersistentVolumeClaim", claims))
         for obj in objects
     ]
 
@@ -56,7 +57,8 @@ def assert_settled(
     timeout: float = 10.0,
 ) -> list[Job]:
     """Every job final with a path the table allows, failures with their reason, no object
-    of ours without a live job, and the input and output of every success kept."""
+    of ours without a live job, the input and output of every success kept, and the log of
+    every job that reached the cluster saved."""
     jobs = all_jobs(backends)
     for job in jobs:
         assert job.status in FINAL, f"{job.name} stuck in {job.status.value}"
@@ -69,6 +71,9 @@ def assert_settled(
             assert job.output_object in names, f"{job.name}: output lost"
             if job.has_input:
                 assert job.input_object in names, f"{job.name}: input lost"
+        deployed = any(t["to"] == Status.RUNNING.value for t in job.transitions)
+        if job.status in FINAL and deployed:
+            assert job.log_object in names, f"{job.name}: log lost"
     live = {job.id for job in jobs if job.status not in FINAL}
     deadline = time.monotonic() + timeout  # deletions finish in the background
     while True:

@@ -31,11 +31,9 @@ def claims_path(namespace: str) -> str:
 # -- create ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("failing", ["claims", "jobs"])
 @pytest.mark.parametrize("status", [500, 403, 503])
-def test_create_when_the_cluster_refuses(fn, kubesim, namespace, settled, failing, status):
-    path = claims_path(namespace) if failing == "claims" else jobs_path(namespace)
-    kubesim.inject_fault(verb="create", path=path, status=status, count=1)
+def test_create_when_the_cluster_refuses(fn, kubesim, namespace, settled, status):
+    kubesim.inject_fault(verb="create", path=jobs_path(namespace), status=status, count=1)
     code, body = fn.api(
         "POST",
         "/batch/",
@@ -60,8 +58,11 @@ def test_create_survives_a_slow_cluster(fn, kubesim, namespace, settled):
 # -- a process that dies between two calls ---------------------------------------------
 
 
-def test_create_that_died_before_the_job_was_made(fn, backends, kubesim, monkeypatch, settled):
-    """The record and one volume claim exist, the Job does not: failed, claim swept."""
+def test_create_that_died_before_the_job_was_made(
+    fn, backends, core_v1, namespace, monkeypatch, settled
+):
+    """The record exists, the Job does not: failed. A volume claim labelled as the job's
+    (what an earlier layout made) is swept with it."""
     job = Job(
         id="6f1e8a1c-0c39-4a8f-9a3c-2f7c1b0e9d01",
         name="crashed-early",
@@ -70,9 +71,11 @@ def test_create_that_died_before_the_job_was_made(fn, backends, kubesim, monkeyp
         job_parameters={"docker_image": "alpine:3"},
     )
     backends.store.create(job)
-    backends.cluster.create_claim(
-        manifests.volume_claim(job, backends.settings, name=job.output_claim, role="output")
-    )
+    claim = {
+        "metadata": {"name": f"job-{job.name}-output", "labels": manifests.labels(job, "output")},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    core_v1.create_namespaced_persistent_volume_claim(namespace, claim)
     reconfigure(monkeypatch, CREATE_GRACE_SECONDS="0")
     fn.sync()
     fn.sync()
@@ -90,11 +93,8 @@ def test_create_that_died_after_the_job_was_made(fn, backends, monkeypatch, sett
         job_parameters={"docker_image": "alpine:3", **env(KUBESIM_RUN_SECONDS=0)},
     )
     backends.store.create(job)
-    settings = backends.settings
-    backends.cluster.create_claim(
-        manifests.volume_claim(job, settings, name=job.output_claim, role="output")
-    )
-    backends.cluster.create_job(manifests.batch_job(job, settings))
+    upload = backends.bucket.open_upload(job.output_object, job.id)
+    backends.cluster.create_job(manifests.batch_job(job, backends.settings, upload_url=upload))
     reconfigure(monkeypatch, CREATE_GRACE_SECONDS="0")
     fn.sync()
     fn.sync()
@@ -104,13 +104,50 @@ def test_create_that_died_after_the_job_was_made(fn, backends, monkeypatch, sett
     assert done.status is Status.SUCCEEDED
 
 
-def test_kill_that_died_before_deleting(fn, backends, settled):
-    """`killed` recorded, the Job and claims still there: the sync removes them."""
-    job = create(fn, "half-killed", **env(KUBESIM_RUN_SECONDS=600))
+def test_kill_that_died_before_deleting(fn, backends, storage_client, bucket, settled):
+    """`killed` recorded, the Job still there: the sync saves its log, then removes it."""
+    job = create(fn, "half-killed", **env(KUBESIM_SH="echo started; sleep 600"))
+    wait_for_log(fn, job["id"], "started")
     backends.store.transition(job["id"], Status.KILLED, reason="killed by its user")
     fn.sync()
     (killed,) = settled()
     assert killed.status is Status.KILLED
+    log = storage_client.bucket(bucket).get_blob("half-killed-logs.txt")
+    assert log.download_as_bytes() == b"started\n"
+
+
+def wait_for_log(fn, job_id: str, text: str, timeout: float = 20) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while text not in fn.api("GET", f"/batch/{job_id}/logs")[1]["data"]["log"]:
+        assert time.monotonic() < deadline, "the job never logged it"
+        time.sleep(0.05)
+
+
+def test_a_log_that_cannot_be_saved_keeps_the_pod_until_it_is(
+    fn, monkeypatch, batch_v1, namespace, storage_client, bucket, settled
+):
+    """Killed while Cloud Storage is out of reach: the kill answers, the pod stays (its log
+    is all the user has), and the sync saves the log and deletes it once storage is back."""
+    import os
+
+    job = create(fn, "kept", **env(KUBESIM_SH="echo precious; sleep 600"))
+    wait_for_log(fn, job["id"], "precious")
+    reachable = os.environ["STORAGE_EMULATOR_HOST"]
+    reconfigure(
+        monkeypatch, STORAGE_EMULATOR_HOST=f"http://{dead_address()}", BACKEND_TIMEOUT_SECONDS="2"
+    )
+    code, body = fn.api("DELETE", f"/batch/{job['id']}")
+    assert (code, body["data"]["status"]) == (200, "killed"), body
+    assert "next synchronization" in body["msg"]
+    assert [j.metadata.name for j in batch_v1.list_namespaced_job(namespace).items] == ["kept"]
+    reconfigure(monkeypatch, STORAGE_EMULATOR_HOST=reachable)
+    fn.sync()
+    (killed,) = settled()
+    assert killed.status is Status.KILLED
+    log = storage_client.bucket(bucket).get_blob("kept-logs.txt")
+    assert log.download_as_bytes() == b"precious\n"
 
 
 # -- kill --------------------------------------------------------------------------------
@@ -153,14 +190,6 @@ def test_a_failed_listing_fails_no_job(fn, kubesim, namespace, settled, listing)
     assert failed.reason == "Error"
 
 
-def test_cleanup_job_refused_then_launched(fn, kubesim, namespace, settled):
-    job = create(fn, "late-cleanup", **env(KUBESIM_RUN_SECONDS=0))
-    kubesim.inject_fault(verb="create", path=jobs_path(namespace), status=500, count=2)
-    sync_until_final(fn, [job["id"]])
-    (done,) = settled()
-    assert done.status is Status.SUCCEEDED
-
-
 def test_a_slow_cluster_during_the_sync(fn, kubesim, settled):
     job = create(fn, "slow-sync", **env(KUBESIM_RUN_SECONDS=0))
     kubesim.inject_fault(verb="list", status=0, delay_seconds=1.5, count=2)
@@ -171,7 +200,6 @@ def test_a_slow_cluster_during_the_sync(fn, kubesim, settled):
 
 def test_deletes_refused_after_success_are_swept_later(fn, kubesim, settled, batch_v1, namespace):
     job = create(fn, "swept", **env(KUBESIM_RUN_SECONDS=0))
-    fn.sync()  # running -> cleaning
     kubesim.inject_fault(verb="delete", path=".*", status=500, count=4)
     sync_until_final(fn, [job["id"]])
     kubesim.clear_faults()
@@ -186,15 +214,10 @@ def test_deletes_refused_after_success_are_swept_later(fn, kubesim, settled, bat
 def test_finalize_when_the_cluster_refuses_the_deletes(
     fn, kubesim, storage_client, bucket, batch_v1, namespace, settled
 ):
-    from tests.api.test_lifecycle import wait_cleanup_complete
+    from tests.api.test_lifecycle import wait_for_output
 
     job = create(fn, "finalized", **env(KUBESIM_SH="echo hi > /output/x"))
-    deadline_syncs = 50
-    while fn.job(job["id"])["status"] == "running" and deadline_syncs:
-        fn.sync()
-        deadline_syncs -= 1
-    wait_cleanup_complete(batch_v1, namespace, job["name"])
-    blob = storage_client.bucket(bucket).get_blob(f"{job['name']}-output.zip")
+    blob = wait_for_output(storage_client, bucket, job["name"])
     kubesim.inject_fault(verb="delete", path=".*", status=500, count=10)
     data = {"bucket": bucket, "name": blob.name, "metadata": blob.metadata}
     assert fn.finalize(data, "f1") == 200
@@ -262,8 +285,9 @@ def test_a_stalled_cluster_call_gives_up(fn, kubesim, monkeypatch, namespace, se
 
 
 def test_storage_out_of_reach(fn, monkeypatch, settled):
-    """A create with input answers 503 in the envelope within the timeout and leaves nothing
-    behind; a job whose output lands during the outage is confirmed by a later sync."""
+    """A create answers 503 in the envelope within the timeout and leaves nothing behind; a
+    job whose output lands during the outage (its pod needs no credentials: its upload
+    session reaches the bucket) is confirmed by a later sync, never failed meanwhile."""
     import os
     import time
 
@@ -279,19 +303,19 @@ def test_storage_out_of_reach(fn, monkeypatch, settled):
     code, body = fn.api("POST", "/batch/", json={"name": "during", "job_parameters": params})
     assert (code, body["error"]) == (503, "StorageError"), body
     assert time.monotonic() - started < 8  # the upload, then the undo's delete, each bounded
-    deadline = time.monotonic() + 20
-    while fn.job(job["id"])["status"] != "cleaning" and time.monotonic() < deadline:
+    plain = {"name": "plain", "job_parameters": {"docker_image": "alpine:3"}}
+    code, body = fn.api("POST", "/batch/", json=plain)
+    assert (code, body["error"]) == (503, "StorageError"), body  # no upload session either
+    for _ in range(6):
         fn.sync()  # the output cannot be confirmed while Cloud Storage is away
-        time.sleep(0.2)
-    for _ in range(3):
-        fn.sync()
-        assert fn.job(job["id"])["status"] == "cleaning"
+        assert fn.job(job["id"])["status"] in ("running", "cleaning")
         time.sleep(0.3)
     reconfigure(monkeypatch, STORAGE_EMULATOR_HOST=reachable)
     sync_until_final(fn, [job["id"]])
-    done, failed = sorted(settled(), key=lambda j: j.name)
+    done, failed, plain = sorted(settled(), key=lambda j: j.name)
     assert done.status is Status.SUCCEEDED
     assert (failed.name, failed.reason) == ("during", "StorageError")
+    assert (plain.name, plain.reason) == ("plain", "StorageError")
 
 
 def test_credentials_that_cannot_sign_the_input_url(fn, monkeypatch, settled):

@@ -21,15 +21,13 @@ BASE = Settings.from_env(
 SETTINGS = [
     BASE,
     dataclasses.replace(BASE, credentials_file="/secrets/key.json"),
-    dataclasses.replace(BASE, stager_service_account="task-runner-stager"),
+    dataclasses.replace(BASE, storage_class="premium-rwo"),
     dataclasses.replace(
-        BASE,
-        credentials_file="/secrets/key.json",
-        stager_service_account="task-runner-stager",
-        job_service_account="task-runner-job",
+        BASE, credentials_file="/secrets/key.json", job_service_account="task-runner-job"
     ),
 ]
 INPUT_URL = "https://storage.googleapis.com/jobs-bucket/in.zip?X-Goog-Signature=0f"
+UPLOAD_URL = "https://storage.googleapis.com/upload/storage/v1/b/jobs-bucket/o?upload_id=x"
 PARAMS: list[dict[str, Any]] = [
     {"docker_image": "alpine:3"},
     {
@@ -55,16 +53,11 @@ def jobs() -> Iterator[Job]:
 
 
 def generated() -> Iterator[tuple[Settings, Job, dict[str, Any]]]:
-    """Every object the product creates for a job, for each settings and job."""
+    """Every object the product creates for a job (its one Job), for each settings and job."""
     for settings, job in itertools.product(SETTINGS, jobs()):
         input_url = INPUT_URL if job.has_input else None
-        yield settings, job, manifests.batch_job(job, settings, input_url=input_url)
-        yield settings, job, manifests.cleanup_job(job, settings)
-        claims = [(job.output_claim, "output")] + [(job.input_claim, "input")] * job.has_input
-        for name, role in claims:
-            yield settings, job, manifests.volume_claim(job, settings, name=name, role=role)
-    for settings in SETTINGS:
-        yield settings, next(jobs()), manifests.credentials_secret(b"{}", settings)
+        manifest = manifests.batch_job(job, settings, upload_url=UPLOAD_URL, input_url=input_url)
+        yield settings, job, manifest
 
 
 CASES = list(generated())
@@ -84,8 +77,7 @@ def test_every_object_is_labelled_and_in_the_configured_namespace(settings, job,
     metadata = obj["metadata"]
     assert metadata["namespace"] == settings.namespace
     assert metadata["labels"][manifests.MANAGED_BY] == manifests.MANAGER
-    if obj["kind"] != "Secret":  # the key secret is shared by all jobs
-        assert metadata["labels"][manifests.JOB_ID] == job.id
+    assert metadata["labels"][manifests.JOB_ID] == job.id
     if obj["kind"] == "Job":
         template_labels = obj["spec"]["template"]["metadata"]["labels"]
         assert template_labels[manifests.MANAGED_BY] == manifests.MANAGER
@@ -105,7 +97,7 @@ def test_pods_are_unprivileged_and_hold_no_token(settings, job, obj):
         assert not spec.get(key), key
     assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     for volume in spec["volumes"]:
-        assert set(volume) & {"persistentVolumeClaim", "secret"}, volume  # no hostPath
+        assert set(volume) - {"name"} in ({"emptyDir"}, {"ephemeral"}), volume  # no hostPath
     for container in containers(spec):
         context = container["securityContext"]
         assert context["privileged"] is False
@@ -119,38 +111,31 @@ def test_the_stager_runs_as_non_root_on_a_read_only_root(settings, job, obj):
     spec = pod_spec(obj)
     assert spec is not None
     stagers = [c for c in containers(spec) if c["image"] == settings.stager_image]
-    assert len(stagers) == (
-        1 if obj["metadata"]["labels"][manifests.ROLE] == "cleanup" else job.has_input
-    )
+    assert len(stagers) == 1 + job.has_input  # stage-out, and stage-in when there is input
     for stager in stagers:
         context = stager["securityContext"]
         assert context["runAsNonRoot"] is True
         assert context["runAsUser"] == manifests.STAGER_USER != 0
         assert context["readOnlyRootFilesystem"] is True
-        for mount in stager["volumeMounts"]:
-            if mount["mountPath"] == manifests.CREDENTIALS_DIR:
-                assert mount["readOnly"] is True
 
 
 @pytest.mark.parametrize(("settings", "job", "obj"), JOB_CASES, ids=JOB_IDS)
-def test_user_code_never_holds_the_bucket_identity(settings, job, obj):
-    """Only pods that run the stager alone (cleanup) get the stager's service account or
-    key; the user's pod gets neither, so its code cannot reach other jobs' objects."""
+def test_no_pod_holds_a_google_identity(settings, job, obj):
+    """No key, no Workload Identity account, no bucket name: the pod reaches exactly its
+    input (a signed URL) and its output (an upload session), so its code cannot reach
+    other jobs' objects."""
     spec = pod_spec(obj)
     assert spec is not None
-    role = obj["metadata"]["labels"][manifests.ROLE]
-    secrets = [v for v in spec["volumes"] if "secret" in v]
-    if role == "job":
-        assert spec.get("serviceAccountName") == settings.job_service_account
-        assert secrets == []
-        for container in containers(spec):
-            mounts = [m["mountPath"] for m in container["volumeMounts"]]
-            assert manifests.CREDENTIALS_DIR not in mounts
-            names = {e["name"] for e in container.get("env", [])}
-            assert not names & {"GC_CREDENTIALS_FILE_PATH", "STAGER_BUCKET"}, names
-    else:
-        assert spec.get("serviceAccountName") == settings.stager_service_account
-        assert bool(secrets) == bool(settings.credentials_file)
+    assert spec.get("serviceAccountName") == settings.job_service_account
+    assert not [v for v in spec["volumes"] if "secret" in v or "projected" in v]
+    for container in containers(spec):
+        mounts = [m["mountPath"] for m in container["volumeMounts"]]
+        assert mounts and all(path in ("/input", "/output") for path in mounts)
+        names = {e["name"] for e in container.get("env", [])}
+        assert not names & {"GC_CREDENTIALS_FILE_PATH", "STAGER_BUCKET", "GC_BUCKET_NAME"}
+        assert settings.bucket not in str(container.get("env", [])).replace(UPLOAD_URL, "").replace(
+            INPUT_URL, ""
+        )
 
 
 @pytest.mark.usefixtures("app_env")
@@ -164,10 +149,13 @@ def test_what_lands_in_the_cluster_keeps_the_defaults(fn, batch_v1, core_v1, nam
     for container in (spec.init_containers or []) + spec.containers:
         assert container.security_context.privileged is False
         assert container.security_context.allow_privilege_escalation is False
-    (stage_in,) = spec.init_containers
+    stage_in, _ = spec.init_containers
     stage_in_env = {e.name: e.value for e in stage_in.env}
     assert stage_in_env["INPUT_URL"].endswith("/landed-input.zip?alt=media")
     assert "STAGER_BUCKET" not in stage_in_env
+    (stage_out,) = spec.containers
+    upload = {e.name: e.value for e in stage_out.env}["OUTPUT_UPLOAD_URL"]
+    assert "uploadType=resumable" in upload and "landed-output.zip" in upload
     # everything of this job, wherever it is, is labelled and in the configured namespace
     mine = f"{manifests.JOB_ID}={job['id']}"
     everywhere = (
@@ -175,7 +163,8 @@ def test_what_lands_in_the_cluster_keeps_the_defaults(fn, batch_v1, core_v1, nam
         + core_v1.list_persistent_volume_claim_for_all_namespaces(label_selector=mine).items
         + core_v1.list_pod_for_all_namespaces(label_selector=mine).items
     )
-    assert len(everywhere) >= 3  # the Job, two claims (and its pod once scheduled)
+    assert not core_v1.list_persistent_volume_claim_for_all_namespaces(label_selector=mine).items
+    assert len(batch_v1.list_job_for_all_namespaces(label_selector=mine).items) == 1
     for obj in everywhere:
         assert obj.metadata.namespace == namespace
         assert obj.metadata.labels[manifests.MANAGED_BY] == manifests.MANAGER

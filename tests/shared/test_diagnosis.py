@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from shared.diagnosis import diagnose, finished
+from shared.diagnosis import (
+    diagnose,
+    disrupted,
+    finished,
+    user_pod,
+    user_started,
+    user_succeeded,
+)
 
 
 def k8s_job(reason: str = "BackoffLimitExceeded", message: str = "") -> dict:
@@ -22,8 +29,15 @@ def pod(created: str, init: list | None = None, main: list | None = None) -> dic
     }
 
 
-def terminated(name: str, code: int, reason: str = "Error") -> dict:
-    return {"name": name, "state": {"terminated": {"exitCode": code, "reason": reason}}}
+def terminated(name: str, code: int, reason: str = "Error", message: str = "") -> dict:
+    state = {"exitCode": code, "reason": reason, "startedAt": "2026-01-01T00:00:05Z"}
+    if message:
+        state["message"] = message
+    return {"name": name, "state": {"terminated": state}}
+
+
+def running(name: str, started: str = "2026-01-01T00:00:10Z") -> dict:
+    return {"name": name, "state": {"running": {"startedAt": started}}}
 
 
 def waiting(name: str, reason: str) -> dict:
@@ -31,10 +45,14 @@ def waiting(name: str, reason: str) -> dict:
 
 
 def test_rejected_input_is_named_as_such():
+    line = "stager: input rejected: entry '../x' escapes the directory"
     failure = diagnose(
-        k8s_job("PodFailurePolicy"), [pod("t1", init=[terminated("stage-in", 65)])], retries=3
+        k8s_job("PodFailurePolicy"),
+        [pod("t1", init=[terminated("stage-in", 65, message=line)])],
+        retries=3,
     )
     assert (failure.reason, failure.exit_code) == ("InputRejected", 65)
+    assert failure.message == f"The stager rejected the input zip: {line}"
 
 
 def test_missing_input():
@@ -45,7 +63,7 @@ def test_missing_input():
 def test_deadline_wins_over_the_killed_container():
     failure = diagnose(
         k8s_job("DeadlineExceeded", "Job was active longer than specified deadline"),
-        [pod("t1", main=[terminated("job", 137)])],
+        [pod("t1", init=[terminated("job", 0)], main=[terminated("stage-out", 143)])],
         retries=0,
     )
     assert failure.reason == "DeadlineExceeded"
@@ -55,22 +73,23 @@ def test_deadline_wins_over_the_killed_container():
 def test_oom_exit_code_and_backoff():
     assert (
         diagnose(
-            k8s_job(), [pod("t", main=[terminated("job", 137, "OOMKilled")])], retries=0
+            k8s_job(), [pod("t", init=[terminated("job", 137, "OOMKilled")])], retries=0
         ).reason
         == "OOMKilled"
     )
-    plain = diagnose(k8s_job(), [pod("t", main=[terminated("job", 3)])], retries=0)
+    plain = diagnose(k8s_job(), [pod("t", init=[terminated("job", 3)])], retries=0)
     assert (plain.reason, plain.exit_code) == ("Error", 3)
+    assert plain.message == "the job's container exited with code 3"
     retried = diagnose(
         k8s_job(),
-        [pod("t1", main=[terminated("job", 4)]), pod("t2", main=[terminated("job", 5)])],
+        [pod("t1", init=[terminated("job", 4)]), pod("t2", init=[terminated("job", 5)])],
         retries=1,
     )
     assert (retried.reason, retried.exit_code) == ("BackoffLimitExceeded", 5)
 
 
 def test_image_pull_and_fallback():
-    pulled = diagnose(k8s_job(), [pod("t", main=[waiting("job", "ImagePullBackOff")])], retries=0)
+    pulled = diagnose(k8s_job(), [pod("t", init=[waiting("job", "ImagePullBackOff")])], retries=0)
     assert pulled.reason == "ImagePullBackOff"
     assert diagnose(k8s_job("Whatever", "m"), [], retries=0).reason == "Whatever"
 
@@ -81,3 +100,62 @@ def test_finished():
         finished({"status": {"conditions": [{"type": "Complete", "status": "True"}]}}) == "Complete"
     )
     assert finished({"status": {}}) is None
+    assert finished({"status": {"conditions": [{"type": "FailureTarget", "status": "True"}]}}) == (
+        "Failed"
+    )
+    success = {"status": {"conditions": [{"type": "SuccessCriteriaMet", "status": "True"}]}}
+    assert finished(success) == "Complete"
+
+
+def test_a_failed_upload_is_a_cleanup_failure_in_the_stagers_words():
+    line = "stager: output conflict: the upload session is gone (HTTP 404)"
+    failure = diagnose(
+        k8s_job("PodFailurePolicy"),
+        [pod("t", init=[terminated("job", 0)], main=[terminated("stage-out", 73, message=line)])],
+        retries=2,
+    )
+    assert (failure.reason, failure.message) == (
+        "CleanupFailed",
+        f"Uploading the output failed: {line}",
+    )
+
+
+def test_a_volume_past_its_size_limit_is_an_eviction():
+    evicted = pod("t", init=[terminated("job", 137)])
+    message = 'Usage of EmptyDir volume "output" exceeds the limit "10Gi". '
+    evicted["status"].update(phase="Failed", reason="Evicted", message=message)
+    failure = diagnose(k8s_job(), [evicted], retries=0)
+    assert (failure.reason, failure.message) == ("Evicted", message.strip())
+
+
+def test_what_the_pods_say_about_a_running_job():
+    first = pod("t1", init=[terminated("job", 1)])
+    second = pod("t2", init=[running("job")])
+    second["metadata"]["name"] = "p2"
+    assert user_started([first, second]) == 1767225605000  # the first attempt's start
+    assert user_succeeded([first, second]) is False
+    assert user_pod([first, second]) is second
+    done = pod("t3", init=[terminated("job", 0)], main=[running("stage-out")])
+    assert user_succeeded([done]) is True
+    waiting_pod = pod("t4", init=[waiting("job", "PodInitializing")])
+    assert user_started([waiting_pod]) is None
+    assert user_pod([waiting_pod]) is waiting_pod
+
+
+def test_disrupted_pods_are_named():
+    evicted = pod("t", init=[running("job")])
+    evicted["metadata"]["name"] = "p1"
+    evicted["status"]["conditions"] = [
+        {"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI"}
+    ]
+    assert disrupted([evicted, pod("t2")]) == ["p1"]
+
+
+def test_a_pod_past_its_own_deadline_is_kept_and_named():
+    """The kubelet fails it with reason DeadlineExceeded: the Job counts the failure (and
+    fails at its backoff limit), the pod and its log stay."""
+    late = pod("t", init=[terminated("job", 137)])
+    message = "Pod was active on the node longer than the specified deadline"
+    late["status"].update(phase="Failed", reason="DeadlineExceeded", message=message)
+    failure = diagnose(k8s_job("BackoffLimitExceeded"), [late], retries=0)
+    assert (failure.reason, failure.message) == ("DeadlineExceeded", message)

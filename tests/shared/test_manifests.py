@@ -1,4 +1,5 @@
-"""The manifests the product generates: labelled, namespaced, least privilege."""
+"""The one Job a job is: its pod's layout, its failure policy, labelled, namespaced, least
+privilege, and no Google identity anywhere."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import pytest
 from shared import manifests
 from shared.model import Job, Status, now_ms
 from shared.settings import Settings
+
+UPLOAD = "https://storage.googleapis.com/upload/storage/v1/b/bkt/o?uploadType=resumable&upload_id=U"
+INPUT = "https://storage.googleapis.com/bkt/alpine-123-input.zip?X-Goog-Signature=abc"
 
 
 def settings(**env: str) -> Settings:
@@ -28,117 +32,161 @@ def job(has_input: bool = True, **params) -> Job:
     )
 
 
-def all_objects(j: Job, s: Settings) -> list[dict]:
-    objects = [
-        manifests.batch_job(j, s),
-        manifests.cleanup_job(j, s),
-        manifests.volume_claim(j, s, name=j.output_claim, role="output"),
-    ]
-    if j.has_input:
-        objects.append(manifests.volume_claim(j, s, name=j.input_claim, role="input"))
-    return objects
+def manifest(j: Job, s: Settings) -> dict:
+    return manifests.batch_job(j, s, upload_url=UPLOAD, input_url=INPUT if j.has_input else None)
 
 
-def containers(manifest: dict) -> list[dict]:
-    pod = manifest["spec"]["template"]["spec"]
+def pod_spec(m: dict) -> dict:
+    return m["spec"]["template"]["spec"]
+
+
+def containers(m: dict) -> list[dict]:
+    pod = pod_spec(m)
     return pod.get("initContainers", []) + pod["containers"]
+
+
+def env_of(container: dict) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container["env"]}
 
 
 @pytest.mark.parametrize("has_input", [True, False])
 @pytest.mark.parametrize("credentials", ["", "/keys/sa.json"])
-def test_security_defaults(has_input, credentials):
-    j, s = job(has_input), settings(GC_CREDENTIALS_FILE_PATH=credentials)
-    for obj in all_objects(j, s):
-        assert obj["metadata"]["namespace"] == "jobs"
-        assert obj["metadata"]["labels"][manifests.MANAGED_BY] == manifests.MANAGER
-        assert obj["metadata"]["labels"][manifests.JOB_ID] == j.id
-    for kube_job in all_objects(j, s)[:2]:
-        pod = kube_job["spec"]["template"]
-        assert pod["metadata"]["labels"][manifests.JOB_ID] == j.id
-        assert pod["spec"]["automountServiceAccountToken"] is False
-        for container in containers(kube_job):
-            context = container["securityContext"]
-            assert context["privileged"] is False
-            assert context["allowPrivilegeEscalation"] is False
-            if container["image"] == "st:1":
-                assert context["runAsNonRoot"] is True
-                assert context["readOnlyRootFilesystem"] is True
-                assert context["runAsUser"] != 0
+@pytest.mark.parametrize("storage_class", ["", "premium-rwo"])
+def test_security_defaults(has_input, credentials, storage_class):
+    j = job(has_input)
+    s = settings(GC_CREDENTIALS_FILE_PATH=credentials, JOB_STORAGE_CLASS=storage_class)
+    m = manifest(j, s)
+    assert m["metadata"]["namespace"] == "jobs"
+    assert m["metadata"]["labels"][manifests.MANAGED_BY] == manifests.MANAGER
+    assert m["metadata"]["labels"][manifests.JOB_ID] == j.id
+    pod = m["spec"]["template"]
+    assert pod["metadata"]["labels"][manifests.JOB_ID] == j.id
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    assert "persistentVolumeClaim" not in str(pod)  # no claim of the product's own
+    for container in containers(m):
+        context = container["securityContext"]
+        assert context["privileged"] is False
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["capabilities"] == {"drop": ["ALL"]}
+        if container["image"] == "st:1":
+            assert context["runAsNonRoot"] is True
+            assert context["readOnlyRootFilesystem"] is True
+            assert context["runAsUser"] != 0
+    # No Google identity: no key, no credentials variable, no Workload Identity account.
+    assert "GC_CREDENTIALS_FILE_PATH" not in str(m)
+    assert "secret" not in str(pod).lower()
+    assert "serviceAccountName" not in pod["spec"]
 
 
-def test_job_stages_input_first_and_fails_fast_on_a_rejected_input():
+def test_one_pod_stages_in_then_runs_the_job_then_stages_out():
     j = job(retries=2, timeout_seconds=60, environment_variables={"B": "2", "A": "1"})
-    url = "https://storage.googleapis.com/bkt/alpine-123-input.zip?X-Goog-Signature=abc"
-    manifest = manifests.batch_job(j, settings(MAX_INPUT_BYTES="1000"), input_url=url)
-    spec = manifest["spec"]
-    assert manifest["metadata"]["name"] == "alpine-123"
+    m = manifest(j, settings(MAX_INPUT_BYTES="1000", STAGER_RETRY_SECONDS="30"))
+    spec = m["spec"]
+    assert m["metadata"]["name"] == "alpine-123"
     assert spec["backoffLimit"] == 2
-    assert spec["activeDeadlineSeconds"] == 60
-    (init,) = spec["template"]["spec"]["initContainers"]
-    assert init["command"] == ["python", "-m", "shared.stager", "stage-in"]
-    env = {e["name"]: e["value"] for e in init["env"]}
-    assert env["INPUT_URL"] == url
-    assert env["STAGER_DIR"] == "/input"
-    assert env["MAX_INPUT_BYTES"] == "1000"
-    assert "STAGER_BUCKET" not in env  # the signed URL is all it can reach
-    (user,) = spec["template"]["spec"]["containers"]
+    assert spec["activeDeadlineSeconds"] == 60 + 60  # the pod's deadline, then a minute
+    assert spec["template"]["spec"]["activeDeadlineSeconds"] == 60
+    assert spec["podReplacementPolicy"] == "Failed"
+    stage_in, user = pod_spec(m)["initContainers"]
+    (stage_out,) = pod_spec(m)["containers"]
+    assert [stage_in["name"], user["name"], stage_out["name"]] == ["stage-in", "job", "stage-out"]
+    assert stage_in["command"] == ["python", "-m", "shared.stager", "stage-in"]
+    assert env_of(stage_in)["INPUT_URL"] == INPUT
+    assert env_of(stage_in)["STAGER_DIR"] == "/input"
+    assert env_of(stage_in)["MAX_INPUT_BYTES"] == "1000"
+    assert user["image"] == "alpine:3"
     assert user["env"] == [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
-    assert {m["mountPath"] for m in user["volumeMounts"]} == {"/input", "/output"}
-    (rule,) = spec["podFailurePolicy"]["rules"]
-    assert rule["action"] == "FailJob"
-    assert manifests.STAGER_INPUT_REJECTED in rule["onExitCodes"]["values"]
-    assert 66 in rule["onExitCodes"]["values"]  # missing input or an expired URL
-    assert rule["onExitCodes"]["containerName"] == "stage-in"
+    mounts = {m["mountPath"]: m.get("readOnly", False) for m in user["volumeMounts"]}
+    assert mounts == {"/input": True, "/output": False}
+    assert stage_out["command"] == ["python", "-m", "shared.stager", "stage-out"]
+    out_env = env_of(stage_out)
+    assert out_env["OUTPUT_UPLOAD_URL"] == UPLOAD
+    assert out_env["STAGER_DIR"] == "/output"
+    assert out_env["STAGER_JOB_ID"] == j.id
+    assert out_env["STAGER_RETRY_SECONDS"] == "30"
+    assert not {"STAGER_BUCKET", "STAGER_OBJECT", "INPUT_URL"} & set(out_env)
+    assert stage_out["volumeMounts"] == [
+        {"name": "output", "mountPath": "/output", "readOnly": True}
+    ]
+    for stager in (stage_in, stage_out):
+        assert stager["terminationMessagePolicy"] == "FallbackToLogsOnError"
 
 
-def test_job_without_input_has_no_init_container_and_default_limits():
-    spec = manifests.batch_job(job(has_input=False), settings())["spec"]
-    assert "initContainers" not in spec["template"]["spec"]
-    assert "podFailurePolicy" not in spec
-    assert spec["backoffLimit"] == 0
-    assert spec["activeDeadlineSeconds"] == 86400
-    claims = [v["persistentVolumeClaim"]["claimName"] for v in spec["template"]["spec"]["volumes"]]
-    assert claims == ["job-alpine-123-output"]
-
-
-def test_cleanup_uploads_the_output_volume():
-    manifest = manifests.cleanup_job(job(), settings())
-    assert manifest["metadata"]["name"] == "alpine-123-cleanup"
-    (stage_out,) = manifest["spec"]["template"]["spec"]["containers"]
-    env = {e["name"]: e["value"] for e in stage_out["env"]}
-    assert env["STAGER_OBJECT"] == "alpine-123-output.zip"
-    assert stage_out["volumeMounts"] == [{"name": "output", "mountPath": "/output"}]
-
-
-def test_key_file_is_mounted_from_a_secret_only_when_configured():
-    plain = manifests.cleanup_job(job(), settings())
-    assert "gcs-credentials" not in str(plain)
-    keyed = manifests.cleanup_job(job(), settings(GC_CREDENTIALS_FILE_PATH="/k.json"))
-    volumes = keyed["spec"]["template"]["spec"]["volumes"]
-    assert {
-        "name": "gcs-credentials",
-        "secret": {"secretName": manifests.CREDENTIALS_SECRET},
-    } in volumes
-    workload_identity = manifests.cleanup_job(job(), settings(STAGER_SERVICE_ACCOUNT="stager"))
-    assert workload_identity["spec"]["template"]["spec"]["serviceAccountName"] == "stager"
-
-
-def test_only_the_cleanup_pod_holds_the_bucket_identity():
-    s = settings(
-        STAGER_SERVICE_ACCOUNT="stager",
-        JOB_SERVICE_ACCOUNT="jobs-ksa",
-        GC_CREDENTIALS_FILE_PATH="/k.json",
+def test_the_failure_policy_ignores_disruptions_and_never_reruns_the_user_after_stage_out():
+    rules = manifest(job(), settings())["spec"]["podFailurePolicy"]["rules"]
+    assert rules[0] == {
+        "action": "Ignore",
+        "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+    }
+    stage_in = rules[1]["onExitCodes"]
+    assert (rules[1]["action"], stage_in["containerName"], stage_in["operator"]) == (
+        "FailJob",
+        "stage-in",
+        "In",
     )
-    user_pod = manifests.batch_job(job(), s, input_url="https://x/y?sig")["spec"]["template"]
-    assert user_pod["spec"]["serviceAccountName"] == "jobs-ksa"
-    assert "gcs-credentials" not in str(user_pod)
-    assert "GC_CREDENTIALS_FILE_PATH" not in str(user_pod)
-    cleanup_pod = manifests.cleanup_job(job(), s)["spec"]["template"]
-    assert cleanup_pod["spec"]["serviceAccountName"] == "stager"
-    assert "gcs-credentials" in str(cleanup_pod)
+    assert stage_in["values"] == sorted(stage_in["values"])  # the API server requires it
+    assert {65, 66} <= set(stage_in["values"])  # rejected, or missing (an expired URL)
+    assert rules[2] == {
+        "action": "FailJob",
+        "onExitCodes": {"containerName": "stage-out", "operator": "NotIn", "values": [0]},
+    }
+    assert not any("job" == r.get("onExitCodes", {}).get("containerName") for r in rules)
 
 
-def test_user_pods_use_the_namespace_default_account_when_none_is_set():
-    pod = manifests.batch_job(job(has_input=False), settings())["spec"]["template"]["spec"]
-    assert "serviceAccountName" not in pod
-    assert pod["automountServiceAccountToken"] is False
+def test_a_job_without_input_has_no_stage_in_and_default_limits():
+    m = manifest(job(has_input=False), settings())
+    spec = m["spec"]
+    assert [c["name"] for c in pod_spec(m)["initContainers"]] == ["job"]
+    assert [
+        r.get("onExitCodes", {}).get("containerName") for r in spec["podFailurePolicy"]["rules"]
+    ] == [
+        None,
+        "stage-out",
+    ]
+    assert spec["backoffLimit"] == 0
+    assert spec["activeDeadlineSeconds"] == 86400 + 60
+    assert spec["template"]["spec"]["activeDeadlineSeconds"] == 86400
+    assert pod_spec(m)["volumes"] == [{"name": "output", "emptyDir": {"sizeLimit": "10Gi"}}]
+    with pytest.raises(ValueError, match="no input URL"):
+        manifests.batch_job(job(), settings(), upload_url=UPLOAD)
+
+
+def test_volumes_are_empty_dirs_counted_in_the_pods_ephemeral_storage():
+    m = manifest(job(), settings(JOB_VOLUME_SIZE="2Gi"))
+    volumes = {v["name"]: v for v in pod_spec(m)["volumes"]}
+    assert volumes["input"] == {"name": "input", "emptyDir": {"sizeLimit": "2Gi"}}
+    assert volumes["output"] == {"name": "output", "emptyDir": {"sizeLimit": "2Gi"}}
+    (stage_out,) = pod_spec(m)["containers"]
+    resources = stage_out["resources"]
+    assert resources["limits"]["ephemeral-storage"] == str(2 * 2**31 + 2**30)  # two volumes + 1Gi
+    assert resources["requests"]["ephemeral-storage"] == "256Mi"
+
+
+def test_a_storage_class_gives_each_pod_its_own_disks():
+    m = manifest(job(), settings(JOB_STORAGE_CLASS="premium-rwo", JOB_VOLUME_SIZE="50Gi"))
+    volumes = {v["name"]: v for v in pod_spec(m)["volumes"]}
+    claim = volumes["output"]["ephemeral"]["volumeClaimTemplate"]
+    assert claim["spec"] == {
+        "accessModes": ["ReadWriteOnce"],
+        "storageClassName": "premium-rwo",
+        "resources": {"requests": {"storage": "50Gi"}},
+    }
+    assert "ephemeral" in volumes["input"]
+    (stage_out,) = pod_spec(m)["containers"]
+    assert "ephemeral-storage" not in stage_out["resources"]["limits"]
+
+
+def test_job_pods_run_as_the_job_account_when_one_is_set():
+    m = manifest(
+        job(), settings(JOB_SERVICE_ACCOUNT="jobs-ksa", GC_CREDENTIALS_FILE_PATH="/k.json")
+    )
+    assert pod_spec(m)["serviceAccountName"] == "jobs-ksa"
+    assert "/k.json" not in str(m)
+
+
+@pytest.mark.parametrize("size", ["ten", "-1Gi", "0"])
+def test_a_volume_size_that_is_no_quantity_is_refused_at_start(size):
+    from shared.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="JOB_VOLUME_SIZE"):
+        settings(JOB_VOLUME_SIZE=size)
