@@ -27,8 +27,11 @@ from tests.local.httpcapture import capture_server
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def start_stack(state: Path) -> tuple[subprocess.Popen[bytes], float]:
-    env = isolated_env(state, GOOGLE_CLOUD_PROJECT="bench", GC_BUCKET_NAME="bench-bucket")
+def start_stack(state: Path, **overrides: str) -> tuple[subprocess.Popen[bytes], float]:
+    """`make run`'s stack in its own session, with `overrides` in its environment."""
+    env = isolated_env(
+        state, GOOGLE_CLOUD_PROJECT="bench", GC_BUCKET_NAME="bench-bucket", **overrides
+    )
     started = time.monotonic()
     stack = subprocess.Popen(
         [sys.executable, "-m", "infra.local.stack"],

@@ -3,11 +3,10 @@ Firestore query and the cluster listings it cannot avoid, made raw in the same r
 
     .venv/bin/python -m tests.bench.bench_sync [--small 1000] [--large 10000]
 
-Jobs are seeded straight into Firestore (status running) and kubesim (each job's Job and
-output claim, as the create makes them). The seeded Jobs are suspended, so kubesim runs no
-pod for them: for the sync a running Job whose pod is ready and a suspended one are the
-same work (no outcome yet, no pod to explain), and 10,000 simulated pods would measure the
-simulator instead. Figures:
+Jobs are seeded straight into Firestore (status running) and kubesim (each job's one Job,
+as the create makes it). The seeded Jobs are suspended, so kubesim runs no pod for them:
+10,000 simulated pods would measure the simulator instead. The sync lists pods in pages
+all the same, so its request count holds for pods too: one page per 500. Figures:
 
 - sync_seconds_1k, sync_seconds_10k, sync_scaling (10k / 1k), sync_k8s_requests_10k;
 - sync_firestore_writes_10k_unchanged: documents whose update time moved in a sync that
@@ -71,11 +70,8 @@ class Seeder:
             batch.commit()
 
         def deploy(job: Job) -> None:
-            claim = manifests.volume_claim(job, self.settings, name=job.output_claim, role="output")
-            self.core.create_namespaced_persistent_volume_claim(
-                NAMESPACE, claim, _preload_content=False
-            ).read()
-            manifest = manifests.batch_job(job, self.settings)
+            upload = "http://127.0.0.1:1/upload/unused"  # suspended: stage-out never runs
+            manifest = manifests.batch_job(job, self.settings, upload_url=upload)
             manifest["spec"]["suspend"] = True
             self.batch.create_namespaced_job(NAMESPACE, manifest, _preload_content=False).read()
 
@@ -102,6 +98,7 @@ class Seeder:
         queried = time.perf_counter()
         for lister in (
             self.batch.list_namespaced_job,
+            self.core.list_namespaced_pod,
             self.core.list_namespaced_persistent_volume_claim,
         ):
             token = None
