@@ -296,3 +296,25 @@ def test_product_policy_is_valid_and_pods_are_tracked(batch_v1, core_v1, namespa
     assert done["status"]["succeeded"] == 1
     [finished] = job_pods(core_v1, namespace, "prod")
     assert "finalizers" not in finished["metadata"]
+
+
+def test_a_job_without_labels_takes_its_templates(batch_v1, namespace):
+    body = job("lab", suspend=True)
+    body["spec"]["template"]["metadata"] = {"labels": {"team": "a"}}
+    created = batch_v1.create_namespaced_job(namespace, body)
+    uid = created.metadata.uid
+    assert created.metadata.labels == {
+        "team": "a",
+        "controller-uid": uid,
+        "job-name": "lab",
+        "batch.kubernetes.io/controller-uid": uid,
+        "batch.kubernetes.io/job-name": "lab",
+    }
+    assert created.spec.manual_selector is False
+    patched = batch_v1.patch_namespaced_job("lab", namespace, {"metadata": {"labels": {"x": "y"}}})
+    assert patched.metadata.labels["x"] == "y"
+    assert "x" not in patched.spec.template.metadata.labels
+    labelled = batch_v1.create_namespaced_job(
+        namespace, {**job("own", suspend=True), "metadata": {"name": "own", "labels": {"b": "c"}}}
+    )
+    assert labelled.metadata.labels == {"b": "c"}

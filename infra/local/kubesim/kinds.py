@@ -207,6 +207,7 @@ def default_job(obj: dict[str, Any]) -> None:
         spec.setdefault(key, default)
     spec.setdefault("completionMode", "NonIndexed")
     spec.setdefault("suspend", False)
+    spec.setdefault("manualSelector", False)
     jobspec.default_job_spec(spec)
     uid = meta["uid"]
     spec.setdefault("selector", {"matchLabels": {BATCH_CONTROLLER_UID: uid}})
@@ -214,6 +215,9 @@ def default_job(obj: dict[str, Any]) -> None:
     if not isinstance(template, dict):
         template = spec["template"] = {}
     tmeta = template.setdefault("metadata", {})
+    # SetDefaults_Job gives a Job without labels its template's labels, and shares the map:
+    # the Job also carries the generated labels added to the template below.
+    share = isinstance(tmeta.get("labels"), dict) and not meta.get("labels")
     labels = tmeta.setdefault("labels", {})
     labels.update(
         {
@@ -223,6 +227,8 @@ def default_job(obj: dict[str, Any]) -> None:
             BATCH_JOB_NAME: meta["name"],
         }
     )
+    if share:
+        meta["labels"] = dict(labels)
     tspec = template.setdefault("spec", {})
     if not isinstance(tspec, dict):
         raise bad_request("spec.template.spec must be an object")

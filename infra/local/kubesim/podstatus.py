@@ -108,16 +108,16 @@ def update_ready(status: Status) -> None:
     phase = status.get("phase")
     if phase in ("Succeeded", "Failed"):
         reason = "PodCompleted" if phase == "Succeeded" else "PodFailed"
-        for kind in ("ContainersReady", "Ready"):
+        for kind in ("Ready", "ContainersReady"):
             set_condition(status, kind, False, reason)
         return
     unready = [i["name"] for i in status.get("containerStatuses") or [] if not i.get("ready")]
     if unready:
         message = f"containers with unready status: {_names(unready)}"
-        for kind in ("ContainersReady", "Ready"):
+        for kind in ("Ready", "ContainersReady"):
             set_condition(status, kind, False, "ContainersNotReady", message)
     else:
-        for kind in ("ContainersReady", "Ready"):
+        for kind in ("Ready", "ContainersReady"):
             set_condition(status, kind, True)
 
 
