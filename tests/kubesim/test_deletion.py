@@ -78,10 +78,10 @@ def test_grace_period_keeps_a_terminating_pod(core_v1, namespace):
     stubborn = container(KUBESIM_RUN_SECONDS=1000, KUBESIM_IGNORE_SIGTERM=1)
     core_v1.create_namespaced_pod(namespace, pod("slow", stubborn))
     wait_for(pod_phase(core_v1, namespace, "slow", "Running"))
-    answer = raw(core_v1.delete_namespaced_pod, "slow", namespace, grace_period_seconds=10)
+    answer = raw(core_v1.delete_namespaced_pod, "slow", namespace, grace_period_seconds=40)
     assert answer["metadata"]["deletionTimestamp"]
-    assert answer["metadata"]["deletionGracePeriodSeconds"] == 10
-    # 10 simulated seconds = 0.5 s at speed 20: still there shortly after
+    assert answer["metadata"]["deletionGracePeriodSeconds"] == 40
+    # 40 simulated seconds = 2 s at speed 20: still there shortly after
     assert raw(core_v1.read_namespaced_pod, "slow", namespace)["metadata"]["deletionTimestamp"]
     wait_for(lambda: is_gone(core_v1.read_namespaced_pod, "slow", namespace))
 

@@ -117,13 +117,20 @@ def test_a_terminal_pod_is_deleted_at_once(core_v1, namespace):
     assert is_gone(core_v1.read_namespaced_pod, "done", namespace)
 
 
-def test_ignored_disruption_is_replaced_without_using_a_retry(batch_v1, core_v1, namespace):
+def test_ignored_disruption_is_replaced_without_using_a_retry(
+    batch_v1, core_v1, namespace, tmp_path
+):
     """podReplacementPolicy Failed (the default with a podFailurePolicy): no new pod while
     the evicted one terminates; then it fails, the Ignore rule leaves `failed` alone, and
     a replacement runs to completion although backoffLimit is 0."""
-    user = container(KUBESIM_SH="trap '' TERM; cp /input/in.txt /output/out.txt; sleep 1.5")
+    mark = tmp_path / "first-run"  # a host path: the first run waits to be evicted
+    script = (
+        f"trap '' TERM; cp /input/in.txt /output/out.txt; "
+        f"if [ ! -e {mark} ]; then touch {mark}; sleep 30; fi"
+    )
+    user = container(KUBESIM_SH=script)
     body = layout_job("drain", user, backoff_limit=0)
-    body["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 20  # 1 s wall
+    body["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 40  # 2 s wall
     batch_v1.create_namespaced_job(namespace, body)
     spec = raw(batch_v1.read_namespaced_job, "drain", namespace)["spec"]
     assert spec["podReplacementPolicy"] == "Failed"

@@ -82,7 +82,8 @@ def test_deadline_exceeded_kills_the_pod(batch_v1, core_v1, namespace):
 
 
 def test_ttl_after_finished_deletes_job_and_pods(batch_v1, core_v1, namespace):
-    body = job("ttl", container(KUBESIM_RUN_SECONDS=0), ttlSecondsAfterFinished=2)
+    # 40 simulated seconds (2 s): the finished Job is surely still there when first read.
+    body = job("ttl", container(KUBESIM_RUN_SECONDS=0), ttlSecondsAfterFinished=40)
     batch_v1.create_namespaced_job(namespace, body)
     wait_for(job_finished(batch_v1, namespace, "ttl"))
     assert raw(batch_v1.list_namespaced_job, namespace)["items"]  # still there right after

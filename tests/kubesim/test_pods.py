@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 
+from kubernetes import watch
+
 from tests.kubesim.helpers import (
     api_error,
     claim,
@@ -23,7 +25,8 @@ def statuses(obj: dict, key: str = "containerStatuses") -> dict[str, dict]:
 
 
 def test_pod_goes_pending_running_succeeded(core_v1, namespace):
-    core_v1.create_namespaced_pod(namespace, pod("p", container(KUBESIM_RUN_SECONDS=4)))
+    # Running lasts 40 simulated seconds (2 s): long enough for polling to see it under load.
+    core_v1.create_namespaced_pod(namespace, pod("p", container(KUBESIM_RUN_SECONDS=40)))
     running = wait_for(pod_phase(core_v1, namespace, "p", "Running"))
     main = statuses(running)["main"]
     assert "running" in main["state"] and main["ready"] is True and main["started"] is True
@@ -59,19 +62,29 @@ def test_exit_code_oom_and_log(core_v1, namespace):
 def test_image_pull_error_stays_pending(core_v1, namespace):
     core_v1.create_namespaced_pod(namespace, pod("pull", container(KUBESIM_IMAGE_PULL_ERROR=1)))
 
-    def reason(wanted):
-        def check():
-            obj = raw(core_v1.read_namespaced_pod, "pull", namespace)
-            state = statuses(obj).get("main", {}).get("state", {})
-            return obj if state.get("waiting", {}).get("reason") == wanted else None
-
-        return check
-
-    first = wait_for(reason("ErrImagePull"))
+    # ErrImagePull lasts one simulated second (50 ms): a watch sees every state the pod
+    # went through, where polling could miss that one.
+    seen: list[tuple[str, dict]] = []
+    stream = watch.Watch()
+    for event in stream.stream(
+        core_v1.list_namespaced_pod,
+        namespace,
+        field_selector="metadata.name=pull",
+        timeout_seconds=10,
+        _preload_content=False,
+    ):
+        obj = event["raw_object"]
+        waiting = statuses(obj).get("main", {}).get("state", {}).get("waiting") or {}
+        seen.append((waiting.get("reason", ""), obj))
+        if waiting.get("reason") == "ImagePullBackOff":
+            stream.stop()
+    reasons = [r for r, _ in seen]
+    first = next(obj for r, obj in seen if r == "ErrImagePull")
+    assert reasons.index("ErrImagePull") < reasons.index("ImagePullBackOff")
     assert (
         "failed to pull and unpack image" in statuses(first)["main"]["state"]["waiting"]["message"]
     )
-    later = wait_for(reason("ImagePullBackOff"))
+    later = seen[-1][1]
     assert later["status"]["phase"] == "Pending"
     status, body = api_error(core_v1.read_namespaced_pod_log, "pull", namespace)
     assert status == 400
