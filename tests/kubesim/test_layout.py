@@ -1,10 +1,11 @@
 """The product's one-pod-per-job layout: stage-in and the user's container `job` as init
 containers, stage-out as the only regular container. Phases, readiness (the pod's and the
-Job's), KUBESIM_SH and the KUBESIM_* simulation in an init container, and its log."""
+Job's), KUBESIM_SH and the KUBESIM_* simulation in an init container, and its log.
+
+Containers that must be seen running wait for a marker file the test creates (they run
+on this host), so no check depends on catching a state within a time window."""
 
 from __future__ import annotations
-
-import time
 
 from tests.kubesim.helpers import (
     api_error,
@@ -19,9 +20,15 @@ from tests.kubesim.helpers import (
     wait_for,
 )
 
-SLOW_STAGE_OUT = (
-    "import time; print(open('/output/out.txt').read().strip(), flush=True); time.sleep(1.5)"
-)
+
+def hold_sh(mark) -> str:
+    """Shell: wait until `mark` exists."""
+    return f"while [ ! -e {mark} ]; do sleep 0.02; done"
+
+
+def hold_py(mark) -> str:
+    """Python: wait until `mark` exists."""
+    return f"import os, time\nwhile not os.path.exists({str(mark)!r}): time.sleep(0.02)\n"
 
 
 def only_pod(core_v1, namespace, name):
@@ -39,10 +46,14 @@ def state_of(core_v1, namespace, pod_name, container_name, wanted, *, init):
     return check
 
 
-def test_user_container_runs_as_an_init_container(batch_v1, core_v1, namespace):
-    user = container(KUBESIM_SH="cat /input/in.txt > /output/out.txt; echo copied; sleep 1")
+def test_user_container_runs_as_an_init_container(batch_v1, core_v1, namespace, tmp_path):
+    user_done, out_done = tmp_path / "user-done", tmp_path / "out-done"
+    user = container(
+        KUBESIM_SH=f"cat /input/in.txt > /output/out.txt; echo copied; {hold_sh(user_done)}"
+    )
+    stage_out = "print(open('/output/out.txt').read().strip(), flush=True)\n" + hold_py(out_done)
     batch_v1.create_namespaced_job(
-        namespace, layout_job("lay", user, stage_out=SLOW_STAGE_OUT, backoff_limit=0)
+        namespace, layout_job("lay", user, stage_out=stage_out, backoff_limit=0)
     )
     name = only_pod(core_v1, namespace, "lay")["metadata"]["name"]
 
@@ -60,6 +71,7 @@ def test_user_container_runs_as_an_init_container(batch_v1, core_v1, namespace):
     k8s_job = raw(batch_v1.read_namespaced_job, "lay", namespace)["status"]
     assert k8s_job["active"] == 1 and k8s_job["ready"] == 0
 
+    user_done.touch()
     staging_out = wait_for(state_of(core_v1, namespace, name, "stage-out", "running", init=False))
     assert staging_out["status"]["phase"] == "Running"
     conds = conditions(staging_out)
@@ -72,6 +84,7 @@ def test_user_container_runs_as_an_init_container(batch_v1, core_v1, namespace):
 
     assert wait_for(job_ready, what="the Job's ready count")["active"] == 1
 
+    out_done.touch()
     done = wait_for(job_finished(batch_v1, namespace, "lay"), timeout=10)
     assert must_condition(done, "Complete")["reason"] == "CompletionsReached"
     assert done["status"]["succeeded"] == 1 and done["status"]["ready"] == 0
@@ -104,12 +117,13 @@ def test_simulated_user_container_fails_the_pod_and_counts(batch_v1, core_v1, na
         assert "batch.kubernetes.io/job-tracking" not in (pod["metadata"].get("finalizers") or [])
 
 
-def test_init_container_log(batch_v1, core_v1, namespace):
-    slow_in = "import time; time.sleep(1); open('/input/in.txt', 'w').write('x')"
+def test_init_container_log(batch_v1, core_v1, namespace, tmp_path):
+    go = tmp_path / "go"
+    held_in = hold_py(go) + "open('/input/in.txt', 'w').write('x')\n"
     lines = "; ".join(f"echo line{i}" for i in range(1, 11))
-    user = container(KUBESIM_SH=f"{lines}; sleep 1")
+    user = container(KUBESIM_SH=lines)
     batch_v1.create_namespaced_job(
-        namespace, layout_job("logs", user, stage_in=slow_in, stage_out="print('out')")
+        namespace, layout_job("logs", user, stage_in=held_in, stage_out="print('out')")
     )
     name = only_pod(core_v1, namespace, "logs")["metadata"]["name"]
     wait_for(state_of(core_v1, namespace, name, "stage-in", "running", init=True))
@@ -120,6 +134,7 @@ def test_init_container_log(batch_v1, core_v1, namespace):
             f'container "{which}" in pod "{name}" is waiting to start: PodInitializing'
         )
 
+    go.touch()
     wait_for(state_of(core_v1, namespace, name, "job", "terminated", init=True), timeout=10)
     read = core_v1.read_namespaced_pod_log
     full = "".join(f"line{i}\n" for i in range(1, 11))
@@ -137,22 +152,25 @@ def test_init_container_log(batch_v1, core_v1, namespace):
     assert body["message"] == f'previous terminated container "job" in pod "{name}" not found'
 
 
-def test_follow_streams_until_the_container_ends(batch_v1, core_v1, namespace):
-    script = "echo first; sleep 0.6; echo second; sleep 0.6; echo third"
+def test_follow_streams_until_the_container_ends(batch_v1, core_v1, namespace, tmp_path):
+    more, end = tmp_path / "more", tmp_path / "end"
+    script = f"echo first; {hold_sh(more)}; echo second; {hold_sh(end)}; echo third"
     batch_v1.create_namespaced_job(namespace, layout_job("follow", container(KUBESIM_SH=script)))
     name = only_pod(core_v1, namespace, "follow")["metadata"]["name"]
     wait_for(state_of(core_v1, namespace, name, "job", "running", init=True), timeout=10)
     response = core_v1.read_namespaced_pod_log(
         name, namespace, container="job", follow=True, _preload_content=False, _request_timeout=10
     )
-    chunks, started = [], time.monotonic()
+    received = b""
     try:
-        for chunk in response.stream(1024):
-            chunks.append((time.monotonic() - started, chunk))
+        chunks = response.stream(1)
+        for wanted, release in ((b"first\n", more), (b"first\nsecond\n", end)):
+            while received != wanted:
+                received += next(chunks)
+            release.touch()  # the container goes on only once the stream delivered its line
+        received += b"".join(chunks)  # ends when the container does
     finally:
         response.release_conn()
-    assert b"".join(c for _, c in chunks) == b"first\nsecond\nthird\n"
-    assert len(chunks) >= 2  # delivered as written, not at the end
-    assert chunks[-1][0] - chunks[0][0] > 0.5
+    assert received == b"first\nsecond\nthird\n"
     ended = raw(core_v1.read_namespaced_pod, name, namespace)
     assert "terminated" in statuses(ended, "initContainerStatuses")["job"]["state"]
