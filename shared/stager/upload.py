@@ -14,12 +14,14 @@ The protocol, as Cloud Storage documents it ("Perform resumable uploads"):
   again, from N+1. 200 or 201 means the object was created; the body is its resource.
 - The last request carries `X-Goog-Hash: md5=...` of the whole zip: Cloud Storage refuses to
   create an object whose bytes do not hash to it.
+- Every request says `Content-Type: application/zip`, as Google's client libraries do.
 
 Normal path: one PUT per chunk and nothing else; no status query.
 
-Retry path: a request that fails with a connection error, a timeout, 408, 429 or 5xx is
-retried with exponential backoff (1 s doubling to 30 s, or Retry-After) for at most
-`retry_seconds` of trouble over the whole upload, then TransientStorageError (exit 75).
+Retry path: a request that fails with a connection error, a timeout, 408, 429 or 5xx (or
+is answered by a 308 that persisted none of it) is retried with exponential backoff (1 s
+doubling to 30 s, or Retry-After) for at most `retry_seconds` of trouble over the whole
+upload, then TransientStorageError (exit 75).
 Before sending again, the stager asks the session what it persisted, as documented
 ("Check the status of a resumable upload"): a PUT with an empty body and
 `Content-Range: bytes */*`. A 308 gives the offset to resume from (the in-memory chunk
@@ -31,7 +33,7 @@ Outcomes: success only when the object the session reports is this attempt's zip
 size, same MD5): a session already completed with exactly these bytes (an earlier attempt
 of the same pod, or a request whose answer was lost) is success too. 412 is
 OutputExistsError; 404, 410 and 499 (the session is gone) and 400, 401, 403 (refused) are
-UploadSessionError; all three exit 73.
+UploadSessionError: both exit 73, like MixedAttemptsError below.
 
 An earlier attempt of the same job (a pod stopped mid-upload, its job run again by a new
 pod, whose zip differs) may have left bytes in the session. They are never mixed with this
@@ -220,8 +222,8 @@ class Stored:
 class ResumableUpload:
     """A write-only stream (archive.Sink) that becomes the session's object at `finish()`.
 
-    Holds the bytes from the last offset the session confirmed up to what was written: at
-    most one chunk plus one write.
+    Holds the bytes from the last offset the session confirmed up to what was written, in
+    one chunk-sized buffer: a write that does not fit waits for the chunk to be sent.
     """
 
     def __init__(
