@@ -339,18 +339,20 @@ class ResumableUpload:
         headers["Content-Length"] = str(size)
         self._sent = max(self._sent, end)
         self._requests += 1
+        began = self._clock()
         try:
             with self._view[:size] as body:
                 answer = self._http.put(body, headers)
         except Unreachable as error:
-            self._trouble(str(error))  # nothing reached the server: send it again
+            self._trouble(str(error), began=began)  # nothing reached the server: send again
             return
         except Lost as error:
-            self._trouble(f"connection lost: {error}")
+            self._trouble(f"connection lost: {error}", began=began)
             self._recover()
             return
         if answer.status in TRANSIENT_STATUS:
-            self._trouble(f"HTTP {answer.status} {answer.message()}".strip(), answer.retry_after)
+            said = f"HTTP {answer.status} {answer.message()}".strip()
+            self._trouble(said, answer.retry_after, began=began)
             self._recover()
             return
         self._settle(answer, sent=size, final=final)
@@ -467,11 +469,14 @@ class ResumableUpload:
 
     # -- retry budget ---------------------------------------------------------------------
 
-    def _trouble(self, reason: str, retry_after: float | None = None) -> None:
-        """Pause before trying again, or give up once the retry time is spent."""
+    def _trouble(
+        self, reason: str, retry_after: float | None = None, *, began: float | None = None
+    ) -> None:
+        """Pause before trying again, or give up once the retry time is spent. The time
+        counted starts with the first failed request (`began`), a timeout's wait included."""
         now = self._clock()
         if self._trouble_since is None:
-            self._trouble_since = now
+            self._trouble_since = now if began is None else began
         spent = self._trouble_spent + (now - self._trouble_since)
         pause = self._pause if retry_after is None else max(self._pause, retry_after)
         pause = min(pause, MAX_PAUSE)

@@ -185,6 +185,22 @@ def test_the_retry_time_counts_every_failure_of_the_upload(resumable: ResumableS
     assert clock.pauses == [1.0, 2.0, 1.0]
 
 
+def test_the_wait_of_a_request_that_times_out_counts_too(resumable: ResumableServer) -> None:
+    clock = Clock()
+
+    class TimesOut(upload.Connection):
+        def put(self, body: bytes | memoryview, headers: dict[str, str]) -> upload.Answer:
+            clock.now += 50  # the socket timeout, waited for in vain
+            raise upload.Lost("timed out")
+
+    url = resumable.open()
+    with pytest.raises(
+        TransientStorageError, match=r"timed out \(gave up after retrying for 101 s"
+    ):
+        send(url, os.urandom(CHUNK), retry_seconds=60, clock=clock, connection=TimesOut(url))
+    assert clock.pauses == [1.0]
+
+
 def test_an_unreachable_session_host_exits_75(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}/upload/storage/v1/b/b/o?name=o.zip&upload_id=s3cr3t"
     with pytest.raises(TransientStorageError, match="cannot connect") as raised:
