@@ -83,7 +83,7 @@ SOCKET_TIMEOUT = 60.0  # s without progress on the socket before a request count
 IDLE_REUSE = 30.0  # s: an idle connection older than this is reopened, not reused
 FIRST_PAUSE = 1.0  # s: backoff after the first failure, doubled each time
 MAX_PAUSE = 30.0
-TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+TRANSIENT_STATUS = frozenset({408, 429, *range(500, 600)})  # every 5xx
 GONE_STATUS = frozenset({404, 410, 499})
 REFUSED_STATUS = frozenset({400, 401, 403})
 _RANGE = re.compile(r"\s*bytes[= ]0-(\d+)\s*$", re.IGNORECASE)
