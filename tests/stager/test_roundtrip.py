@@ -4,12 +4,12 @@ session's content type and job-id metadata, and nothing else is created."""
 
 from __future__ import annotations
 
+import datetime
 import io
 import os
 import stat
 import zipfile
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 
@@ -40,9 +40,37 @@ def _unzip(data: bytes) -> dict[str, tuple[int, bytes]]:
         return {i.filename: (i.external_attr >> 16, archive.read(i)) for i in archive.infolist()}
 
 
-def _download_url(gcs, bucket: str, name: str) -> str:
-    """What stands in for the signed URL locally: fake-gcs-server's download URL."""
-    return f"{gcs.url}/download/storage/v1/b/{bucket}/o/{quote(name, safe='')}?alt=media"
+def _signed_url(gcs, storage_client, bucket: str, name: str) -> str:
+    """A V4 signed GET URL, as the functions sign it (fake-gcs-server checks no signature),
+    made with a service-account key invented here."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from google.oauth2 import service_account
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    signer = service_account.Credentials.from_service_account_info(
+        {
+            "type": "service_account",
+            "client_email": "signer@local-test.iam.gserviceaccount.com",
+            "private_key": pem,
+            "token_uri": "https://oauth2.googleapis.com/token",
+        }
+    )
+    url: str = (
+        storage_client.bucket(bucket)
+        .blob(name)
+        .generate_signed_url(
+            version="v4",
+            expiration=datetime.timedelta(hours=1),
+            credentials=signer,
+            api_access_endpoint=gcs.url,
+        )
+    )
+    assert "X-Goog-Signature=" in url
+    return url
 
 
 def _stage_out(url: str, directory: Path) -> int:
@@ -60,6 +88,7 @@ def test_round_trip(
     bucket: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
     big: int,
 ) -> None:
     monkeypatch.setenv("STAGER_CHUNK_MIB", "1")
@@ -71,7 +100,7 @@ def test_round_trip(
     storage_client.bucket(bucket).blob("job-1-input.zip").upload_from_string(given)
     input_dir, output_dir = tmp_path / "input", tmp_path / "output"
     output_dir.mkdir()
-    url = _download_url(gcs, bucket, "job-1-input.zip")
+    url = _signed_url(gcs, storage_client, bucket, "job-1-input.zip")
     assert main(["stage-in", "--url", url, "--dir", str(input_dir), "--job-id", "job-1"]) == 0
     assert (input_dir / "data" / "numbers.csv").read_bytes() == b"1,2,3\n"
     assert os.access(input_dir / "tool.sh", os.X_OK) and (input_dir / "config").is_dir()
@@ -90,6 +119,9 @@ def test_round_trip(
 
     session = open_session(storage_client, bucket, "job-1-output.zip")
     assert _stage_out(session, output_dir) == 0
+    said = capsys.readouterr()
+    for secret in (url.split("X-Goog-Signature=")[1][:40], session.split("upload_id=")[1]):
+        assert secret not in said.out + said.err
 
     blob = storage_client.bucket(bucket).get_blob("job-1-output.zip")
     assert blob.content_type == "application/zip"
