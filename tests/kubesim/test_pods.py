@@ -271,3 +271,23 @@ def test_secret_env_and_items(core_v1, namespace):
     core_v1.create_namespaced_pod(namespace, pod("refs", main))
     wait_for(pod_phase(core_v1, namespace, "refs", "Succeeded"))
     assert core_v1.read_namespaced_pod_log("refs", namespace) == "v1 refs\n"
+
+
+def test_a_pod_past_its_active_deadline_is_failed_and_kept(core_v1, namespace):
+    """active_deadline.go: killed, Failed with reason DeadlineExceeded, not deleted; its
+    log stays readable."""
+    script = container(KUBESIM_SH="echo started; sleep 600")
+    core_v1.create_namespaced_pod(
+        namespace, pod("late", script, activeDeadlineSeconds=2, terminationGracePeriodSeconds=1)
+    )
+    failed = wait_for(pod_phase(core_v1, namespace, "late", "Failed"))
+    assert (failed["status"]["reason"], failed["status"]["message"]) == (
+        "DeadlineExceeded",
+        "Pod was active on the node longer than the specified deadline",
+    )
+    assert "terminated" in statuses(failed)["main"]["state"]
+    assert core_v1.read_namespaced_pod_log("late", namespace, container="main") == "started\n"
+    assert (
+        core_v1.read_namespaced_pod(namespace=namespace, name="late").metadata.deletion_timestamp
+        is None
+    )

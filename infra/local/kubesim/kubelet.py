@@ -26,6 +26,11 @@ while a container runs.
   reason Evicted and the message of emptyDirMessageFmt or podEphemeralStorageMessageFmt
   (pkg/kubelet/eviction/helpers.go), and no DisruptionTarget condition (evictPod is
   passed none for these), so a Job counts it as an ordinary failure.
+- Active deadlines (pkg/kubelet/active_deadline.go): a pod whose spec.activeDeadlineSeconds
+  have passed since its start (status.startTime, set when it is bound) is killed with its
+  grace period and becomes Failed with reason DeadlineExceeded and the message "Pod was
+  active on the node longer than the specified deadline". It is not deleted: it stays,
+  with its log, until its owner deletes it.
 - A deleted pod's containers get SIGTERM, then SIGKILL once its grace period is over; when
   they have stopped, the pod is removed, or, while a finalizer holds it, it stays with
   deletionGracePeriodSeconds 0 (the kubelet's final delete) until the finalizer goes. A
@@ -56,6 +61,9 @@ HOST_IP = "10.0.0.1"
 TERMINATION_MESSAGE_LENGTH = 4 * 1024  # kubecontainer.MaxContainerTerminationMessageLength
 TERMINATION_LOG_LENGTH = 2 * 1024  # kubecontainer.MaxContainerTerminationMessageLogLength
 TERMINATION_LOG_LINES = 80  # kubecontainer.MaxContainerTerminationMessageLogLines
+DEADLINE_REASON = "DeadlineExceeded"  # active_deadline.go
+DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
+DEFAULT_GRACE = 30.0  # simulated seconds: terminationGracePeriodSeconds' default
 EMPTY_DIR_MESSAGE = 'Usage of EmptyDir volume "{}" exceeds the limit "{}". '
 POD_EPHEMERAL_MESSAGE = (
     "Pod ephemeral local storage usage exceeds the total limit of containers {}. "
@@ -68,7 +76,9 @@ class Worker:
     stopper: Stopper = field(default_factory=Stopper)
     thread: threading.Thread | None = None
     paths: dict[str, Path] = field(default_factory=dict)
-    evicted: str | None = None  # the eviction message, once the eviction manager acted
+    started: float = field(default_factory=time.monotonic)  # bound: status.startTime
+    # (reason, message) once the kubelet itself failed the pod: Evicted, DeadlineExceeded
+    stopped_for: tuple[str, str] | None = None
 
     @property
     def alive(self) -> bool:
@@ -145,6 +155,22 @@ class Kubelet:
         if now >= self._next_eviction_check:
             self._next_eviction_check = now + self.clock.wall(EVICTION_MONITORING_PERIOD)
             self._local_storage_eviction(now)
+        self._active_deadlines(now)
+
+    def _active_deadlines(self, now: float) -> None:
+        """pastActiveDeadline: started + activeDeadlineSeconds reached, the pod is killed
+        with its own grace period and failed (ShouldEvict: DeadlineExceeded)."""
+        for worker in list(self.workers.values()):
+            deadline = (worker.pod.get("spec") or {}).get("activeDeadlineSeconds")
+            if deadline is None or not worker.alive or worker.stopper.stopping:
+                continue
+            if now - worker.started < self.clock.wall(deadline):
+                continue
+            m = meta(worker.pod)
+            log("INFO", "pod past its active deadline", pod=f"{m['namespace']}/{m['name']}")
+            worker.stopped_for = (DEADLINE_REASON, DEADLINE_MESSAGE)
+            grace = worker.pod["spec"].get("terminationGracePeriodSeconds", DEFAULT_GRACE)
+            worker.stopper.request(now + self.clock.wall(grace))
 
     def _consider(self, pod: Obj, now: float) -> None:
         """Called under the store lock for every pod on each pass."""
@@ -225,7 +251,7 @@ class Kubelet:
             if message is not None:
                 m = meta(worker.pod)
                 log("INFO", "evicting pod", pod=f"{m['namespace']}/{m['name']}", reason=message)
-                worker.evicted = message
+                worker.stopped_for = ("Evicted", message)
                 worker.stopper.request(now)  # immediateEvictionGracePeriodSeconds = 0
 
     def _storage_verdict(self, worker: Worker) -> str | None:
@@ -310,17 +336,16 @@ class Kubelet:
                     thread.start()
                 for thread in threads:
                     thread.join()
-        evicted = worker.evicted
-        self._update(worker, lambda s: self._finished(s, evicted))
+        stopped_for = worker.stopped_for
+        self._update(worker, lambda s: self._finished(s, stopped_for))
 
     @staticmethod
-    def _finished(s: dict[str, Any], evicted: str | None) -> None:
+    def _finished(s: dict[str, Any], stopped_for: tuple[str, str] | None) -> None:
         main = [i["state"].get("terminated") for i in s.get("containerStatuses") or []]
         ok = all(t is not None and t["exitCode"] == 0 for t in main)
-        s["phase"] = "Succeeded" if ok and evicted is None else "Failed"
-        if evicted is not None:
-            s["reason"] = "Evicted"
-            s["message"] = evicted
+        s["phase"] = "Succeeded" if ok and stopped_for is None else "Failed"
+        if stopped_for is not None:
+            s["reason"], s["message"] = stopped_for
         podstatus.terminate(s)
         podstatus.update_ready(s)
         podstatus.set_condition(s, "PodReadyToStartContainers", False)
