@@ -240,19 +240,28 @@ def test_a_failed_upload_never_reruns_the_users_container(
 
 def test_a_disruption_costs_no_retry(fn, backends, batch_v1, core_v1, namespace, tmp_path):
     """A pod evicted (kubectl drain, a Spot preemption) while the user's container runs is
-    replaced without using a retry, and the job counts the disruption."""
-    runs = tmp_path / "runs"
-    script = f"trap '' TERM; echo run >> {runs}; sleep 1; echo out > /output/o"
-    job = create(fn, retries=0, **env(KUBESIM_SH=script))
-    pod = wait_user_running(core_v1, namespace, job["id"])
+    replaced without using a retry, and the job counts the disruption.
+
+    The user's code waits for a host file the test creates, ignoring SIGTERM, and the
+    eviction grants a long grace period: the evicted pod stays until the sync has seen it.
+    """
     from kubernetes import client
 
-    core_v1.create_namespaced_pod_eviction(
-        pod,
-        namespace,
-        client.V1Eviction(metadata=client.V1ObjectMeta(name=pod, namespace=namespace)),
+    runs, go = tmp_path / "runs", tmp_path / "go"
+    script = (
+        f"trap '' TERM; echo run >> {runs}; "
+        f"while [ ! -e {go} ]; do sleep 0.05; done; echo out > /output/o"
     )
-    fn.sync()  # sees the pod with its DisruptionTarget condition while it terminates
+    job = create(fn, retries=0, **env(KUBESIM_SH=script))
+    pod = wait_user_running(core_v1, namespace, job["id"])
+    eviction = client.V1Eviction(
+        metadata=client.V1ObjectMeta(name=pod, namespace=namespace),
+        delete_options=client.V1DeleteOptions(grace_period_seconds=600),
+    )
+    core_v1.create_namespaced_pod_eviction(pod, namespace, eviction)
+    counted = fn.sync_until(job["id"], lambda j: j.get("disruptions") == 1)
+    assert counted["status"] == "running"
+    go.touch()
     done = fn.sync_until(job["id"], FINAL)
     assert done["status"] == "succeeded", done
     assert done["disruptions"] == 1

@@ -265,7 +265,7 @@ def test_firestore_out_of_reach(fn, monkeypatch, batch_v1, namespace, bucket, se
     assert done.status is Status.SUCCEEDED
 
 
-def test_a_stalled_cluster_call_gives_up(fn, kubesim, monkeypatch, namespace, settled):
+def test_a_stalled_cluster_call_gives_up(fn, kubesim, monkeypatch, batch_v1, namespace, settled):
     """The API server accepts the request and never answers in time: create fails cleanly
     after BACKEND_TIMEOUT_SECONDS instead of hanging the function."""
     import time
@@ -278,7 +278,11 @@ def test_a_stalled_cluster_call_gives_up(fn, kubesim, monkeypatch, namespace, se
     )
     assert time.monotonic() - started < 3.5
     assert (code, body["error"]) == (500, "ClusterError"), body
-    time.sleep(4)  # the stalled request completes on the server: a Job nobody tracks
+    # The stalled request completes on the server: a Job nobody tracks. Wait for it.
+    deadline = time.monotonic() + 20
+    while not batch_v1.list_namespaced_job(namespace).items:
+        assert time.monotonic() < deadline, "the stalled create never landed"
+        time.sleep(0.1)
     fn.sync()
     (failed,) = settled()
     assert failed.reason == "ClusterError"
