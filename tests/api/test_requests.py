@@ -106,20 +106,6 @@ def test_unknown_or_malformed_ids_are_404(fn_store, job_id):
         assert body["result"] is False
 
 
-def test_not_found_names_the_id_as_the_earlier_views_did(fn_store):
-    job_id = str(uuid.uuid4())
-    for method in ("GET", "DELETE"):
-        assert fn_store.api(method, f"/batch/{job_id}") == (
-            404,
-            {
-                "data": "",
-                "error": "DoesNotExist",
-                "msg": f"Batch job {job_id} not found.",
-                "result": False,
-            },
-        )
-
-
 def test_unknown_status_filter(fn_store):
     status, body = fn_store.api("GET", "/batch/?status=finished")
     assert status == 400

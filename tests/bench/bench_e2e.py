@@ -35,6 +35,7 @@ from typing import Any
 
 from infra.local.stack import read_env_file
 from tests.bench.bench_local_cloud import start_stack
+from tests.bench.cloud import Cloud
 from tests.bench.results import record, table
 
 WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
@@ -65,7 +66,7 @@ class Watcher:
         from kubernetes import client, config
 
         api = config.new_client_from_config(config_file=kubeconfig)
-        self.host = api.configuration.host
+        self.kubesim = Cloud(kubesim_url=api.configuration.host, kubeconfig=Path(kubeconfig))
         self.core, self.batch = client.CoreV1Api(api), client.BatchV1Api(api)
         self.namespace = namespace
         self.events: list[tuple[float, str, dict[str, Any]]] = []
@@ -95,15 +96,6 @@ class Watcher:
     def stop(self) -> None:
         self._stop.set()
 
-    def stats(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"{self.host}/_kubesim/stats", timeout=10) as answer:
-            result: dict[str, Any] = json.loads(answer.read())
-        return result
-
-    def reset_stats(self) -> None:
-        request = urllib.request.Request(f"{self.host}/_kubesim/stats/reset", method="POST")
-        urllib.request.urlopen(request, timeout=10).close()
-
     def of_job(self, job_id: str) -> list[tuple[float, str, dict[str, Any]]]:
         from shared.manifests import JOB_ID
 
@@ -130,7 +122,7 @@ def run_job(api: str, watcher: Watcher, number: int, interval: int) -> dict[str,
             "environment_variables": {"KUBESIM_SH": "cp -r /input/. /output/"},
         },
     }
-    watcher.reset_stats()
+    watcher.kubesim.reset_kubesim_stats()
     sent = time.monotonic()
     job = _http("POST", f"{api}/batch/", body)["data"]
     while True:
@@ -144,7 +136,7 @@ def run_job(api: str, watcher: Watcher, number: int, interval: int) -> dict[str,
             raise SystemExit(f"the job was not done after 600 s: {current}")
         time.sleep(POLL)
     time.sleep(1.0)  # the Job's deletion, after the success, is part of its life
-    writes = sum(watcher.stats()["by_verb"].get(verb, 0) for verb in WRITE_VERBS)
+    writes = sum(watcher.kubesim.kubesim_stats()["by_verb"].get(verb, 0) for verb in WRITE_VERBS)
     events = watcher.of_job(job["id"])
     created = min(at for at, kind, _ in events if kind == "Job")
     exited = min(at for at, kind, obj in events if kind == "Pod" and _stage_out_exited(obj))
