@@ -156,7 +156,10 @@ class Reconciler:
         if k8s_job is not None:
             self._move(job, Status.RUNNING, "the create deployed it but did not record it")
             return
-        self._fail(job, Failure("CreateInterrupted", "The create did not finish; nothing ran"), [])
+        # Nothing ran, so there is no log to keep; a Job the create made after all is
+        # swept (its log saved) as soon as a sync sees it.
+        failure = Failure("CreateInterrupted", "The create did not finish; nothing ran")
+        self._move(job, Status.FAILED, f"{failure.reason}: {failure.message}", failure.updates())
 
     def _deployed(
         self, job: Job, k8s_job: dict[str, Any] | None, pods: list[dict[str, Any]]
@@ -190,8 +193,8 @@ class Reconciler:
     ) -> bool:
         """If this job's output is in the bucket, record the success: True."""
         metadata = self.b.bucket.metadata(job.output_object)
-        if metadata is None or metadata.get("job-id") not in (None, job.id):
-            return False
+        if metadata is None or metadata.get("job-id") != job.id:
+            return False  # absent, or not written through this job's upload session
         complete_success(job, self.b, reason=reason, pods=pods, updates=facts)
         self.report.count(Status.SUCCEEDED)
         return True

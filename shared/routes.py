@@ -29,10 +29,21 @@ def _logs(request: Request, job_id: str) -> Response:
     return api.job_log(request, job_id)
 
 
+def _job_path(parts: list[str]) -> tuple[str, tuple[str, ...]] | None:
+    """(job id, the methods served) for `/batch/<id>` and `/batch/<id>/logs`."""
+    if parts[:1] != ["batch"]:
+        return None
+    if len(parts) == 2:
+        return parts[1], JOB_METHODS
+    if len(parts) == 3 and parts[2] == LOGS:
+        return parts[1], LOGS_METHODS
+    return None
+
+
 def batch_api(request: Request) -> Response:
     """GET /batch/, POST /batch/, GET /batch/<id>, DELETE /batch/<id>, GET /batch/<id>/logs."""
     parts = _parts(request)
-    if parts[:1] == ["batch"] and len(parts) == 3 and parts[2] == LOGS:
+    if len(parts) == 3 and _job_path(parts):
         return _logs(request, parts[1])
     if not parts or parts[0] != "batch" or len(parts) > 2:
         return api.not_found(request)
@@ -102,8 +113,7 @@ def framework_error(error: HTTPException) -> Response:
     path that is still a malformed job id, answered as `batch_api` answers one."""
     from flask import request
 
-    parts = _parts(request)
-    if error.code == 404 and len(parts) == 2 and parts[0] == "batch":
-        if request.method in JOB_METHODS:
-            return api.no_such_job(request, parts[1])
+    job_path = _job_path(_parts(request))
+    if error.code == 404 and job_path and request.method in job_path[1]:
+        return api.no_such_job(request, job_path[0])
     return api.framework_error(error)

@@ -271,7 +271,11 @@ def test_a_stalled_cluster_call_gives_up(fn, kubesim, monkeypatch, batch_v1, nam
     import time
 
     reconfigure(monkeypatch, BACKEND_TIMEOUT_SECONDS="1")
-    kubesim.inject_fault(verb="create", path=jobs_path(namespace), delay_seconds=4)
+    # The new clients' connections are opened first: only the cluster call may be slow.
+    assert fn.api("GET", "/batch/?status=running")[0] == 200
+    assert fn.api("POST", "/batch/", json={"name": "warm", "job_parameters": {}})[0] == 400
+    # No status: after the delay the request goes through, too late for the create.
+    kubesim.inject_fault(verb="create", path=jobs_path(namespace), status=0, delay_seconds=4)
     started = time.monotonic()
     code, body = fn.api(
         "POST", "/batch/", json={"name": "stalled", "job_parameters": {"docker_image": "alpine"}}
