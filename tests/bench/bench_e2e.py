@@ -83,6 +83,7 @@ class Watcher:
             thread.start()
 
     def _watch(self, kind: str, call: Any) -> None:
+        """Watches of 2 s, one after the other, until stopped."""
         from kubernetes import watch
 
         while not self._stop.is_set():
@@ -94,7 +95,10 @@ class Watcher:
                     break
 
     def stop(self) -> None:
+        """Once every watch has ended: the stack may go."""
         self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
 
     def of_job(self, job_id: str) -> list[tuple[float, str, dict[str, Any]]]:
         from shared.manifests import JOB_ID
