@@ -1,11 +1,19 @@
 """Start local servers as process groups, wait until they answer, and stop them whole.
 
 Every server runs under a tiny supervisor (this file run as a script) that leads a new
-session. Stopping signals every process in that session, not just one process group:
-`gcloud emulators ... start` moves itself and its JVM into a group of their own, which a
-plain killpg would miss. The supervisor also asks the kernel to signal it when its parent
-dies (PR_SET_PDEATHSIG), and then takes its session down, so even a parent killed with
+session. A server's processes are the supervisor, everything descended from it, and
+everyone in the sessions those processes lead: `gcloud emulators ... start` moves itself
+and its JVM into a process group of their own, which a plain killpg would miss, and kubesim
+runs each pod's host process in a session of its own. The supervisor is a child subreaper
+(PR_SET_CHILD_SUBREAPER), so a process whose parent died stays in its tree instead of
+moving to init. It also asks the kernel to signal it when its parent dies
+(PR_SET_PDEATHSIG), and then takes its processes down, so even a parent killed with
 SIGKILL leaves nothing behind.
+
+Stopping is bounded: SIGTERM (and SIGCONT, for a stopped process) to every process at
+once, SIGKILL to whatever is left after a grace period, then at most `KILL_WAIT` seconds
+more. A server that ignores SIGTERM, hangs, or has children in other sessions costs its
+grace period, never more.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -20,15 +29,69 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+
+STOP_POLL = 0.05  # seconds between two looks at what is still running
+KILL_WAIT = 1.0  # seconds to wait for processes to vanish after SIGKILL
+SUPERVISOR_GRACE = 5.0  # seconds a supervisor told to stop gives its processes
 
 
 class StartError(RuntimeError):
     """A server did not come up; the message names it and points at its log."""
+
+
+class StartCancelledError(RuntimeError):
+    """A stop was requested while waiting for a server to come up."""
+
+
+class StopSignal:
+    """A stop request that SIGTERM and SIGINT set, and any thread may wait on.
+
+    Python runs a signal handler between two bytecodes of the main thread, wherever it is:
+    inside a `with lock:` block, or inside another handler. A handler that calls
+    `threading.Event.set()` then waits forever for the Event's lock that its own thread
+    already holds. That is what kept `make run` from ever stopping now and then: SIGTERM to
+    its process group reaches make and Python at once, make forwards a second SIGTERM, and
+    it arrived while the first one's handler held the lock. This handler takes no lock: it
+    records the signal and writes a byte to a pipe that `wait` selects on.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+
+    def install(self, signums: Iterable[int] = (signal.SIGTERM, signal.SIGINT)) -> StopSignal:
+        """Make `signums` set this request (from the main thread)."""
+        for signum in signums:
+            signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        self.signum = signum
+        try:
+            os.write(self._write, b"\0")
+        except OSError:  # the pipe is full: a byte is there already
+            pass
+
+    def set(self) -> None:
+        """Request a stop without a signal."""
+        self._handle(0, None)
+
+    def is_set(self) -> bool:
+        return self.signum is not None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait up to `timeout` seconds (None: for ever) for a stop; True once requested."""
+        if not self.is_set():
+            # The pipe is never drained: once a byte is in it, every wait returns at once.
+            select.select([self._read], [], [], timeout)
+        return self.is_set()
 
 
 def free_port() -> int:
@@ -43,34 +106,135 @@ def port_in_use(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+@dataclass(frozen=True)
+class ProcessTable:
+    """The parent and the session of every live process, from one pass over /proc.
+
+    A zombie is left out: it is already dead, and only waits for a parent to reap it.
+    """
+
+    parent: dict[int, int]
+    session: dict[int, int]
+
+    @classmethod
+    def read(cls) -> ProcessTable:
+        parent, session = {}, {}
+        with os.scandir("/proc") as entries:
+            pids = [entry.name for entry in entries if entry.name.isdigit()]
+        for name in pids:
+            try:
+                with open(f"/proc/{name}/stat", "rb") as stat:
+                    text = stat.read()
+            except OSError:
+                continue
+            # Fields after the parenthesised command: state ppid pgrp session ...
+            fields = text[text.rfind(b")") + 2 :].split()
+            if len(fields) > 3 and fields[0] != b"Z":
+                parent[int(name)] = int(fields[1])
+                session[int(name)] = int(fields[3])
+        return cls(parent, session)
+
+    def descendants(self, root: int) -> set[int]:
+        children: dict[int, list[int]] = {}
+        for pid, ppid in self.parent.items():
+            children.setdefault(ppid, []).append(pid)
+        found: set[int] = set()
+        todo = [root]
+        while todo:
+            for child in children.get(todo.pop(), ()):
+                if child not in found:
+                    found.add(child)
+                    todo.append(child)
+        return found
+
+    def tree(self, root: int | None, sessions: set[int]) -> set[int]:
+        """`root` and its descendants (none for None), and every process in `sessions`.
+
+        Adds the session of each descendant to `sessions`: a process that later leaves the
+        tree (its parent dies and it moves to init) is still found by its session.
+        """
+        found: set[int] = set()
+        if root is not None and root in self.parent:
+            found = self.descendants(root) | {root}
+            sessions.update(self.session[pid] for pid in found)
+        found.update(pid for pid, sid in self.session.items() if sid in sessions)
+        return found
+
+
 def session_members(sid: int) -> list[int]:
     """Pids of every live process in session `sid` (read from /proc)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # Fields after the parenthesised command: state ppid pgrp session ...
-        fields = stat[stat.rfind(")") + 2 :].split()
-        # A zombie is already dead; it only waits for a parent that may never reap it.
-        if len(fields) > 3 and int(fields[3]) == sid and fields[0] != "Z":
-            pids.append(int(entry.name))
-    return pids
+    return [pid for pid, session in ProcessTable.read().session.items() if session == sid]
 
 
-def signal_session(sid: int, signum: int, *, spare: int | None = None) -> int:
-    """Send `signum` to every process of session `sid` but `spare`; returns how many."""
-    sent = 0
-    for pid in session_members(sid):
-        if pid == spare:
-            continue
+def _send(pids: Iterable[int], signum: int) -> None:
+    for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signum)
-            sent += 1
-    return sent
+
+
+def terminate(
+    groups: Sequence[Callable[[ProcessTable], set[int]]],
+    grace: float,
+    *,
+    reap: Callable[[], None] = lambda: None,
+    kill_wait: float = KILL_WAIT,
+) -> list[int]:
+    """Stop every process of every group, in at most `grace` + `kill_wait` seconds.
+
+    Each group is a function giving its live processes in a process table. Every process
+    gets SIGTERM, then SIGCONT so that a stopped one can act on it, as soon as it is seen
+    (a process forked during the stop too); after `grace` seconds, each group still running
+    gets SIGKILL, repeated until it is gone or `kill_wait` seconds have passed. `reap` is
+    called on each pass, to collect the caller's own dead children. Returns the indices of
+    the groups that had to be killed.
+    """
+    deadline = time.monotonic() + grace
+    pending = list(range(len(groups)))
+    termed: set[int] = set()
+    while True:
+        reap()
+        table = ProcessTable.read()
+        running = []
+        for index in pending:
+            members = groups[index](table)
+            if members:
+                running.append(index)
+                fresh = members - termed
+                _send(fresh, signal.SIGTERM)
+                _send(fresh, signal.SIGCONT)
+                termed |= fresh
+        pending = running
+        if not pending or time.monotonic() >= deadline:
+            break
+        time.sleep(STOP_POLL)
+    killed = list(pending)
+    deadline = time.monotonic() + kill_wait
+    while pending:
+        table = ProcessTable.read()
+        running = []
+        for index in pending:
+            members = groups[index](table)
+            if members:
+                running.append(index)
+                _send(members, signal.SIGKILL)
+        pending = running
+        if not pending or time.monotonic() >= deadline:
+            break
+        time.sleep(STOP_POLL / 2)
+        reap()
+    reap()
+    return killed
+
+
+def stop_servers(servers: Sequence[ServerProcess], grace: float) -> list[ServerProcess]:
+    """Stop `servers` all at once (see `terminate`); returns those that needed SIGKILL."""
+
+    def reap() -> None:
+        for server in servers:
+            server.popen.poll()
+
+    killed = terminate([server.members for server in servers], grace, reap=reap)
+    return [servers[index] for index in killed]
 
 
 def free_port_block(size: int) -> int:
@@ -92,11 +256,16 @@ def _die_with_parent(parent: int) -> bool:
 
 @dataclass
 class ServerProcess:
-    """One supervised server: its process group, its log, and how to stop it."""
+    """One supervised server: its processes, its log, and how to stop it."""
 
     name: str
     popen: subprocess.Popen[bytes]
     log_path: Path
+    # Sessions seen among the server's processes; the supervisor leads the first one.
+    sessions: set[int] = field(default_factory=set, repr=False)
+
+    def __post_init__(self) -> None:
+        self.sessions.add(self.popen.pid)
 
     @property
     def pid(self) -> int:
@@ -105,6 +274,14 @@ class ServerProcess:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
+    def members(self, table: ProcessTable | None = None) -> set[int]:
+        """The server's live processes: the supervisor, its descendants, and everyone in
+        their sessions."""
+        table = table or ProcessTable.read()
+        # Until the supervisor is reaped its pid cannot be reused, so its tree is ours.
+        root = self.popen.pid if self.popen.returncode is None else None
+        return table.tree(root, self.sessions)
+
     def log_tail(self, lines: int = 20) -> str:
         try:
             text = self.log_path.read_text(errors="replace")
@@ -112,21 +289,10 @@ class ServerProcess:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM the session, then SIGKILL whatever is left after `timeout` seconds."""
-        sid = self.popen.pid  # the supervisor leads its session: sid == its pid
-        signal_session(sid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while session_members(sid) and time.monotonic() < deadline:
-            if self.popen.poll() is None:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.popen.wait(timeout=0.1)
-            else:
-                time.sleep(0.1)
-        # The supervisor may be gone while a child that ignored SIGTERM is not.
-        signal_session(sid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.popen.wait(timeout=5)
+    def stop(self, timeout: float = 10.0) -> bool:
+        """SIGTERM every process of the server, SIGKILL whatever is left after `timeout`
+        seconds; False when SIGKILL was needed."""
+        return not stop_servers([self], timeout)
 
 
 def spawn(
@@ -137,7 +303,7 @@ def spawn(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> ServerProcess:
-    """Start `argv` under a supervisor in a new process group, output to `log_dir/name.log`.
+    """Start `argv` under a supervisor in a new session, output to `log_dir/name.log`.
 
     Call it from the main thread: the parent-death signal fires when the spawning thread
     exits. The supervisor asks for that signal itself, first thing: a `preexec_fn` would
@@ -179,10 +345,19 @@ def tcp_open(port: int) -> Callable[[], bool]:
     return lambda: port_in_use(port)
 
 
-def wait_until_ready(proc: ServerProcess, ready: Callable[[], bool], timeout: float) -> None:
-    """Poll `ready` until it is true; fail early if the process exits."""
+def wait_until_ready(
+    proc: ServerProcess,
+    ready: Callable[[], bool],
+    timeout: float,
+    *,
+    stop: StopSignal | None = None,
+) -> None:
+    """Poll `ready` until it is true; fail early if the process exits, and give up with
+    StartCancelledError as soon as `stop` is set."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if stop is not None and stop.is_set():
+            raise StartCancelledError(f"stop requested while {proc.name} was starting")
         if not proc.alive():
             raise StartError(
                 f"{proc.name} exited with code {proc.popen.returncode} before it was ready; "
@@ -190,7 +365,10 @@ def wait_until_ready(proc: ServerProcess, ready: Callable[[], bool], timeout: fl
             )
         if ready():
             return
-        time.sleep(0.1)
+        if stop is not None:
+            stop.wait(0.1)
+        else:
+            time.sleep(0.1)
     raise StartError(
         f"{proc.name} was not ready after {timeout:.0f} s; log {proc.log_path}:\n{proc.log_tail()}"
     )
@@ -207,47 +385,73 @@ class Starting:
     ready: Callable[[], bool]
     timeout: float
 
-    def wait(self) -> ServerProcess:
+    def wait(self, stop: StopSignal | None = None) -> ServerProcess:
+        """The running server; a server that fails to start is stopped before StartError.
+        On StartCancelledError the caller still owns the server and must stop it."""
         try:
-            wait_until_ready(self.proc, self.ready, self.timeout)
+            wait_until_ready(self.proc, self.ready, self.timeout, stop=stop)
         except StartError:
             self.proc.stop()
             raise
         return self.proc
 
 
+def _reap_children(child: int, codes: dict[int, int]) -> None:
+    """Collect every dead child of this process (it adopts orphans), without blocking;
+    the exit code of `child` goes to `codes`."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        if pid == child:
+            codes[pid] = os.waitstatus_to_exitcode(status)
+
+
 def _supervise(argv: list[str], parent: int) -> int:
-    """Run `argv` in this session and take the whole session down on SIGTERM/SIGINT, or
-    when `parent` dies."""
-    sid, me = os.getsid(0), os.getpid()
-    child: subprocess.Popen[bytes] | None = None
+    """Run `argv` and take all its processes down on SIGTERM/SIGINT, when `parent` dies,
+    or when it exits itself."""
+    me = os.getpid()
+    sessions = {os.getsid(0)}
+    codes: dict[int, int] = {}
+    child = -1
     stopping = False
 
-    def stop_session(_signum: int, _frame: object) -> None:
+    def mine(table: ProcessTable) -> set[int]:
+        return table.tree(me, sessions) - {me}
+
+    def take_down(grace: float) -> None:
+        terminate([mine], grace, reap=lambda: _reap_children(child, codes))
+
+    def stop(_signum: int, _frame: object) -> None:
         nonlocal stopping
         if stopping:
             return
         stopping = True
-        signal_session(sid, signal.SIGTERM, spare=me)
-        deadline = time.monotonic() + 8
-        while len(session_members(sid)) > 1 and time.monotonic() < deadline:
-            if child is not None:
-                child.poll()  # reap, so a finished child no longer counts
-            time.sleep(0.05)
-        signal_session(sid, signal.SIGKILL, spare=me)
-        if child is not None:
-            child.poll()
+        take_down(SUPERVISOR_GRACE)
         sys.exit(128 + signal.SIGTERM)
 
-    signal.signal(signal.SIGTERM, stop_session)
-    signal.signal(signal.SIGINT, stop_session)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     if not _die_with_parent(parent):
         return 128 + signal.SIGTERM
-    child = subprocess.Popen(argv)
-    code = child.wait()
+    # Orphans of the server (kubesim's pods when kubesim dies) become our children.
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    popen = subprocess.Popen(argv)
+    child = popen.pid
+    while child not in codes:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        if pid == child:
+            codes[pid] = os.waitstatus_to_exitcode(status)
+    popen.returncode = code = codes.get(child, 0)
     if not stopping:
         # The server exited on its own: take down whatever it left behind.
-        signal_session(sid, signal.SIGKILL, spare=me)
+        take_down(0)
     return code
 
 
