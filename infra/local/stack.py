@@ -5,6 +5,12 @@ objects on Pub/Sub), the Kubernetes simulator, the functions (functions-framewor
 process per entry point, `batch_api` on API_PORT), the Eventarc relay and the scheduler
 loop; writes `.local-cloud/env` and `.local-cloud/kubeconfig` for other shells; stops
 everything when told to, or as soon as one server dies.
+
+Stopping takes at most STOP_SECONDS (8 s), whatever the servers do: first what calls the
+functions and the functions themselves, so that a request in flight can finish against
+live backends, then the backends (emulators, fake-gcs-server, kubesim). Each tier gets
+SIGTERM, and SIGKILL once its grace period is over (see procs.py). A stop requested while
+the stack is still starting stops it at once.
 """
 
 from __future__ import annotations
@@ -14,18 +20,29 @@ import fcntl
 import logging
 import os
 import shlex
-import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from concurrent.futures import wait as wait_futures
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from infra.local import emulators
 from infra.local.config import REPO_ROOT, LocalCloudSettings
-from infra.local.procs import ServerProcess, Starting, port_in_use, spawn, tcp_open
+from infra.local.procs import (
+    KILL_WAIT,
+    ServerProcess,
+    StartCancelledError,
+    Starting,
+    StopSignal,
+    port_in_use,
+    spawn,
+    stop_servers,
+    tcp_open,
+)
 from infra.local.pubsub import ensure_topic_and_subscription
 from shared import logs
 
@@ -45,6 +62,14 @@ OTHER_FUNCTIONS = (
     "list_jobs",
     "kill_job",
 )
+# Servers that others call; stopped last, once nothing calls them any more.
+BACKENDS = ("firestore-emulator", "pubsub-emulator", "fake-gcs-server", "kubesim")
+FRONT_GRACE = 4.0  # seconds the functions, the relay and the scheduler get to exit
+STOP_GRACE = 6.0  # seconds both tiers get together, as long as
+BACK_MIN_GRACE = 2.0  # the backends get at least this many
+STOP_SECONDS = FRONT_GRACE + BACK_MIN_GRACE + 2 * KILL_WAIT  # the longest a stop can take
+
+T = TypeVar("T")
 
 
 class AlreadyRunningError(RuntimeError):
@@ -146,14 +171,22 @@ def check_ports_free(settings: LocalCloudSettings, functions: list[str]) -> None
 
 
 class Stack:
-    """The running servers, in start order; stopped in reverse."""
+    """The running servers, in start order; stopped callers first, backends last.
 
-    def __init__(self, settings: LocalCloudSettings) -> None:
+    Every server is in `servers` from the moment it is spawned, so a failed or cancelled
+    start stops it too. `stop_signal` cancels a start in progress.
+    """
+
+    def __init__(self, settings: LocalCloudSettings, stop_signal: StopSignal | None = None) -> None:
         self.settings = settings
+        self.stop_signal = stop_signal or StopSignal()
         self.servers: list[ServerProcess] = []
         self.endpoints: list[tuple[str, str]] = []
         # What every server of ours sees: the emulators, the configuration, the package.
         self.env = {**os.environ, **client_env(settings), "PYTHONPATH": str(REPO_ROOT)}
+
+    def _track(self, *starting: Starting) -> None:
+        self.servers.extend(pending.proc for pending in starting)
 
     def _python(self, name: str, module: str, *args: str) -> ServerProcess:
         """Spawn `python -m module args` from the repository root, logged as `name`."""
@@ -166,12 +199,30 @@ class Stack:
         )
 
     def _started(self, starting: Starting, endpoint: str) -> ServerProcess:
-        self.servers.append(starting.proc)  # stopped on failure too
-        server = starting.wait()
+        server = starting.wait(self.stop_signal)
         self.endpoints.append((server.name, endpoint))
         return server
 
+    def _call(self, function: Callable[..., T], *args: object) -> T:
+        """`function(*args)` in a helper thread, abandoned when a stop is requested: a
+        client call to a backend that hangs must not hold the stop up."""
+        future: Future[T] = Future()
+
+        def run() -> None:
+            try:
+                future.set_result(function(*args))
+            except BaseException as error:  # noqa: BLE001 - handed to the caller
+                future.set_exception(error)
+
+        threading.Thread(target=run, daemon=True).start()
+        while not wait_futures([future], timeout=0.05).done:
+            if self.stop_signal.is_set():
+                raise StartCancelledError("stop requested while the local cloud was starting")
+        return future.result()
+
     def start(self, functions: list[str]) -> None:
+        if self.stop_signal.is_set():
+            raise StartCancelledError("stop requested before the local cloud started")
         s = self.settings
         os.environ.update(client_env(s))
         logs_dir = s.log_dir
@@ -196,8 +247,9 @@ class Stack:
             tcp_open(s.kubesim_port),
             30.0,
         )
+        self._track(firestore, pubsub, kubesim)
         self._started(pubsub, f"127.0.0.1:{s.pubsub_port} (PUBSUB_EMULATOR_HOST)")
-        ensure_topic_and_subscription(s.project, GCS_TOPIC, RELAY_SUBSCRIPTION)
+        self._call(ensure_topic_and_subscription, s.project, GCS_TOPIC, RELAY_SUBSCRIPTION)
         gcs = emulators.start_fake_gcs(
             port=s.gcs_port,
             project=s.project,
@@ -205,10 +257,11 @@ class Stack:
             pubsub_host=f"127.0.0.1:{s.pubsub_port}",
             log_dir=logs_dir,
         )
+        self._track(gcs)
         self._started(firestore, f"127.0.0.1:{s.firestore_port} (FIRESTORE_EMULATOR_HOST)")
         self._started(kubesim, f"http://127.0.0.1:{s.kubesim_port} (KUBECONFIG={s.kubeconfig})")
         self._started(gcs, f"http://127.0.0.1:{s.gcs_port} (STORAGE_EMULATOR_HOST)")
-        self._prepare_cloud()
+        self._call(self._prepare_cloud)
         if functions:
             self._start_functions(functions)
         else:
@@ -253,6 +306,7 @@ class Stack:
                 f"--port={ports[name]}",
             )
             starting.append((name, Starting(proc, tcp_open(ports[name]), 60.0)))
+            self._track(starting[-1][1])
         for name, pending in starting:
             self._started(pending, f"http://127.0.0.1:{ports[name]} ({name})")
         if FINALIZE_FUNCTION in functions:
@@ -280,13 +334,25 @@ class Stack:
         return next((server for server in self.servers if not server.alive()), None)
 
     def stop(self) -> None:
-        # Stop in parallel: each stop may wait for a graceful exit.
-        threads = [threading.Thread(target=server.stop) for server in reversed(self.servers)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        """Stop every server in at most STOP_SECONDS: the callers and the functions, then
+        the backends; each tier all at once, SIGKILL for what outlives its grace period."""
+        started = time.monotonic()
+        front = [server for server in self.servers if server.name not in BACKENDS]
+        back = [server for server in self.servers if server.name in BACKENDS]
+        self._stop_tier(front, FRONT_GRACE)
+        spent = time.monotonic() - started
+        self._stop_tier(back, max(BACK_MIN_GRACE, STOP_GRACE - spent))
         self.servers.clear()
+
+    @staticmethod
+    def _stop_tier(servers: list[ServerProcess], grace: float) -> None:
+        for server in stop_servers(servers, grace):
+            log.warning(
+                "%s did not exit within %.1f s of SIGTERM; killed",
+                server.name,
+                grace,
+                extra={"log": str(server.log_path)},
+            )
 
 
 def print_endpoints(stack: Stack, out: IO[str], seconds: float) -> None:
@@ -303,9 +369,7 @@ def print_endpoints(stack: Stack, out: IO[str], seconds: float) -> None:
 def main() -> int:
     logs.configure(os.environ.get("LOG_LEVEL", "INFO"), stream=sys.stderr)
     settings = LocalCloudSettings.from_env()
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = StopSignal().install()
     try:
         emulators.check_prerequisites()
         with single_instance(settings.state_dir):
@@ -318,9 +382,9 @@ def main() -> int:
         return 1
 
 
-def _serve(settings: LocalCloudSettings, functions: list[str], stop: threading.Event) -> int:
+def _serve(settings: LocalCloudSettings, functions: list[str], stop: StopSignal) -> int:
     started = time.monotonic()
-    stack = Stack(settings)
+    stack = Stack(settings, stop)
     code = 0
     try:
         stack.start(functions)
@@ -336,13 +400,16 @@ def _serve(settings: LocalCloudSettings, functions: list[str], stop: threading.E
                 )
                 code = 1
                 break
+    except StartCancelledError:
+        log.info("stop requested while starting")
     except Exception:
         log.exception("the local cloud could not start")
         code = 1
     finally:
+        stopping = time.monotonic()
         stack.stop()
         settings.env_file.unlink(missing_ok=True)
-        log.info("local cloud stopped")
+        log.info("local cloud stopped", extra={"seconds": round(time.monotonic() - stopping, 2)})
     return code
 
 

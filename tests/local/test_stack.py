@@ -1,19 +1,26 @@
-"""`make run`: the whole local cloud comes up on loopback, refuses a second copy, stops clean."""
+"""`make run`: the whole local cloud comes up on loopback, refuses a second copy, stops clean
+and within its bound whatever its servers are doing."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
 import requests
 
 from infra.local.config import isolated_env
-from infra.local.stack import read_env_file
+from infra.local.stack import STOP_SECONDS, read_env_file
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -133,3 +140,121 @@ def test_make_run_serves_everything_and_leaves_nothing_behind(tmp_path):
     while any(alive(pid) for pid in spawned):
         assert time.monotonic() < deadline, [pid for pid in spawned if alive(pid)]
         time.sleep(0.1)
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def start_stack(state: Path, env: dict[str, str], *wrapper: str) -> subprocess.Popen[str]:
+    stack = subprocess.Popen(
+        [sys.executable, *wrapper, "-m", "infra.local.stack"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (state / "env").exists():
+        assert stack.poll() is None, stack.stdout.read() if stack.stdout else ""
+        assert time.monotonic() < deadline, "the local cloud did not come up"
+        time.sleep(0.2)
+    return stack
+
+
+def test_a_stop_is_bounded_whatever_the_servers_are_doing(tmp_path):
+    """SIGTERM to the process group, twice as make sends it, with a second SIGTERM raised
+    inside the handler of the first (tests/local/nested_signals.py), while: two pods run
+    host processes that ignore SIGTERM in sessions of their own, the sync is stuck in a
+    request to kubesim, batch_api holds a half-sent request, and the relay is stopped
+    (SIGSTOP). The command returns within 10 s and leaves nothing behind."""
+    from kubernetes import client, config
+
+    state = tmp_path / "state"
+    env = isolated_env(state, JOB_SYNCHRONIZATION_INTERVAL="1")
+    stack = start_stack(state, env, "-m", "tests.local.nested_signals")
+    marker = f"stubborn-{uuid.uuid4().hex[:8]}"
+    half_sent = socket.create_connection(("127.0.0.1", int(env["API_PORT"])))
+    try:
+        cloud = read_env_file(state / "env")
+        api = client.CoreV1Api(config.new_client_from_config(cloud["KUBECONFIG"]))
+        for index in range(2):
+            script = f"trap '' TERM; echo {marker}; while :; do sleep 1; done"
+            api.create_namespaced_pod(
+                "default",
+                client.V1Pod(
+                    metadata=client.V1ObjectMeta(name=f"stubborn-{index}"),
+                    spec=client.V1PodSpec(
+                        restart_policy="Never",
+                        containers=[
+                            client.V1Container(
+                                name="main",
+                                image="alpine:3",
+                                env=[client.V1EnvVar(name="KUBESIM_SH", value=script)],
+                            )
+                        ],
+                    ),
+                ),
+            )
+        deadline = time.monotonic() + 30
+        while len([p for p in descendants(stack.pid) if marker in command_line(p)]) < 2:
+            assert time.monotonic() < deadline, "the pods' processes did not start"
+            time.sleep(0.1)
+
+        kubesim = json.loads(Path(cloud["KUBECONFIG"]).read_text())["clusters"][0]
+        fault = {"path": ".*/jobs.*", "count": 1000, "delay_seconds": 60}
+        urllib.request.urlopen(
+            urllib.request.Request(
+                f"{kubesim['cluster']['server']}/_kubesim/faults",
+                data=json.dumps(fault).encode(),
+                headers={"Content-Type": "application/json"},
+                method="POST",
+            ),
+            timeout=10,
+        ).close()
+        sync_url = f"http://127.0.0.1:{env['LOCAL_FUNCTIONS_PORT']}/"
+
+        def call_sync() -> None:
+            with contextlib.suppress(requests.RequestException):  # cut short by the stop
+                requests.post(sync_url, timeout=120)
+
+        threading.Thread(target=call_sync, daemon=True).start()
+        half_sent.sendall(
+            b"POST /batch/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n{"
+        )
+        relay = next(
+            pid
+            for pid in descendants(stack.pid)
+            if "-m infra.local.relay" in command_line(pid) and "procs.py" not in command_line(pid)
+        )
+        os.kill(relay, signal.SIGSTOP)
+        time.sleep(1)  # the sync is in flight
+        spawned = descendants(stack.pid)
+        assert len([pid for pid in spawned if marker in command_line(pid)]) >= 2
+
+        started = time.monotonic()
+        os.killpg(stack.pid, signal.SIGTERM)
+        os.killpg(stack.pid, signal.SIGTERM)
+        try:
+            stack.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the local cloud did not stop within 30 s of SIGTERM")
+        elapsed = time.monotonic() - started
+    finally:
+        half_sent.close()
+        if stack.poll() is None:
+            os.killpg(stack.pid, signal.SIGKILL)
+            stack.wait()
+    output = stack.stdout.read() if stack.stdout else ""
+    assert stack.returncode == 0, output
+    assert elapsed < 10, f"stopped in {elapsed:.1f} s\n{output}"
+    assert elapsed < STOP_SECONDS + 1, f"stopped in {elapsed:.1f} s\n{output}"
+    left = [f"{pid} {command_line(pid)}" for pid in spawned if alive(pid)]
+    assert not left, left
+    assert "did not exit within" in output, "some servers needed SIGKILL"
