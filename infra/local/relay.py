@@ -7,6 +7,9 @@ backoff, as Eventarc does with retry on; after `max_attempts` the event is dropp
 ERROR log line. Delivery is at least once: a message is acked only once it was delivered
 or given up on.
 
+SIGTERM or SIGINT stops it at once: deliveries in flight are abandoned unacknowledged, and
+Pub/Sub delivers those messages again later.
+
     python -m infra.local.relay --subscription projects/P/subscriptions/S --target URL
 """
 
@@ -16,10 +19,9 @@ import argparse
 import json
 import logging
 import os
-import signal
+import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,11 +29,14 @@ import requests
 from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 
+from infra.local.procs import StopSignal
 from shared import logs
 
 log = logging.getLogger("eventarc-relay")
 
 FINALIZED = "google.cloud.storage.object.v1.finalized"
+DELIVERY_THREADS = 8
+PULL_RETRY_SECONDS = 0.2  # pause after a failed pull (the emulator restarting, or gone)
 _EVENT_TYPES = {"OBJECT_FINALIZE": FINALIZED}
 
 
@@ -81,7 +86,7 @@ def deliver(
     policy: RetryPolicy,
     *,
     session: requests.Session,
-    stop: threading.Event,
+    stop: StopSignal,
 ) -> bool:
     """POST `event` until a 2xx answer or `policy.max_attempts`; True when delivered."""
     headers, body = to_binary(event)
@@ -115,21 +120,32 @@ def deliver(
 
 
 class Relay:
-    """Pulls notifications from one subscription and delivers them concurrently."""
+    """Pulls notifications from one subscription and delivers them concurrently.
+
+    Deliveries run on daemon threads: a stop never waits for one, however long its target
+    takes to answer (a message whose delivery is cut short is not acknowledged).
+    """
 
     def __init__(self, subscription: str, target: str, policy: RetryPolicy) -> None:
         self.subscription = subscription
         self.target = target
         self.policy = policy
-        self.stop_event = threading.Event()
+        self.stop_event = StopSignal()
         self._session = requests.Session()
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="deliver")
+        self._received: queue.Queue[Any] = queue.Queue()
 
     def run(self) -> None:
         from google.api_core import exceptions
         from google.cloud import pubsub_v1
 
         subscriber = pubsub_v1.SubscriberClient()
+        for index in range(DELIVERY_THREADS):
+            threading.Thread(
+                target=self._deliver_received,
+                args=(subscriber,),
+                name=f"deliver-{index}",
+                daemon=True,
+            ).start()
         log.info(
             "relaying Cloud Storage events",
             extra={"subscription": self.subscription, "target": self.target},
@@ -137,20 +153,41 @@ class Relay:
         try:
             while not self.stop_event.is_set():
                 try:
+                    # No retry policy: this loop is the retry, and it checks for a stop
+                    # between two pulls (the default one retries for a minute).
                     response = subscriber.pull(
                         request={"subscription": self.subscription, "max_messages": 50},
                         timeout=1,
+                        retry=None,
                     )
-                except (exceptions.DeadlineExceeded, exceptions.ServiceUnavailable):
+                except exceptions.DeadlineExceeded:
+                    continue
+                except (
+                    exceptions.ServiceUnavailable,
+                    exceptions.InternalServerError,
+                    exceptions.Aborted,
+                    exceptions.Unknown,
+                ):
+                    self.stop_event.wait(PULL_RETRY_SECONDS)
                     continue
                 if not response.received_messages:
                     # The emulator may answer an empty pull at once: do not spin.
                     self.stop_event.wait(0.05)
                 for received in response.received_messages:
-                    self._pool.submit(self._handle, subscriber, received)
+                    self._received.put(received)
         finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
             subscriber.close()
+
+    def _deliver_received(self, subscriber: Any) -> None:
+        while not self.stop_event.is_set():
+            try:
+                received = self._received.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                self._handle(subscriber, received)
+            except Exception:  # an acknowledgement that failed: the message comes again
+                log.exception("could not acknowledge notification %s", received.message.message_id)
 
     def _handle(self, subscriber: Any, received: Any) -> None:
         message = received.message
@@ -192,8 +229,7 @@ def main(argv: list[str] | None = None) -> None:
             max_backoff=args.max_backoff,
         ),
     )
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: relay.stop_event.set())
+    relay.stop_event.install()
     started = time.monotonic()
     relay.run()
     log.info("relay stopped", extra={"uptime_seconds": round(time.monotonic() - started, 1)})

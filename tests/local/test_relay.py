@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import uuid
@@ -146,6 +147,54 @@ def test_cloudevent_function_receives_event(subscription, storage_client, bucket
     finally:
         proc.stop()
         function.stop()
+
+
+def test_a_stop_does_not_wait_for_a_delivery_in_flight(
+    subscription, capture, storage_client, bucket, tmp_path
+):
+    capture.delay = 30  # the function holds the delivery for half a minute
+    proc = start_relay(subscription, capture.url, tmp_path)
+    try:
+        storage_client.bucket(bucket).blob("slow.zip").upload_from_string(b"x")
+        capture.wait_for(lambda requests: len(requests) >= 1, timeout=10)
+        started = time.monotonic()
+        clean = proc.stop(timeout=5)
+        elapsed = time.monotonic() - started
+    finally:
+        proc.stop()
+    assert elapsed < 3, elapsed
+    assert clean, f"the relay needed SIGKILL; log:\n{proc.log_tail()}"
+    assert "relay stopped" in proc.log_tail()
+
+
+def test_a_stop_is_prompt_while_pubsub_is_out_of_reach(tmp_path):
+    env = {**os.environ, "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{free_port()}"}
+    proc = spawn(
+        "relay",
+        [
+            sys.executable,
+            "-m",
+            "infra.local.relay",
+            "--subscription=projects/nowhere/subscriptions/none",
+            "--target=http://127.0.0.1:9/",
+        ],
+        log_dir=tmp_path,
+        cwd=REPO_ROOT,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while "relaying Cloud Storage events" not in proc.log_tail():
+            assert proc.alive() and time.monotonic() < deadline, proc.log_tail()
+            time.sleep(0.05)
+        time.sleep(1.5)  # pulling, and failing, for a while
+        started = time.monotonic()
+        clean = proc.stop(timeout=5)
+        elapsed = time.monotonic() - started
+    finally:
+        proc.stop()
+    assert elapsed < 3, elapsed
+    assert clean, f"the relay needed SIGKILL; log:\n{proc.log_tail()}"
 
 
 def test_other_notification_types_are_not_relayed():
