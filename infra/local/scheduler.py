@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import threading
 import time
 from datetime import UTC, datetime
 
 import requests
 
+from infra.local.procs import StopSignal
 from shared import logs
 
 log = logging.getLogger("cloud-scheduler")
@@ -52,7 +52,7 @@ def call(target: str, job_name: str, session: requests.Session) -> None:
     )
 
 
-def run(target: str, interval: float, stop: threading.Event, job_name: str) -> None:
+def run(target: str, interval: float, stop: StopSignal, job_name: str) -> None:
     """Fire `call` every `interval` seconds on a fixed-rate schedule until `stop` is set."""
     session = requests.Session()
     log.info("calling the sync on schedule", extra={"target": target, "interval": interval})
@@ -78,9 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.interval <= 0:
         parser.error("--interval must be a positive number of seconds")
     logs.configure(os.environ.get("LOG_LEVEL", "INFO"))
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    # Calls in flight run on daemon threads: a stop does not wait for them.
+    stop = StopSignal().install()
     run(args.target, args.interval, stop, args.job_name)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 from infra.local.procs import spawn
@@ -52,6 +53,27 @@ def test_slow_calls_overlap_like_cloud_scheduler(tmp_path):
         finally:
             proc.stop()
     assert capture.max_in_flight >= 2
+
+
+def test_a_stop_does_not_wait_for_a_call_in_flight(tmp_path):
+    with capture_server() as capture:
+        capture.delay = 30
+        proc = spawn(
+            "scheduler",
+            [sys.executable, "-m", "infra.local.scheduler", f"--target={capture.url}"],
+            log_dir=tmp_path,
+            cwd=REPO_ROOT,
+            env={"JOB_SYNCHRONIZATION_INTERVAL": "0.1", "PATH": "/usr/bin:/bin"},
+        )
+        try:
+            capture.wait_for(lambda requests: len(requests) >= 1, timeout=15)
+            started = time.monotonic()
+            clean = proc.stop(timeout=5)
+            elapsed = time.monotonic() - started
+        finally:
+            proc.stop()
+    assert elapsed < 3, elapsed
+    assert clean, proc.log_tail()
 
 
 def test_rejects_a_non_positive_interval(tmp_path):
