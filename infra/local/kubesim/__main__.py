@@ -6,7 +6,6 @@ import argparse
 import ipaddress
 import os
 import secrets
-import signal
 import sys
 import threading
 from pathlib import Path
@@ -15,6 +14,7 @@ from infra.local.kubesim import kubeconfig
 from infra.local.kubesim.app import App
 from infra.local.kubesim.clock import log, set_log_level
 from infra.local.kubesim.server import KubesimServer
+from infra.local.procs import StopSignal
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -71,15 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     url = f"http://{server.address_text}"
     kubeconfig.write(args.kubeconfig, url, args.token)
     app.start()
-    stopping = threading.Event()
-
-    def stop(_signum: int, _frame: object) -> None:
-        if not stopping.is_set():
-            stopping.set()
-            threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    # A handler that takes no lock (a second SIGTERM may come while the first is handled):
+    # the server runs on a thread, the main thread waits for the stop.
+    stopping = StopSignal().install()
+    serving = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="server", daemon=True
+    )
     log(
         "INFO",
         f"kubesim serving {url}",
@@ -89,9 +86,11 @@ def main(argv: list[str] | None = None) -> int:
         speed=args.speed,
         stager_image=args.stager_image,
     )
+    serving.start()
     try:
-        server.serve_forever(poll_interval=0.2)
+        stopping.wait()
     finally:
+        server.shutdown()
         app.stop()
         server.server_close()
         log("INFO", "kubesim stopped")

@@ -58,6 +58,7 @@ SCHEDULING_DELAY = 0.2  # simulated seconds before a schedulable pod starts
 IMAGE_PULL_BACKOFF_AFTER = 1.0  # simulated seconds of ErrImagePull before ImagePullBackOff
 EVICTION_MONITORING_PERIOD = 10.0  # simulated seconds (kubelet.go evictionMonitoringPeriod)
 HOST_IP = "10.0.0.1"
+POD_STOP_SECONDS = 2.0  # wall seconds kubesim waits for its pods' processes when it stops
 TERMINATION_MESSAGE_LENGTH = 4 * 1024  # kubecontainer.MaxContainerTerminationMessageLength
 TERMINATION_LOG_LENGTH = 2 * 1024  # kubecontainer.MaxContainerTerminationMessageLogLength
 TERMINATION_LOG_LINES = 80  # kubecontainer.MaxContainerTerminationMessageLogLines
@@ -132,8 +133,19 @@ class Kubelet:
                 self.tick()
             except Exception as error:  # noqa: BLE001 - the loop must survive one bad pod
                 log("ERROR", "kubelet pass failed", error=repr(error))
-        for worker in self.workers.values():
-            worker.stopper.request(time.monotonic())
+        self.stop_pods(POD_STOP_SECONDS)
+
+    def stop_pods(self, timeout: float) -> None:
+        """Kill every pod's containers and wait up to `timeout` seconds for them: the pod
+        threads are daemons, and a process exiting before they act leaves the pods' host
+        processes running."""
+        now = time.monotonic()
+        for worker in list(self.workers.values()):
+            worker.stopper.request(now)
+        deadline = now + timeout
+        for worker in list(self.workers.values()):
+            if worker.thread is not None:
+                worker.thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def tick(self) -> None:
         now = time.monotonic()
