@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import random
 import select
 import signal
 import socket
@@ -94,11 +95,32 @@ class StopSignal:
         return self.is_set()
 
 
+LOWEST_PORT = 20000
+
+
+def _ephemeral_ports() -> tuple[int, int]:
+    """The range the kernel takes source ports of outgoing connections from."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on right now, chosen below the kernel's
+    ephemeral range: a port from that range (what binding port 0 gives) may be taken by an
+    outgoing connection's source port before the server that was meant to have it binds."""
+    low, _ = _ephemeral_ports()
+    for _ in range(200):
+        port = random.randrange(LOWEST_PORT, low) if low - LOWEST_PORT > 1000 else 0
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise RuntimeError("no free port found")
 
 
 def port_in_use(port: int) -> bool:

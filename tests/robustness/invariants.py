@@ -111,6 +111,8 @@ def assert_only_jobs(
         if (obj.metadata.labels or {}).get(JOB_ID) not in job_ids
     ]
     assert not strays, strays
-    inputs = {job.input_object for job in jobs if job.has_input}
+    # An accepted job's pod runs at once: its output (and once it ends, its log) may land.
+    made = {job.output_object for job in jobs} | {job.log_object for job in jobs}
+    made |= {job.input_object for job in jobs if job.has_input}
     blobs = {blob.name for blob in storage_client.list_blobs(bucket)}
-    assert blobs <= inputs, blobs - inputs
+    assert blobs <= made, blobs - made
