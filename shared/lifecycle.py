@@ -12,7 +12,7 @@ import functools
 import logging
 import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from shared import joblogs, manifests
@@ -145,7 +145,10 @@ def _deploy(job: Job, data: bytes | None, upload: Future[str], backends: Backend
     input_url = None
     if data is not None:
         stored = _pool().submit(bucket.upload_input, job.input_object, data, job.id)
-        input_url = bucket.input_url(job.input_object, input_url_lifetime(job, settings))
+        try:
+            input_url = bucket.input_url(job.input_object, input_url_lifetime(job, settings))
+        finally:
+            wait([stored])  # done before any undo deletes the object it writes
         stored.result()
     manifest = manifests.batch_job(job, settings, upload_url=upload.result(), input_url=input_url)
     backends.cluster.create_job(manifest)
