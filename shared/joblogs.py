@@ -18,6 +18,7 @@ from shared.errors import ClusterApiError, ClusterNotFoundError
 from shared.model import FINAL, Job, Status
 
 log = logging.getLogger(__name__)
+POD_GONE = b"(No log: the job's pod was gone before its log could be saved.)\n"
 PARTIAL_LINE_LIMIT = 4096  # bytes: after a cut, a partial first line shorter than this goes
 
 
@@ -32,8 +33,7 @@ class LogView:
 
 
 def job_pods(job: Job, backends: Backends) -> list[dict[str, Any]]:
-    selector = f"{manifests.OWNED_SELECTOR},{manifests.JOB_ID}={job.id}"
-    return backends.cluster.pods(selector)
+    return backends.cluster.pods(manifests.job_selector(job.id))
 
 
 def save(job: Job, backends: Backends, pods: list[dict[str, Any]]) -> None:
@@ -55,12 +55,12 @@ def _final_text(
 ) -> tuple[bytes, bool]:
     pod = diagnosis.user_pod(pods)
     if pod is None:
-        return b"(No log: the job's pod was gone before its log could be saved.)\n", False
+        return POD_GONE, False
     name = pod["metadata"]["name"]
     try:
         data, cut = backends.cluster.pod_log_end(name, manifests.USER_CONTAINER, keep)
     except ClusterNotFoundError:
-        return b"(No log: the job's pod was gone before its log could be saved.)\n", False
+        return POD_GONE, False
     except ClusterApiError as error:
         if error.transient:
             raise

@@ -44,6 +44,11 @@ def labels(job: Job, role: str) -> dict[str, str]:
     return {MANAGED_BY: MANAGER, JOB_ID: job.id, ROLE: role}
 
 
+def job_selector(job_id: str) -> str:
+    """The label selector of one job's objects."""
+    return f"{OWNED_SELECTOR},{JOB_ID}={job_id}"
+
+
 def _restricted(*, non_root: bool) -> dict[str, Any]:
     context: dict[str, Any] = {
         "privileged": False,

@@ -136,7 +136,7 @@ class Reconciler:
     def check(self, job: Job) -> tuple[Job, list[dict[str, Any]]]:
         """Reconcile one job from its own objects (create's short watch): the new record,
         and the job's pods."""
-        selector = f"{manifests.OWNED_SELECTOR},{manifests.JOB_ID}={job.id}"
+        selector = manifests.job_selector(job.id)
         owned = Owned(jobs=self.b.cluster.jobs(selector), pods=self.b.cluster.pods(selector))
         self._reconcile(job, owned)
         return self.b.store.get(job.id) or job, owned.pods
