@@ -54,6 +54,7 @@ def test_create_can_wait_for_an_instant_job(fn, monkeypatch):
         json={"job_parameters": {"docker_image": "alpine", **env(KUBESIM_RUN_SECONDS=0)}},
     )
     assert status == 200, body
-    assert body["data"]["status"] == "cleaning"
+    # Its pod may have uploaded the output before the create looked, or not yet.
+    assert body["data"]["status"] in ("cleaning", "succeeded")
     assert body["msg"] == f"Job {body['data']['id']} finished instantly"
     assert body["data"]["start_time"] >= body["data"]["created"]
