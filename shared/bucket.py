@@ -174,7 +174,7 @@ class Bucket:
         lifetime = min(lifetime, V4_MAX_LIFETIME)
         expires_ms = int((datetime.datetime.now(datetime.UTC).timestamp() + lifetime) * 1000)
         try:
-            return self._signed_url(object_name, lifetime), expires_ms
+            return self._signed_url(self.bucket.blob(object_name), lifetime), expires_ms
         except SigningError as error:
             # No way to sign (say, user credentials): an authenticated download URL, and
             # another try at signing in a few minutes.
@@ -184,25 +184,57 @@ class Bucket:
                 datetime.datetime.now(datetime.UTC).timestamp() * 1000
             ) + UNSIGNED_RETRY_MS
 
-    def input_url(self, object_name: str, lifetime: int) -> str:
-        """A GET URL for a job's input that needs no identity, valid `lifetime` seconds.
+    def input_url(self, object_name: str, lifetime: int, *, bucket: str | None = None) -> str:
+        """A GET URL for a job's input that needs no identity, valid `lifetime` seconds: the
+        job's own `<name>-input.zip`, or a user's `gs://` object in `bucket`.
 
         The stage-in container downloads with it, so no pod that runs user code needs
         access to the bucket. SigningError when the credentials cannot sign: an unsigned
         URL would be useless to a pod without an identity.
         """
-        return self._emulator_url(object_name) or self._signed_url(object_name, lifetime)
+        bucket = bucket or self.name
+        return self._emulator_url(object_name, bucket) or self._signed_url(
+            self.client.bucket(bucket).blob(object_name), lifetime
+        )
 
-    def _emulator_url(self, object_name: str) -> str | None:
+    def upload_url(self, object_name: str, lifetime: int, job_id: str) -> str:
+        """Where a client PUTs a job's input zip (input_upload): a V4 signed URL for one
+        PUT with `Content-Type: application/zip`, valid `lifetime` seconds.
+
+        fake-gcs-server has no XML API to take a signed PUT, so against the emulator this is
+        a resumable upload session instead, which takes the same single PUT.
+        """
+        if os.environ.get("STORAGE_EMULATOR_HOST"):
+            return self.open_upload(object_name, job_id)
+        blob = self.bucket.blob(object_name)
+        return self._signed_url(blob, lifetime, method="PUT", content_type=ZIP_CONTENT_TYPE)
+
+    def object_size(self, bucket: str, object_name: str) -> int | None:
+        """The size of a user's `gs://bucket/object`, or None if it does not exist.
+        BucketError (Forbidden as its cause) when the functions may not read it."""
+        blob = _wrap(
+            f"reading gs://{bucket}/{object_name}",
+            lambda: self.client.bucket(bucket).get_blob(object_name, **self._call),
+        )
+        return None if blob is None else int(blob.size or 0)
+
+    def _emulator_url(self, object_name: str, bucket: str | None = None) -> str | None:
         """The emulator's download URL (it checks no signature), or None off the emulator."""
         emulator = os.environ.get("STORAGE_EMULATOR_HOST")
         if not emulator:
             return None
-        path = f"/download/storage/v1/b/{self.name}/o/{quote(object_name, safe='')}"
+        path = f"/download/storage/v1/b/{bucket or self.name}/o/{quote(object_name, safe='')}"
         return f"{emulator.rstrip('/')}{path}?alt=media"
 
-    def _signed_url(self, object_name: str, lifetime: int) -> str:
-        """A V4 signed GET URL. A key file signs locally; other service-account credentials
+    def _signed_url(
+        self,
+        blob: storage.Blob,
+        lifetime: int,
+        *,
+        method: str = "GET",
+        content_type: str | None = None,
+    ) -> str:
+        """A V4 signed URL. A key file signs locally; other service-account credentials
         (the function's own) sign through the IAM signBlob API within the call timeout.
         SigningError when they cannot (SigningUnavailableError: IAM did not answer)."""
         from google.api_core.exceptions import GoogleAPIError
@@ -210,7 +242,6 @@ class Bucket:
 
         from shared.signing import iam_signing_credentials
 
-        blob = self.bucket.blob(object_name)
         expiration = datetime.timedelta(seconds=min(lifetime, V4_MAX_LIFETIME))
         credentials = self.client._credentials  # noqa: SLF001 - the client's own credentials
         try:
@@ -218,13 +249,17 @@ class Bucket:
                 credentials = iam_signing_credentials(credentials, self._session, self._timeout)
             return str(
                 blob.generate_signed_url(
-                    version="v4", expiration=expiration, credentials=credentials
+                    version="v4",
+                    expiration=expiration,
+                    credentials=credentials,
+                    method=method,
+                    content_type=content_type,
                 )
             )
         except SigningError as error:
-            raise type(error)(f"signing a URL for {object_name}: {error}") from error
+            raise type(error)(f"signing a URL for {blob.name}: {error}") from error
         except (GoogleAPIError, GoogleAuthError) as error:
-            raise SigningError(f"signing a URL for {object_name}: {error}") from error
+            raise SigningError(f"signing a URL for {blob.name}: {error}") from error
 
     @functools.cached_property
     def _session(self) -> requests.Session:

@@ -149,6 +149,23 @@ class Cluster:
         )
         return result
 
+    def resume_job(self, name: str) -> None:
+        """Unsuspend a Job (a scheduled job's time came): its pods start, and its
+        activeDeadlineSeconds counts from now (the controller resets status.startTime on
+        resume: https://kubernetes.io/docs/concepts/workloads/controllers/job/#suspending-a-job)."""
+        _wrap(
+            f"resuming job {name}",
+            lambda: _discard(
+                self.batch.patch_namespaced_job(
+                    name,
+                    self.namespace,
+                    {"spec": {"suspend": False}},
+                    _preload_content=False,
+                    _request_timeout=self.timeout,
+                )
+            ),
+        )
+
     # -- delete (a missing object is already deleted) -------------------------------------
 
     def delete_job(self, name: str) -> bool:

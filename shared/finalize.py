@@ -1,7 +1,10 @@
-"""The Cloud Storage finalize trigger: a job's output zip landed, so the job succeeded.
+"""The Cloud Storage finalize trigger, for two kinds of object:
 
-Stage-out uploads it once the user's container has exited 0, so the event may well come
-before any sync saw the job in `cleaning`: a `running` job then records both steps.
+- a job's output zip landed, so the job succeeded. Stage-out uploads it once the user's
+  container has exited 0, so the event may well come before any sync saw the job in
+  `cleaning`: a `running` job then records both steps.
+- the input of a job created with `input_upload` landed, so the job is deployed
+  (`created` -> `running`, or its suspended Job made when it has a start time ahead).
 
 Idempotent and order-tolerant: delivery is at least once, so a duplicate or late event,
 or one for an object that is not a job's output, is logged and ignored. A transient
@@ -15,17 +18,21 @@ from typing import Any
 
 from shared.backends import Backends
 from shared.errors import TransitionRefusedError
+from shared.lifecycle import start_uploaded
 from shared.logs import log_context
 from shared.model import Status
 from shared.reconciler import complete_success
 
 log = logging.getLogger(__name__)
 OUTPUT_SUFFIX = "-output.zip"
+INPUT_SUFFIX = "-input.zip"
 
 
 def handle(data: dict[str, Any], *, backends: Backends) -> str:
     """Act on one finalized object; returns what was done, for the log and the tests."""
     bucket, name = data.get("bucket"), str(data.get("name", ""))
+    if bucket == backends.settings.bucket and name.endswith(INPUT_SUFFIX):
+        return _input_uploaded(name, backends)
     if bucket != backends.settings.bucket or not name.endswith(OUTPUT_SUFFIX):
         log.info("ignored: not a job output", extra={"bucket": bucket, "object": name})
         return "ignored"
@@ -50,3 +57,21 @@ def handle(data: dict[str, Any], *, backends: Backends) -> str:
             return "ignored"
         log.info("job succeeded", extra={"object": name, "generation": data.get("generation")})
         return "succeeded"
+
+
+def _input_uploaded(name: str, backends: Backends) -> str:
+    """Deploy the job waiting for this input. Only the holder of the job's upload URL (or
+    whoever may write the bucket) can write `<name>-input.zip` while it waits; the inputs
+    the create uploads itself belong to jobs that wait for nothing."""
+    job = backends.store.get_by_name(name.removesuffix(INPUT_SUFFIX))
+    if job is None or not job.awaiting_upload:
+        log.info("ignored: no job waits for this input", extra={"object": name})
+        return "ignored"
+    with log_context(job_id=job.id, job_name=job.name):
+        try:
+            _, what = start_uploaded(job, backends)
+        except TransitionRefusedError as refused:
+            log.info("ignored: job became %s meanwhile", refused.current)
+            return "ignored"
+        log.info("input uploaded: job %s", what, extra={"object": name})
+        return what

@@ -8,6 +8,7 @@ deleted Job for a failure, then deletes the job's cluster objects.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import logging
 import time
@@ -15,7 +16,7 @@ import uuid
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from shared import joblogs, manifests
+from shared import joblogs, manifests, references
 from shared.backends import Backends
 from shared.bucket import V4_MAX_LIFETIME
 from shared.diagnosis import user_started
@@ -23,6 +24,7 @@ from shared.errors import (
     ApiError,
     BucketError,
     ClusterApiError,
+    ClusterConflictError,
     ClusterError,
     ConfigurationError,
     DoesNotExist,
@@ -36,22 +38,31 @@ from shared.inputs import decode_input
 from shared.logs import log_context
 from shared.model import KILLABLE, Job, Status, now_ms
 from shared.settings import Settings
-from shared.store import JobStore, NameTakenError
+from shared.store import JobStore, NameTakenError, Version
 from shared.validation import derived_name, validate_create
 
 log = logging.getLogger(__name__)
 WATCH_POLL_SECONDS = 0.25  # how often create looks at a new job's pod while it waits
 INPUT_URL_MARGIN = 3600  # s: the input URL outlives the job's timeout by this much
+SESSION_LIFETIME = 7 * 24 * 3600  # s: a resumable upload session's (Cloud Storage's own)
 
 
 def create(body: Any, *, backends: Backends) -> tuple[Job, str]:
-    """Validate, store, deploy. Returns the job and the envelope's message."""
+    """Validate, store, deploy. Returns the job and the envelope's message.
+
+    A job with `input_upload` is stored and answered at once with its upload URL; its
+    input's finalize event deploys it (start_uploaded). A job with `start_after` is deployed
+    as a suspended Job, so the cluster has checked it, and stays `created` until the sync
+    resumes it.
+    """
     settings, store = backends.settings, backends.store
     request = validate_create(body)
     data = decode_input(request.input_zip, settings) if request.input_zip is not None else None
     # Clients first: a misconfigured cluster or bucket fails the request before anything is
     # stored, instead of leaving a record that nothing will ever deploy.
     backends.cluster, backends.bucket  # noqa: B018 - built on first use, cached
+    if request.input_url:
+        references.check(request.input_url, backends)
     created = now_ms()
     job = Job(
         id=str(uuid.uuid4()),
@@ -60,19 +71,19 @@ def create(body: Any, *, backends: Backends) -> tuple[Job, str]:
         created=created,
         job_parameters=request.job_parameters,
         account_id=request.account_id,
-        has_input=data is not None,
+        has_input=data is not None or bool(request.input_url) or request.input_upload,
+        scheduled_for=request.scheduled_for,
     )
+    if request.input_upload:
+        return _create_awaiting_upload(job, backends)
     # The output's upload session is opened while the record is written: it creates no
     # object, so a create refused for its name just leaves it to expire.
     upload = _pool().submit(backends.bucket.open_upload, job.output_object, job.id)
-    try:
-        written = store.create(job)
-    except NameTakenError:
-        raise InvalidParameters(data={"name": "A job with this name already exists"}) from None
+    written = _store(job, store)
     with log_context(job_id=job.id, job_name=job.name):
         log.info("job created")
         try:
-            _deploy(job, data, upload, backends)
+            urls_expire = _deploy(job, data, upload, backends)
         except (ClusterApiError, BucketError) as error:
             _undo(job, backends)
             reason, answer = _create_failure(job, error)
@@ -85,13 +96,125 @@ def create(body: Any, *, backends: Backends) -> tuple[Job, str]:
             )
             log.error("create failed; cleaned up", extra={"error": str(error)})
             raise answer from error
+        if job.scheduled_for is not None:
+            return _record_scheduled(job, urls_expire, backends), _scheduled_message(job)
         running = store.transition(
-            job.id, Status.RUNNING, reason="deployed to the cluster", known=written
+            job.id,
+            Status.RUNNING,
+            reason="deployed to the cluster",
+            known=written,
+            updates={"urls_expire": urls_expire},
         )
         log.info("job deployed")
         if settings.create_wait > 0:
             return _watch_start(running, backends)
     return running, ""
+
+
+def _store(job: Job, store: JobStore) -> Version:
+    try:
+        return store.create(job)
+    except NameTakenError:
+        raise InvalidParameters(data={"name": "A job with this name already exists"}) from None
+
+
+def _create_awaiting_upload(job: Job, backends: Backends) -> tuple[Job, str]:
+    """Store the job with a URL to PUT its input to; nothing is deployed until it lands."""
+    lifetime = backends.settings.input_upload_lifetime
+    try:
+        job.input_upload_url = backends.bucket.upload_url(job.input_object, lifetime, job.id)
+    except BucketError as error:
+        raise _create_failure(job, error)[1] from error
+    job.input_upload_expires = now_ms() + lifetime * 1000
+    _store(job, backends.store)
+    with log_context(job_id=job.id, job_name=job.name):
+        log.info("job created; waiting for its input upload")
+    return job, (
+        f"Job {job.id} waits for its input: PUT the zip to data.input_upload_url "
+        "with Content-Type: application/zip"
+    )
+
+
+def _record_scheduled(job: Job, urls_expire: int | None, backends: Backends) -> Job:
+    """The job's suspended Job exists: the record says so, and the sync resumes it."""
+    changes = {"suspended": True, "urls_expire": urls_expire, "input_upload_url": None}
+    changes["input_upload_expires"] = None
+    if not backends.store.update(job.id, changes, status=Status.CREATED):
+        log.info("the job changed while it was deployed; left to the sync")
+    log.info("job scheduled", extra={"scheduled_for": job.scheduled_for})
+    for key, value in changes.items():
+        setattr(job, key, value)
+    return job
+
+
+def _scheduled_message(job: Job) -> str:
+    at = datetime.datetime.fromtimestamp((job.scheduled_for or 0) / 1000, datetime.UTC)
+    return f"Job {job.id} is scheduled to start at {at.isoformat().replace('+00:00', 'Z')}"
+
+
+def start_uploaded(job: Job, backends: Backends) -> tuple[Job, str]:
+    """Deploy a job whose input has been uploaded (its finalize event, or the sync at the
+    upload URL's expiry): `running`, or still `created` but scheduled.
+
+    Safe to run twice at once: a Job that exists already is this job's (the name is
+    unique), and the record's checked write lets one caller win. Raises ClusterApiError
+    or BucketError without changing anything, for the caller to retry.
+    """
+    upload = _pool().submit(backends.bucket.open_upload, job.output_object, job.id)
+    try:
+        urls_expire = _deploy(job, None, upload, backends)
+    except ClusterConflictError:
+        urls_expire = None  # an earlier delivery made it; its URLs are not known here
+        log.info("the job's Job exists already")
+    if _due(job) is False:
+        return _record_scheduled(job, urls_expire, backends), "scheduled"
+    try:
+        running = backends.store.transition(
+            job.id,
+            Status.RUNNING,
+            reason="input uploaded; deployed to the cluster",
+            expect={Status.CREATED},
+            updates={
+                "urls_expire": urls_expire,
+                "input_upload_url": None,
+                "input_upload_expires": None,
+            },
+        )
+    except TransitionRefusedError:
+        # Killed (or failed by the sync) meanwhile: what was just made goes again.
+        backends.cluster.delete_job(job.name)
+        raise
+    log.info("job deployed: its input was uploaded")
+    return running, "deployed"
+
+
+def resume(job: Job, backends: Backends) -> Job:
+    """Start a scheduled job whose time has come: unsuspend its Job, or, when its URLs
+    would expire before its pod is done, replace it with one with fresh URLs."""
+    settings = backends.settings
+    # The Job's own deadline, with a few minutes for the sync to notice the end.
+    needed = manifests.timeout_seconds(job, settings) + manifests.JOB_DEADLINE_MARGIN + 300
+    if job.urls_expire is not None and job.urls_expire < now_ms() + needed * 1000:
+        backends.cluster.delete_job(job.name)
+        upload = _pool().submit(backends.bucket.open_upload, job.output_object, job.id)
+        urls_expire = _deploy(job, None, upload, backends, suspend=False)
+        log.info("replaced the scheduled Job: its URLs would have expired")
+    else:
+        backends.cluster.resume_job(job.name)
+        urls_expire = job.urls_expire
+    running = backends.store.transition(
+        job.id,
+        Status.RUNNING,
+        reason="its start time came; resumed",
+        expect={Status.CREATED},
+        updates={"suspended": False, "urls_expire": urls_expire},
+    )
+    log.info("job resumed")
+    return running
+
+
+def _due(job: Job) -> bool:
+    return job.scheduled_for is None or job.scheduled_for <= now_ms()
 
 
 @functools.cache
@@ -138,27 +261,58 @@ def _watch_start(job: Job, backends: Backends) -> tuple[Job, str]:
         time.sleep(min(WATCH_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
 
-def _deploy(job: Job, data: bytes | None, upload: Future[str], backends: Backends) -> None:
+def _deploy(
+    job: Job,
+    data: bytes | None,
+    upload: Future[str],
+    backends: Backends,
+    *,
+    suspend: bool | None = None,
+) -> int | None:
     """Create the job's one Job, once its input is in the bucket with a signed URL (the two
-    overlap) and its output's upload session is open."""
+    overlap) and its output's upload session is open. Suspended while the job's start time
+    is ahead. Returns when the pod's URLs expire (epoch ms): the upload session lives a
+    week, a signed input URL as long as it was signed for."""
     settings, bucket = backends.settings, backends.bucket
-    input_url = None
+    if suspend is None:
+        suspend = not _due(job)
+    lifetime = input_url_lifetime(job, settings)
+    opened = now_ms()
+    expires = [opened + SESSION_LIFETIME * 1000]
+    source = None
     if data is not None:
         stored = _pool().submit(bucket.upload_input, job.input_object, data, job.id)
         try:
-            input_url = bucket.input_url(job.input_object, input_url_lifetime(job, settings))
+            source = references.StageInSource(bucket.input_url(job.input_object, lifetime), False)
         finally:
             wait([stored])  # done before any undo deletes the object it writes
         stored.result()
-    manifest = manifests.batch_job(job, settings, upload_url=upload.result(), input_url=input_url)
+    elif job.job_parameters.get("input_url"):
+        source = references.stage_in_source(job.job_parameters["input_url"], backends, lifetime)
+    elif job.has_input:  # in the bucket already: uploaded by its user, or by the create
+        source = references.StageInSource(bucket.input_url(job.input_object, lifetime), False)
+    if source is not None and not source.public:
+        expires.append(opened + lifetime * 1000)
+    manifest = manifests.batch_job(
+        job,
+        settings,
+        upload_url=upload.result(),
+        input_url=source.url if source else None,
+        public_input=bool(source and source.public),
+        suspend=suspend,
+    )
     backends.cluster.create_job(manifest)
+    return min(expires)
 
 
 def input_url_lifetime(job: Job, settings: Settings) -> int:
-    """Seconds the stage-in URL stays valid: the job's timeout plus an hour, which covers
-    every retry of the init container (they all fall within activeDeadlineSeconds), capped
-    at the 7 days a V4 signed URL may live (timeouts are capped below that)."""
-    return min(manifests.timeout_seconds(job, settings) + INPUT_URL_MARGIN, V4_MAX_LIFETIME)
+    """Seconds the stage-in URL stays valid: until the job's scheduled start (if ahead),
+    plus its timeout and an hour, which covers every retry of the init container (they all
+    fall within activeDeadlineSeconds), capped at the 7 days a V4 signed URL may live; the
+    sync replaces a scheduled Job whose URLs would not last."""
+    wait_ms = max(0, (job.scheduled_for or 0) - now_ms())
+    needed = wait_ms // 1000 + manifests.timeout_seconds(job, settings) + INPUT_URL_MARGIN
+    return min(needed, V4_MAX_LIFETIME)
 
 
 def _undo(job: Job, backends: Backends) -> None:
@@ -186,7 +340,7 @@ def kill(job_id: str, *, backends: Backends) -> tuple[Job, str]:
     store = backends.store
     job = get(job_id, store=store)
     refusal = f"Can't stop batch job {job.id}. Status is: {{}}."
-    if job.status not in KILLABLE:
+    if not job.killable:
         raise InvalidParameters(msg=refusal.format(job.status.value))
     with log_context(job_id=job.id, job_name=job.name):
         try:
@@ -200,11 +354,24 @@ def kill(job_id: str, *, backends: Backends) -> tuple[Job, str]:
         except TransitionRefusedError as refused:
             raise InvalidParameters(msg=refusal.format(refused.current)) from None
         log.info("job killed")
-        pending = remove_from_cluster(killed, backends)
+        if killed.transitions[-1]["from"] == Status.CREATED.value:
+            pending = _remove_unstarted(killed, backends)
+        else:
+            pending = remove_from_cluster(killed, backends)
     msg = f"Instance {job.id} was successfully deleted from the cluster."
     if pending:
         msg = f"Instance {job.id} was killed; the next synchronization removes it from the cluster."
     return killed, msg
+
+
+def _remove_unstarted(job: Job, backends: Backends) -> bool:
+    """A job killed before it started: its suspended Job has no pod and no log."""
+    try:
+        backends.cluster.delete_job(job.name)
+    except ClusterApiError as error:
+        log.warning("cleanup postponed to the sync", extra={"error": str(error)})
+        return True
+    return False
 
 
 def remove_from_cluster(

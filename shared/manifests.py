@@ -90,16 +90,41 @@ def _stager(
     }
 
 
-def _stage_in(job: Job, settings: Settings, input_url: str) -> dict[str, Any]:
-    """Downloads the input through a signed URL and unpacks it into /input."""
+def _stage_in(job: Job, settings: Settings, input_url: str, *, public: bool) -> dict[str, Any]:
+    """Downloads the input (a signed URL, or the user's own URL when `public`, which it
+    checks again before each request) and unpacks it into /input.
+
+    An input by reference or upload may be up to MAX_INPUT_URL_BYTES, and unpack to as much
+    as its volume holds; an input_zip was checked whole by the create.
+    """
+    max_bytes, unpacked = settings.max_input_bytes, settings.max_input_uncompressed
+    if by_reference(job):
+        max_bytes = settings.max_input_url_bytes
+        unpacked = max(unpacked, _bytes(settings.volume_size))
     env = [
         {"name": "INPUT_URL", "value": input_url},
-        {"name": "MAX_INPUT_BYTES", "value": str(settings.max_input_bytes)},
+        {"name": "MAX_INPUT_BYTES", "value": str(max_bytes)},
         {"name": "MAX_INPUT_FILES", "value": str(settings.max_input_files)},
-        {"name": "MAX_INPUT_UNCOMPRESSED_BYTES", "value": str(settings.max_input_uncompressed)},
+        {"name": "MAX_INPUT_UNCOMPRESSED_BYTES", "value": str(unpacked)},
     ]
+    if public:
+        env.append({"name": "INPUT_URL_PUBLIC_ONLY", "value": "1"})
     mount = {"name": "input", "mountPath": "/input"}
     return _stager(job, settings, command=STAGE_IN, env=env, mount=mount)
+
+
+def by_reference(job: Job) -> bool:
+    """The input comes from input_url or input_upload, not the request's input_zip."""
+    params = job.job_parameters
+    return bool(params.get("input_url") or params.get("input_upload"))
+
+
+def _bytes(quantity: str) -> int:
+    from shared.validation import parse_quantity
+
+    number = parse_quantity(quantity)
+    assert number is not None  # Settings checked it
+    return int(number)
 
 
 def _stage_out(job: Job, settings: Settings, upload_url: str) -> dict[str, Any]:
@@ -119,12 +144,8 @@ def _stage_out(job: Job, settings: Settings, upload_url: str) -> dict[str, Any]:
 
 
 def _ephemeral_limit(job: Job, settings: Settings) -> int:
-    from shared.validation import parse_quantity
-
-    size = parse_quantity(settings.volume_size)
-    assert size is not None  # Settings checked it
     volumes = 2 if job.has_input else 1
-    return int(size) * volumes + EPHEMERAL_MARGIN
+    return _bytes(settings.volume_size) * volumes + EPHEMERAL_MARGIN
 
 
 def _user_container(job: Job) -> dict[str, Any]:
@@ -139,6 +160,10 @@ def _user_container(job: Job) -> dict[str, Any]:
         "volumeMounts": [{"name": "output", "mountPath": "/output"}],
         "securityContext": _restricted(non_root=False),
     }
+    # Kubernetes' meaning: command replaces the image's ENTRYPOINT, args its CMD.
+    for key in ("command", "args"):
+        if params.get(key):
+            container[key] = list(params[key])
     if params.get("resources"):
         container["resources"] = params["resources"]
     if job.has_input:
@@ -197,16 +222,24 @@ def _failure_policy(job: Job) -> dict[str, Any]:
 
 
 def batch_job(
-    job: Job, settings: Settings, *, upload_url: str, input_url: str | None = None
+    job: Job,
+    settings: Settings,
+    *,
+    upload_url: str,
+    input_url: str | None = None,
+    public_input: bool = False,
+    suspend: bool = False,
 ) -> Manifest:
     """The job's one Job. `upload_url` is the output's upload session (Bucket.open_upload),
-    `input_url` the signed URL of the input, which a job with input needs."""
+    `input_url` where stage-in reads the input, which a job with input needs (a signed
+    URL, or the user's own, checked again by stage-in when `public_input`). A suspended Job
+    (`start_after`) makes no pod until the sync resumes it."""
     init = [_user_container(job)]
     volumes = [_volume(job, settings, "output")]
     if job.has_input:
         if not input_url:
             raise ValueError(f"job {job.name} has input but no input URL")
-        init.insert(0, _stage_in(job, settings, input_url))
+        init.insert(0, _stage_in(job, settings, input_url, public=public_input))
         volumes.append(_volume(job, settings, "input"))
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
@@ -223,6 +256,18 @@ def batch_job(
     }
     if settings.job_service_account:
         pod["serviceAccountName"] = settings.job_service_account
+    if job.job_parameters.get("spot"):
+        _on_spot(pod)
+    spec: dict[str, Any] = {
+        "backoffLimit": int(job.job_parameters.get("retries", 0)),
+        "activeDeadlineSeconds": timeout_seconds(job, settings) + JOB_DEADLINE_MARGIN,
+        "podFailurePolicy": _failure_policy(job),
+        # With a podFailurePolicy, a new pod starts only once the old one has failed.
+        "podReplacementPolicy": "Failed",
+        "template": {"metadata": {"labels": labels(job, "job")}, "spec": pod},
+    }
+    if suspend:
+        spec["suspend"] = True
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -231,15 +276,22 @@ def batch_job(
             "namespace": settings.namespace,
             "labels": labels(job, "job"),
         },
-        "spec": {
-            "backoffLimit": int(job.job_parameters.get("retries", 0)),
-            "activeDeadlineSeconds": timeout_seconds(job, settings) + JOB_DEADLINE_MARGIN,
-            "podFailurePolicy": _failure_policy(job),
-            # With a podFailurePolicy, a new pod starts only once the old one has failed.
-            "podReplacementPolicy": "Failed",
-            "template": {"metadata": {"labels": labels(job, "job")}, "spec": pod},
-        },
+        "spec": spec,
     }
+
+
+SPOT_LABEL = "cloud.google.com/gke-spot"
+
+
+def _on_spot(pod: dict[str, Any]) -> None:
+    """Only on GKE Spot nodes: their label as node selector, and a toleration of the taint
+    a Spot node pool may carry (https://cloud.google.com/kubernetes-engine/docs/how-to/spot-vms).
+    A preempted pod gets the DisruptionTarget condition, which the failure policy ignores:
+    the Job makes a new pod and no retry is used."""
+    pod["nodeSelector"] = {SPOT_LABEL: "true"}
+    pod["tolerations"] = [
+        {"key": SPOT_LABEL, "operator": "Equal", "value": "true", "effect": "NoSchedule"}
+    ]
 
 
 def timeout_seconds(job: Job, settings: Settings) -> int:

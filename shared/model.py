@@ -9,7 +9,7 @@ from typing import Any
 
 
 class Status(StrEnum):
-    CREATED = "created"  # being deployed
+    CREATED = "created"  # being deployed, scheduled (start_after), or waiting for its upload
     RUNNING = "running"  # deployed; its pod stages the input in, or runs the user's container
     CLEANING = "cleaning"  # the user's container exited 0; stage-out uploads the output
     SUCCEEDED = "succeeded"  # output zip in the bucket
@@ -21,7 +21,7 @@ FINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.KILLED})
 
 # Every status change goes through this table (JobStore.transition checks it).
 TRANSITIONS: dict[Status, frozenset[Status]] = {
-    Status.CREATED: frozenset({Status.RUNNING, Status.FAILED}),
+    Status.CREATED: frozenset({Status.RUNNING, Status.FAILED, Status.KILLED}),
     Status.RUNNING: frozenset({Status.CLEANING, Status.FAILED, Status.KILLED}),
     Status.CLEANING: frozenset({Status.SUCCEEDED, Status.FAILED, Status.KILLED}),
     Status.SUCCEEDED: frozenset(),
@@ -29,7 +29,7 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.KILLED: frozenset(),
 }
 
-KILLABLE = frozenset({Status.RUNNING, Status.CLEANING})
+KILLABLE = frozenset({Status.CREATED, Status.RUNNING, Status.CLEANING})
 
 
 def allowed(current: Status, target: Status) -> bool:
@@ -50,7 +50,12 @@ class Job:
     created: int  # epoch milliseconds
     job_parameters: dict[str, Any]  # as accepted, without input_zip
     account_id: str | None = None
-    has_input: bool = False
+    has_input: bool = False  # stage-in runs: input_zip, input_url or input_upload
+    input_upload_url: str | None = None  # signed PUT URL of <name>-input.zip (input_upload)
+    input_upload_expires: int | None = None  # epoch ms; the sync fails the job after it
+    scheduled_for: int | None = None  # epoch ms (start_after): its Job waits suspended till then
+    suspended: bool = False  # its Job exists, suspended until scheduled_for
+    urls_expire: int | None = None  # epoch ms: the pod's input URL or upload session expires
     start_time: int | None = None  # epoch ms: the job's pod started
     stop_time: int | None = None  # epoch ms: reached a final status
     reason: str | None = None  # why it failed (or was killed): short code
@@ -62,6 +67,23 @@ class Job:
     output_url_expires: int | None = None  # epoch ms; None = does not expire
     transitions: list[dict[str, Any]] = field(default_factory=list)
     updated: int = 0  # epoch ms of the last write
+
+    @property
+    def killable(self) -> bool:
+        """Running or cleaning; or `created` but waiting, for its time or for its input
+        (a `created` job whose create is still deploying it is not)."""
+        if self.status is Status.CREATED:
+            return self.waiting
+        return self.status in KILLABLE
+
+    @property
+    def waiting(self) -> bool:
+        """Created and deliberately not running yet: scheduled, or its input not uploaded."""
+        return self.status is Status.CREATED and (self.suspended or self.awaiting_upload)
+
+    @property
+    def awaiting_upload(self) -> bool:
+        return self.status is Status.CREATED and self.input_upload_url is not None
 
     @property
     def input_object(self) -> str:
@@ -106,4 +128,9 @@ class Job:
             body["exit_code"] = self.exit_code
         if self.disruptions:
             body["disruptions"] = self.disruptions
+        if self.scheduled_for is not None:
+            body["scheduled_for"] = self.scheduled_for
+        if self.awaiting_upload:
+            body["input_upload_url"] = self.input_upload_url
+            body["input_upload_expires"] = self.input_upload_expires
         return body

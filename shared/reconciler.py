@@ -31,7 +31,7 @@ from shared.diagnosis import (
     user_succeeded,
 )
 from shared.errors import BucketError, ClusterApiError, TransitionRefusedError
-from shared.lifecycle import remove_from_cluster
+from shared.lifecycle import remove_from_cluster, resume, start_uploaded
 from shared.logs import log_context
 from shared.model import FINAL, Job, Status, now_ms
 
@@ -151,15 +151,56 @@ class Reconciler:
             self._deployed(job, k8s_job, owned.pods)
 
     def _created(self, job: Job, k8s_job: dict[str, Any] | None) -> None:
+        if job.suspended:
+            self._scheduled(job, k8s_job)
+            return
+        if job.awaiting_upload:
+            self._awaiting_upload(job)
+            return
         if now_ms() - job.updated < self.create_grace_ms:
             return  # its create may still be running
         if k8s_job is not None:
+            if (k8s_job.get("spec") or {}).get("suspend") and job.scheduled_for is not None:
+                self.b.store.update(job.id, {"suspended": True}, status=Status.CREATED)
+                log.info("the create deployed the scheduled job but did not record it")
+                return
             self._move(job, Status.RUNNING, "the create deployed it but did not record it")
             return
         # Nothing ran, so there is no log to keep; a Job the create made after all is
         # swept (its log saved) as soon as a sync sees it.
         failure = Failure("CreateInterrupted", "The create did not finish; nothing ran")
-        self._move(job, Status.FAILED, f"{failure.reason}: {failure.message}", failure.updates())
+        self._fail_unstarted(job, failure)
+
+    def _scheduled(self, job: Job, k8s_job: dict[str, Any] | None) -> None:
+        """A suspended Job waiting for its start time: resumed once it has come."""
+        if k8s_job is None:
+            failure = Failure("JobMissing", "The scheduled Kubernetes Job disappeared")
+            self._fail_unstarted(job, failure)
+            return
+        if job.scheduled_for is not None and job.scheduled_for > now_ms():
+            return
+        resume(job, self.b)
+        self.report.count(Status.RUNNING)
+
+    def _awaiting_upload(self, job: Job) -> None:
+        """Its input's finalize event deploys it; once the upload URL has expired, the sync
+        deploys it if the input is there after all (a lost event), or fails it."""
+        if job.input_upload_expires is not None and now_ms() < job.input_upload_expires:
+            return
+        if self.b.bucket.metadata(job.input_object) is not None:
+            try:
+                started, _ = start_uploaded(job, self.b)
+            except ClusterApiError as error:
+                if error.transient:
+                    raise
+                failure = Failure("ClusterError", f"The cluster refused the job: {error}")
+                self._fail_unstarted(job, failure)
+                return
+            if started.status is Status.RUNNING:
+                self.report.count(Status.RUNNING)
+            return
+        failure = Failure("InputNotUploaded", "No input was uploaded before its upload URL expired")
+        self._fail_unstarted(job, failure)
 
     def _deployed(
         self, job: Job, k8s_job: dict[str, Any] | None, pods: list[dict[str, Any]]
@@ -211,6 +252,10 @@ class Reconciler:
         self.report.count(target)
         log.info("job %s -> %s: %s", job.status.value, target.value, why)
         return moved
+
+    def _fail_unstarted(self, job: Job, failure: Failure) -> None:
+        """Fail a job that never ran: there is no pod, and no log to keep."""
+        self._move(job, Status.FAILED, f"{failure.reason}: {failure.message}", failure.updates())
 
     def _fail(self, job: Job, failure: Failure, pods: list[dict[str, Any]], **updates: Any) -> None:
         why = f"{failure.reason}: {failure.message}"

@@ -63,6 +63,15 @@ class _Reader:
             raise SettingsError(f"{name} must be a positive Kubernetes quantity, got {value!r}")
         return value
 
+    def flag(self, name: str) -> bool:
+        """A boolean: 1/true/yes/on or 0/false/no/off (any case); unset is false."""
+        raw = self.env.get(name, "").strip().lower()
+        if raw in ("", "0", "false", "no", "off"):
+            return False
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
     def number(self, name: str, default: float, *, minimum: float = 0.0) -> float:
         raw = self.env.get(name, "").strip()
         if not raw:
@@ -115,6 +124,10 @@ class Settings:
     max_input_files: int  # MAX_INPUT_FILES (10000): entries in the input zip
     max_input_uncompressed: int  # MAX_INPUT_UNCOMPRESSED_BYTES (1 GiB)
     max_body_bytes: int  # MAX_REQUEST_BYTES (32 MiB): whole request body
+    max_input_url_bytes: int  # MAX_INPUT_URL_BYTES (10 GiB): input by input_url or upload
+    allow_private_inputs: bool  # ALLOW_PRIVATE_INPUT_URLS (false): input_url may be http,
+    #   loopback or private (the local cloud sets it); never for production
+    input_upload_lifetime: int  # INPUT_UPLOAD_SECONDS (3600): the upload URL's lifetime, s
 
     backend_timeout: float  # BACKEND_TIMEOUT_SECONDS (15): one Firestore, Storage or cluster
     #   call, retries included; past it the request answers 503 (or 500 for the cluster)
@@ -156,6 +169,11 @@ class Settings:
             max_input_files=read.integer("MAX_INPUT_FILES", 10000, minimum=1),
             max_input_uncompressed=read.integer("MAX_INPUT_UNCOMPRESSED_BYTES", 1024 * MIB),
             max_body_bytes=read.integer("MAX_REQUEST_BYTES", 32 * MIB, minimum=1024),
+            max_input_url_bytes=read.integer("MAX_INPUT_URL_BYTES", 10 * 1024 * MIB, minimum=1),
+            allow_private_inputs=read.flag("ALLOW_PRIVATE_INPUT_URLS"),
+            input_upload_lifetime=read.integer(
+                "INPUT_UPLOAD_SECONDS", 3600, minimum=1, maximum=7 * 24 * 3600
+            ),
             backend_timeout=read.number("BACKEND_TIMEOUT_SECONDS", 15.0, minimum=1.0),
             log_level=read.text("LOG_LEVEL", "WARNING").upper(),
         )

@@ -7,12 +7,14 @@ reject: a mistake of the client's is a 400, never a 500 from the cluster.
 
 from __future__ import annotations
 
+import datetime
 import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from shared.errors import InvalidParameters
+from shared.model import now_ms
 from shared.settings import MAX_JOB_SECONDS
 
 REQUIRED = "Field is required"
@@ -36,6 +38,15 @@ MAX_ACCOUNT_ID = 128
 # must be done with both by then, so a timeout is capped an hour short of that.
 MAX_TIMEOUT = MAX_JOB_SECONDS  # seconds
 MAX_RETRIES = 10
+# command and args: what a Pod's container takes, bounded so the Job and the record fit.
+MAX_ARGV_ITEMS = 1000
+MAX_ARGV_BYTES = 256 * 1024  # UTF-8, command and args together
+MAX_URL = 8 * 1024  # characters of input_url
+MAX_START_AHEAD_MS = 30 * 24 * 3600 * 1000  # start_after: at most 30 days ahead
+# Cloud Storage bucket names: https://cloud.google.com/storage/docs/buckets#naming
+BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
+MAX_OBJECT_NAME = 1024  # bytes, UTF-8
+RFC3339_RE = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
 
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _DOMAIN = (
@@ -80,7 +91,14 @@ PARAMETERS = {
     "input_zip",
     "timeout_seconds",
     "retries",
+    "command",
+    "args",
+    "input_url",
+    "input_upload",
+    "start_after",
+    "spot",
 }
+INPUT_SOURCES = ("input_zip", "input_url", "input_upload")
 
 
 @dataclass(frozen=True)
@@ -91,6 +109,15 @@ class JobRequest:
     account_id: str | None
     job_parameters: dict[str, Any]  # without input_zip
     input_zip: str | None
+    scheduled_for: int | None = None  # epoch ms of a start_after still ahead; None = now
+
+    @property
+    def input_url(self) -> str | None:
+        return self.job_parameters.get("input_url")
+
+    @property
+    def input_upload(self) -> bool:
+        return bool(self.job_parameters.get("input_upload"))
 
 
 def parse_quantity(text: str) -> Decimal | None:
@@ -212,6 +239,80 @@ def _int_error(value: Any, low: int, high: int) -> str | None:
     return None
 
 
+def _argv_error(value: Any) -> str | None:
+    """command or args: a list of strings, as a container takes them."""
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        return "Must be a list of strings"
+    if len(value) > MAX_ARGV_ITEMS:
+        return f"At most {MAX_ARGV_ITEMS} items"
+    if any("\x00" in item for item in value):
+        return "Items must not contain NUL characters"
+    return None
+
+
+def _argv_size_error(params: dict[str, Any]) -> str | None:
+    items = [*(params.get("command") or []), *(params.get("args") or [])]
+    size = sum(len(item.encode("utf-8", "surrogatepass")) for item in items)
+    if size > MAX_ARGV_BYTES:
+        return f"command and args must total at most {MAX_ARGV_BYTES} bytes (UTF-8)"
+    return None
+
+
+def _input_url_error(value: Any) -> str | None:
+    """`gs://BUCKET/OBJECT`, or an http(s) URL with a host; where it points is checked by
+    the create (shared/references.py), which needs the network."""
+    if not isinstance(value, str) or not value:
+        return "Must be a gs:// or https:// URL"
+    if len(value) > MAX_URL or any(ord(c) < 0x21 or ord(c) == 0x7F for c in value):
+        return f"Must be a URL of at most {MAX_URL} characters, without spaces or controls"
+    if value.startswith("gs://"):
+        bucket, slash, name = value.removeprefix("gs://").partition("/")
+        if not BUCKET_RE.fullmatch(bucket) or not slash or not name:
+            return "Must be gs://BUCKET/OBJECT"
+        if len(name.encode("utf-8", "surrogatepass")) > MAX_OBJECT_NAME:
+            return f"The object name must be at most {MAX_OBJECT_NAME} bytes"
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        return "Not a valid URL"
+    if parts.scheme not in ("https", "http") or not host:
+        return "Must be a gs:// or https:// URL"
+    return None
+
+
+def _start_after(value: Any) -> int | str:
+    """An RFC 3339 time, or epoch milliseconds: epoch ms, or the error."""
+    problem = "Must be an RFC 3339 time (2026-12-01T08:00:00Z) or epoch milliseconds"
+    if isinstance(value, str):
+        text = value.strip()
+        if not re.fullmatch(
+            r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)", text
+        ):
+            return problem + " with a time zone"
+        try:
+            moment = datetime.datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+        except ValueError:
+            return problem
+        at = int(moment.timestamp() * 1000)
+    else:
+        number = _whole(value)
+        if number is None or number < 0:
+            return problem
+        at = number
+    if at - now_ms() > MAX_START_AHEAD_MS:
+        return "Must be at most 30 days ahead"
+    return at
+
+
+def _bool_error(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "Must be true or false"
+
+
 def _parameter_errors(params: dict[str, Any]) -> dict[str, Any]:
     errors: dict[str, Any] = {key: "Unknown field" for key in params if key not in PARAMETERS}
     image = params.get("docker_image")
@@ -225,12 +326,24 @@ def _parameter_errors(params: dict[str, Any]) -> dict[str, Any]:
         "timeout_seconds": lambda v: _int_error(v, 1, MAX_TIMEOUT),
         "retries": lambda v: _int_error(v, 0, MAX_RETRIES),
         "input_zip": lambda v: None if isinstance(v, str) else "Must be a base64 string",
+        "command": _argv_error,
+        "args": _argv_error,
+        "input_url": _input_url_error,
+        "input_upload": _bool_error,
+        "spot": _bool_error,
+        "start_after": lambda v: error if isinstance(error := _start_after(v), str) else None,
     }
     for key, check in checks.items():
         if params.get(key) is not None:
             error = check(params[key])
             if error:
                 errors[key] = error
+    if "command" not in errors and "args" not in errors and (error := _argv_size_error(params)):
+        errors["args" if params.get("args") else "command"] = error
+    sources = [key for key in INPUT_SOURCES if params.get(key) not in (None, False, "")]
+    if len(sources) > 1:
+        for key in sources:
+            errors.setdefault(key, f"Give only one of {', '.join(INPUT_SOURCES)}")
     return errors
 
 
@@ -266,6 +379,14 @@ def validate_create(body: Any) -> JobRequest:
         raise InvalidParameters(data=errors)
     assert isinstance(params, dict)
     kept = {key: value for key, value in params.items() if key != "input_zip" and value is not None}
+    for flag in ("input_upload", "spot"):
+        if kept.get(flag) is False:
+            del kept[flag]  # false is the default: the record says only what differs
+    scheduled_for = None
+    if "start_after" in kept:
+        at = _start_after(kept["start_after"])
+        assert isinstance(at, int)
+        scheduled_for = at if at > now_ms() else None
     for key in ("timeout_seconds", "retries"):
         if key in kept:
             kept[key] = _whole(kept[key])
@@ -279,6 +400,7 @@ def validate_create(body: Any) -> JobRequest:
         account_id=account_id,
         job_parameters=kept,
         input_zip=params.get("input_zip") or None,
+        scheduled_for=scheduled_for,
     )
 
 

@@ -67,6 +67,7 @@ def _run(config: StagerConfig) -> None:
             limits=config.limits,
             max_bytes=config.max_download_bytes,
             deadline=config.retry_deadline,
+            public_only=config.public_only,
         )
     else:
         commands.stage_out(

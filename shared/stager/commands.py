@@ -32,11 +32,20 @@ def _download_file(directory: Path) -> Iterator[BinaryIO]:
 
 
 def stage_in(
-    *, url: str, directory: Path, limits: Limits, max_bytes: int, deadline: float
+    *,
+    url: str,
+    directory: Path,
+    limits: Limits,
+    max_bytes: int,
+    deadline: float,
+    public_only: bool = False,
 ) -> extract.ZipSummary:
-    """Download the input zip from a signed URL and unpack it safely into `directory`."""
+    """Download the input zip from a signed URL (or a user's URL, checked when
+    `public_only`) and unpack it safely into `directory`."""
     with _download_file(directory) as temp:
-        size = fetch.download(url, temp, max_bytes=max_bytes, deadline=deadline)
+        size = fetch.download(
+            url, temp, max_bytes=max_bytes, deadline=deadline, public_only=public_only
+        )
         log.info("input downloaded", extra={"url": fetch.where(url), "bytes": size})
         temp.seek(0)
         return extract.extract_zip(temp, directory, limits)

@@ -74,6 +74,8 @@ class StagerConfig:
     compress_level: int = 6  # STAGER_COMPRESS_LEVEL (6): deflate level of compressible files
     retry_deadline: float = 120.0  # STAGER_RETRY_SECONDS (120): in-process retries, s
     max_download_bytes: int = 20 * MIB  # MAX_INPUT_BYTES (20 MiB): the input zip itself
+    public_only: bool = False  # INPUT_URL_PUBLIC_ONLY=1: a user's URL, checked before each
+    #   request and redirect (never loopback, link-local or private addresses)
 
 
 # The URL each command reads or writes: its flag and environment variable. Both are
@@ -124,4 +126,5 @@ def build_config(
         compress_level=level,
         retry_deadline=_float(env, "STAGER_RETRY_SECONDS", 120.0, 0.0),
         max_download_bytes=_int(env, "MAX_INPUT_BYTES", 20 * MIB, 1),
+        public_only=env.get("INPUT_URL_PUBLIC_ONLY", "").strip() == "1",
     )

@@ -1,8 +1,11 @@
-"""Stage-in's download: the input zip through the signed URL the API put in INPUT_URL.
+"""Stage-in's download: the input zip through the URL the API put in INPUT_URL.
 
-The pod runs the user's code, so it holds no identity: a signed URL reads one object, for
-a limited time, and nothing else. Only the standard library: the
-download streams to a file in bounded chunks, never more than `max_bytes`.
+That is a signed URL of a bucket object, or a user's own https URL (`input_url`). The pod
+runs the user's code, so it holds no identity: a signed URL reads one object, for a limited
+time, and nothing else. A user's URL is checked before each request and each redirect
+(INPUT_URL_PUBLIC_ONLY): it must not reach the metadata server or a private address. Only
+the standard library: the download streams to a file in bounded chunks, never more than
+`max_bytes`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import urllib.request
 from typing import IO
 from urllib.parse import urlsplit
 
+from shared.stager.addresses import AddressRefusedError, check_url
 from shared.stager.errors import InputMissing, InputRejected, StagerError, TransientStorageError
 
 log = logging.getLogger(__name__)
@@ -30,13 +34,27 @@ def where(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
-def download(url: str, dest: IO[bytes], *, max_bytes: int, deadline: float) -> int:
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only to a URL that passes the same address check."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        try:
+            check_url(newurl)
+        except AddressRefusedError as refused:
+            raise InputMissing(f"refused a redirect to {where(newurl)}: {refused}") from None
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def download(
+    url: str, dest: IO[bytes], *, max_bytes: int, deadline: float, public_only: bool = False
+) -> int:
     """Write the object at `url` to `dest` (from its start); its size.
 
     Connection errors, timeouts, 408, 429 and 5xx are retried with backoff for `deadline`
     seconds, then TransientStorageError (exit 75: the Job retries the pod). 404, and the
     400 or 403 of a malformed or expired signature, are InputMissing (66): no retry can
-    help. More than `max_bytes` is InputRejected (65).
+    help. More than `max_bytes` is InputRejected (65). With `public_only`, a URL or redirect
+    to a loopback, link-local or private address is InputMissing.
     """
     give_up = time.monotonic() + deadline
     pause = 1.0
@@ -44,7 +62,7 @@ def download(url: str, dest: IO[bytes], *, max_bytes: int, deadline: float) -> i
         dest.seek(0)
         dest.truncate()
         try:
-            return _attempt(url, dest, max_bytes)
+            return _attempt(url, dest, max_bytes, public_only)
         except TransientStorageError as error:
             if time.monotonic() + pause > give_up:
                 raise
@@ -53,10 +71,17 @@ def download(url: str, dest: IO[bytes], *, max_bytes: int, deadline: float) -> i
             pause = min(pause * 2, 30.0)
 
 
-def _attempt(url: str, dest: IO[bytes], max_bytes: int) -> int:
+def _attempt(url: str, dest: IO[bytes], max_bytes: int, public_only: bool) -> int:
     shown = where(url)
+    opener = urllib.request.build_opener()
+    if public_only:
+        try:
+            check_url(url)
+        except AddressRefusedError as refused:
+            raise InputMissing(f"refused to download {shown}: {refused}") from None
+        opener = urllib.request.build_opener(_CheckedRedirects)
     try:
-        with urllib.request.urlopen(url, timeout=SOCKET_TIMEOUT) as response:  # noqa: S310
+        with opener.open(url, timeout=SOCKET_TIMEOUT) as response:
             declared = response.headers.get("Content-Length")
             if declared and declared.isdigit() and int(declared) > max_bytes:
                 raise InputRejected(f"the input is {declared} bytes, more than {max_bytes}")

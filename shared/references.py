@@ -1,0 +1,71 @@
+"""A job's input by reference (`input_url`): checked at create, turned into the URL that
+stage-in reads when the job is deployed.
+
+- `gs://BUCKET/OBJECT`: the functions must be able to read it. The create checks that it
+  exists and is at most MAX_INPUT_URL_BYTES; the deploy signs a download URL for it, so the
+  pod needs no identity.
+- `https://...`: fetched by stage-in as it is. Its host must resolve only to public
+  addresses, never loopback, link-local (the metadata server) or private ones, unless
+  ALLOW_PRIVATE_INPUT_URLS (which also allows http) is set. Stage-in checks again before
+  each request and redirect, since a name may resolve elsewhere by then.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.backends import Backends
+from shared.errors import BucketError, InvalidParameters
+from shared.stager.addresses import AddressRefusedError, check_url
+
+FIELD = "input_url"
+
+
+@dataclass(frozen=True)
+class StageInSource:
+    url: str  # what stage-in downloads
+    public: bool  # a user's own URL: stage-in checks its address before each request
+
+
+def _refuse(message: str) -> InvalidParameters:
+    return InvalidParameters(data={"job_parameters": {FIELD: message}})
+
+
+def split_gs(url: str) -> tuple[str, str]:
+    bucket, _, name = url.removeprefix("gs://").partition("/")
+    return bucket, name
+
+
+def check(url: str, backends: Backends) -> None:
+    """InvalidParameters naming `input_url` unless the create may accept it."""
+    settings = backends.settings
+    if url.startswith("gs://"):
+        bucket, name = split_gs(url)
+        try:
+            size = backends.bucket.object_size(bucket, name)
+        except BucketError as error:
+            from google.api_core import exceptions
+
+            if isinstance(error.__cause__, exceptions.Forbidden | exceptions.Unauthorized):
+                raise _refuse(f"The service may not read {url}") from None
+            if isinstance(error.__cause__, exceptions.NotFound):  # the bucket itself
+                raise _refuse(f"No such object: {url}") from None
+            raise
+        if size is None:
+            raise _refuse(f"No such object: {url}")
+        if size > settings.max_input_url_bytes:
+            raise _refuse(f"{url} is {size} bytes, more than {settings.max_input_url_bytes}")
+        return
+    try:
+        check_url(url, allow_private=settings.allow_private_inputs)
+    except AddressRefusedError as refused:
+        raise _refuse(f"Refused: {refused}") from None
+
+
+def stage_in_source(url: str, backends: Backends, lifetime: int) -> StageInSource:
+    """Where stage-in reads a checked `input_url`: a signed URL valid `lifetime` seconds
+    for a gs:// object, the URL itself otherwise."""
+    if url.startswith("gs://"):
+        bucket, name = split_gs(url)
+        return StageInSource(backends.bucket.input_url(name, lifetime, bucket=bucket), False)
+    return StageInSource(url, public=not backends.settings.allow_private_inputs)
