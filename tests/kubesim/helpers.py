@@ -24,6 +24,11 @@ def wait_for(check: Callable[[], T | None], timeout: float = 5.0, what: str = "c
     raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
 
 
+# An image kubesim stands in for by no sandbox: its KUBESIM_SH runs as a host process with
+# mount paths rewritten, so a script may use host paths (a pytest tmp_path) and host PIDs.
+HOST_IMAGE = "example.com/sim/worker"
+
+
 def env(**values: Any) -> list[dict[str, str]]:
     return [{"name": k, "value": str(v)} for k, v in values.items()]
 

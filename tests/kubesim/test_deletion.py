@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.kubesim.helpers import (
+    HOST_IMAGE,
     api_error,
     claim,
     container,
@@ -97,7 +98,8 @@ def test_grace_zero_kills_real_processes_at_once(kubesim, core_v1, namespace):
     core_v1.create_namespaced_persistent_volume_claim(namespace, claim("mark"))
     main = {
         **container(
-            KUBESIM_SH="trap '' TERM; echo $$ > /m/pid.tmp; mv /m/pid.tmp /m/pid; sleep 30"
+            image=HOST_IMAGE,
+            KUBESIM_SH="trap '' TERM; echo $$ > /m/pid.tmp; mv /m/pid.tmp /m/pid; sleep 30",
         ),
         "volumeMounts": [{"name": "m", "mountPath": "/m"}],
     }

@@ -8,6 +8,7 @@ import re
 from kubernetes.client import V1DeleteOptions, V1Eviction, V1ObjectMeta, V1Preconditions
 
 from tests.kubesim.helpers import (
+    HOST_IMAGE,
     api_error,
     conditions,
     container,
@@ -128,7 +129,7 @@ def test_ignored_disruption_is_replaced_without_using_a_retry(
         f"trap '' TERM; cp /input/in.txt /output/out.txt; "
         f"if [ ! -e {mark} ]; then touch {mark}; sleep 30; fi"
     )
-    user = container(KUBESIM_SH=script)
+    user = container(image=HOST_IMAGE, KUBESIM_SH=script)
     body = layout_job("drain", user, backoff_limit=0)
     body["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 40  # 2 s wall
     batch_v1.create_namespaced_job(namespace, body)

@@ -8,6 +8,7 @@ on this host), so no check depends on catching a state within a time window."""
 from __future__ import annotations
 
 from tests.kubesim.helpers import (
+    HOST_IMAGE,
     api_error,
     conditions,
     container,
@@ -49,7 +50,8 @@ def state_of(core_v1, namespace, pod_name, container_name, wanted, *, init):
 def test_user_container_runs_as_an_init_container(batch_v1, core_v1, namespace, tmp_path):
     user_done, out_done = tmp_path / "user-done", tmp_path / "out-done"
     user = container(
-        KUBESIM_SH=f"cat /input/in.txt > /output/out.txt; echo copied; {hold_sh(user_done)}"
+        image=HOST_IMAGE,
+        KUBESIM_SH=f"cat /input/in.txt > /output/out.txt; echo copied; {hold_sh(user_done)}",
     )
     stage_out = "print(open('/output/out.txt').read().strip(), flush=True)\n" + hold_py(out_done)
     batch_v1.create_namespaced_job(
@@ -155,7 +157,8 @@ def test_init_container_log(batch_v1, core_v1, namespace, tmp_path):
 def test_follow_streams_until_the_container_ends(batch_v1, core_v1, namespace, tmp_path):
     more, end = tmp_path / "more", tmp_path / "end"
     script = f"echo first; {hold_sh(more)}; echo second; {hold_sh(end)}; echo third"
-    batch_v1.create_namespaced_job(namespace, layout_job("follow", container(KUBESIM_SH=script)))
+    user = container(image=HOST_IMAGE, KUBESIM_SH=script)
+    batch_v1.create_namespaced_job(namespace, layout_job("follow", user))
     name = only_pod(core_v1, namespace, "follow")["metadata"]["name"]
     wait_for(state_of(core_v1, namespace, name, "job", "running", init=True), timeout=10)
     response = core_v1.read_namespaced_pod_log(

@@ -2,8 +2,9 @@
 
 The tests and `make run` have no cluster, so the product's Kubernetes adapter talks to
 this simulator through a kubeconfig, exactly as it would to a real cluster. Containers are
-simulated from their environment (KUBESIM_*), or run for real on the host when they are
-the project's stager image or carry a KUBESIM_SH command.
+simulated from their environment (KUBESIM_*), or run for real: the project's stager image
+as a host process, and the images the local cloud stands in for (python, alpine, busybox,
+debian, ubuntu, bash) in a bubblewrap sandbox (runtime.py).
 
 Run: python -m infra.local.kubesim --port PORT --kubeconfig PATH --data-dir DIR
          [--speed F] [--stager-image IMAGE] [--token T] [--log-level DEBUG]
@@ -36,8 +37,17 @@ Where it knowingly differs from a real cluster:
   is a host directory whatever its size.
 - Pod logs: no timestamps, sinceSeconds or sinceTime; containers never restart, so
   `previous=true` always answers 400. Termination messages have no pod-wide 12 KiB cap, and
-  terminationMessagePath is rewritten only where it appears in a KUBESIM_SH script or in a
-  stager container's arguments and environment.
+  outside a sandbox terminationMessagePath is rewritten only where it appears in a
+  KUBESIM_SH script or in a stager container's arguments and environment.
 - Deleting a namespace kills its pods at once (grace period 0).
-- Containers of other images never run anything but KUBESIM_SH; images are never pulled.
+- Images are never pulled. Containers of python, alpine, busybox, debian, ubuntu and bash
+  images (any registry or tag) run their command and args, with Kubernetes' meaning
+  (https://kubernetes.io/docs/tasks/inject-data-application/define-command-argument-container/#notes),
+  or KUBESIM_SH, in a bubblewrap sandbox whose file system is the host's /usr and /etc,
+  read-only: whatever that host has installed, not the image's. Their network is the
+  host's, there is no securityContext (they run as root), their PID 1 is bwrap (as with
+  `docker run --init`), writes outside volumes go to a tmpfs that counts as memory, not
+  ephemeral storage, and a memory limit is a cgroup of kubesim's own (or prlimit --as
+  where it cannot make one). Containers of other images run nothing but KUBESIM_SH, on the
+  host with mount paths rewritten.
 """

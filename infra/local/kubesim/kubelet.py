@@ -417,6 +417,9 @@ class Kubelet:
                 mounts=mounts,
                 log_path=log_path,
                 work_dir=volumes.pod_dir(self.data_dir, uid) / "work",
+                read_only=volumes.read_only_paths(container, worker.pod["spec"]),
+                working_dir=str(container.get("workingDir") or ""),
+                memory_limit=volumes.memory_limit(container),
             ),
             worker.stopper,
         )

@@ -13,6 +13,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from infra.local.kubesim import quantity
 from infra.local.kubesim import resources as r
 from infra.local.kubesim.store import Store, meta
 
@@ -176,6 +177,23 @@ def mounts(container: dict[str, Any], paths: dict[str, Path]) -> list[tuple[str,
             host.mkdir(parents=True, exist_ok=True)
         out.append((mount["mountPath"], host))
     return out
+
+
+def read_only_paths(container: dict[str, Any], spec: dict[str, Any]) -> frozenset[str]:
+    """Mount paths a container sees read-only: readOnly mounts, and secret volumes, which
+    the kubelet always mounts read-only."""
+    secrets = {v.get("name") for v in spec.get("volumes") or [] if "secret" in v}
+    return frozenset(
+        m["mountPath"]
+        for m in container.get("volumeMounts") or []
+        if m.get("readOnly") or m.get("name") in secrets
+    )
+
+
+def memory_limit(container: dict[str, Any]) -> int | None:
+    """resources.limits.memory in bytes, or None."""
+    value = ((container.get("resources") or {}).get("limits") or {}).get("memory")
+    return None if value is None else max(1, int(quantity.parse(value).value))
 
 
 def termination_path(data_dir: Path, uid: str, container: str, *, init: bool = False) -> Path:
