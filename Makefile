@@ -16,6 +16,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	touch $(STAMP)
 
 run: venv
+	$(PY) -m infra.local.prereqs
 	$(PY) -m infra.local.stack
 
 test: venv
