@@ -225,6 +225,7 @@ def test_a_failed_upload_never_reruns_the_users_container(
         job = create(
             fn,
             retries=2,
+            docker_image="example.com/sim/worker",
             **env(KUBESIM_SH=f"echo ran >> {runs}; echo ran; echo out > /output/o"),
         )
         failed = fn.sync_until(job["id"], FINAL)
@@ -252,7 +253,7 @@ def test_a_disruption_costs_no_retry(fn, backends, batch_v1, core_v1, namespace,
         f"trap '' TERM; echo run >> {runs}; "
         f"while [ ! -e {go} ]; do sleep 0.05; done; echo out > /output/o"
     )
-    job = create(fn, retries=0, **env(KUBESIM_SH=script))
+    job = create(fn, retries=0, docker_image="example.com/sim/worker", **env(KUBESIM_SH=script))
     pod = wait_user_running(core_v1, namespace, job["id"])
     eviction = client.V1Eviction(
         metadata=client.V1ObjectMeta(name=pod, namespace=namespace),
