@@ -30,6 +30,8 @@ PASSED_TO_FUNCTIONS = (
     "MAX_INPUT_BYTES",
     "MAX_INPUT_FILES",
     "MAX_INPUT_UNCOMPRESSED_BYTES",
+    "MAX_INPUT_URL_BYTES",
+    "INPUT_UPLOAD_SECONDS",
     "MAX_REQUEST_BYTES",
     "BACKEND_TIMEOUT_SECONDS",
     "LOG_LEVEL",
@@ -38,6 +40,9 @@ PASSED_TO_FUNCTIONS = (
 # Settings of earlier deploys that no longer mean anything: no pod holds a Google identity
 # (the stager gets a signed URL and an upload session from the functions). Each one set is
 # reported, so that an old deploy.env does not pass for a working one.
+# Never for a deployed service: each would let a user's URL reach private addresses.
+LOCAL_ONLY = ("ALLOW_PRIVATE_INPUT_URLS",)
+
 OBSOLETE = {
     "STAGER_GOOGLE_SERVICE_ACCOUNT": "job pods hold no Google identity any more",
     "STAGER_SERVICE_ACCOUNT": "every job pod runs as JOB_SERVICE_ACCOUNT",
@@ -201,6 +206,12 @@ class _Reader:
                 self.problems.append(
                     f"{name} is no longer used ({why}): remove it, and see the README on "
                     "what an earlier deploy made for it"
+                )
+        for name in LOCAL_ONLY:
+            if self.env.get(name, "").strip() not in ("", "0", "false"):
+                self.problems.append(
+                    f"{name} is for the local cloud only: a deployed service must not let "
+                    "users' URLs reach private addresses"
                 )
         self.runtime_settings(config.runtime)
         if self.problems:

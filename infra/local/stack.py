@@ -129,6 +129,8 @@ def client_env(settings: LocalCloudSettings) -> dict[str, str]:
         "KUBERNETES_NAMESPACE": settings.namespace,
         "STAGER_IMAGE": settings.stager_image,
         "API_URL": f"http://127.0.0.1:{settings.api_port}",
+        # Everything here is on loopback: inputs by URL may be too (never in production).
+        "ALLOW_PRIVATE_INPUT_URLS": "1",
     }
 
 

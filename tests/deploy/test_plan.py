@@ -190,7 +190,7 @@ def test_rbac_is_one_role_in_one_namespace(config):
             for resource in rule["resources"]:
                 granted.setdefault((group, resource), set()).update(rule["verbs"])
     assert granted == {
-        ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
+        ("batch", "jobs"): {"create", "get", "list", "watch", "patch", "delete"},
         ("", "pods"): {"get", "list", "watch", "delete"},
         ("", "pods/log"): {"get"},  # the log is saved to the bucket before the pod goes
         ("", "persistentvolumeclaims"): {"list", "delete"},  # the sweep of leftovers only
