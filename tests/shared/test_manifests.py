@@ -190,3 +190,53 @@ def test_a_volume_size_that_is_no_quantity_is_refused_at_start(size):
 
     with pytest.raises(SettingsError, match="JOB_VOLUME_SIZE"):
         settings(JOB_VOLUME_SIZE=size)
+
+
+def test_command_and_args_keep_their_kubernetes_meaning():
+    user = manifest(job(False, command=["python", "-c"], args=["print(1)"]), settings())
+    (container,) = pod_spec(user)["initContainers"]
+    assert container["command"] == ["python", "-c"] and container["args"] == ["print(1)"]
+    alone = pod_spec(manifest(job(False, args=["--fast"]), settings()))["initContainers"][0]
+    assert alone["args"] == ["--fast"] and "command" not in alone  # the image's ENTRYPOINT
+    neither = pod_spec(manifest(job(False), settings()))["initContainers"][0]
+    assert "command" not in neither and "args" not in neither
+
+
+def test_spot_selects_spot_nodes_and_tolerates_their_taint():
+    pod = pod_spec(manifest(job(False, spot=True), settings()))
+    assert pod["nodeSelector"] == {"cloud.google.com/gke-spot": "true"}
+    assert pod["tolerations"] == [
+        {
+            "key": "cloud.google.com/gke-spot",
+            "operator": "Equal",
+            "value": "true",
+            "effect": "NoSchedule",
+        }
+    ]
+    plain = pod_spec(manifest(job(False), settings()))
+    assert "nodeSelector" not in plain and "tolerations" not in plain
+
+
+def test_a_scheduled_job_is_suspended():
+    j = job(False)
+    assert manifests.batch_job(j, settings(), upload_url=UPLOAD, suspend=True)["spec"]["suspend"]
+    assert "suspend" not in manifest(j, settings())["spec"]
+
+
+def test_stage_in_limits_and_address_checks_by_input_source():
+    s = settings(MAX_INPUT_URL_BYTES=str(5 * 2**30), JOB_VOLUME_SIZE="20Gi")
+    inline = env_of(pod_spec(manifest(job(True), s))["initContainers"][0])
+    assert inline["MAX_INPUT_BYTES"] == str(s.max_input_bytes)
+    assert inline["MAX_INPUT_UNCOMPRESSED_BYTES"] == str(s.max_input_uncompressed)
+    assert "INPUT_URL_PUBLIC_ONLY" not in inline
+    by_url = job(True, input_url="https://example.com/in.zip")
+    m = manifests.batch_job(
+        by_url, s, upload_url=UPLOAD, input_url="https://example.com/in.zip", public_input=True
+    )
+    stage_in = env_of(pod_spec(m)["initContainers"][0])
+    assert stage_in["INPUT_URL"] == "https://example.com/in.zip"
+    assert stage_in["INPUT_URL_PUBLIC_ONLY"] == "1"
+    assert stage_in["MAX_INPUT_BYTES"] == str(5 * 2**30)
+    assert stage_in["MAX_INPUT_UNCOMPRESSED_BYTES"] == str(20 * 2**30)  # what /input holds
+    uploaded = env_of(pod_spec(manifest(job(True, input_upload=True), s))["initContainers"][0])
+    assert uploaded["MAX_INPUT_BYTES"] == str(5 * 2**30) and "INPUT_URL_PUBLIC_ONLY" not in uploaded
