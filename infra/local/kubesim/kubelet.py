@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.local.kubesim import podlogs, podstatus, quantity, volumes
+from infra.local.kubesim import podlogs, podstatus, quantity, scheduling, volumes
 from infra.local.kubesim import resources as r
 from infra.local.kubesim.clock import Clock, log
 from infra.local.kubesim.runtime import Container, Result, Runtime, Stopper
@@ -200,7 +200,7 @@ class Kubelet:
             return
         if worker is not None or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
             return
-        blocker = volumes.scheduling_blocker(self.store, pod)
+        blocker = scheduling.node_blocker(pod) or volumes.scheduling_blocker(self.store, pod)
         if blocker is not None:
             self.first_seen.pop(uid, None)
             self._unschedulable(pod, blocker)
@@ -242,7 +242,7 @@ class Kubelet:
         self.store.mutate(r.PODS, meta(pod)["namespace"], meta(pod)["name"], change)
 
     def _bind(self, pod: Obj) -> None:
-        pod["spec"]["nodeName"] = "kubesim"
+        pod["spec"]["nodeName"] = scheduling.NODE_NAME
         ip = f"10.1.{self._ips // 250 % 250}.{self._ips % 250 + 2}"
         kept = [
             c
