@@ -23,6 +23,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -126,8 +127,11 @@ class Relay:
     takes to answer (a message whose delivery is cut short is not acknowledged).
     """
 
-    def __init__(self, subscription: str, target: str, policy: RetryPolicy) -> None:
+    def __init__(
+        self, subscription: str, target: str, policy: RetryPolicy, ready_file: Path | None = None
+    ) -> None:
         self.subscription = subscription
+        self.ready_file = ready_file  # written once the first pull has been answered
         self.target = target
         self.policy = policy
         self.stop_event = StopSignal()
@@ -161,6 +165,7 @@ class Relay:
                         retry=None,
                     )
                 except exceptions.DeadlineExceeded:
+                    self._ready()
                     continue
                 except (
                     exceptions.ServiceUnavailable,
@@ -170,6 +175,7 @@ class Relay:
                 ):
                     self.stop_event.wait(PULL_RETRY_SECONDS)
                     continue
+                self._ready()
                 if not response.received_messages:
                     # The emulator may answer an empty pull at once: do not spin.
                     self.stop_event.wait(0.05)
@@ -177,6 +183,12 @@ class Relay:
                     self._received.put(received)
         finally:
             subscriber.close()
+
+    def _ready(self) -> None:
+        """Tell whoever started the relay that it pulls (the stack waits for it, so that the
+        first upload's event is not held up by the relay's start)."""
+        if self.ready_file is not None and not self.ready_file.exists():
+            self.ready_file.write_text("pulling\n")
 
     def _deliver_received(self, subscriber: Any) -> None:
         while not self.stop_event.is_set():
@@ -218,6 +230,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-attempts", type=int, default=RetryPolicy.max_attempts)
     parser.add_argument("--initial-backoff", type=float, default=RetryPolicy.initial_backoff)
     parser.add_argument("--max-backoff", type=float, default=RetryPolicy.max_backoff)
+    parser.add_argument("--ready-file", type=Path, help="written once the relay pulls")
     args = parser.parse_args(argv)
     logs.configure(os.environ.get("LOG_LEVEL", "INFO"))
     relay = Relay(
@@ -228,6 +241,7 @@ def main(argv: list[str] | None = None) -> None:
             initial_backoff=args.initial_backoff,
             max_backoff=args.max_backoff,
         ),
+        ready_file=args.ready_file,
     )
     relay.stop_event.install()
     started = time.monotonic()

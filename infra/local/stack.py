@@ -312,14 +312,19 @@ class Stack:
         for name, pending in starting:
             self._started(pending, f"http://127.0.0.1:{ports[name]} ({name})")
         if FINALIZE_FUNCTION in functions:
+            ready = s.state_dir / "relay.ready"
+            ready.unlink(missing_ok=True)
             relay = self._python(
                 "eventarc-relay",
                 "infra.local.relay",
                 f"--subscription=projects/{s.project}/subscriptions/{RELAY_SUBSCRIPTION}",
                 f"--target=http://127.0.0.1:{ports[FINALIZE_FUNCTION]}/",
+                f"--ready-file={ready}",
             )
-            self.servers.append(relay)
-            self.endpoints.append(("eventarc-relay", f"{GCS_TOPIC} -> {FINALIZE_FUNCTION}"))
+            # Waited for: the env file says everything is up, the first upload's event too.
+            pending = Starting(relay, ready.exists, 60.0)
+            self._track(pending)
+            self._started(pending, f"{GCS_TOPIC} -> {FINALIZE_FUNCTION}")
         if SYNC_FUNCTION in functions:
             scheduler = self._python(
                 "cloud-scheduler",
