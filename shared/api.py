@@ -173,6 +173,11 @@ def create(request: Request, *, backends: Backends) -> Response:
 
     body = read_json(request, backends.settings.max_body_bytes)
     job, msg = lifecycle.create(body, backends=backends)
+    if backends.settings.create_wait > 0 and job.status is Status.RUNNING:
+        from shared.reconciler import watch_start
+
+        with logs.log_context(job_id=job.id, job_name=job.name):
+            job, msg = watch_start(job, backends)
     return envelope(job.to_api(), msg=msg)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime
 import functools
 import logging
-import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
@@ -19,7 +18,6 @@ from typing import Any
 from shared import joblogs, manifests, references
 from shared.backends import Backends
 from shared.bucket import V4_MAX_LIFETIME
-from shared.diagnosis import user_started
 from shared.errors import (
     ApiError,
     BucketError,
@@ -42,7 +40,6 @@ from shared.store import JobStore, NameTakenError, Version
 from shared.validation import derived_name, validate_create
 
 log = logging.getLogger(__name__)
-WATCH_POLL_SECONDS = 0.25  # how often create looks at a new job's pod while it waits
 INPUT_URL_MARGIN = 3600  # s: the input URL outlives the job's timeout by this much
 SESSION_LIFETIME = 7 * 24 * 3600  # s: a resumable upload session's (Cloud Storage's own)
 
@@ -106,8 +103,6 @@ def create(body: Any, *, backends: Backends) -> tuple[Job, str]:
             updates={"urls_expire": urls_expire},
         )
         log.info("job deployed")
-        if settings.create_wait > 0:
-            return _watch_start(running, backends)
     return running, ""
 
 
@@ -239,26 +234,6 @@ def _create_failure(job: Job, error: ClusterApiError | BucketError) -> tuple[str
         answer = ConfigurationError(msg=f"Could not sign the input URL of job {job.name}: {error}")
         return "ConfigurationError", answer
     return "StorageError", StorageError(msg=f"Could not prepare the storage of job {job.name}")
-
-
-def _watch_start(job: Job, backends: Backends) -> tuple[Job, str]:
-    """Up to CREATE_WAIT_SECONDS for the user's container to start; a slow pod is left to
-    the sync."""
-    from shared.reconciler import Reconciler
-
-    deadline = time.monotonic() + backends.settings.create_wait
-    while True:
-        try:
-            job, pods = Reconciler(backends).check(job)
-        except (ClusterApiError, BucketError, TransitionRefusedError) as error:
-            log.info("stopped watching the start: %s", error)
-            return job, ""
-        if job.status is not Status.RUNNING:
-            finished = job.status in (Status.CLEANING, Status.SUCCEEDED)
-            return job, f"Job {job.id} finished instantly" if finished else ""
-        if user_started(pods) is not None or time.monotonic() >= deadline:
-            return job, ""
-        time.sleep(min(WATCH_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
 
 def _deploy(

@@ -120,7 +120,7 @@ def by_reference(job: Job) -> bool:
 
 
 def _bytes(quantity: str) -> int:
-    from shared.validation import parse_quantity
+    from shared.quantity import parse_quantity
 
     number = parse_quantity(quantity)
     assert number is not None  # Settings checked it

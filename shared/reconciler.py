@@ -304,6 +304,25 @@ class Reconciler:
 
 
 USER_DONE = "the job's container finished; stage-out uploads the output"
+WATCH_POLL_SECONDS = 0.25  # how often a create looks at a new job's pod while it waits
+
+
+def watch_start(job: Job, backends: Backends) -> tuple[Job, str]:
+    """After a create, up to CREATE_WAIT_SECONDS for the user's container to start
+    (reconciling the one job meanwhile); a slow pod is left to the sync."""
+    deadline = time.monotonic() + backends.settings.create_wait
+    while True:
+        try:
+            job, pods = Reconciler(backends).check(job)
+        except (ClusterApiError, BucketError, TransitionRefusedError) as error:
+            log.info("stopped watching the start: %s", error)
+            return job, ""
+        if job.status is not Status.RUNNING:
+            finished = job.status in (Status.CLEANING, Status.SUCCEEDED)
+            return job, f"Job {job.id} finished instantly" if finished else ""
+        if user_started(pods) is not None or time.monotonic() >= deadline:
+            return job, ""
+        time.sleep(min(WATCH_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
 
 def observed(job: Job, pods: list[dict[str, Any]]) -> dict[str, Any]:

@@ -55,7 +55,7 @@ class _Reader:
 
     def quantity(self, name: str, default: str) -> str:
         """A Kubernetes quantity such as "10Gi", checked here rather than by the cluster."""
-        from shared.validation import parse_quantity
+        from shared.quantity import parse_quantity
 
         value = self.text(name, default)
         number = parse_quantity(value)

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from shared.errors import InvalidParameters
+from shared.quantity import parse_quantity
 from shared.validation import (
     MAX_NAME,
     NAME_RE,
     derived_name,
-    parse_quantity,
     valid_image,
     validate_create,
 )
