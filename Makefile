@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test lint typecheck check bench bundle deploy clean
+.PHONY: venv run test lint typecheck layers check bench bundle deploy clean
 
 venv: $(STAMP)
 
@@ -30,7 +30,11 @@ lint: venv
 typecheck: venv
 	$(PY) -m mypy
 
-check: lint typecheck
+# shared/'s layers (pyproject.toml, [tool.importlinter]): imports point down, no cycles.
+layers: venv
+	$(VENV)/bin/lint-imports --no-cache
+
+check: lint typecheck layers
 
 # Benchmarks print their figures and merge them into bench-results.json; not part of `make test`.
 bench: venv

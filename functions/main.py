@@ -5,7 +5,7 @@ from cloudevents.http import CloudEvent
 from flask import Request, Response, current_app, has_app_context
 from werkzeug.exceptions import HTTPException
 
-from shared import routes
+from shared.http import routes
 
 # Requests that functions-framework answers before any function runs (a path its routes do
 # not match, such as one holding a newline; /robots.txt) get the envelope too, not HTML.
@@ -50,6 +50,6 @@ def synchronize_batch_jobs(request: Request) -> Response:
 @functions_framework.cloud_event
 def on_output_finalized(event: CloudEvent) -> None:
     """Eventarc: google.cloud.storage.object.v1.finalized on the jobs bucket."""
-    from shared.api import handle_finalized
+    from shared.http.api import handle_finalized
 
     handle_finalized(event.get_data() or {})

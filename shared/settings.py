@@ -14,7 +14,7 @@ from functools import cache
 
 MIB = 1024 * 1024
 # A V4 signed URL and a resumable upload session live at most 7 days; a job's pod must be
-# done with both by then, an hour of margin included (see shared/validation.py MAX_TIMEOUT).
+# done with both by then, an hour of margin included (see shared/model/validation.py MAX_TIMEOUT).
 MAX_JOB_SECONDS = 7 * 24 * 3600 - 3600
 
 

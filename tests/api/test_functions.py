@@ -43,7 +43,7 @@ def test_single_functions_match_the_router(fn):
 
 def test_create_can_wait_for_an_instant_job(fn, monkeypatch):
     monkeypatch.setenv("CREATE_WAIT_SECONDS", "10")
-    from shared.backends import default_backends
+    from shared.cloud.backends import default_backends
     from shared.settings import get_settings
 
     get_settings.cache_clear()

@@ -11,7 +11,7 @@ import zipfile
 import pytest
 import requests
 
-from shared.model import TRANSITIONS, Status
+from shared.model.job import TRANSITIONS, Status
 from tests.api.conftest import status_is, zip_b64
 
 FINAL = status_is(Status.SUCCEEDED, Status.FAILED, Status.KILLED)
@@ -196,7 +196,7 @@ def test_an_image_that_cannot_be_pulled(
     fn, monkeypatch, backends, batch_v1, core_v1, namespace, storage_client, bucket
 ):
     monkeypatch.setenv("IMAGE_PULL_GRACE_SECONDS", "0")
-    from shared.backends import default_backends
+    from shared.cloud.backends import default_backends
     from shared.settings import get_settings
 
     get_settings.cache_clear()
@@ -316,7 +316,7 @@ def test_a_long_log_keeps_its_end(
     fn, monkeypatch, batch_v1, core_v1, namespace, storage_client, bucket
 ):
     monkeypatch.setenv("MAX_LOG_BYTES", "2048")
-    from shared.backends import default_backends
+    from shared.cloud.backends import default_backends
     from shared.settings import get_settings
 
     get_settings.cache_clear()
@@ -404,10 +404,10 @@ def test_overlapping_syncs_agree(fn, backends):
 
 
 def test_a_job_left_in_created_is_finished_by_the_sync(fn, backends, monkeypatch):
-    from shared.model import Job, now_ms
+    from shared.model.job import Job, now_ms
 
     monkeypatch.setenv("CREATE_GRACE_SECONDS", "0")
-    from shared.backends import default_backends
+    from shared.cloud.backends import default_backends
     from shared.settings import get_settings
 
     get_settings.cache_clear()
@@ -449,8 +449,8 @@ class FakeClock:
 def test_a_call_runs_its_passes_interval_apart_within_its_budget(fn, backends, passes, budget, ran):
     import dataclasses
 
-    from shared.backends import Backends
-    from shared.reconciler import synchronize
+    from shared.cloud.backends import Backends
+    from shared.jobs.reconciler import synchronize
 
     settings = dataclasses.replace(
         backends.settings, sync_passes=passes, sync_interval=10.0, sync_budget=budget

@@ -47,7 +47,7 @@ def test_unreadable_bodies(fn_store, data, content_type):
 
 def test_oversized_body(fn_store, monkeypatch):
     monkeypatch.setenv("MAX_REQUEST_BYTES", "2048")
-    from shared.backends import default_backends
+    from shared.cloud.backends import default_backends
     from shared.settings import get_settings
 
     get_settings.cache_clear()
@@ -84,7 +84,7 @@ def test_zip_slip_is_refused(fn_store):
 
 def test_oversized_input(fn_store, monkeypatch):
     monkeypatch.setenv("MAX_INPUT_BYTES", "100")
-    from shared.backends import default_backends
+    from shared.cloud.backends import default_backends
     from shared.settings import get_settings
 
     get_settings.cache_clear()

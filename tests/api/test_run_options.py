@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from shared.model import Status
+from shared.model.job import Status
 from tests.api.conftest import status_is, zip_b64
 from tests.robustness.helpers import reconfigure
 
@@ -356,7 +356,7 @@ def test_a_scheduled_job_can_be_killed_while_it_waits(fn, batch_v1, namespace):
 
 
 def test_a_job_being_created_is_not_killable(fn_store, backends):
-    from shared.model import Job
+    from shared.model.job import Job
 
     job = Job(
         id="00000000-0000-4000-8000-000000000001",

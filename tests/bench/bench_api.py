@@ -85,7 +85,7 @@ def bench_get(api: Api, db: Any, collection: str, count: int) -> dict[str, float
 
 def seed_running(db: Any, collection: str, count: int) -> None:
     """`count` running jobs written straight into Firestore, as a create leaves them."""
-    from shared.model import Job, Status, now_ms
+    from shared.model.job import Job, Status, now_ms
 
     created = now_ms()
     for start in range(0, count, 500):
@@ -169,8 +169,8 @@ class RawCreate:
 
     def once(self, data: bytes | None) -> float:
         """Seconds of the calls in sequence, overlapping ones counted once (the longest)."""
-        from shared import manifests
-        from shared.model import Job, Status, now_ms
+        from shared.model import manifests
+        from shared.model.job import Job, Status, now_ms
 
         job = Job(
             id=str(uuid.uuid4()),

@@ -77,7 +77,7 @@ def import_seconds(env: dict[str, str]) -> float:
 def seeded_job() -> str:
     from google.cloud import firestore
 
-    from shared.model import Job, Status, now_ms
+    from shared.model.job import Job, Status, now_ms
 
     job = Job(
         id="5b0f3c1e-8a2d-4e6f-9b7c-1d2e3f4a5b6c",

@@ -101,7 +101,7 @@ class Watcher:
             thread.join(timeout=10)
 
     def of_job(self, job_id: str) -> list[tuple[float, str, dict[str, Any]]]:
-        from shared.manifests import JOB_ID
+        from shared.model.manifests import JOB_ID
 
         return [
             (at, kind, obj)

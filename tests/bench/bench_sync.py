@@ -48,8 +48,8 @@ class Seeder:
         self.batch: Any = client.BatchV1Api(self.api)
 
     def seed(self, first: int, count: int) -> None:
-        from shared import manifests
-        from shared.model import Job, Status, now_ms
+        from shared.model import manifests
+        from shared.model.job import Job, Status, now_ms
 
         jobs = []
         for number in range(first, first + count):
@@ -87,8 +87,8 @@ class Seeder:
         """The query and the listings a sync cannot avoid, made raw: seconds of each."""
         from google.cloud.firestore_v1 import FieldFilter
 
-        from shared.manifests import OWNED_SELECTOR
-        from shared.store import UNFINISHED
+        from shared.cloud.store import UNFINISHED
+        from shared.model.manifests import OWNED_SELECTOR
 
         started = time.perf_counter()
         query = self.db.collection(self.collection).where(

@@ -87,8 +87,8 @@ def _upload_body(name: str) -> dict[str, Any]:
 
 def raw_create_upload(name: str) -> float:
     """Seconds of the create's raw calls, in its order: the upload URL, then the record."""
-    from shared.backends import default_backends
-    from shared.model import Job, Status, now_ms
+    from shared.cloud.backends import default_backends
+    from shared.model.job import Job, Status, now_ms
 
     backends = default_backends()  # the clients the function itself uses
     body = _upload_body(name)

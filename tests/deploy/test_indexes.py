@@ -12,8 +12,8 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore
 
 from infra.deploy.indexes import load
-from shared.model import Status
-from shared.store import JobStore
+from shared.cloud.store import JobStore
+from shared.model.job import Status
 
 COLLECTION = "batch_jobs"  # the collection the file describes
 

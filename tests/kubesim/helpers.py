@@ -144,7 +144,7 @@ def stager(name: str, script: str, mount: str, **env_values: Any) -> dict:
 
 
 def failure_policy() -> dict:
-    """The product's podFailurePolicy (shared/manifests.py)."""
+    """The product's podFailurePolicy (shared/model/manifests.py)."""
     return {
         "rules": [
             {

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from shared.backends import Backends, default_backends
-from shared.model import FINAL, Status
+from shared.cloud.backends import Backends, default_backends
+from shared.model.job import FINAL, Status
 from shared.settings import get_settings
 from tests.fixtures.api import Functions
 

@@ -21,8 +21,7 @@ import pytest
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
-from shared.settings import MIB
-from shared.validation import (
+from shared.model.validation import (
     MAX_ACCOUNT_ID,
     MAX_ENV_BYTES,
     MAX_ENV_NAME,
@@ -33,6 +32,7 @@ from shared.validation import (
     MAX_RETRIES,
     MAX_TIMEOUT,
 )
+from shared.settings import MIB
 from tests.fixtures.api import Functions
 from tests.robustness.helpers import reconfigure
 from tests.robustness.invariants import assert_only_jobs

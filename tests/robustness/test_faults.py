@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared import manifests
-from shared.model import Job, Status, now_ms
+from shared.model import manifests
+from shared.model.job import Job, Status, now_ms
 from tests.robustness.helpers import create, env, reconfigure, sync_until_final
 from tests.robustness.invariants import assert_settled
 

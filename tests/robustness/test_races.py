@@ -13,7 +13,7 @@ from typing import Any
 import functions_framework
 import pytest
 
-from shared.model import Status
+from shared.model.job import Status
 from tests.fixtures.api import MAIN
 from tests.robustness.helpers import create, env, sync_until_final
 from tests.robustness.invariants import assert_settled

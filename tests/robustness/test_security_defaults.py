@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from shared import manifests
-from shared.model import Job, Status, now_ms
+from shared.model import manifests
+from shared.model.job import Job, Status, now_ms
 from shared.settings import Settings
 from tests.robustness.helpers import create, env
 

@@ -18,7 +18,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from google.oauth2 import service_account
 
-from shared.bucket import V4_MAX_LIFETIME, Bucket
+from shared.cloud.bucket import V4_MAX_LIFETIME, Bucket
 from shared.errors import SigningError, SigningUnavailableError
 from tests.fixtures.identity import Identity
 

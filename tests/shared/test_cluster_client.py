@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.cluster import api_client
+from shared.cloud.cluster import api_client
 from shared.settings import Settings, SettingsError
 
 PEM = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"

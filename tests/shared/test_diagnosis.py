@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.diagnosis import (
+from shared.model.diagnosis import (
     diagnose,
     disrupted,
     finished,

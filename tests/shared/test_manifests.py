@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from shared import manifests
-from shared.model import Job, Status, now_ms
+from shared.model import manifests
+from shared.model.job import Job, Status, now_ms
 from shared.settings import Settings
 
 UPLOAD = "https://storage.googleapis.com/upload/storage/v1/b/bkt/o?uploadType=resumable&upload_id=U"

@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
+from shared.cloud.store import JobStore, NameTakenError
 from shared.errors import TransitionRefusedError
-from shared.model import Job, Status, now_ms
-from shared.store import JobStore, NameTakenError
+from shared.model.job import Job, Status, now_ms
 
 
 @pytest.fixture

@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 
 from shared.errors import InvalidParameters
-from shared.quantity import parse_quantity
-from shared.validation import (
+from shared.model.validation import (
     MAX_NAME,
     NAME_RE,
     derived_name,
     valid_image,
     validate_create,
 )
+from shared.quantity import parse_quantity
 
 
 def errors_of(body) -> Any:

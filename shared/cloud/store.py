@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from google.api_core import exceptions as gexc
 
 from shared.errors import StoreError, TransitionRefusedError
-from shared.model import FINAL, Job, Status, allowed, now_ms
+from shared.model.job import FINAL, Job, Status, allowed, now_ms
 
 if TYPE_CHECKING:
     from google.cloud import firestore

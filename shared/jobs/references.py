@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.backends import Backends
+from shared.cloud.backends import Backends
 from shared.errors import BucketError, InvalidParameters
 from shared.stager.addresses import AddressRefusedError, check_url
 

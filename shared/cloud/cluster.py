@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared.errors import ClusterApiError, ClusterConflictError, ClusterNotFoundError, cut
-from shared.manifests import OWNED_SELECTOR
+from shared.model.manifests import OWNED_SELECTOR
 from shared.settings import Settings, SettingsError
 
 if TYPE_CHECKING:

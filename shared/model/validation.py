@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from shared.errors import InvalidParameters
-from shared.model import now_ms
+from shared.model.job import now_ms
 from shared.quantity import parse_quantity
 from shared.settings import MAX_JOB_SECONDS
 
@@ -227,7 +227,7 @@ def _argv_size_error(params: dict[str, Any]) -> str | None:
 
 def _input_url_error(value: Any) -> str | None:
     """`gs://BUCKET/OBJECT`, or an http(s) URL with a host; where it points is checked by
-    the create (shared/references.py), which needs the network."""
+    the create (shared/jobs/references.py), which needs the network."""
     if not isinstance(value, str) or not value:
         return "Must be a gs:// or https:// URL"
     if len(value) > MAX_URL or any(ord(c) < 0x21 or ord(c) == 0x7F for c in value):

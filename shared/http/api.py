@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from shared import logs
-from shared.backends import Backends, default_backends
+from shared.cloud.backends import Backends, default_backends
 from shared.errors import (
     ApiError,
     BucketError,
@@ -26,9 +26,9 @@ from shared.errors import (
     StorageError,
     StoreError,
 )
-from shared.model import Job, Status, now_ms
+from shared.model.job import Job, Status, now_ms
+from shared.model.validation import MAX_ACCOUNT_ID
 from shared.settings import SettingsError
-from shared.validation import MAX_ACCOUNT_ID
 
 if TYPE_CHECKING:
     from flask import Request, Response
@@ -169,12 +169,12 @@ def _refresh_output_url(job: Job, backends: Backends) -> Job:
 
 @respond_errors
 def create(request: Request, *, backends: Backends) -> Response:
-    from shared import lifecycle
+    from shared.jobs import lifecycle
 
     body = read_json(request, backends.settings.max_body_bytes)
     job, msg = lifecycle.create(body, backends=backends)
     if backends.settings.create_wait > 0 and job.status is Status.RUNNING:
-        from shared.reconciler import watch_start
+        from shared.jobs.reconciler import watch_start
 
         with logs.log_context(job_id=job.id, job_name=job.name):
             job, msg = watch_start(job, backends)
@@ -183,7 +183,7 @@ def create(request: Request, *, backends: Backends) -> Response:
 
 @respond_errors
 def get(request: Request, job_id: str, *, backends: Backends) -> Response:
-    from shared import lifecycle
+    from shared.jobs import lifecycle
 
     job = lifecycle.get(job_id, store=backends.store)
     return envelope(_refresh_output_url(job, backends).to_api())
@@ -211,7 +211,7 @@ MAX_TAIL_LINES = 100_000
 @respond_errors
 def job_log(request: Request, job_id: str, *, backends: Backends) -> Response:
     """The user container's log: from the cluster while the job runs, saved after."""
-    from shared import joblogs, lifecycle
+    from shared.jobs import joblogs, lifecycle
 
     tail = None
     if "tail" in request.args:
@@ -227,7 +227,7 @@ def job_log(request: Request, job_id: str, *, backends: Backends) -> Response:
 
 @respond_errors
 def kill(request: Request, job_id: str, *, backends: Backends) -> Response:
-    from shared import lifecycle
+    from shared.jobs import lifecycle
 
     job, msg = lifecycle.kill(job_id, backends=backends)
     return envelope(job.to_api(), msg=msg)
@@ -235,7 +235,7 @@ def kill(request: Request, job_id: str, *, backends: Backends) -> Response:
 
 @respond_errors
 def synchronize(request: Request, *, backends: Backends) -> Response:
-    from shared.reconciler import synchronize as run_sync
+    from shared.jobs.reconciler import synchronize as run_sync
 
     report = run_sync(backends)
     return envelope(report.as_dict(), msg="Synchronization finished")
@@ -244,7 +244,7 @@ def synchronize(request: Request, *, backends: Backends) -> Response:
 def handle_finalized(data: dict[str, Any], *, backends: Backends | None = None) -> str:
     """The finalize event. A transient failure is raised: the function answers 500 and
     Eventarc delivers the event again. Anything else is logged and the event dropped."""
-    from shared import finalize
+    from shared.jobs import finalize
 
     backends = backends or default_backends()
     _configure_logging(backends)

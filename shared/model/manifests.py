@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.model import Job
+from shared.model.job import Job
 from shared.settings import MIB, Settings
 from shared.stager.errors import PERMANENT_CODES
 

@@ -12,10 +12,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from shared import diagnosis, manifests
-from shared.backends import Backends
+from shared.cloud.backends import Backends
 from shared.errors import ClusterApiError, ClusterNotFoundError
-from shared.model import FINAL, Job, Status
+from shared.model import diagnosis, manifests
+from shared.model.job import FINAL, Job, Status
 
 log = logging.getLogger(__name__)
 POD_GONE = b"(No log: the job's pod was gone before its log could be saved.)\n"

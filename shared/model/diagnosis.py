@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared.manifests import STAGE_IN, STAGE_OUT, USER_CONTAINER
+from shared.model.manifests import STAGE_IN, STAGE_OUT, USER_CONTAINER
 from shared.stager.errors import ExitCode
 
 IMAGE_PULL_REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName")

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 from shared.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from shared.bucket import Bucket
-    from shared.cluster import Cluster
-    from shared.store import JobStore
+    from shared.cloud.bucket import Bucket
+    from shared.cloud.cluster import Cluster
+    from shared.cloud.store import JobStore
 
 
 class Backends:
@@ -25,7 +25,7 @@ class Backends:
     def store(self) -> JobStore:
         from google.cloud import firestore
 
-        from shared.store import JobStore
+        from shared.cloud.store import JobStore
 
         client = firestore.Client(
             project=self.settings.project, database=self.settings.firestore_database
@@ -34,7 +34,7 @@ class Backends:
 
     @cached_property
     def cluster(self) -> Cluster:
-        from shared.cluster import Cluster, api_client
+        from shared.cloud.cluster import Cluster, api_client
 
         return Cluster(
             api_client(self.settings), self.settings.namespace, self.settings.backend_timeout
@@ -42,7 +42,7 @@ class Backends:
 
     @cached_property
     def bucket(self) -> Bucket:
-        from shared.bucket import Bucket, storage_client
+        from shared.cloud.bucket import Bucket, storage_client
 
         return Bucket(
             storage_client(self.settings), self.settings.bucket, self.settings.backend_timeout

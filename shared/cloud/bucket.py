@@ -240,7 +240,7 @@ class Bucket:
         from google.api_core.exceptions import GoogleAPIError
         from google.auth.exceptions import GoogleAuthError
 
-        from shared.signing import iam_signing_credentials
+        from shared.cloud.signing import iam_signing_credentials
 
         expiration = datetime.timedelta(seconds=min(lifetime, V4_MAX_LIFETIME))
         credentials = self.client._credentials  # noqa: SLF001 - the client's own credentials

@@ -15,9 +15,9 @@ import uuid
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from shared import joblogs, manifests, references
-from shared.backends import Backends
-from shared.bucket import V4_MAX_LIFETIME
+from shared.cloud.backends import Backends
+from shared.cloud.bucket import V4_MAX_LIFETIME
+from shared.cloud.store import JobStore, NameTakenError, Version
 from shared.errors import (
     ApiError,
     BucketError,
@@ -32,12 +32,13 @@ from shared.errors import (
     StorageError,
     TransitionRefusedError,
 )
-from shared.inputs import decode_input
+from shared.jobs import joblogs, references
+from shared.jobs.inputs import decode_input
 from shared.logs import log_context
-from shared.model import KILLABLE, Job, Status, now_ms
+from shared.model import manifests
+from shared.model.job import KILLABLE, Job, Status, now_ms
+from shared.model.validation import derived_name, validate_create
 from shared.settings import Settings
-from shared.store import JobStore, NameTakenError, Version
-from shared.validation import derived_name, validate_create
 
 log = logging.getLogger(__name__)
 INPUT_URL_MARGIN = 3600  # s: the input URL outlives the job's timeout by this much

@@ -4,7 +4,7 @@ One Firestore query for the unfinished jobs and, at the same time, the cluster's
 and volume claims (left by an earlier layout) listed by the label the product puts on
 everything, in pages of 500. Nothing is read per job, and nothing is written when nothing
 changed. Every status change is checked against the version it
-was decided on (shared/store.py), so two overlapping syncs, or a sync racing a kill,
+was decided on (shared/cloud/store.py), so two overlapping syncs, or a sync racing a kill,
 cannot overwrite each other: the loser's change is refused.
 """
 
@@ -18,9 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared import joblogs, manifests
-from shared.backends import Backends
-from shared.diagnosis import (
+from shared.cloud.backends import Backends
+from shared.errors import BucketError, ClusterApiError, TransitionRefusedError
+from shared.jobs import joblogs
+from shared.jobs.lifecycle import remove_from_cluster, resume, start_uploaded
+from shared.logs import log_context
+from shared.model import manifests
+from shared.model.diagnosis import (
     MAX_DISRUPTED_PODS,
     Failure,
     diagnose,
@@ -30,10 +34,7 @@ from shared.diagnosis import (
     user_started,
     user_succeeded,
 )
-from shared.errors import BucketError, ClusterApiError, TransitionRefusedError
-from shared.lifecycle import remove_from_cluster, resume, start_uploaded
-from shared.logs import log_context
-from shared.model import FINAL, Job, Status, now_ms
+from shared.model.job import FINAL, Job, Status, now_ms
 
 log = logging.getLogger(__name__)
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from shared.backends import Backends
+from shared.cloud.backends import Backends
 from shared.errors import TransitionRefusedError
-from shared.lifecycle import start_uploaded
+from shared.jobs.lifecycle import start_uploaded
+from shared.jobs.reconciler import complete_success
 from shared.logs import log_context
-from shared.model import Status
-from shared.reconciler import complete_success
+from shared.model.job import Status
 
 log = logging.getLogger(__name__)
 OUTPUT_SUFFIX = "-output.zip"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from shared import api
+from shared.http import api
 
 if TYPE_CHECKING:
     from flask import Request, Response
