@@ -314,7 +314,7 @@ def _k8s_job(batch_v1, namespace: str, name: str):
 
 def test_a_scheduled_job_waits_then_runs(fn, monkeypatch, batch_v1, core_v1, namespace):
     reconfigure(monkeypatch, CREATE_GRACE_SECONDS="0")
-    start = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=2)
+    start = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=4)
     status, body = post(
         fn,
         start_after=start.isoformat().replace("+00:00", "Z"),
@@ -407,3 +407,29 @@ def test_a_scheduled_job_whose_urls_would_expire_gets_a_fresh_job(
     assert backends.store.get(job["id"]).urls_expire > time.time() * 1000
     done = fn.sync_until(job["id"], FINAL, timeout=60)
     assert output_files(done) == {"a.txt": b"fresh"}
+
+
+def test_an_uploaded_input_of_a_scheduled_job_waits_for_its_time(
+    fn, backends, batch_v1, namespace, storage_client, bucket
+):
+    job = create(
+        fn,
+        input_upload=True,
+        start_after=int(time.time() * 1000) + 4000,
+        args=["python3", "-c", COPY],
+    )
+    assert job["status"] == "created" and job["scheduled_for"] and job["input_upload_url"]
+    requests.put(
+        job["input_upload_url"],
+        data=zip_bytes({"s.txt": b"scheduled"}),
+        headers={"Content-Type": "application/zip"},
+        timeout=30,
+    ).raise_for_status()
+    assert fn.finalize({"bucket": bucket, "name": f"{job['name']}-input.zip"}) == 200
+    waiting = fn.job(job["id"])
+    assert waiting["status"] == "created" and "input_upload_url" not in waiting
+    assert backends.store.get(job["id"]).suspended
+    assert _k8s_job(batch_v1, namespace, job["name"]).spec.suspend is True
+    time.sleep(max(0.0, job["scheduled_for"] / 1000 - time.time()) + 0.05)
+    done = fn.sync_until(job["id"], FINAL, timeout=60)
+    assert output_files(done) == {"s.txt": b"scheduled"}
