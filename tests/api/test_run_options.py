@@ -272,19 +272,26 @@ def test_upload_starts_the_job_through_its_finalize_event(fn, backends, storage_
     assert reasons[0] == "input uploaded; deployed to the cluster"
 
 
-def test_upload_that_never_comes(fn, monkeypatch, batch_v1, namespace):
-    reconfigure(monkeypatch, INPUT_UPLOAD_SECONDS="1", CREATE_GRACE_SECONDS="0")
+def _upload_url_expires(backends, job_id: str) -> None:
+    """As if its upload URL's lifetime had passed (a test does not wait an hour)."""
+    expired = {"input_upload_expires": int(time.time() * 1000) - 1}
+    assert backends.store.update(job_id, expired, status=Status.CREATED)
+
+
+def test_upload_that_never_comes(fn, monkeypatch, backends, batch_v1, namespace):
+    reconfigure(monkeypatch, CREATE_GRACE_SECONDS="0")
     job = create(fn, input_upload=True)
-    assert fn.sync() and fn.job(job["id"])["status"] == "created"
-    time.sleep(1.1)
+    assert 0 <= job["input_upload_expires"] - job["created"] - 3600 * 1000 < 60_000
+    fn.sync()
+    assert fn.job(job["id"])["status"] == "created"
+    _upload_url_expires(backends, job["id"])
     fn.sync()
     failed = fn.job(job["id"])
     assert failed["status"] == "failed" and failed["reason"] == "InputNotUploaded", failed
     assert not batch_v1.list_namespaced_job(namespace).items
 
 
-def test_an_upload_found_by_the_sync_when_its_event_was_lost(fn, monkeypatch, bucket):
-    reconfigure(monkeypatch, INPUT_UPLOAD_SECONDS="1")
+def test_an_upload_found_by_the_sync_when_its_event_was_lost(fn, backends):
     job = create(fn, input_upload=True, args=["python3", "-c", COPY])
     requests.put(
         job["input_upload_url"],
@@ -292,7 +299,9 @@ def test_an_upload_found_by_the_sync_when_its_event_was_lost(fn, monkeypatch, bu
         headers={"Content-Type": "application/zip"},
         timeout=30,
     ).raise_for_status()
-    time.sleep(1.1)  # no event delivered: the sync looks once the URL has expired
+    fn.sync()  # no event delivered: the sync looks only once the URL has expired
+    assert fn.job(job["id"])["status"] == "created"
+    _upload_url_expires(backends, job["id"])
     done = fn.sync_until(job["id"], FINAL, timeout=60)
     assert output_files(done) == {"late.txt": b"l"}
 
