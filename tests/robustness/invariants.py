@@ -7,9 +7,9 @@ import time
 from collections.abc import Collection
 from typing import Any
 
-from shared.backends import Backends
-from shared.manifests import JOB_ID, OWNED_SELECTOR
-from shared.model import FINAL, TRANSITIONS, Job, Status
+from shared.cloud.backends import Backends
+from shared.model.job import FINAL, TRANSITIONS, Job, Status
+from shared.model.manifests import JOB_ID, OWNED_SELECTOR
 
 
 def all_jobs(backends: Backends) -> list[Job]:
@@ -111,8 +111,25 @@ def assert_only_jobs(
         if (obj.metadata.labels or {}).get(JOB_ID) not in job_ids
     ]
     assert not strays, strays
-    # An accepted job's pod runs at once: its output (and once it ends, its log) may land.
-    made = {job.output_object for job in jobs} | {job.log_object for job in jobs}
-    made |= {job.input_object for job in jobs if job.has_input}
+    # A `created` job that waits has not run. Waiting for its upload, it has nothing on the
+    # cluster (its input's finalize event creates its Job) and, with nobody uploading, no
+    # input object; scheduled (start_after ahead), it has its Job, suspended, and no pod.
+    for job in jobs:
+        if not job.waiting:
+            continue
+        owned = {
+            kind: [o for o in objects if (o.metadata.labels or {}).get(JOB_ID) == job.id]
+            for kind, objects in cluster.items()
+        }
+        if job.awaiting_upload:
+            assert not any(owned.values()), (job.name, owned)
+        else:
+            assert [o.spec.suspend for o in owned["Job"]] == [True], (job.name, owned["Job"])
+            assert not owned["Pod"], (job.name, [o.metadata.name for o in owned["Pod"]])
+    # An accepted job's pod runs at once: its output (and once it ends, its log) may land;
+    # a waiting job's pod has not run, and an upload's input is not there before it is put.
+    started = [job for job in jobs if not job.waiting]
+    made = {job.output_object for job in started} | {job.log_object for job in started}
+    made |= {job.input_object for job in jobs if job.has_input and not job.awaiting_upload}
     blobs = {blob.name for blob in storage_client.list_blobs(bucket)}
     assert blobs <= made, blobs - made

@@ -10,6 +10,7 @@ from typing import Any
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "functions" / "openapi.yaml"
 ENVELOPE = {"data", "error", "msg", "result"}
+JSON = "application/json"
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
@@ -43,7 +44,7 @@ def documented_methods(path_template: str) -> set[str]:
 
 
 @functools.cache
-def _component_validator(response_name: str) -> Any:
+def component_validator(response_name: str) -> Any:
     """A validator of one of components/responses, for answers outside any operation."""
     import jsonschema_rs
 
@@ -81,12 +82,12 @@ def assert_documented(method: str, path: str, response: Any) -> dict[str, Any]:
     body = envelope_of(response)
     if path_template is None:
         assert response.status_code == 404, body
-        _component_validator("NotFound").validate(body)
+        component_validator("NotFound").validate(body)
         return body
     if method not in documented_methods(path_template):
         assert response.status_code == 405, body
         assert set(response.headers["Allow"].split(", ")) == documented_methods(path_template)
-        _component_validator("MethodNotAllowed").validate(body)
+        component_validator("MethodNotAllowed").validate(body)
         return body
     responses = document()["paths"][path_template][method.lower()]["responses"]
     assert str(response.status_code) in responses, (method, path_template, body)
