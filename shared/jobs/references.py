@@ -12,6 +12,8 @@ stage-in reads when the job is deployed.
 
 from __future__ import annotations
 
+import functools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from shared.cloud.backends import Backends
@@ -56,10 +58,21 @@ def check(url: str, backends: Backends) -> None:
         if size > settings.max_input_url_bytes:
             raise _refuse(f"{url} is {size} bytes, more than {settings.max_input_url_bytes}")
         return
+    # A slow DNS server must not hold the create past the backends' own timeout.
+    lookup = _lookups().submit(check_url, url, allow_private=settings.allow_private_inputs)
     try:
-        check_url(url, allow_private=settings.allow_private_inputs)
+        lookup.result(timeout=settings.backend_timeout)
     except AddressRefusedError as refused:
         raise _refuse(f"Refused: {refused}") from None
+    except TimeoutError:
+        raise _refuse(
+            f"Refused: its host did not resolve within {settings.backend_timeout:g} s"
+        ) from None
+
+
+@functools.cache
+def _lookups() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="lookup")
 
 
 def stage_in_source(url: str, backends: Backends, lifetime: int) -> StageInSource:

@@ -47,7 +47,10 @@ MAX_START_AHEAD_MS = 30 * 24 * 3600 * 1000  # start_after: at most 30 days ahead
 # Cloud Storage bucket names: https://cloud.google.com/storage/docs/buckets#naming
 BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
 MAX_OBJECT_NAME = 1024  # bytes, UTF-8
-RFC3339_RE = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
+RFC3339_RE = re.compile(
+    r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt ]([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d+)?"
+    r"([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)"
+)
 
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _DOMAIN = (
@@ -256,10 +259,8 @@ def _start_after(value: Any) -> int | str:
     """An RFC 3339 time, or epoch milliseconds: epoch ms, or the error."""
     problem = "Must be an RFC 3339 time (2026-12-01T08:00:00Z) or epoch milliseconds"
     if isinstance(value, str):
-        text = value.strip()
-        if not re.fullmatch(
-            r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)", text
-        ):
+        text = value
+        if not RFC3339_RE.fullmatch(text):
             return problem + " with a time zone"
         try:
             moment = datetime.datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
