@@ -111,6 +111,7 @@ def test_a_replaced_generation_is_gone(storage_client, bucket):
         storage.Client(project="local-test", credentials=AnonymousCredentials()), bucket
     )
     info = adapter.object_info("submissions/x.zip")
+    assert info is not None
     blob.upload_from_string(b"second")
     with pytest.raises(ObjectGoneError):
         adapter.read_ranges("submissions/x.zip", info, lambda file: file.read())
