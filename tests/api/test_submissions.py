@@ -309,6 +309,23 @@ def test_a_transient_failure_is_delivered_again(fn, storage_client, bucket, kube
     assert output_files(done) == {"r": b"r"}
 
 
+def test_the_sync_starts_a_submission_whose_start_was_cut_short(
+    fn, monkeypatch, storage_client, bucket, kubesim, namespace
+):
+    data = submission(body(args=["python3", "-c", COPY]), s=b"s")
+    event = upload(storage_client, bucket, "sub-synced", data)
+    kubesim.inject_fault(verb="create", path=jobs_path(namespace), status=503, count=1)
+    assert fn.finalize(event) == 500
+    (waiting,) = jobs_of(fn)
+    reconfigure(monkeypatch, CREATE_GRACE_SECONDS="0")
+    done = fn.sync_until(waiting["id"], FINAL, timeout=60)
+    assert output_files(done) == {"s": b"s"}
+    # The event, delivered at last, finds the job and writes its object.
+    assert fn.finalize(event, event_id="2") == 200
+    accepted = outcome(storage_client, bucket, "sub-synced", "job")
+    assert accepted["job_id"] == waiting["id"] and accepted["data"]["status"] == "succeeded"
+
+
 def test_a_job_the_cluster_refuses_is_failed(fn, storage_client, bucket, kubesim, namespace):
     """A refusal no retry can change: the job exists, failed with the cluster's reason."""
     event = upload(storage_client, bucket, "sub-403", submission(body()))
