@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime
 import functools
+import json
 import logging
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 from urllib.parse import quote
 
 from shared.errors import BucketError, SigningError
@@ -23,10 +25,22 @@ UNSIGNED_RETRY_MS = 5 * 60 * 1000
 V4_MAX_LIFETIME = 7 * 24 * 3600  # s: the longest a V4 signed URL may be valid
 ZIP_CONTENT_TYPE = "application/zip"
 TEXT_CONTENT_TYPE = "text/plain; charset=utf-8"
+JSON_CONTENT_TYPE = "application/json"
+RANGED_READ_CHUNK = 256 * 1024  # bytes a ranged read of a zip fetches at a time
 
 
 class ObjectExistsError(BucketError):
     """The object is already there and was not overwritten."""
+
+
+class ObjectGoneError(BucketError):
+    """The object (or the generation asked for) is no longer there."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    generation: int
+    size: int  # bytes
 
 
 def storage_client(settings: Settings) -> storage.Client:
@@ -162,6 +176,49 @@ class Bucket:
             return None
         return dict(blob.metadata or {})
 
+    def object_info(self, object_name: str) -> ObjectInfo | None:
+        """The object's current generation and size, or None if it does not exist."""
+        blob = _wrap(
+            f"reading {object_name}", lambda: self.bucket.get_blob(object_name, **self._call)
+        )
+        if blob is None:
+            return None
+        return ObjectInfo(generation=int(blob.generation or 0), size=int(blob.size or 0))
+
+    def read_ranges(self, object_name: str, info: ObjectInfo, read: Callable[[BinaryIO], T]) -> T:
+        """`read(file)` over one generation of the object, read in ranges as it seeks: a
+        zip's central directory and one member cost a few small requests, whatever its
+        size. ObjectGoneError if that generation was replaced or deleted meanwhile."""
+        from google.api_core import exceptions
+
+        blob = self.bucket.blob(object_name, generation=info.generation)
+
+        def run() -> T:
+            with blob.open(
+                "rb",
+                chunk_size=RANGED_READ_CHUNK,
+                retry=self._call["retry"],
+                timeout=self._timeout,
+            ) as reader:
+                return read(reader)
+
+        try:
+            return _wrap(f"reading {object_name}", run)
+        except BucketError as error:
+            if isinstance(error.__cause__, exceptions.NotFound):
+                raise ObjectGoneError(f"{object_name}#{info.generation} is gone") from error
+            raise
+
+    def put_json(self, object_name: str, body: dict[str, Any], metadata: dict[str, str]) -> None:
+        """Write (or overwrite) a small JSON object."""
+        blob = self.bucket.blob(object_name)
+        blob.metadata = metadata
+        data = json.dumps(body, ensure_ascii=False, indent=2).encode()
+        _wrap(
+            f"uploading {object_name}",
+            lambda: blob.upload_from_string(data, content_type=JSON_CONTENT_TYPE, **self._call),
+        )
+
     def output_url(self, object_name: str, lifetime: int) -> tuple[str, int | None]:
         """A URL the caller can fetch, and when it expires (epoch ms; None = never).
 
@@ -184,7 +241,14 @@ class Bucket:
                 datetime.datetime.now(datetime.UTC).timestamp() * 1000
             ) + UNSIGNED_RETRY_MS
 
-    def input_url(self, object_name: str, lifetime: int, *, bucket: str | None = None) -> str:
+    def input_url(
+        self,
+        object_name: str,
+        lifetime: int,
+        *,
+        bucket: str | None = None,
+        generation: int | None = None,
+    ) -> str:
         """A GET URL for a job's input that needs no identity, valid `lifetime` seconds: the
         job's own `<name>-input.zip`, or a user's `gs://` object in `bucket`.
 
@@ -193,8 +257,11 @@ class Bucket:
         URL would be useless to a pod without an identity.
         """
         bucket = bucket or self.name
-        return self._emulator_url(object_name, bucket) or self._signed_url(
-            self.client.bucket(bucket).blob(object_name), lifetime
+        emulator = self._emulator_url(object_name, bucket)
+        if emulator:
+            return f"{emulator}&generation={generation}" if generation else emulator
+        return self._signed_url(
+            self.client.bucket(bucket).blob(object_name), lifetime, generation=generation
         )
 
     def upload_url(self, object_name: str, lifetime: int, job_id: str) -> str:
@@ -233,6 +300,7 @@ class Bucket:
         *,
         method: str = "GET",
         content_type: str | None = None,
+        generation: int | None = None,
     ) -> str:
         """A V4 signed URL. A key file signs locally; other service-account credentials
         (the function's own) sign through the IAM signBlob API within the call timeout.
@@ -254,6 +322,7 @@ class Bucket:
                     credentials=credentials,
                     method=method,
                     content_type=content_type,
+                    generation=generation,
                 )
             )
         except SigningError as error:

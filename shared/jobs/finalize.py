@@ -1,10 +1,12 @@
-"""The Cloud Storage finalize trigger, for two kinds of object:
+"""The Cloud Storage finalize trigger, for three kinds of object:
 
 - a job's output zip landed, so the job succeeded. Stage-out uploads it once the user's
   container has exited 0, so the event may well come before any sync saw the job in
   `cleaning`: a `running` job then records both steps.
 - the input of a job created with `input_upload` landed, so the job is deployed
   (`created` -> `running`, or its suspended Job made when it has a start time ahead).
+- a submission `submissions/<name>.zip` landed, so job `<name>` is created from it
+  (shared/jobs/submissions.py).
 
 Idempotent and order-tolerant: delivery is at least once, so a duplicate or late event,
 or one for an object that is not a job's output, is logged and ignored. A transient
@@ -18,6 +20,7 @@ from typing import Any
 
 from shared.cloud.backends import Backends
 from shared.errors import TransitionRefusedError
+from shared.jobs import submissions
 from shared.jobs.lifecycle import start_uploaded
 from shared.jobs.reconciler import complete_success
 from shared.logs import log_context
@@ -31,6 +34,8 @@ INPUT_SUFFIX = "-input.zip"
 def handle(data: dict[str, Any], *, backends: Backends) -> str:
     """Act on one finalized object; returns what was done, for the log and the tests."""
     bucket, name = data.get("bucket"), str(data.get("name", ""))
+    if bucket == backends.settings.bucket and submissions.is_submission(name):
+        return submissions.handle(data, backends=backends)
     if bucket == backends.settings.bucket and name.endswith(INPUT_SUFFIX):
         return _input_uploaded(name, backends)
     if bucket != backends.settings.bucket or not name.endswith(OUTPUT_SUFFIX):

@@ -13,6 +13,7 @@ import functools
 import logging
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from typing import Any
 
 from shared.cloud.backends import Backends
@@ -36,8 +37,8 @@ from shared.jobs import joblogs, references
 from shared.jobs.inputs import decode_input
 from shared.logs import log_context
 from shared.model import manifests
-from shared.model.job import KILLABLE, Job, Status, now_ms
-from shared.model.validation import derived_name, validate_create
+from shared.model.job import FINAL, KILLABLE, Job, Status, now_ms
+from shared.model.validation import INPUT_SOURCES, derived_name, validate_create
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,15 +46,30 @@ INPUT_URL_MARGIN = 3600  # s: the input URL outlives the job's timeout by this m
 SESSION_LIFETIME = 7 * 24 * 3600  # s: a resumable upload session's (Cloud Storage's own)
 
 
-def create(body: Any, *, backends: Backends) -> tuple[Job, str]:
+@dataclass(frozen=True)
+class Submission:
+    """The object `submissions/<name>.zip` whose job.json is the create's body: the rest of
+    it is the job's input."""
+
+    object_name: str
+    generation: int
+    has_input: bool  # it holds more than job.json
+
+
+def create(
+    body: Any, *, backends: Backends, submission: Submission | None = None
+) -> tuple[Job, str]:
     """Validate, store, deploy. Returns the job and the envelope's message.
 
     A job with `input_upload` is stored and answered at once with its upload URL; its
     input's finalize event deploys it (start_uploaded). A job with `start_after` is deployed
     as a suspended Job, so the cluster has checked it, and stays `created` until the sync
-    resumes it.
+    resumes it. A `submission`'s job is created by its finalize event: see
+    _create_submitted for how its failures differ.
     """
     settings, store = backends.settings, backends.store
+    if submission is not None:
+        _refuse_input_sources(body)
     request = validate_create(body)
     data = decode_input(request.input_zip, settings) if request.input_zip is not None else None
     # Clients first: a misconfigured cluster or bucket fails the request before anything is
@@ -72,6 +88,10 @@ def create(body: Any, *, backends: Backends) -> tuple[Job, str]:
         has_input=data is not None or bool(request.input_url) or request.input_upload,
         scheduled_for=request.scheduled_for,
     )
+    if submission is not None:
+        job.submission, job.submission_generation = submission.object_name, submission.generation
+        job.has_input = submission.has_input
+        return _create_submitted(job, backends)
     if request.input_upload:
         return _create_awaiting_upload(job, backends)
     # The output's upload session is opened while the record is written: it creates no
@@ -114,6 +134,45 @@ def _store(job: Job, store: JobStore) -> Version:
         raise InvalidParameters(data={"name": "A job with this name already exists"}) from None
 
 
+def _refuse_input_sources(body: Any) -> None:
+    params = body.get("job_parameters") if isinstance(body, dict) else None
+    given = [key for key in INPUT_SOURCES if isinstance(params, dict) and key in params]
+    if given:
+        problem = "Not in a submission: the rest of its zip is the job's input"
+        raise InvalidParameters(data={"job_parameters": dict.fromkeys(given, problem)})
+
+
+def _create_submitted(job: Job, backends: Backends) -> tuple[Job, str]:
+    """Store, then deploy as an uploaded input is deployed (start_uploaded): a transient
+    failure changes nothing, and is raised for the event to come again; the redelivery
+    finds this job and finishes its start. A cluster refusal fails the job."""
+    _store(job, backends.store)
+    with log_context(job_id=job.id, job_name=job.name):
+        log.info("job created from its submission", extra={"object": job.submission})
+        return start_submitted(job, backends)
+
+
+def start_submitted(job: Job, backends: Backends) -> tuple[Job, str]:
+    """Deploy a stored submission's job (again, after a transient failure: idempotent)."""
+    try:
+        started, what = start_uploaded(job, backends, reason="submitted; deployed to the cluster")
+    except ClusterApiError as error:
+        if error.transient:
+            raise
+        failed = backends.store.transition(
+            job.id,
+            Status.FAILED,
+            reason=f"create failed: {error}",
+            expect={Status.CREATED},
+            updates={"reason": "ClusterError", "message": f"The cluster refused the job: {error}"},
+        )
+        log.error("the cluster refused the submitted job", extra={"error": str(error)})
+        return failed, f"The cluster refused job {job.name}"
+    if what == "scheduled":
+        return started, _scheduled_message(started)
+    return started, ""
+
+
 def _create_awaiting_upload(job: Job, backends: Backends) -> tuple[Job, str]:
     """Store the job with a URL to PUT its input to; nothing is deployed until it lands."""
     lifetime = backends.settings.input_upload_lifetime
@@ -148,7 +207,9 @@ def _scheduled_message(job: Job) -> str:
     return f"Job {job.id} is scheduled to start at {at.isoformat().replace('+00:00', 'Z')}"
 
 
-def start_uploaded(job: Job, backends: Backends) -> tuple[Job, str]:
+def start_uploaded(
+    job: Job, backends: Backends, *, reason: str = "input uploaded; deployed to the cluster"
+) -> tuple[Job, str]:
     """Deploy a job whose input has been uploaded (its finalize event, or the sync at the
     upload URL's expiry): `running`, or still `created` but scheduled.
 
@@ -157,9 +218,11 @@ def start_uploaded(job: Job, backends: Backends) -> tuple[Job, str]:
     or BucketError without changing anything, for the caller to retry.
     """
     upload = _pool().submit(backends.bucket.open_upload, job.output_object, job.id)
+    made = True
     try:
         urls_expire = _deploy(job, None, upload, backends)
     except ClusterConflictError:
+        made = False
         urls_expire = None  # an earlier delivery made it; its URLs are not known here
         log.info("the job's Job exists already")
     if _due(job) is False:
@@ -168,7 +231,7 @@ def start_uploaded(job: Job, backends: Backends) -> tuple[Job, str]:
         running = backends.store.transition(
             job.id,
             Status.RUNNING,
-            reason="input uploaded; deployed to the cluster",
+            reason=reason,
             expect={Status.CREATED},
             updates={
                 "urls_expire": urls_expire,
@@ -176,11 +239,13 @@ def start_uploaded(job: Job, backends: Backends) -> tuple[Job, str]:
                 "input_upload_expires": None,
             },
         )
-    except TransitionRefusedError:
-        # Killed (or failed by the sync) meanwhile: what was just made goes again.
-        backends.cluster.delete_job(job.name)
+    except TransitionRefusedError as refused:
+        # Killed (or failed by the sync) meanwhile: what was just made goes again. A Job
+        # that a concurrent delivery made, and recorded as running, stays.
+        if made and refused.current in {status.value for status in FINAL}:
+            backends.cluster.delete_job(job.name)
         raise
-    log.info("job deployed: its input was uploaded")
+    log.info("job deployed: %s", reason.partition(";")[0])
     return running, "deployed"
 
 
@@ -266,7 +331,9 @@ def _deploy(
     elif job.job_parameters.get("input_url"):
         source = references.stage_in_source(job.job_parameters["input_url"], backends, lifetime)
     elif job.has_input:  # in the bucket already: uploaded by its user, or by the create
-        source = references.StageInSource(bucket.input_url(job.input_object, lifetime), False)
+        # A submission's own generation: another upload under its name is not its input.
+        url = bucket.input_url(job.input_object, lifetime, generation=job.submission_generation)
+        source = references.StageInSource(url, False)
     if source is not None and not source.public:
         expires.append(opened + lifetime * 1000)
     manifest = manifests.batch_job(

@@ -21,7 +21,7 @@ from typing import Any
 from shared.cloud.backends import Backends
 from shared.errors import BucketError, ClusterApiError, TransitionRefusedError
 from shared.jobs import joblogs
-from shared.jobs.lifecycle import remove_from_cluster, resume, start_uploaded
+from shared.jobs.lifecycle import remove_from_cluster, resume, start_submitted, start_uploaded
 from shared.logs import log_context
 from shared.model import manifests
 from shared.model.diagnosis import (
@@ -167,6 +167,9 @@ class Reconciler:
                 return
             self._move(job, Status.RUNNING, "the create deployed it but did not record it")
             return
+        if job.submission:
+            self._start_submitted(job)
+            return
         # Nothing ran, so there is no log to keep; a Job the create made after all is
         # swept (its log saved) as soon as a sync sees it.
         failure = Failure("CreateInterrupted", "The create did not finish; nothing ran")
@@ -182,6 +185,17 @@ class Reconciler:
             return
         resume(job, self.b)
         self.report.count(Status.RUNNING)
+
+    def _start_submitted(self, job: Job) -> None:
+        """A submission's job whose start was cut short (a transient failure, its event not
+        delivered again yet): its input is in the bucket, so the sync starts it."""
+        try:
+            started, _ = start_submitted(job, self.b)
+        except TransitionRefusedError:
+            return  # started, killed or failed meanwhile
+        log.info("started a submitted job whose start was cut short")
+        if started.status is Status.RUNNING:
+            self.report.count(Status.RUNNING)
 
     def _awaiting_upload(self, job: Job) -> None:
         """Its input's finalize event deploys it; once the upload URL has expired, the sync

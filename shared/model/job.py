@@ -53,6 +53,10 @@ class Job:
     has_input: bool = False  # stage-in runs: input_zip, input_url or input_upload
     input_upload_url: str | None = None  # signed PUT URL of <name>-input.zip (input_upload)
     input_upload_expires: int | None = None  # epoch ms; the sync fails the job after it
+    submission: str | None = None  # submissions/<name>.zip: the object that made the job,
+    #   and its input (stage-in leaves its job.json out)
+    submission_generation: int | None = None  # that object's generation: a redelivered
+    #   event for it finds this job, another upload under the name is refused
     scheduled_for: int | None = None  # epoch ms (start_after): its Job waits suspended till then
     suspended: bool = False  # its Job exists, suspended until scheduled_for
     urls_expire: int | None = None  # epoch ms: the pod's input URL or upload session expires
@@ -87,7 +91,8 @@ class Job:
 
     @property
     def input_object(self) -> str:
-        return f"{self.name}-input.zip"
+        """Where the job's input is in the bucket: its submission, or `<name>-input.zip`."""
+        return self.submission or f"{self.name}-input.zip"
 
     @property
     def output_object(self) -> str:

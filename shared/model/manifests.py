@@ -36,6 +36,7 @@ STAGER_USER = 10001
 EPHEMERAL_MARGIN = 1024 * MIB
 EPHEMERAL_REQUEST = "256Mi"  # what the scheduler reserves: small, so pods fit small nodes
 JOB_DEADLINE_MARGIN = 60  # s: the Job's deadline past the pod's (the job's timeout)
+SUBMISSION_BODY = "job.json"  # at a submission zip's root: its create body, not input
 
 Manifest = dict[str, Any]
 
@@ -109,14 +110,16 @@ def _stage_in(job: Job, settings: Settings, input_url: str, *, public: bool) -> 
     ]
     if public:
         env.append({"name": "INPUT_URL_PUBLIC_ONLY", "value": "1"})
+    if job.submission:
+        env.append({"name": "STAGER_SKIP", "value": SUBMISSION_BODY})
     mount = {"name": "input", "mountPath": "/input"}
     return _stager(job, settings, command=STAGE_IN, env=env, mount=mount)
 
 
 def by_reference(job: Job) -> bool:
-    """The input comes from input_url or input_upload, not the request's input_zip."""
+    """The input comes from input_url, input_upload or a submission, not an input_zip."""
     params = job.job_parameters
-    return bool(params.get("input_url") or params.get("input_upload"))
+    return bool(params.get("input_url") or params.get("input_upload") or job.submission)
 
 
 def _bytes(quantity: str) -> int:

@@ -117,7 +117,8 @@ def valid_image(image: str) -> bool:
     return looks_like_registry or first == first.lower()
 
 
-def _name_error(name: str) -> str | None:
+def name_error(name: str) -> str | None:
+    """Why `name` cannot be a job's name, or None."""
     if len(name) > MAX_NAME:
         return f"Must be at most {MAX_NAME} characters"
     if not NAME_RE.fullmatch(name):
@@ -326,7 +327,7 @@ def validate_create(body: Any) -> JobRequest:
         errors["status"] = "Read-only field"
     name = body.get("name")
     if name is not None and name != "":
-        error = "Must be a string" if not isinstance(name, str) else _name_error(name)
+        error = "Must be a string" if not isinstance(name, str) else name_error(name)
         if error:
             errors["name"] = error
     account_id = body.get("account_id")

@@ -41,6 +41,14 @@ def _parser() -> argparse.ArgumentParser:
         description="Download the input zip through a signed URL and extract it into --dir.",
     )
     stage_in.add_argument("--url", help="signed GET URL of the input zip (env INPUT_URL)")
+    stage_in.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a file of the zip not to extract, e.g. job.json; repeatable "
+        "(env STAGER_SKIP, comma-separated)",
+    )
     stage_out = commands.add_parser(
         STAGE_OUT,
         help="zip --dir into the output object through a resumable upload session",
@@ -68,6 +76,7 @@ def _run(config: StagerConfig) -> None:
             max_bytes=config.max_download_bytes,
             deadline=config.retry_deadline,
             public_only=config.public_only,
+            skip=config.skip,
         )
     else:
         commands.stage_out(
@@ -108,7 +117,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
         config = build_config(
-            args.command, url=args.url, directory=args.directory, job_id=args.job_id
+            args.command,
+            url=args.url,
+            directory=args.directory,
+            job_id=args.job_id,
+            skip=getattr(args, "skip", ()),
         )
     except UsageError as error:
         return _refuse(error)

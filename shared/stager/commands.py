@@ -39,16 +39,17 @@ def stage_in(
     max_bytes: int,
     deadline: float,
     public_only: bool = False,
+    skip: tuple[str, ...] = (),
 ) -> extract.ZipSummary:
     """Download the input zip from a signed URL (or a user's URL, checked when
-    `public_only`) and unpack it safely into `directory`."""
+    `public_only`) and unpack it safely into `directory`, but for the files in `skip`."""
     with _download_file(directory) as temp:
         size = fetch.download(
             url, temp, max_bytes=max_bytes, deadline=deadline, public_only=public_only
         )
         log.info("input downloaded", extra={"url": fetch.where(url), "bytes": size})
         temp.seek(0)
-        return extract.extract_zip(temp, directory, limits)
+        return extract.extract_zip(temp, directory, limits, skip)
 
 
 @dataclass(frozen=True)

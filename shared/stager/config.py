@@ -4,7 +4,7 @@ job manifest. Only the standard library: `--help` and usage errors stay fast."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +76,8 @@ class StagerConfig:
     max_download_bytes: int = 20 * MIB  # MAX_INPUT_BYTES (20 MiB): the input zip itself
     public_only: bool = False  # INPUT_URL_PUBLIC_ONLY=1: a user's URL, checked before each
     #   request and redirect (never loopback, link-local or private addresses)
+    skip: tuple[str, ...] = ()  # --skip / STAGER_SKIP (comma-separated): files of the zip
+    #   (relative paths) stage-in leaves out of the directory, such as a submission's job.json
 
 
 # The URL each command reads or writes: its flag and environment variable. Both are
@@ -89,6 +91,7 @@ def build_config(
     url: str | None = None,
     directory: str | None = None,
     job_id: str | None = None,
+    skip: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
 ) -> StagerConfig:
     """Arguments win over the environment; a missing required value names both."""
@@ -127,4 +130,17 @@ def build_config(
         retry_deadline=_float(env, "STAGER_RETRY_SECONDS", 120.0, 0.0),
         max_download_bytes=_int(env, "MAX_INPUT_BYTES", 20 * MIB, 1),
         public_only=env.get("INPUT_URL_PUBLIC_ONLY", "").strip() == "1",
+        skip=_skip(skip or env.get("STAGER_SKIP", "").split(",")),
     )
+
+
+def _skip(names: Sequence[str]) -> tuple[str, ...]:
+    """Relative paths, normalised as the zip's entry names are (`./a//b` is `a/b`)."""
+    kept = []
+    for name in names:
+        parts = [part for part in name.strip().split("/") if part not in ("", ".")]
+        if ".." in parts or name.strip().startswith("/"):
+            raise UsageError(f"--skip / STAGER_SKIP takes relative paths, got {name.strip()!r}")
+        if parts:
+            kept.append("/".join(parts))
+    return tuple(kept)

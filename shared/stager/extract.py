@@ -17,6 +17,7 @@ import stat
 import tempfile
 import time
 import zipfile
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -51,7 +52,7 @@ class ZipSummary:
     directories: int
     uncompressed_bytes: int  # as declared by the central directory (checked when extracting)
     compressed_bytes: int
-    skipped: tuple[str, ...]  # top-level lost+found entries, left out
+    skipped: tuple[str, ...]  # entries left out: top-level lost+found, and those asked
     entries: tuple[Entry, ...]
 
 
@@ -100,7 +101,9 @@ def _entry(info: zipfile.ZipInfo, limits: Limits) -> Entry:
     return Entry(info=info, parts=parts, is_dir=is_dir, executable=bool(mode & 0o111))
 
 
-def _summarise(archive: zipfile.ZipFile, limits: Limits) -> ZipSummary:
+def _summarise(archive: zipfile.ZipFile, limits: Limits, skip: Collection[str] = ()) -> ZipSummary:
+    """`skip`: relative paths of files left out (a submission's own job.json), matched on
+    the normalised name, so `./job.json` is `job.json` too."""
     infos = archive.infolist()
     if len(infos) > limits.max_files:
         raise InputRejected(
@@ -118,7 +121,9 @@ def _summarise(archive: zipfile.ZipFile, limits: Limits) -> ZipSummary:
     dirs: set[tuple[str, ...]] = set()
     for info in infos:
         entry = _entry(info, limits)
-        if entry.parts[0] in SKIPPED_TOP_LEVEL:
+        if entry.parts[0] in SKIPPED_TOP_LEVEL or (
+            not entry.is_dir and "/".join(entry.parts) in skip
+        ):
             skipped.append(info.filename)
             continue
         parents = {entry.parts[:i] for i in range(1, len(entry.parts))}
@@ -155,13 +160,14 @@ def _open_zip(fileobj: BinaryIO) -> zipfile.ZipFile:
         raise InputRejected(f"not a valid zip archive: {error}") from error
 
 
-def inspect_zip(fileobj: BinaryIO, limits: Limits) -> ZipSummary:
+def inspect_zip(fileobj: BinaryIO, limits: Limits, skip: Collection[str] = ()) -> ZipSummary:
     """Check a zip's names, kinds, count, declared sizes and ratios; extract nothing.
 
-    Raises InputRejected with a message fit for the user. `fileobj` must be seekable.
+    Raises InputRejected with a message fit for the user. `fileobj` must be seekable; only
+    the central directory is read, so a ranged reader of a large object reads little.
     """
     with _open_zip(fileobj) as archive:
-        return _summarise(archive, limits)
+        return _summarise(archive, limits, skip)
 
 
 def remove_leftovers(target: Path) -> None:
@@ -246,15 +252,18 @@ def _move_into_place(staging: Path, target: Path) -> None:
         os.rename(child, dest)
 
 
-def extract_zip(fileobj: BinaryIO, target: Path, limits: Limits) -> ZipSummary:
+def extract_zip(
+    fileobj: BinaryIO, target: Path, limits: Limits, skip: Collection[str] = ()
+) -> ZipSummary:
     """Unpack the zip into `target` safely, or raise InputRejected leaving `target` as it was.
+    Files named in `skip` (relative paths) are checked like the others but not written.
 
     Top-level entries replace same-named ones already in `target` (a retried init container
     sees its earlier attempt's files); `lost+found` is never touched.
     """
     target.mkdir(parents=True, exist_ok=True)
     with _open_zip(fileobj) as archive:
-        summary = _summarise(archive, limits)
+        summary = _summarise(archive, limits, skip)
         staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target))
         try:
             written = _extract_into(archive, summary, limits, staging)
@@ -278,6 +287,7 @@ def extract_zip(fileobj: BinaryIO, target: Path, limits: Limits) -> ZipSummary:
     )
     if summary.skipped:
         log.warning(
-            "skipped lost+found entries of the input", extra={"count": len(summary.skipped)}
+            "left out entries of the input (lost+found, or asked to)",
+            extra={"entries": list(summary.skipped[:20]), "count": len(summary.skipped)},
         )
     return summary

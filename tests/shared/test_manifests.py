@@ -240,3 +240,17 @@ def test_stage_in_limits_and_address_checks_by_input_source():
     assert stage_in["MAX_INPUT_UNCOMPRESSED_BYTES"] == str(20 * 2**30)  # what /input holds
     uploaded = env_of(pod_spec(manifest(job(True, input_upload=True), s))["initContainers"][0])
     assert uploaded["MAX_INPUT_BYTES"] == str(5 * 2**30) and "INPUT_URL_PUBLIC_ONLY" not in uploaded
+    assert "STAGER_SKIP" not in uploaded
+
+
+def test_a_submissions_stage_in_leaves_its_job_json_out():
+    s = settings(MAX_INPUT_URL_BYTES=str(5 * 2**30))
+    submitted = job(True)
+    submitted.submission, submitted.submission_generation = "submissions/alpine-123.zip", 7
+    assert submitted.input_object == "submissions/alpine-123.zip"
+    stage_in = env_of(pod_spec(manifest(submitted, s))["initContainers"][0])
+    assert stage_in["STAGER_SKIP"] == "job.json"
+    assert stage_in["MAX_INPUT_BYTES"] == str(5 * 2**30)
+    bare = job(False)
+    bare.submission = "submissions/alpine-123.zip"
+    assert [c["name"] for c in containers(manifest(bare, s))] == ["job", "stage-out"]

@@ -177,3 +177,18 @@ def test_stored_entries_are_checked_too(workspace: tuple[Path, Path]) -> None:
         archive.writestr("../stored", b"x")
     with pytest.raises(InputRejected, match="'..'"):
         extract_zip(io.BytesIO(buffer.getvalue()), target, SMALL_LIMITS)
+
+
+def test_skipped_files_are_checked_but_not_written(workspace: tuple[Path, Path]) -> None:
+    _, target = workspace
+    data = make_zip(("./job.json", b"{}"), ("dir/job.json", b"kept"), ("in.txt", b"i"))
+    summary = extract_zip(io.BytesIO(data), target, SMALL_LIMITS, skip=("job.json",))
+    assert summary.skipped == ("./job.json",)
+    assert snapshot(target) == {
+        "dir": (0o755, ""),
+        "dir/job.json": (0o644, b"kept"),
+        "in.txt": (0o644, b"i"),
+    }
+    unsafe = make_zip(("job.json", b"{}"), ("../job.json", b"x"))
+    with pytest.raises(InputRejected, match="'..'"):
+        extract_zip(io.BytesIO(unsafe), target, SMALL_LIMITS, skip=("job.json", "../job.json"))

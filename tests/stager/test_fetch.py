@@ -171,3 +171,35 @@ def test_a_redirect_of_a_users_url_is_checked_too(target: str) -> None:
     request = urllib.request.Request("https://8.8.8.8/in.zip")
     with pytest.raises(InputMissing, match="refused a redirect"):
         fetch._CheckedRedirects().redirect_request(request, None, 302, "Found", {}, target)
+
+
+@pytest.mark.parametrize(
+    ("flags", "env"),
+    [(["--skip", "job.json"], {}), ([], {"STAGER_SKIP": "job.json, ./other/skip.me"})],
+)
+def test_stage_in_leaves_out_the_files_it_is_told_to(
+    server: Server, tmp_path: Path, flags: list[str], env: dict[str, str]
+) -> None:
+    """A submission's zip carries its create body as job.json: it is not the job's input."""
+    server.answers = [
+        send(200, make_zip(("job.json", b"{}"), ("sub/job.json", b"kept"), ("a.txt", b"a")))
+    ]
+    args = ["stage-in", "--url", server.url, "--dir", str(tmp_path), *flags]
+    result = stager(*args, env={"STORAGE_EMULATOR_HOST": "", **env})
+    assert result.returncode == 0, result.stderr
+    found = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert found == ["a.txt", "sub", "sub/job.json"]
+
+
+def test_stage_in_skips_only_relative_paths(tmp_path: Path) -> None:
+    result = stager(
+        "stage-in",
+        "--url",
+        "http://127.0.0.1:9/x.zip",
+        "--dir",
+        str(tmp_path),
+        "--skip",
+        "../job.json",
+    )
+    assert result.returncode == ExitCode.USAGE
+    assert "takes relative paths" in result.stderr

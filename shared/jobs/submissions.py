@@ -1,0 +1,249 @@
+"""Submission by upload: an object `submissions/<name>.zip` landing in the jobs bucket
+creates job `<name>`. The zip's root `job.json` is the create's body (what POST /batch/
+takes, without an input source); the rest of the zip is the job's input, which stage-in
+reads from the object itself and unpacks without job.json.
+
+The outcome is an object beside it: `submissions/<name>.job.json` (the envelope the create
+would have answered, with the job, and `job_id`), or `submissions/<name>.error.json` (the
+envelope of the refusal, with its HTTP status). The finalize events of those two are
+ignored.
+
+Idempotent: the job's name is the key. A redelivered event of the same object generation
+finds the job that generation made (recorded on it), finishes its start if an earlier
+delivery was cut short, and writes the job object again; another upload under a taken name
+is refused. Only the central directory and job.json are read, in ranged reads: a
+submission may be as large as MAX_INPUT_URL_BYTES. A transient failure (Firestore, Cloud
+Storage, the cluster) is raised, so Eventarc delivers the event again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zipfile
+from typing import IO, Any, BinaryIO
+
+from shared.cloud.backends import Backends
+from shared.cloud.bucket import ObjectGoneError, ObjectInfo
+from shared.errors import ApiError, InvalidParameters, PayloadTooLarge, TransitionRefusedError
+from shared.jobs import lifecycle
+from shared.logs import log_context
+from shared.model.job import Job, Status
+from shared.model.manifests import SUBMISSION_BODY
+from shared.model.validation import name_error
+from shared.quantity import parse_quantity
+from shared.stager.config import Limits
+from shared.stager.errors import InputRejected
+from shared.stager.extract import inspect_zip
+
+log = logging.getLogger(__name__)
+
+PREFIX = "submissions/"
+ZIP_SUFFIX = ".zip"
+JOB_SUFFIX = ".job.json"
+ERROR_SUFFIX = ".error.json"
+MAX_BODY_BYTES = 1024 * 1024  # job.json, uncompressed: a create body without its input
+
+
+def is_submission(object_name: str) -> bool:
+    return object_name.startswith(PREFIX)
+
+
+def handle(data: dict[str, Any], *, backends: Backends) -> str:
+    """Act on one finalized object under submissions/; returns what was done."""
+    object_name = str(data.get("name", ""))
+    if not object_name.endswith(ZIP_SUFFIX):
+        log.info("ignored: not a submission zip", extra={"object": object_name})
+        return "ignored"
+    name = object_name.removeprefix(PREFIX).removesuffix(ZIP_SUFFIX)
+    info = backends.bucket.object_info(object_name)
+    event_generation = _generation(data.get("generation"))
+    if info is None or (event_generation is not None and event_generation != info.generation):
+        # Deleted or replaced since: a replacing upload has its own event.
+        log.info(
+            "ignored: the submission is gone or was replaced",
+            extra={"object": object_name, "generation": event_generation},
+        )
+        return "ignored"
+    with log_context(submission=object_name, generation=info.generation):
+        try:
+            job, msg, what = _submit(name, object_name, info, backends)
+        except ObjectGoneError:
+            log.info("ignored: the submission was replaced while it was read")
+            return "ignored"
+        except ApiError as refusal:
+            # A concurrent delivery of this same upload may have taken the name first.
+            made = _made_by(name, object_name, info, backends)
+            if made is None:
+                _write_error(name, object_name, info, refusal, backends)
+                return "refused"
+            job, msg, what = made, "", "exists"
+        _write_job(name, object_name, info, job, msg, backends)
+        return what
+
+
+def _generation(value: Any) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _submit(
+    name: str, object_name: str, info: ObjectInfo, backends: Backends
+) -> tuple[Job, str, str]:
+    """The job this submission made (or makes now), its message, and what was done; an
+    ApiError for a refusal."""
+    settings = backends.settings
+    if error := name_error(name):
+        raise InvalidParameters(data={"name": f"{error} (the name in submissions/<name>.zip)"})
+    existing = backends.store.get_by_name(name)
+    if existing is not None:
+        if not _same(existing, object_name, info):
+            raise InvalidParameters(data={"name": "A job with this name already exists"})
+        return (*_finish(existing, backends), "exists")
+    if info.size > settings.max_input_url_bytes:
+        raise PayloadTooLarge(
+            msg=f"The submission is {info.size} bytes, more than MAX_INPUT_URL_BYTES "
+            f"({settings.max_input_url_bytes})"
+        )
+    limits = Limits(
+        max_files=settings.max_input_files,
+        max_uncompressed_bytes=max(settings.max_input_uncompressed, _bytes(settings.volume_size)),
+    )
+    body, has_input = backends.bucket.read_ranges(
+        object_name, info, lambda file: _read_body(file, limits)
+    )
+    if isinstance(body, dict):
+        given = body.get("name")
+        if given not in (None, "", name):
+            raise InvalidParameters(
+                data={"name": f"Must be {name!r}, the submission's own name, or left out"}
+            )
+        body = {**body, "name": name}
+    submission = lifecycle.Submission(object_name, info.generation, has_input)
+    try:
+        job, msg = lifecycle.create(body, backends=backends, submission=submission)
+    except TransitionRefusedError:
+        # Killed (or failed by the sync) while it was deployed: it is what it is.
+        made = _made_by(name, object_name, info, backends)
+        if made is None:
+            raise
+        return made, "", "created"
+    return job, msg, "created" if job.status is not Status.FAILED else "failed"
+
+
+def _read_body(file: BinaryIO, limits: Limits) -> tuple[Any, bool]:
+    """job.json's JSON and whether the zip holds anything else; the zip is checked as
+    stage-in will check it, from its central directory alone."""
+    try:
+        summary = inspect_zip(file, limits, skip=(SUBMISSION_BODY,))
+    except InputRejected as rejected:
+        raise InvalidParameters(
+            msg=f"The submission is not a zip a job can take: {rejected}"
+        ) from None
+    if not summary.skipped or SUBMISSION_BODY not in _normalised(summary.skipped):
+        raise InvalidParameters(
+            msg=f"The submission has no {SUBMISSION_BODY} at its root: it holds the create's body"
+        )
+    member = next(n for n in summary.skipped if _normalised((n,)) == {SUBMISSION_BODY})
+    file.seek(0)
+    try:
+        with zipfile.ZipFile(file) as archive:
+            entry = archive.getinfo(member)
+            if entry.file_size > MAX_BODY_BYTES:
+                raise PayloadTooLarge(
+                    msg=f"{SUBMISSION_BODY} is larger than {MAX_BODY_BYTES} bytes"
+                )
+            with archive.open(entry) as source:
+                raw = _bounded(source)
+    except (zipfile.BadZipFile, NotImplementedError, EOFError, ValueError) as error:
+        raise InvalidParameters(msg=f"Cannot read {SUBMISSION_BODY}: {error}") from None
+    try:
+        body = json.loads(raw)
+        json.dumps(body, ensure_ascii=False).encode()  # a lone surrogate is no Unicode
+    except UnicodeEncodeError:
+        raise InvalidParameters(
+            msg=f"Malformed JSON in {SUBMISSION_BODY}: a string holds a lone UTF-16 surrogate"
+        ) from None
+    except (ValueError, RecursionError) as error:
+        detail = "nested too deeply" if isinstance(error, RecursionError) else str(error)
+        raise InvalidParameters(msg=f"Malformed JSON in {SUBMISSION_BODY}: {detail}") from None
+    return body, bool(summary.entries)
+
+
+def _bounded(source: IO[bytes]) -> bytes:
+    raw = source.read(MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(msg=f"{SUBMISSION_BODY} is larger than {MAX_BODY_BYTES} bytes")
+    return raw
+
+
+def _normalised(names: tuple[str, ...]) -> set[str]:
+    return {"/".join(p for p in name.split("/") if p not in ("", ".")) for name in names}
+
+
+def _bytes(quantity: str) -> int:
+    number = parse_quantity(quantity)
+    assert number is not None  # Settings checked it
+    return int(number)
+
+
+def _same(job: Job, object_name: str, info: ObjectInfo) -> bool:
+    return job.submission == object_name and job.submission_generation == info.generation
+
+
+def _made_by(name: str, object_name: str, info: ObjectInfo, backends: Backends) -> Job | None:
+    if name_error(name):
+        return None
+    job = backends.store.get_by_name(name)
+    return job if job is not None and _same(job, object_name, info) else None
+
+
+def _finish(job: Job, backends: Backends) -> tuple[Job, str]:
+    """A redelivery: start the job if an earlier delivery stored it but failed to."""
+    if job.status is not Status.CREATED or job.suspended:
+        return job, ""
+    with log_context(job_id=job.id, job_name=job.name):
+        log.info("finishing the start of a submitted job")
+        try:
+            return lifecycle.start_submitted(job, backends)
+        except TransitionRefusedError:
+            return backends.store.get(job.id) or job, ""
+
+
+def _write_job(
+    name: str, object_name: str, info: ObjectInfo, job: Job, msg: str, backends: Backends
+) -> None:
+    body = {
+        "data": job.to_api(),
+        "error": "",
+        "msg": msg,
+        "result": True,
+        "status": 200,
+        "job_id": job.id,
+        "submission": object_name,
+        "generation": str(info.generation),
+    }
+    backends.bucket.put_json(f"{PREFIX}{name}{JOB_SUFFIX}", body, {"job-id": job.id})
+    # An earlier refused upload under this name said so; this one was accepted.
+    backends.bucket.delete(f"{PREFIX}{name}{ERROR_SUFFIX}")
+    with log_context(job_id=job.id, job_name=job.name):
+        log.info("submission accepted", extra={"status": job.status.value})
+
+
+def _write_error(
+    name: str, object_name: str, info: ObjectInfo, error: ApiError, backends: Backends
+) -> None:
+    body = {
+        "data": error.data,
+        "error": error.error,
+        "msg": error.msg,
+        "result": False,
+        "status": error.status_code,
+        "submission": object_name,
+        "generation": str(info.generation),
+    }
+    backends.bucket.put_json(f"{PREFIX}{name}{ERROR_SUFFIX}", body, {})
+    level = logging.ERROR if error.status_code >= 500 else logging.INFO
+    log.log(level, "submission refused: %s", error.msg or error.error, extra={"data": error.data})
