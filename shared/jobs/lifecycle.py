@@ -32,7 +32,7 @@ from shared.errors import (
     StorageError,
     TransitionRefusedError,
 )
-from shared.jobs import joblogs, references
+from shared.jobs import callbacks, joblogs, references
 from shared.jobs.inputs import decode_input
 from shared.logs import log_context
 from shared.model import manifests
@@ -61,6 +61,8 @@ def create(body: Any, *, backends: Backends) -> tuple[Job, str]:
     backends.cluster, backends.bucket  # noqa: B018 - built on first use, cached
     if request.input_url:
         references.check(request.input_url, backends)
+    if request.callback_url:
+        callbacks.check(request.callback_url, settings)
     created = now_ms()
     job = Job(
         id=str(uuid.uuid4()),
@@ -71,6 +73,7 @@ def create(body: Any, *, backends: Backends) -> tuple[Job, str]:
         account_id=request.account_id,
         has_input=data is not None or bool(request.input_url) or request.input_upload,
         scheduled_for=request.scheduled_for,
+        callback_url=request.callback_url,
     )
     if request.input_upload:
         return _create_awaiting_upload(job, backends)
