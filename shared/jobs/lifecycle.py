@@ -56,13 +56,13 @@ def create(body: Any, *, backends: Backends) -> tuple[Job, str]:
     settings, store = backends.settings, backends.store
     request = validate_create(body)
     data = decode_input(request.input_zip, settings) if request.input_zip is not None else None
+    if request.callback_url:
+        callbacks.check(request.callback_url, settings)
     # Clients first: a misconfigured cluster or bucket fails the request before anything is
     # stored, instead of leaving a record that nothing will ever deploy.
     backends.cluster, backends.bucket  # noqa: B018 - built on first use, cached
     if request.input_url:
         references.check(request.input_url, backends)
-    if request.callback_url:
-        callbacks.check(request.callback_url, settings)
     created = now_ms()
     job = Job(
         id=str(uuid.uuid4()),
