@@ -43,10 +43,11 @@ class CallbackFailedError(Exception):
 
 def check(url: str, settings: Settings) -> None:
     """At create: InvalidParameters naming `callback_url` unless callbacks are delivered
-    by this deployment and the URL's host resolves only to addresses it may POST to."""
-    if settings.events_topic is None or settings.callback_secret is None:
-        missing = "JOB_EVENTS_TOPIC" if settings.events_topic is None else "CALLBACK_SECRET"
-        log.warning("a create asked for a callback; %s is not set", missing)
+    by this deployment (they are driven by the status notifications: no JOB_EVENTS_TOPIC,
+    no callbacks) and the URL's host resolves only to addresses it may POST to.
+
+    CALLBACK_SECRET is not needed here: only the function that signs holds it."""
+    if settings.events_topic is None:
         raise InvalidParameters(data={"callback_url": "This service does not deliver callbacks"})
     try:
         check_url(url, allow_private=settings.allow_private_callbacks)
@@ -97,9 +98,9 @@ def _deliver(
         log.info("ignored: the callback was %s already", job.callback_status)
         return job.callback_status
     if settings.callback_secret is None:
-        # Deployed without its secret: nothing it sends could be verified. Retried, so that
-        # fixing the deployment within CALLBACK_RETRY_SECONDS still delivers.
-        log.error("cannot sign the callback: CALLBACK_SECRET is not set")
+        # Deployed without its secret: nothing it sent could be verified. A configuration
+        # error, retried, so that fixing the deployment in CALLBACK_RETRY_SECONDS delivers.
+        log.critical("cannot sign the callback: CALLBACK_SECRET is not set")
         raise CallbackFailedError("CALLBACK_SECRET is not set")
     headers = {
         SIGNATURE_HEADER: sign(body, settings.callback_secret),

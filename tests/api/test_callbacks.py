@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -183,11 +184,24 @@ def test_malformed_callback_urls(fn_store, value, message):
     assert message in body["data"]["callback_url"]
 
 
-def test_refused_without_a_secret(fn_store, monkeypatch, receiver):
-    reconfigure(monkeypatch, CALLBACK_SECRET="")
+def test_refused_without_notifications(fn_store, monkeypatch, receiver):
+    reconfigure(monkeypatch, JOB_EVENTS_TOPIC="")
     status, body = create(fn_store, receiver.url)
     assert status == 400, body
     assert body["data"]["callback_url"] == "This service does not deliver callbacks"
+
+
+def test_without_the_secret_nothing_is_sent_and_the_event_is_retried(
+    fn, job_events, receiver, monkeypatch, caplog
+):
+    """Only the delivering function holds CALLBACK_SECRET: the API accepts the job."""
+    job, killed = killed_job(fn, job_events, receiver.url)
+    reconfigure(monkeypatch, CALLBACK_SECRET="")
+    with caplog.at_level(logging.CRITICAL):
+        assert fn.deliver(killed.as_event_data()) == 500
+    assert receiver.requests == []
+    assert any("CALLBACK_SECRET" in r.getMessage() for r in caplog.records)
+    assert "callback_status" not in fn.job(job["id"])
 
 
 def test_the_address_is_checked_again_when_delivering(fn, job_events, receiver, monkeypatch):
