@@ -357,7 +357,7 @@ def test_the_events_topic_is_created_before_anyone_is_granted_on_it(plan, config
 
 
 def test_only_the_publishing_accounts_may_publish_and_only_on_the_topic(plan, config):
-    publishers = {}
+    publishers: dict[tuple[str, ...], set[str]] = {}
     for argv in commands(plan, "gcloud"):
         given = flags(argv)
         if given.get("--role") == [iam.PUBLISHER]:
