@@ -98,7 +98,8 @@ def local_cloud() -> Iterator[Cloud]:
                 "GC_BUCKET_NAME": BUCKET,
                 "FIRESTORE_COLLECTION": "bench_jobs",
                 "LOG_LEVEL": "WARNING",
-                "JOB_EVENTS_TOPIC": EVENTS_TOPIC,
+                # BENCH_EVENTS_TOPIC="" measures without notifications, for comparison
+                "JOB_EVENTS_TOPIC": os.environ.get("BENCH_EVENTS_TOPIC", EVENTS_TOPIC),
             }
         )
         _prepare(kubeconfig)
