@@ -53,3 +53,11 @@ def on_output_finalized(event: CloudEvent) -> None:
     from shared.http.api import handle_finalized
 
     handle_finalized(event.get_data() or {})
+
+
+@functions_framework.cloud_event
+def deliver_callbacks(event: CloudEvent) -> None:
+    """Eventarc: google.cloud.pubsub.topic.v1.messagePublished on JOB_EVENTS_TOPIC."""
+    from shared.http.api import handle_job_event
+
+    handle_job_event(event.get_data() or {})

@@ -129,6 +129,16 @@ class Settings:
     #   loopback or private (the local cloud sets it); never for production
     input_upload_lifetime: int  # INPUT_UPLOAD_SECONDS (3600): the upload URL's lifetime, s
 
+    # Status notifications and webhooks
+    events_topic: str | None  # JOB_EVENTS_TOPIC: a topic id or projects/P/topics/T; every
+    #   status change is published there. None = no notifications (and no callbacks)
+    callback_secret: str | None  # CALLBACK_SECRET: the HMAC-SHA256 key of the callbacks'
+    #   X-Task-Runner-Signature; None = a create with callback_url is refused (400)
+    callback_retry: int  # CALLBACK_RETRY_SECONDS (3600): how long a callback is retried
+    #   after the job's final status, s (at most 86400: Pub/Sub keeps a message a day)
+    allow_private_callbacks: bool  # ALLOW_PRIVATE_CALLBACKS (false): callback_url may be
+    #   http, loopback or private (the local cloud sets it); never for production
+
     backend_timeout: float  # BACKEND_TIMEOUT_SECONDS (15): one Firestore, Storage or cluster
     #   call, retries included; past it the request answers 503 (or 500 for the cluster)
     log_level: str  # LOG_LEVEL ("WARNING", as before)
@@ -136,6 +146,9 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         read = _Reader(os.environ if env is None else env)
+        topic = read.optional("JOB_EVENTS_TOPIC")
+        if topic is not None and "/" in topic:
+            topic_path(topic, None)  # a malformed path fails at start, not at a publish
         return cls(
             bucket=read.text("GC_BUCKET_NAME"),
             credentials_file=read.optional("GC_CREDENTIALS_FILE_PATH"),
@@ -174,9 +187,28 @@ class Settings:
             input_upload_lifetime=read.integer(
                 "INPUT_UPLOAD_SECONDS", 3600, minimum=1, maximum=7 * 24 * 3600
             ),
+            events_topic=topic,
+            callback_secret=read.optional("CALLBACK_SECRET"),
+            callback_retry=read.integer("CALLBACK_RETRY_SECONDS", 3600, minimum=1, maximum=86400),
+            allow_private_callbacks=read.flag("ALLOW_PRIVATE_CALLBACKS"),
             backend_timeout=read.number("BACKEND_TIMEOUT_SECONDS", 15.0, minimum=1.0),
             log_level=read.text("LOG_LEVEL", "WARNING").upper(),
         )
+
+
+def topic_path(topic: str, project: str | None) -> str:
+    """projects/P/topics/T for a topic id (in `project`) or a full path."""
+    problem = f"JOB_EVENTS_TOPIC must be a topic id or projects/P/topics/T, got {topic!r}"
+    parts = topic.split("/")
+    if topic.startswith("projects/"):
+        if len(parts) != 4 or parts[2] != "topics" or not parts[1] or not parts[3]:
+            raise SettingsError(problem)
+        return topic
+    if len(parts) != 1:
+        raise SettingsError(problem)
+    if not project:
+        raise SettingsError("JOB_EVENTS_TOPIC is a topic id: GOOGLE_CLOUD_PROJECT must be set")
+    return f"projects/{project}/topics/{topic}"
 
 
 @cache

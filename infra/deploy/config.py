@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ACCOUNT_ID = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")  # Google's service account ids
+RESOURCE_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{2,254}$")  # topic and secret ids
 K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 # Runtime settings passed on to the functions when set (names from shared/settings.py),
@@ -34,6 +35,7 @@ PASSED_TO_FUNCTIONS = (
     "INPUT_UPLOAD_SECONDS",
     "MAX_REQUEST_BYTES",
     "BACKEND_TIMEOUT_SECONDS",
+    "CALLBACK_RETRY_SECONDS",
     "LOG_LEVEL",
 )
 
@@ -41,7 +43,7 @@ PASSED_TO_FUNCTIONS = (
 # (the stager gets a signed URL and an upload session from the functions). Each one set is
 # reported, so that an old deploy.env does not pass for a working one.
 # Never for a deployed service: each would let a user's URL reach private addresses.
-LOCAL_ONLY = ("ALLOW_PRIVATE_INPUT_URLS",)
+LOCAL_ONLY = ("ALLOW_PRIVATE_INPUT_URLS", "ALLOW_PRIVATE_CALLBACKS")
 
 OBSOLETE = {
     "STAGER_GOOGLE_SERVICE_ACCOUNT": "job pods hold no Google identity any more",
@@ -88,6 +90,10 @@ class DeployConfig:
     sync_account: str  # SYNC_SERVICE_ACCOUNT (task-runner-sync): the sync function
     finalize_account: str  # FINALIZE_SERVICE_ACCOUNT (task-runner-finalize): finalize + trigger
     scheduler_account: str  # SCHEDULER_SERVICE_ACCOUNT (task-runner-scheduler): calls the sync
+    callbacks_account: str  # CALLBACKS_SERVICE_ACCOUNT (task-runner-callbacks): webhooks
+    events_topic: str  # JOB_EVENTS_TOPIC (task-runner-job-events): status notifications
+    callback_secret: str  # CALLBACK_SECRET_NAME (task-runner-callback-secret): in Secret
+    #   Manager, made by the operator (the deploy never sees its value)
     job_ksa: str  # JOB_SERVICE_ACCOUNT (task-runner-job): Kubernetes SA of every job pod
     firestore_database: str  # FIRESTORE_DATABASE ("(default)")
     collection: str  # FIRESTORE_COLLECTION ("batch_jobs")
@@ -131,6 +137,15 @@ class _Reader:
         if not ACCOUNT_ID.match(value):
             self.problems.append(
                 f"{name}={value!r} is not a service account id (6-30 of a-z, 0-9, -)"
+            )
+        return value
+
+    def resource_id(self, name: str, default: str) -> str:
+        """A Pub/Sub topic or Secret Manager secret id (not a path: the project is ours)."""
+        value = self.get(name, default)
+        if not RESOURCE_ID.match(value):
+            self.problems.append(
+                f"{name}={value!r} is not an id (a letter, then 2-254 of A-Za-z0-9_-)"
             )
         return value
 
@@ -179,6 +194,9 @@ class _Reader:
             sync_account=self.account("SYNC_SERVICE_ACCOUNT", "task-runner-sync"),
             finalize_account=self.account("FINALIZE_SERVICE_ACCOUNT", "task-runner-finalize"),
             scheduler_account=self.account("SCHEDULER_SERVICE_ACCOUNT", "task-runner-scheduler"),
+            callbacks_account=self.account("CALLBACKS_SERVICE_ACCOUNT", "task-runner-callbacks"),
+            events_topic=self.resource_id("JOB_EVENTS_TOPIC", "task-runner-job-events"),
+            callback_secret=self.resource_id("CALLBACK_SECRET_NAME", "task-runner-callback-secret"),
             job_ksa=self.k8s_name("JOB_SERVICE_ACCOUNT", "task-runner-job"),
             firestore_database=self.get("FIRESTORE_DATABASE", "(default)"),
             collection=self.get("FIRESTORE_COLLECTION", "batch_jobs"),
@@ -213,6 +231,11 @@ class _Reader:
                     f"{name} is for the local cloud only: a deployed service must not let "
                     "users' URLs reach private addresses"
                 )
+        if self.env.get("CALLBACK_SECRET", "").strip():
+            self.problems.append(
+                "CALLBACK_SECRET is not read by the deploy: store it in Secret Manager as "
+                "CALLBACK_SECRET_NAME (the README shows how); only the callbacks function reads it"
+            )
         self.runtime_settings(config.runtime)
         if self.problems:
             raise DeploySettingsError(self.problems)

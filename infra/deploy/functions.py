@@ -16,18 +16,19 @@ from infra.deploy.steps import Run
 
 RUNTIME = "python312"
 FINALIZED = "google.cloud.storage.object.v1.finalized"
+SECRET_VARIABLE = "CALLBACK_SECRET"
 
 
 @dataclass(frozen=True)
 class Function:
     name: str  # the deployed name (Cloud Run service names take no underscores)
     entry_point: str  # the function in functions/main.py
-    role: str  # whose service account runs it: api, sync or finalize
+    role: str  # whose service account runs it: api, sync, finalize or callbacks
     memory: str
     cpu: str | None  # None: what the memory gets by default
     timeout: int  # seconds
     sizing: str  # why this memory and timeout
-    event: bool = False  # the finalize trigger; the others are HTTP
+    event: bool = False  # an Eventarc trigger (finalize, callbacks); the others are HTTP
 
     @property
     def http(self) -> bool:
@@ -78,6 +79,14 @@ FUNCTIONS = (
         "the job deleted, in the background: its cold start keeps no user waiting",
         event=True,
     ),
+    Function(
+        name="deliver-callbacks", entry_point="deliver_callbacks", role="callbacks",
+        memory="256Mi", cpu=None, timeout=60,
+        sizing="one status notification: a Firestore read and write, and one POST of at most "
+        "a job's JSON with a 10 s timeout; in the background, so its cold start keeps no "
+        "user waiting",
+        event=True,
+    ),
 )  # fmt: skip
 
 
@@ -99,6 +108,7 @@ def function_env(config: DeployConfig, passes: int) -> dict[str, str]:
         "JOB_SYNCHRONIZATION_INTERVAL": f"{config.sync_interval:g}",
         "SYNC_PASSES_PER_CALL": str(passes),
         "SYNC_TIME_BUDGET_SECONDS": "55",
+        "JOB_EVENTS_TOPIC": config.events_topic,
         "LOG_LEVEL": "INFO",
     }
     env.update(config.runtime)
@@ -130,6 +140,15 @@ def deploy_command(
         argv.append(f"--cpu={function.cpu}")
     if function.http:
         argv += ["--trigger-http", "--no-allow-unauthenticated"]
+    elif function.role == "callbacks":
+        # Eventarc's Pub/Sub trigger, with retry: a failed delivery is raised, and the event
+        # comes again with backoff. The secret is this function's alone.
+        argv += [
+            f"--trigger-topic={config.events_topic}",
+            f"--trigger-service-account={account}",
+            "--retry",
+            f"--set-secrets={SECRET_VARIABLE}={config.callback_secret}:latest",
+        ]
     else:
         argv += [
             f"--trigger-event-filters=type={FINALIZED}",

@@ -10,6 +10,12 @@
 |           |                                   | one; sign as itself; the namespace          |
 | finalize  | on-output-finalized + its trigger | as sync, and receive Eventarc events        |
 | scheduler | the Cloud Scheduler job           | invoke synchronize-batch-jobs, nothing else |
+| callbacks | deliver-callbacks + its trigger   | Firestore; read CALLBACK_SECRET_NAME (that  |
+|           |                                   | secret only); receive Eventarc events       |
+
+The api, sync and finalize accounts publish the status notifications: roles/pubsub.publisher
+on JOB_EVENTS_TOPIC only, not project-wide. No account may subscribe to it but Eventarc's
+own subscription (which the trigger makes).
 
 No pod holds a Google identity: a job's pod reads its input through a URL the api account
 signs, and writes `<name>-output.zip` through a resumable upload session the api account
@@ -51,6 +57,7 @@ OBJECTS_CREATE = "roles/storage.objectCreator"  # create only: no read, replace 
 SIGN_OWN_URLS = "roles/iam.serviceAccountTokenCreator"  # signBlob for V4 URLs, on itself
 EVENT_RECEIVER = "roles/eventarc.eventReceiver"
 PUBLISHER = "roles/pubsub.publisher"
+SECRET_READER = "roles/secretmanager.secretAccessor"
 
 APIS = (
     "cloudfunctions.googleapis.com",
@@ -65,6 +72,7 @@ APIS = (
     "iam.googleapis.com",
     "iamcredentials.googleapis.com",
     "storage.googleapis.com",
+    "secretmanager.googleapis.com",
 )
 
 
@@ -81,6 +89,7 @@ def accounts(config: DeployConfig) -> tuple[Account, ...]:
         Account("sync", config.sync_account, "task runner: synchronization"),
         Account("finalize", config.finalize_account, "task runner: output finalize trigger"),
         Account("scheduler", config.scheduler_account, "task runner: calls the sync"),
+        Account("callbacks", config.callbacks_account, "task runner: delivers callbacks"),
     )
 
 
@@ -144,6 +153,59 @@ def _account_role(config: DeployConfig, account: str, member: str, role: str) ->
     )  # fmt: skip
 
 
+def _topic_role(config: DeployConfig, member: str, role: str) -> Run:
+    return Run(
+        _gcloud(
+            config, "pubsub", "topics", "add-iam-policy-binding", config.events_topic,
+            f"--member={member}", f"--role={role}", "--format=none",
+        )
+    )  # fmt: skip
+
+
+def _secret_role(config: DeployConfig, member: str, role: str) -> Run:
+    return Run(
+        _gcloud(
+            config, "secrets", "add-iam-policy-binding", config.callback_secret,
+            f"--member={member}", f"--role={role}", "--format=none",
+        )
+    )  # fmt: skip
+
+
+def events_topic(config: DeployConfig) -> Step:
+    return Step(
+        "Status notifications",
+        "The topic every status change is published to (JOB_EVENTS_TOPIC), created unless "
+        "it exists. Its Eventarc trigger (deliver-callbacks) makes its own subscription.",
+        (
+            Run(
+                _gcloud(config, "pubsub", "topics", "create", config.events_topic),
+                unless=_gcloud(config, "pubsub", "topics", "describe", config.events_topic),
+            ),
+        ),
+    )
+
+
+def callback_secret(config: DeployConfig) -> Step:
+    from infra.deploy.steps import Lookup
+
+    return Step(
+        "Callback secret",
+        f"The callbacks' signing key, in Secret Manager as {config.callback_secret}: made "
+        "by an operator (the README shows how), so its value never passes through the "
+        "deploy, its logs or the functions' environment. Read before any change: a missing "
+        "secret stops the deploy.",
+        (
+            Lookup(
+                "CALLBACK_SECRET_VERSION",
+                _gcloud(
+                    config, "secrets", "versions", "describe", "latest",
+                    f"--secret={config.callback_secret}", "--format=value(name)",
+                ),
+            ),
+        ),
+    )  # fmt: skip
+
+
 def grants(config: DeployConfig) -> Step:
     def sa(account: str) -> str:
         return f"serviceAccount:{config.email(account)}"
@@ -160,6 +222,12 @@ def grants(config: DeployConfig) -> Step:
         actions.append(_bucket_role(config, sa(account), OBJECTS_READ))
         actions.append(_bucket_role(config, sa(account), OBJECTS_CREATE))
     actions.append(_project_role(config, "serviceAccount:${STORAGE_AGENT}", PUBLISHER))
+    for account in functions:
+        actions.append(_topic_role(config, sa(account), PUBLISHER))
+    callbacks = sa(config.callbacks_account)
+    actions.append(_project_role(config, callbacks, FIRESTORE))
+    actions.append(_project_role(config, callbacks, EVENT_RECEIVER))
+    actions.append(_secret_role(config, callbacks, SECRET_READER))
     return Step(
         "Roles",
         "Adding a binding that exists changes nothing. Each function account: Firestore; "
@@ -170,12 +238,17 @@ def grants(config: DeployConfig) -> Step:
         "finalize's read metadata, sign the output URL and save job logs as new objects, "
         "never replacing or deleting one (objectViewer + objectCreator). The finalize "
         "account receives Eventarc events; the Cloud Storage service agent publishes the "
-        "bucket's events to Pub/Sub for Eventarc. No pod gets a Google identity.",
+        "bucket's events to Pub/Sub for Eventarc. The api, sync and finalize accounts "
+        "publish status notifications, on JOB_EVENTS_TOPIC only. The callbacks account "
+        "reads and records the job (Firestore), receives Eventarc events and reads the "
+        "callback secret, that secret only; nothing else. No pod gets a Google identity.",
         tuple(actions),
     )
 
 
-def invokers(config: DeployConfig, api_functions: list[str], sync: str, finalize: str) -> Step:
+def invokers(
+    config: DeployConfig, api_functions: list[str], sync: str, finalize: str, callbacks: str
+) -> Step:
     def invoker(function: str, member: str) -> Run:
         return Run(
             _gcloud(
@@ -187,11 +260,13 @@ def invokers(config: DeployConfig, api_functions: list[str], sync: str, finalize
     actions = [
         invoker(sync, f"serviceAccount:{config.email(config.scheduler_account)}"),
         invoker(finalize, f"serviceAccount:{config.email(config.finalize_account)}"),
+        invoker(callbacks, f"serviceAccount:{config.email(config.callbacks_account)}"),
     ]
     actions += [invoker(name, member) for member in config.invokers for name in api_functions]
     return Step(
         "Who may call the functions",
         "Every function refuses unauthenticated calls. The scheduler's account may call the "
-        "sync, the trigger's account the finalize function, and API_INVOKERS the API.",
+        "sync, each trigger's account its function (finalize, callbacks), and API_INVOKERS "
+        "the API.",
         tuple(actions),
     )

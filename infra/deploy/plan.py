@@ -18,13 +18,17 @@ def build_plan(config: DeployConfig, build: Path) -> list[Step]:
     _, passes = scheduler.cadence(config.sync_interval)
     account = {"api": config.api_account, "sync": config.sync_account}
     account["finalize"] = config.finalize_account
+    account["callbacks"] = config.callbacks_account
     sync = next(f.name for f in FUNCTIONS if f.role == "sync")
-    finalize = next(f.name for f in FUNCTIONS if f.event)
+    finalize = next(f.name for f in FUNCTIONS if f.role == "finalize")
+    callbacks = next(f.name for f in FUNCTIONS if f.role == "callbacks")
     api = [f.name for f in FUNCTIONS if f.role == "api"]
     return [
         iam.enable_apis(config),
         cluster.lookups(config),
+        iam.callback_secret(config),
         iam.service_accounts(config),
+        iam.events_topic(config),
         iam.grants(config),
         cluster.apply(config, build),
         indexes.create_indexes(config),
@@ -54,7 +58,7 @@ def build_plan(config: DeployConfig, build: Path) -> list[Step]:
                 ),
             ),
         ),
-        iam.invokers(config, api, sync, finalize),
+        iam.invokers(config, api, sync, finalize, callbacks),
         Step(
             "Scheduler",
             "The scheduler's account calls the sync with an OIDC token for the sync's URL.",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def isolated_env(state_dir: Path, **overrides: str) -> dict[str, str]:
         LOCAL_PUBSUB_PORT=str(free_port()),
         LOCAL_GCS_PORT=str(free_port()),
         LOCAL_KUBESIM_PORT=str(free_port()),
-        LOCAL_FUNCTIONS_PORT=str(free_port_block(6)),
+        LOCAL_FUNCTIONS_PORT=str(free_port_block(7)),
         API_PORT=str(free_port()),
     )
     env.update(overrides)
@@ -66,6 +67,7 @@ class LocalCloudSettings:
     kubesim_speed: float  # KUBESIM_SPEED: simulated durations are divided by it
     stager_image: str  # STAGER_IMAGE: run for real as a host process by kubesim
     state_dir: Path  # LOCAL_CLOUD_DIR: env file, kubeconfig, logs, volumes
+    callback_secret: str  # CALLBACK_SECRET: random per run unless set
 
     @classmethod
     def from_env(cls) -> LocalCloudSettings:
@@ -83,6 +85,7 @@ class LocalCloudSettings:
             kubesim_speed=_float("KUBESIM_SPEED", 1.0),
             stager_image=os.environ.get("STAGER_IMAGE", "kubernetes-task-runner/stager:local"),
             state_dir=Path(os.environ.get("LOCAL_CLOUD_DIR", REPO_ROOT / ".local-cloud")),
+            callback_secret=os.environ.get("CALLBACK_SECRET") or secrets.token_hex(32),
         )
 
     @property

@@ -1,8 +1,15 @@
-"""The Eventarc relay: Cloud Storage notifications on Pub/Sub -> CloudEvents over HTTP.
+"""The Eventarc relay: messages on Pub/Sub -> CloudEvents over HTTP, as Eventarc makes them.
 
-fake-gcs-server publishes an OBJECT_FINALIZE notification for every finalized object.
-The relay pulls them and POSTs each to the finalize function as the CloudEvent Eventarc
-sends in production (binary content mode). A non-2xx answer is retried with exponential
+Two kinds of trigger (`--events`):
+- `storage`: fake-gcs-server publishes an OBJECT_FINALIZE notification for every finalized
+  object; each becomes a `google.cloud.storage.object.v1.finalized` CloudEvent (the
+  finalize function's trigger).
+- `pubsub`: every message of a topic becomes a `google.cloud.pubsub.topic.v1.messagePublished`
+  CloudEvent whose data is {"message": {data (base64), attributes, messageId, publishTime},
+  "subscription"} (the callbacks function's trigger on JOB_EVENTS_TOPIC).
+
+Each is POSTed to the target function as Eventarc does in production (binary content
+mode). A non-2xx answer is retried with exponential
 backoff, as Eventarc does with retry on; after `max_attempts` the event is dropped with an
 ERROR log line. Delivery is at least once: a message is acked only once it was delivered
 or given up on.
@@ -16,12 +23,14 @@ Pub/Sub delivers those messages again later.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import logging
 import os
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +45,9 @@ from shared import logs
 log = logging.getLogger("eventarc-relay")
 
 FINALIZED = "google.cloud.storage.object.v1.finalized"
+PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 DELIVERY_THREADS = 8
+KEEPALIVE_SECONDS = 600  # a message being retried stays leased this long after each attempt
 PULL_RETRY_SECONDS = 0.2  # pause after a failed pull (the emulator restarting, or gone)
 _EVENT_TYPES = {"OBJECT_FINALIZE": FINALIZED}
 
@@ -81,6 +92,33 @@ def to_cloudevent(attributes: dict[str, str], data: bytes, message_id: str) -> C
     )
 
 
+def published_cloudevent(message: Any, subscription: str, topic: str) -> CloudEvent:
+    """The CloudEvent of an Eventarc Pub/Sub trigger for one message received from
+    `subscription` (projects/P/subscriptions/S) on `topic` (projects/P/topics/T)."""
+    publish_time = message.publish_time
+    published = publish_time.isoformat().replace("+00:00", "Z") if publish_time else ""
+    return CloudEvent(
+        {
+            "id": message.message_id,
+            "source": f"//pubsub.googleapis.com/{topic}",
+            "type": PUBLISHED,
+            "time": published,
+            "specversion": "1.0",
+            "datacontenttype": "application/json",
+        },
+        {
+            "message": {
+                "data": base64.b64encode(message.data).decode(),
+                "attributes": dict(message.attributes),
+                "messageId": message.message_id,
+                "publishTime": published,
+                **({"orderingKey": message.ordering_key} if message.ordering_key else {}),
+            },
+            "subscription": subscription,
+        },
+    )
+
+
 def deliver(
     event: CloudEvent,
     target: str,
@@ -88,10 +126,11 @@ def deliver(
     *,
     session: requests.Session,
     stop: StopSignal,
+    keepalive: Callable[[], None] | None = None,
 ) -> bool:
     """POST `event` until a 2xx answer or `policy.max_attempts`; True when delivered."""
     headers, body = to_binary(event)
-    fields = {"event_id": event["id"], "subject": event["subject"]}
+    fields = {"event_id": event["id"], "subject": event.get("subject") or event["type"]}
     for attempt in range(1, policy.max_attempts + 1):
         try:
             response = session.post(
@@ -110,6 +149,8 @@ def deliver(
             "delivery failed; retrying",
             extra={**fields, "attempt": attempt, "status": status, "retry_in_seconds": wait},
         )
+        if keepalive is not None:
+            keepalive()  # the message stays ours while it waits (long retry schedules)
         if stop.wait(wait):
             return False
     log.error(
@@ -128,9 +169,18 @@ class Relay:
     """
 
     def __init__(
-        self, subscription: str, target: str, policy: RetryPolicy, ready_file: Path | None = None
+        self,
+        subscription: str,
+        target: str,
+        policy: RetryPolicy,
+        ready_file: Path | None = None,
+        *,
+        events: str = "storage",
+        topic: str = "",
     ) -> None:
+        self.topic = topic  # projects/P/topics/T, the source of messagePublished events
         self.subscription = subscription
+        self.events = events  # "storage" (finalize notifications) or "pubsub" (any message)
         self.ready_file = ready_file  # written once the first pull has been answered
         self.target = target
         self.policy = policy
@@ -151,7 +201,8 @@ class Relay:
                 daemon=True,
             ).start()
         log.info(
-            "relaying Cloud Storage events",
+            "relaying %s events",
+            "Cloud Storage" if self.events == "storage" else "Pub/Sub",
             extra={"subscription": self.subscription, "target": self.target},
         )
         try:
@@ -204,16 +255,32 @@ class Relay:
     def _handle(self, subscriber: Any, received: Any) -> None:
         message = received.message
         try:
-            event = to_cloudevent(dict(message.attributes), message.data, message.message_id)
+            if self.events == "pubsub":
+                event: CloudEvent | None = published_cloudevent(
+                    message, self.subscription, self.topic
+                )
+            else:
+                event = to_cloudevent(dict(message.attributes), message.data, message.message_id)
             if event is None:
                 log.info("ignored notification", extra={"attributes": dict(message.attributes)})
             else:
+
+                def keepalive() -> None:
+                    subscriber.modify_ack_deadline(
+                        request={
+                            "subscription": self.subscription,
+                            "ack_ids": [received.ack_id],
+                            "ack_deadline_seconds": KEEPALIVE_SECONDS,
+                        }
+                    )
+
                 deliver(
                     event,
                     self.target,
                     self.policy,
                     session=self._session,
                     stop=self.stop_event,
+                    keepalive=keepalive,
                 )
         except Exception:
             log.exception("could not relay notification %s", message.message_id)
@@ -231,6 +298,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--initial-backoff", type=float, default=RetryPolicy.initial_backoff)
     parser.add_argument("--max-backoff", type=float, default=RetryPolicy.max_backoff)
     parser.add_argument("--ready-file", type=Path, help="written once the relay pulls")
+    parser.add_argument(
+        "--events",
+        choices=("storage", "pubsub"),
+        default="storage",
+        help="storage: Cloud Storage finalize notifications; pubsub: messagePublished",
+    )
+    parser.add_argument("--topic", default="", help="projects/P/topics/T (--events=pubsub)")
     args = parser.parse_args(argv)
     logs.configure(os.environ.get("LOG_LEVEL", "INFO"))
     relay = Relay(
@@ -242,6 +316,8 @@ def main(argv: list[str] | None = None) -> None:
             max_backoff=args.max_backoff,
         ),
         ready_file=args.ready_file,
+        events=args.events,
+        topic=args.topic,
     )
     relay.stop_event.install()
     started = time.monotonic()

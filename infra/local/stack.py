@@ -50,6 +50,9 @@ log = logging.getLogger("local-cloud")
 
 GCS_TOPIC = "gcs-notifications"
 RELAY_SUBSCRIPTION = "eventarc-relay"
+EVENTS_TOPIC = "job-events"  # JOB_EVENTS_TOPIC: the jobs' status notifications
+CALLBACKS_SUBSCRIPTION = "eventarc-callbacks"  # its Eventarc trigger's, to deliver_callbacks
+CALLBACKS_FUNCTION = "deliver_callbacks"
 FUNCTIONS_SOURCE = REPO_ROOT / "functions" / "main.py"
 FINALIZE_FUNCTION = "on_output_finalized"
 SYNC_FUNCTION = "synchronize_batch_jobs"
@@ -61,6 +64,7 @@ OTHER_FUNCTIONS = (
     "get_job",
     "list_jobs",
     "kill_job",
+    CALLBACKS_FUNCTION,
 )
 # Servers that others call; stopped last, once nothing calls them any more.
 BACKENDS = ("firestore-emulator", "pubsub-emulator", "fake-gcs-server", "kubesim")
@@ -131,6 +135,10 @@ def client_env(settings: LocalCloudSettings) -> dict[str, str]:
         "API_URL": f"http://127.0.0.1:{settings.api_port}",
         # Everything here is on loopback: inputs by URL may be too (never in production).
         "ALLOW_PRIVATE_INPUT_URLS": "1",
+        "JOB_EVENTS_TOPIC": EVENTS_TOPIC,
+        "CALLBACK_SECRET": settings.callback_secret,
+        # Callbacks to a receiver on this machine (never in production).
+        "ALLOW_PRIVATE_CALLBACKS": "1",
     }
 
 
@@ -252,6 +260,7 @@ class Stack:
         self._track(firestore, pubsub, kubesim)
         self._started(pubsub, f"127.0.0.1:{s.pubsub_port} (PUBSUB_EMULATOR_HOST)")
         self._call(ensure_topic_and_subscription, s.project, GCS_TOPIC, RELAY_SUBSCRIPTION)
+        self._call(ensure_topic_and_subscription, s.project, EVENTS_TOPIC, CALLBACKS_SUBSCRIPTION)
         gcs = emulators.start_fake_gcs(
             port=s.gcs_port,
             project=s.project,
@@ -325,6 +334,23 @@ class Stack:
             pending = Starting(relay, ready.exists, 60.0)
             self._track(pending)
             self._started(pending, f"{GCS_TOPIC} -> {FINALIZE_FUNCTION}")
+        if CALLBACKS_FUNCTION in functions:
+            # Eventarc's Pub/Sub trigger with retry: backoff doubling to a minute, for as long
+            # as Pub/Sub keeps a message (the function itself gives up after
+            # CALLBACK_RETRY_SECONDS and answers 2xx).
+            relay = self._python(
+                "eventarc-callbacks",
+                "infra.local.relay",
+                "--events=pubsub",
+                f"--subscription=projects/{s.project}/subscriptions/{CALLBACKS_SUBSCRIPTION}",
+                f"--topic=projects/{s.project}/topics/{EVENTS_TOPIC}",
+                f"--target=http://127.0.0.1:{ports[CALLBACKS_FUNCTION]}/",
+                "--max-attempts=1500",
+                "--initial-backoff=1",
+                "--max-backoff=60",
+            )
+            self.servers.append(relay)
+            self.endpoints.append(("eventarc-callbacks", f"{EVENTS_TOPIC} -> {CALLBACKS_FUNCTION}"))
         if SYNC_FUNCTION in functions:
             scheduler = self._python(
                 "cloud-scheduler",

@@ -8,7 +8,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared import logs
 from shared.cloud.backends import Backends, default_backends
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 Handler = Callable[..., "Response"]
+T = TypeVar("T")
 _logging_ready = False
 # json.loads joins escaped surrogate pairs, so a surrogate left in a string stands alone: it
 # is not Unicode, and no backend (nor the response's own UTF-8) can carry it.
@@ -73,6 +74,7 @@ def respond_errors(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     def guarded(*args: Any, **kwargs: Any) -> Response:
+        backends: Backends | None = None
         try:
             backends = kwargs.get("backends") or default_backends()
             _configure_logging(backends)
@@ -94,6 +96,25 @@ def respond_errors(handler: Handler) -> Handler:
         except Exception:
             log.exception("unexpected error")
             return envelope("", msg="Internal error", error="InternalError", status=500)
+        finally:
+            if backends is not None:
+                backends.flush_events()
+
+    return guarded
+
+
+def event_handler(handler: Callable[..., T]) -> Callable[..., T]:
+    """The event functions' one wrapper: logging set up, and this event's status
+    notifications flushed before the function returns, whatever it returns or raises."""
+
+    @functools.wraps(handler)
+    def guarded(*args: Any, backends: Backends | None = None, **kwargs: Any) -> T:
+        backends = backends or default_backends()
+        _configure_logging(backends)
+        try:
+            return handler(*args, backends=backends, **kwargs)
+        finally:
+            backends.flush_events()
 
     return guarded
 
@@ -241,13 +262,12 @@ def synchronize(request: Request, *, backends: Backends) -> Response:
     return envelope(report.as_dict(), msg="Synchronization finished")
 
 
-def handle_finalized(data: dict[str, Any], *, backends: Backends | None = None) -> str:
+@event_handler
+def handle_finalized(data: dict[str, Any], *, backends: Backends) -> str:
     """The finalize event. A transient failure is raised: the function answers 500 and
     Eventarc delivers the event again. Anything else is logged and the event dropped."""
     from shared.jobs import finalize
 
-    backends = backends or default_backends()
-    _configure_logging(backends)
     try:
         return finalize.handle(data, backends=backends)
     except (StoreError, BucketError):
@@ -259,6 +279,20 @@ def handle_finalized(data: dict[str, Any], *, backends: Backends | None = None) 
             raise
         log.exception("finalize could not clean up; the sync will")
         return "cleanup pending"
+
+
+@event_handler
+def handle_job_event(event: dict[str, Any], *, backends: Backends) -> str:
+    """A status notification (Pub/Sub messagePublished): deliver the job's callback if it
+    reached a final status. A failed delivery is raised, so Eventarc delivers the event
+    again with backoff, until CALLBACK_RETRY_SECONDS after the status; then it is recorded."""
+    from shared.jobs import callbacks
+
+    try:
+        return callbacks.handle(event, backends=backends)
+    except StoreError:
+        log.exception("callback bookkeeping failed; the event will be delivered again")
+        raise
 
 
 @respond_errors

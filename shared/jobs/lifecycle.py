@@ -33,7 +33,7 @@ from shared.errors import (
     StorageError,
     TransitionRefusedError,
 )
-from shared.jobs import joblogs, references
+from shared.jobs import callbacks, joblogs, references
 from shared.jobs.inputs import decode_input
 from shared.logs import log_context
 from shared.model import manifests
@@ -72,6 +72,8 @@ def create(
         _refuse_input_sources(body)
     request = validate_create(body)
     data = decode_input(request.input_zip, settings) if request.input_zip is not None else None
+    if request.callback_url:
+        callbacks.check(request.callback_url, settings)
     # Clients first: a misconfigured cluster or bucket fails the request before anything is
     # stored, instead of leaving a record that nothing will ever deploy.
     backends.cluster, backends.bucket  # noqa: B018 - built on first use, cached
@@ -87,6 +89,7 @@ def create(
         account_id=request.account_id,
         has_input=data is not None or bool(request.input_url) or request.input_upload,
         scheduled_for=request.scheduled_for,
+        callback_url=request.callback_url,
     )
     if submission is not None:
         job.submission, job.submission_generation = submission.object_name, submission.generation

@@ -70,6 +70,11 @@ class Job:
     output_file_url: str | None = None
     output_url_expires: int | None = None  # epoch ms; None = does not expire
     transitions: list[dict[str, Any]] = field(default_factory=list)
+    callback_url: str | None = None  # POSTed the job once it reaches a final status
+    callback_status: str | None = None  # "delivered" or "failed" (retries given up)
+    callback_attempts: int = 0  # deliveries tried (the last, when it succeeded, included)
+    callback_time: int | None = None  # epoch ms: delivered, or given up
+    callback_answer: str | None = None  # the receiver's last answer, e.g. "500" or "timeout"
     updated: int = 0  # epoch ms of the last write
 
     @property
@@ -135,6 +140,13 @@ class Job:
             body["disruptions"] = self.disruptions
         if self.scheduled_for is not None:
             body["scheduled_for"] = self.scheduled_for
+        if self.callback_url is not None:
+            body["callback_url"] = self.callback_url
+            for key in ("callback_status", "callback_time", "callback_answer"):
+                if (value := getattr(self, key)) is not None:
+                    body[key] = value
+            if self.callback_attempts:
+                body["callback_attempts"] = self.callback_attempts
         if self.awaiting_upload:
             body["input_upload_url"] = self.input_upload_url
             body["input_upload_expires"] = self.input_upload_expires

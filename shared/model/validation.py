@@ -68,7 +68,7 @@ MAX_IMAGE = 255
 RESOURCE_KINDS = ("limits", "requests")
 RESOURCE_NAMES = ("cpu", "memory")
 
-TOP_LEVEL = {"account_id", "name", "job_parameters", "status"}
+TOP_LEVEL = {"account_id", "name", "job_parameters", "status", "callback_url"}
 PARAMETERS = {
     "docker_image",
     "environment_variables",
@@ -95,6 +95,7 @@ class JobRequest:
     job_parameters: dict[str, Any]  # without input_zip
     input_zip: str | None
     scheduled_for: int | None = None  # epoch ms of a start_after still ahead; None = now
+    callback_url: str | None = None  # where to POST the job at its final status
 
     @property
     def input_url(self) -> str | None:
@@ -335,6 +336,9 @@ def validate_create(body: Any) -> JobRequest:
         not isinstance(account_id, str) or not 0 < len(account_id) <= MAX_ACCOUNT_ID
     ):
         errors["account_id"] = f"Must be a string of 1 to {MAX_ACCOUNT_ID} characters"
+    callback_url = body.get("callback_url")
+    if callback_url is not None and (error := _callback_url_error(callback_url)):
+        errors["callback_url"] = error
     params = body.get("job_parameters")
     if params is None:
         errors["job_parameters"] = {"docker_image": REQUIRED}
@@ -370,7 +374,30 @@ def validate_create(body: Any) -> JobRequest:
         job_parameters=kept,
         input_zip=params.get("input_zip") or None,
         scheduled_for=scheduled_for,
+        callback_url=callback_url,
     )
+
+
+def _callback_url_error(value: Any) -> str | None:
+    """An https (or, where allowed, http) URL with a host; where it points is checked by
+    the create, which needs the network."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(value, str) or not value:
+        return "Must be an https:// URL"
+    if len(value) > MAX_URL or any(ord(c) < 0x21 or ord(c) == 0x7F for c in value):
+        return f"Must be a URL of at most {MAX_URL} characters, without spaces or controls"
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        return "Not a valid URL"
+    if parts.scheme not in ("https", "http") or not host:
+        return "Must be an https:// URL"
+    if parts.username is not None or parts.password is not None:
+        return "Must not hold credentials: the body is signed with CALLBACK_SECRET"
+    return None
 
 
 def _env_text(value: Any) -> str:

@@ -34,6 +34,16 @@ def check_url(url: str, *, allow_private: bool = False) -> None:
 
     With `allow_private`, http and any address are allowed (for a local cloud only).
     """
+    _checked(url, allow_private=allow_private, resolve=not allow_private)
+
+
+def resolve_checked(url: str, *, allow_private: bool = False) -> list[str]:
+    """check_url, returning the host's addresses: connect to one of them, never to the name
+    again, so that a name resolving elsewhere by then cannot move the request."""
+    return _checked(url, allow_private=allow_private, resolve=True)
+
+
+def _checked(url: str, *, allow_private: bool, resolve: bool) -> list[str]:
     try:
         parts = urlsplit(url)
         host, port = parts.hostname, parts.port
@@ -42,15 +52,20 @@ def check_url(url: str, *, allow_private: bool = False) -> None:
     schemes = PRIVATE_SCHEMES if allow_private else SCHEMES
     if parts.scheme not in schemes or not host:
         raise AddressRefusedError(f"must be {' or '.join(schemes)} with a host")
-    if allow_private:
-        return
+    if not resolve:
+        return []
     try:
         found = socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError):
         raise AddressRefusedError(f"the host {host} does not resolve") from None
+    addresses = []
     for *_, sockaddr in found:
         address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
-        if not _public(address):
+        if not allow_private and not _public(address):
             raise AddressRefusedError(
                 f"the host {host} resolves to {address}, a loopback, link-local or private address"
             )
+        addresses.append(str(address))
+    if not addresses:
+        raise AddressRefusedError(f"the host {host} does not resolve")
+    return addresses

@@ -28,6 +28,7 @@ PROJECT = "bench"
 BUCKET = "bench-jobs"
 NAMESPACE = "bench"
 TOPIC = "gcs-notifications"
+EVENTS_TOPIC = "job-events"  # JOB_EVENTS_TOPIC: the benchmarks run with notifications on
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ def local_cloud() -> Iterator[Cloud]:
         firestore = emulators.start_firestore(port=firestore_port, project=PROJECT, log_dir=base)
         stack.callback(firestore.proc.stop)
         ensure_topic_and_subscription(PROJECT, TOPIC, "bench-sink")
+        ensure_topic_and_subscription(PROJECT, EVENTS_TOPIC, "bench-events-sink")
         gcs = emulators.start_fake_gcs(
             port=gcs_port,
             project=PROJECT,
@@ -96,6 +98,8 @@ def local_cloud() -> Iterator[Cloud]:
                 "GC_BUCKET_NAME": BUCKET,
                 "FIRESTORE_COLLECTION": "bench_jobs",
                 "LOG_LEVEL": "WARNING",
+                # BENCH_EVENTS_TOPIC="" measures without notifications, for comparison
+                "JOB_EVENTS_TOPIC": os.environ.get("BENCH_EVENTS_TOPIC", EVENTS_TOPIC),
             }
         )
         _prepare(kubeconfig)

@@ -67,6 +67,18 @@ def gcloud(args: list[str], state: dict[str, Any]) -> int:
         return 0
     if words[:2] == ["services", "enable"]:
         return 0
+    if words[:4] == ["secrets", "versions", "describe", "latest"]:
+        # The operator made it before the deploy (the README's one line).
+        secret = _value(args, "--secret")
+        print(f"projects/123/secrets/{secret}/versions/1")
+        return 0
+    if words[:3] == ["pubsub", "topics", "describe"]:
+        return 0 if words[3] in state.setdefault("topics", []) else _fail("NOT_FOUND: topic")
+    if words[:3] == ["pubsub", "topics", "create"]:
+        if words[3] in state.setdefault("topics", []):
+            return _fail("ALREADY_EXISTS: topic exists")
+        state["topics"].append(words[3])
+        return 0
     return _fail(f"fake gcloud does not know: {' '.join(args)}")
 
 

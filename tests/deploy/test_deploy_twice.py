@@ -60,19 +60,20 @@ def test_a_second_deploy_changes_nothing(tools, tmp_path):
         job_after_first = copy.deepcopy(scheduler_state.jobs)
         second, second_out = deploy(tools, build, endpoint)
 
-    assert len(first["accounts"]) == 4  # api, sync, finalize, scheduler: no stager
+    assert len(first["accounts"]) == 5  # api, sync, finalize, scheduler, callbacks: no stager
     assert len(first["indexes"]) == 2
-    assert len(first["functions"]) == 7
+    assert len(first["functions"]) == 8
+    assert first["topics"] == ["task-runner-job-events"]
     assert "# scheduler job created" in first_out
     # the second run: same cloud, nothing created, the scheduler job left alone
-    for key in ("accounts", "indexes", "bindings", "applied"):
+    for key in ("accounts", "indexes", "bindings", "applied", "topics"):
         assert second[key] == first[key], key
     assert {name: f["env"] for name, f in second["functions"].items()} == {
         name: f["env"] for name, f in first["functions"].items()
     }
     second_calls = second["calls"][len(first["calls"]) :]
     assert not [c for c in second_calls if c[1:4] == ["iam", "service-accounts", "create"]]
-    assert second_out.count("# exists: nothing to do") == 4
+    assert second_out.count("# exists: nothing to do") == 6  # 5 accounts and the topic
     assert second_out.count("# already exists: nothing to do") == 2
     assert "# scheduler job unchanged" in second_out
     assert scheduler_state.jobs == job_after_first

@@ -28,6 +28,9 @@ NAMES = (
     | {
         CONFIG.project,
         CONFIG.cluster,
+        CONFIG.events_topic,
+        CONFIG.callback_secret,
+        "latest",  # a secret's version
     }
 )
 

@@ -14,7 +14,7 @@ import yaml
 
 from infra.deploy import iam, scheduler
 from infra.deploy.cluster import render_manifests
-from infra.deploy.config import DeployConfig, read_env_file
+from infra.deploy.config import DeployConfig, DeploySettingsError, read_env_file
 from infra.deploy.plan import build_plan
 from infra.deploy.runner import Runner
 from infra.deploy.steps import Lookup, Run, SchedulerJob, Step, WriteFile
@@ -91,7 +91,7 @@ def test_the_finalize_function_is_an_eventarc_trigger_on_the_bucket(plan, config
     (finalize,) = [
         argv
         for argv in commands(plan, "gcloud", "functions", "deploy")
-        if "--trigger-http" not in argv
+        if "--trigger-http" not in argv and "--entry-point=on_output_finalized" in argv
     ]
     given = flags(finalize)
     assert given["--entry-point"] == ["on_output_finalized"]
@@ -111,6 +111,7 @@ def test_each_function_runs_as_its_own_account(plan, config):
     }
     assert accounts.pop("synchronize_batch_jobs") == config.email(config.sync_account)
     assert accounts.pop("on_output_finalized") == config.email(config.finalize_account)
+    assert accounts.pop("deliver_callbacks") == config.email(config.callbacks_account)
     assert set(accounts.values()) == {config.email(config.api_account)}
 
 
@@ -125,7 +126,15 @@ def test_the_functions_get_the_cluster_endpoint_read_while_deploying(plan, confi
     assert env["GC_BUCKET_NAME"] == config.bucket
     assert env["SYNC_PASSES_PER_CALL"] == "2"  # every 30 s, called once a minute
     assert "--format=value(endpoint)" in lookups["CLUSTER_ENDPOINT"].argv
-    assert set(lookups) == {"CLUSTER_ENDPOINT", "CLUSTER_CA", "STORAGE_AGENT", "SYNC_URL"}
+    assert env["JOB_EVENTS_TOPIC"] == config.events_topic
+    assert "CALLBACK_SECRET" not in env  # the callbacks function's alone, from Secret Manager
+    assert set(lookups) == {
+        "CLUSTER_ENDPOINT",
+        "CLUSTER_CA",
+        "STORAGE_AGENT",
+        "SYNC_URL",
+        "CALLBACK_SECRET_VERSION",
+    }
 
 
 def test_the_scheduler_calls_the_sync_url_with_an_oidc_token(plan, config):
@@ -236,15 +245,17 @@ def test_the_plan_has_no_stager_identity(plan, config):
     done = [" ".join(a.argv) for a in actions(plan, Run) + actions(plan, Lookup)]
     done += [w.content for w in actions(plan, WriteFile)]
     assert not [d for d in done if "svc.id.goog" in d or "workloadIdentity" in d]
-    assert [a.key for a in iam.accounts(config)] == ["api", "sync", "finalize", "scheduler"]
+    keys = ["api", "sync", "finalize", "scheduler", "callbacks"]
+    assert [a.key for a in iam.accounts(config)] == keys
     created = [argv[4] for argv in commands(plan, "gcloud", "iam", "service-accounts", "create")]
     assert created == [a.id for a in iam.accounts(config)]
     members = {
         member for argv in actions(plan, Run) for member in flags(argv.argv).get("--member", [])
     }
     functions = {config.api_account, config.sync_account, config.finalize_account}
+    functions |= {config.scheduler_account, config.callbacks_account}
     assert members <= {
-        *(f"serviceAccount:{config.email(a)}" for a in functions | {config.scheduler_account}),
+        *(f"serviceAccount:{config.email(a)}" for a in functions),
         "serviceAccount:${STORAGE_AGENT}",
         *config.invokers,
     }
@@ -329,3 +340,89 @@ def test_dry_run_prints_the_plan_and_changes_nothing(tmp_path):
     assert [line.split(".")[0] for line in numbered] == [
         f"# == {n}" for n in range(1, len(numbered) + 1)
     ]
+
+
+# -- status notifications and callbacks ------------------------------------------------------
+
+
+def test_the_events_topic_is_created_before_anyone_is_granted_on_it(plan, config):
+    text = [" ".join(run.argv) for run in actions(plan, Run)]
+    created = text.index(
+        f"gcloud pubsub topics create {config.events_topic} --project={config.project}"
+    )
+    granted = [i for i, t in enumerate(text) if t.startswith("gcloud pubsub topics add-iam")]
+    assert granted and created < min(granted)
+    (create,) = [r for r in actions(plan, Run) if r.argv[1:4] == ("pubsub", "topics", "create")]
+    assert create.unless is not None and "describe" in create.unless
+
+
+def test_only_the_publishing_accounts_may_publish_and_only_on_the_topic(plan, config):
+    publishers: dict[tuple[str, ...], set[str]] = {}
+    for argv in commands(plan, "gcloud"):
+        given = flags(argv)
+        if given.get("--role") == [iam.PUBLISHER]:
+            publishers.setdefault(argv[1:3], set()).update(given["--member"])
+    topic_members = {f"serviceAccount:{config.email(a)}" for a in (
+        config.api_account, config.sync_account, config.finalize_account
+    )}  # fmt: skip
+    assert publishers[("pubsub", "topics")] == topic_members
+    # Project-wide, the storage agent alone publishes (the bucket's Eventarc events).
+    assert publishers[("projects", "add-iam-policy-binding")] == {"serviceAccount:${STORAGE_AGENT}"}
+    for argv in commands(plan, "gcloud", "pubsub", "topics", "add-iam-policy-binding"):
+        assert argv[4] == config.events_topic
+
+
+def test_the_callbacks_function_is_a_pubsub_trigger_with_retry_and_its_own_secret(plan, config):
+    (deploy,) = [
+        argv
+        for argv in commands(plan, "gcloud", "functions", "deploy")
+        if "--entry-point=deliver_callbacks" in argv
+    ]
+    given = flags(deploy)
+    assert given["--trigger-topic"] == [config.events_topic]
+    assert "--retry" in given
+    assert given["--trigger-service-account"] == [config.email(config.callbacks_account)]
+    assert given["--set-secrets"] == [f"CALLBACK_SECRET={config.callback_secret}:latest"]
+    others = [a for a in commands(plan, "gcloud", "functions", "deploy") if a != deploy]
+    assert not [a for a in others if "--set-secrets" in flags(a)]
+    member = f"serviceAccount:{config.email(config.callbacks_account)}"
+    roles = {
+        (argv[1], flags(argv)["--role"][0])
+        for argv in commands(plan, "gcloud")
+        if member in flags(argv).get("--member", []) and "--role" in flags(argv)
+    }
+    assert roles == {
+        ("projects", iam.FIRESTORE),
+        ("projects", iam.EVENT_RECEIVER),
+        ("secrets", iam.SECRET_READER),
+    }
+    (secret,) = commands(plan, "gcloud", "secrets", "add-iam-policy-binding")
+    assert secret[3] == config.callback_secret and flags(secret)["--member"] == [member]
+    invoked = [
+        argv[3]
+        for argv in commands(plan, "gcloud", "functions", "add-invoker-policy-binding")
+        if flags(argv)["--member"] == [member]
+    ]
+    assert invoked == ["deliver-callbacks"]
+
+
+def test_a_missing_secret_stops_the_deploy_before_any_change(plan, config):
+    steps = [step.title for step in plan]
+    first_change = next(
+        i
+        for i, step in enumerate(plan)
+        if any(isinstance(a, Run) for a in step.actions) and step.title != "Google APIs"
+    )
+    assert steps.index("Callback secret") < first_change
+    (lookup,) = [a for a in actions(plan, Lookup) if a.name == "CALLBACK_SECRET_VERSION"]
+    assert f"--secret={config.callback_secret}" in lookup.argv
+
+
+def test_the_secret_and_private_callbacks_are_refused_as_deploy_settings():
+    env = read_env_file(EXAMPLE) | {"CALLBACK_SECRET": "s3cret", "ALLOW_PRIVATE_CALLBACKS": "1"}
+    with pytest.raises(DeploySettingsError) as raised:
+        DeployConfig.load(env)
+    problems = "\n".join(raised.value.problems)
+    assert "CALLBACK_SECRET is not read by the deploy" in problems
+    assert "ALLOW_PRIVATE_CALLBACKS is for the local cloud only" in problems
+    assert "s3cret" not in problems

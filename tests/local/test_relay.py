@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
@@ -211,3 +212,37 @@ def test_other_notification_types_are_not_relayed():
 def test_backoff_doubles_up_to_the_cap():
     policy = relay.RetryPolicy(initial_backoff=0.5, max_backoff=3)
     assert [policy.backoff(n) for n in range(1, 6)] == [0.5, 1, 2, 3, 3]
+
+
+def test_pubsub_messages_arrive_as_message_published_events(
+    gcp_project, pubsub_emulator, capture, tmp_path
+):
+    """--events=pubsub: any message of a topic, as an Eventarc Pub/Sub trigger posts it; a
+    non-2xx answer is retried with the same event."""
+    from google.cloud import pubsub_v1
+
+    topic = f"relay-events-{uuid.uuid4().hex[:8]}"
+    subscription = ensure_topic_and_subscription(gcp_project, topic, f"{topic}-sub")
+    topic_path = f"projects/{gcp_project}/topics/{topic}"
+    capture.statuses = [500]
+    proc = start_relay(
+        subscription, capture.url, tmp_path, "--events=pubsub", f"--topic={topic_path}"
+    )
+    try:
+        publisher = pubsub_v1.PublisherClient()
+        publisher.publish(topic_path, b'{"id": "j"}', job_id="j", status="killed").result()
+        capture.wait_for(lambda requests: len(requests) >= 2, timeout=30)
+    finally:
+        proc.stop()
+    first, second = capture.requests[:2]
+    assert first.body == second.body
+    assert first.headers["ce-type"] == "google.cloud.pubsub.topic.v1.messagePublished"
+    assert first.headers["ce-source"] == f"//pubsub.googleapis.com/{topic_path}"
+    assert first.headers["ce-id"] == second.headers["ce-id"]
+    data = json.loads(first.body)
+    assert data["subscription"] == subscription
+    message = data["message"]
+    assert base64.b64decode(message["data"]) == b'{"id": "j"}'
+    assert message["attributes"] == {"job_id": "j", "status": "killed"}
+    assert message["messageId"] == first.headers["ce-id"]
+    assert message["publishTime"].endswith("Z")

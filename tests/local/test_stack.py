@@ -4,6 +4,8 @@ and within its bound whatever its servers are doing."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import signal
@@ -21,6 +23,7 @@ import requests
 
 from infra.local.config import isolated_env
 from infra.local.stack import STOP_SECONDS, read_env_file
+from tests.local.httpcapture import capture_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -110,6 +113,7 @@ def test_make_run_serves_everything_and_leaves_nothing_behind(tmp_path):
 
         api = requests.get(f"http://127.0.0.1:{env['API_PORT']}/batch/", timeout=30)
         assert api.json() == {"data": [], "error": "", "msg": "", "result": True}
+        assert_callbacks_delivered(cloud, env)
         sync_port = int(env["LOCAL_FUNCTIONS_PORT"])  # synchronize_batch_jobs comes first
         sync = requests.post(f"http://127.0.0.1:{sync_port}/", timeout=30)
         assert sync.json()["result"] is True
@@ -139,6 +143,37 @@ def test_make_run_serves_everything_and_leaves_nothing_behind(tmp_path):
     deadline = time.monotonic() + 15
     while any(alive(pid) for pid in spawned):
         assert time.monotonic() < deadline, [pid for pid in spawned if alive(pid)]
+        time.sleep(0.1)
+
+
+def assert_callbacks_delivered(cloud: dict[str, str], env: dict[str, str]) -> None:
+    """A job killed on the stack is POSTed to its callback_url by deliver_callbacks, through
+    the events topic and its Eventarc relay, signed with the run's CALLBACK_SECRET."""
+    assert cloud["JOB_EVENTS_TOPIC"] and cloud["ALLOW_PRIVATE_CALLBACKS"] == "1"
+    assert len(cloud["CALLBACK_SECRET"]) >= 32
+    with capture_server() as receiver:
+        body = {
+            "callback_url": receiver.url,
+            "job_parameters": {
+                "docker_image": "alpine:3",
+                "environment_variables": {"KUBESIM_SH": "sleep 600"},
+            },
+        }
+        api = f"http://127.0.0.1:{env['API_PORT']}/batch/"
+        created = requests.post(api, json=body, timeout=30).json()
+        assert created["result"] is True, created
+        job_id = created["data"]["id"]
+        killed = requests.delete(f"{api}{job_id}", timeout=30).json()
+        assert killed["result"] is True, killed
+        receiver.wait_for(lambda requests: len(requests) >= 1, timeout=30)
+        (delivered,) = receiver.requests
+    assert json.loads(delivered.body)["status"] == "killed"
+    digest = hmac.new(cloud["CALLBACK_SECRET"].encode(), delivered.body, hashlib.sha256)
+    assert delivered.headers["x-task-runner-signature"] == f"sha256={digest.hexdigest()}"
+    assert delivered.headers["x-task-runner-event-id"] == f"{job_id}:killed"
+    deadline = time.monotonic() + 10
+    while requests.get(f"{api}{job_id}", timeout=30).json()["data"].get("callback_status") is None:
+        assert time.monotonic() < deadline, "callback_status never recorded"
         time.sleep(0.1)
 
 
