@@ -7,9 +7,9 @@ import time
 from collections.abc import Collection
 from typing import Any
 
-from shared.backends import Backends
-from shared.manifests import JOB_ID, OWNED_SELECTOR
-from shared.model import FINAL, TRANSITIONS, Job, Status
+from shared.cloud.backends import Backends
+from shared.model.job import FINAL, TRANSITIONS, Job, Status
+from shared.model.manifests import JOB_ID, OWNED_SELECTOR
 
 
 def all_jobs(backends: Backends) -> list[Job]:

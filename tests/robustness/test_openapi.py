@@ -26,9 +26,9 @@ from schemathesis import Case, CheckContext, CheckFunction, GenerationMode, Resp
 from schemathesis.core import NotSet
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from shared import routes
 from shared.errors import InvalidParameters
-from shared.validation import MAX_ENV_BYTES, validate_create
+from shared.http import routes
+from shared.model.validation import MAX_ENV_BYTES, validate_create
 from tests.fixtures.api import Functions
 from tests.robustness.helpers import create, env, reconfigure, sync_until_final
 from tests.robustness.invariants import assert_only_jobs
