@@ -13,11 +13,11 @@ import functools
 import logging
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import Any
+from typing import Any, NamedTuple
 
 from shared.cloud.backends import Backends
 from shared.cloud.bucket import V4_MAX_LIFETIME
-from shared.cloud.store import JobStore, NameTakenError, Version
+from shared.cloud.store import JobStore, NameTakenError, RequestKey, RequestSeenError, Version
 from shared.errors import (
     ApiError,
     BucketError,
@@ -25,11 +25,13 @@ from shared.errors import (
     ClusterConflictError,
     ClusterError,
     ConfigurationError,
+    Conflict,
     DoesNotExist,
     InvalidParameters,
     SigningError,
     SigningUnavailableError,
     StorageError,
+    StoreError,
     TransitionRefusedError,
 )
 from shared.jobs import joblogs, references
@@ -45,16 +47,29 @@ INPUT_URL_MARGIN = 3600  # s: the input URL outlives the job's timeout by this m
 SESSION_LIFETIME = 7 * 24 * 3600  # s: a resumable upload session's (Cloud Storage's own)
 
 
-def create(body: Any, *, backends: Backends) -> tuple[Job, str]:
+class Created(NamedTuple):
+    job: Job
+    msg: str  # the envelope's message
+    repeat: bool = False  # a repeat of an earlier create (its request_id): nothing was made
+
+
+def create(body: Any, *, backends: Backends) -> Created:
     """Validate, store, deploy. Returns the job and the envelope's message.
 
     A job with `input_upload` is stored and answered at once with its upload URL; its
     input's finalize event deploys it (start_uploaded). A job with `start_after` is deployed
     as a suspended Job, so the cluster has checked it, and stays `created` until the sync
     resumes it.
+
+    A `request_id` seen in the last 24 h answers the job it made, as it is now, and makes
+    nothing; with a different body it is a 409. The key is written in the job's own batch,
+    so of concurrent creates with one request id exactly one makes a job.
     """
     settings, store = backends.settings, backends.store
     request = validate_create(body)
+    key = RequestKey(request.request_id, request.fingerprint) if request.request_id else None
+    if key is not None and (seen := store.request(key.request_id)) is not None:
+        return _repeat(key, *seen, store=store)
     data = decode_input(request.input_zip, settings) if request.input_zip is not None else None
     # Clients first: a misconfigured cluster or bucket fails the request before anything is
     # stored, instead of leaving a record that nothing will ever deploy.
@@ -73,11 +88,14 @@ def create(body: Any, *, backends: Backends) -> tuple[Job, str]:
         scheduled_for=request.scheduled_for,
     )
     if request.input_upload:
-        return _create_awaiting_upload(job, backends)
+        return _create_awaiting_upload(job, key, backends)
     # The output's upload session is opened while the record is written: it creates no
-    # object, so a create refused for its name just leaves it to expire.
+    # object, so a create refused for its name (or found a repeat) just leaves it to expire.
     upload = _pool().submit(backends.bucket.open_upload, job.output_object, job.id)
-    written = _store(job, store)
+    try:
+        written = _store(job, store, key)
+    except RequestSeenError as seen:
+        return _repeat(key, seen.job_id, seen.fingerprint, store=store)
     with log_context(job_id=job.id, job_name=job.name):
         log.info("job created")
         try:
@@ -95,7 +113,7 @@ def create(body: Any, *, backends: Backends) -> tuple[Job, str]:
             log.error("create failed; cleaned up", extra={"error": str(error)})
             raise answer from error
         if job.scheduled_for is not None:
-            return _record_scheduled(job, urls_expire, backends), _scheduled_message(job)
+            return Created(_record_scheduled(job, urls_expire, backends), _scheduled_message(job))
         running = store.transition(
             job.id,
             Status.RUNNING,
@@ -104,17 +122,33 @@ def create(body: Any, *, backends: Backends) -> tuple[Job, str]:
             updates={"urls_expire": urls_expire},
         )
         log.info("job deployed")
-    return running, ""
+    return Created(running, "")
 
 
-def _store(job: Job, store: JobStore) -> Version:
+def _store(job: Job, store: JobStore, key: RequestKey | None) -> Version:
     try:
-        return store.create(job)
+        return store.create(job, key)
     except NameTakenError:
         raise InvalidParameters(data={"name": "A job with this name already exists"}) from None
 
 
-def _create_awaiting_upload(job: Job, backends: Backends) -> tuple[Job, str]:
+def _repeat(key: RequestKey | None, job_id: str, fingerprint: str, *, store: JobStore) -> Created:
+    """The answer to a request id seen before: its job as it is now, or 409 Conflict."""
+    assert key is not None
+    if fingerprint != key.fingerprint:
+        raise Conflict(
+            msg=f"request_id {key.request_id} was used for a different request (job {job_id})",
+            data={"request_id": "Used in the last 24 hours by a request with a different body"},
+        )
+    job = store.get(job_id)
+    if job is None:  # written in one batch with the key: only a hand could have removed it
+        raise StoreError(f"request {key.request_id} names job {job_id}, which is missing")
+    with log_context(job_id=job.id, job_name=job.name):
+        log.info("repeated create: answered the job", extra={"request_id": key.request_id})
+    return Created(job, f"Repeat of request {key.request_id}: job {job.id}", repeat=True)
+
+
+def _create_awaiting_upload(job: Job, key: RequestKey | None, backends: Backends) -> Created:
     """Store the job with a URL to PUT its input to; nothing is deployed until it lands."""
     lifetime = backends.settings.input_upload_lifetime
     try:
@@ -122,12 +156,16 @@ def _create_awaiting_upload(job: Job, backends: Backends) -> tuple[Job, str]:
     except BucketError as error:
         raise _create_failure(job, error)[1] from error
     job.input_upload_expires = now_ms() + lifetime * 1000
-    _store(job, backends.store)
+    try:
+        _store(job, backends.store, key)
+    except RequestSeenError as seen:
+        return _repeat(key, seen.job_id, seen.fingerprint, store=backends.store)
     with log_context(job_id=job.id, job_name=job.name):
         log.info("job created; waiting for its input upload")
-    return job, (
+    return Created(
+        job,
         f"Job {job.id} waits for its input: PUT the zip to data.input_upload_url "
-        "with Content-Type: application/zip"
+        "with Content-Type: application/zip",
     )
 
 

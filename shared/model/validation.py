@@ -8,7 +8,10 @@ reject: a mistake of the client's is a 400, never a 500 from the cluster.
 from __future__ import annotations
 
 import datetime
+import hashlib
+import json
 import re
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -47,6 +50,8 @@ MAX_START_AHEAD_MS = 30 * 24 * 3600 * 1000  # start_after: at most 30 days ahead
 # Cloud Storage bucket names: https://cloud.google.com/storage/docs/buckets#naming
 BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
 MAX_OBJECT_NAME = 1024  # bytes, UTF-8
+# A request_id: the UUID's textual form only (uuid.UUID also takes braces, URNs, bare hex).
+UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 RFC3339_RE = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)")
 
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -65,7 +70,7 @@ MAX_IMAGE = 255
 RESOURCE_KINDS = ("limits", "requests")
 RESOURCE_NAMES = ("cpu", "memory")
 
-TOP_LEVEL = {"account_id", "name", "job_parameters", "status"}
+TOP_LEVEL = {"account_id", "name", "job_parameters", "status", "request_id"}
 PARAMETERS = {
     "docker_image",
     "environment_variables",
@@ -92,6 +97,8 @@ class JobRequest:
     job_parameters: dict[str, Any]  # without input_zip
     input_zip: str | None
     scheduled_for: int | None = None  # epoch ms of a start_after still ahead; None = now
+    request_id: str | None = None  # the client's idempotency key, as a canonical UUID
+    fingerprint: str = ""  # sha256 of the body without request_id (see `fingerprint`)
 
     @property
     def input_url(self) -> str | None:
@@ -333,6 +340,10 @@ def validate_create(body: Any) -> JobRequest:
         not isinstance(account_id, str) or not 0 < len(account_id) <= MAX_ACCOUNT_ID
     ):
         errors["account_id"] = f"Must be a string of 1 to {MAX_ACCOUNT_ID} characters"
+    request_id = body.get("request_id")
+    canonical = _uuid(request_id) if request_id is not None else None
+    if request_id is not None and canonical is None:
+        errors["request_id"] = "Must be a UUID, e.g. 0f2b8c1e-4a8e-4c5e-9a57-1c2d3e4f5a6b"
     params = body.get("job_parameters")
     if params is None:
         errors["job_parameters"] = {"docker_image": REQUIRED}
@@ -368,7 +379,24 @@ def validate_create(body: Any) -> JobRequest:
         job_parameters=kept,
         input_zip=params.get("input_zip") or None,
         scheduled_for=scheduled_for,
+        request_id=canonical,
+        fingerprint=fingerprint(body) if request_id is not None else "",
     )
+
+
+def _uuid(value: Any) -> str | None:
+    """The UUID in its one textual form (8-4-4-4-12 hex digits, any case), lowercased."""
+    if not isinstance(value, str) or not UUID_RE.fullmatch(value):
+        return None
+    return str(uuid.UUID(value))
+
+
+def fingerprint(body: dict[str, Any]) -> str:
+    """sha256 of the body as canonical JSON (keys sorted, no spaces), `request_id` left out:
+    a repeat is the same request whatever the order of its keys or the spelling of its id."""
+    rest = {key: value for key, value in body.items() if key != "request_id"}
+    text = json.dumps(rest, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _env_text(value: Any) -> str:
