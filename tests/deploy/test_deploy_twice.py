@@ -62,10 +62,11 @@ def test_a_second_deploy_changes_nothing(tools, tmp_path):
 
     assert len(first["accounts"]) == 4  # api, sync, finalize, scheduler: no stager
     assert len(first["indexes"]) == 2
+    assert first["ttls"] == {"batch_jobs_requests/expires_at": True}
     assert len(first["functions"]) == 7
     assert "# scheduler job created" in first_out
     # the second run: same cloud, nothing created, the scheduler job left alone
-    for key in ("accounts", "indexes", "bindings", "applied"):
+    for key in ("accounts", "indexes", "ttls", "bindings", "applied"):
         assert second[key] == first[key], key
     assert {name: f["env"] for name, f in second["functions"].items()} == {
         name: f["env"] for name, f in first["functions"].items()
