@@ -13,6 +13,7 @@ from google.cloud import firestore
 
 from infra.deploy.config import DeployConfig
 from infra.deploy.indexes import REQUESTS_SUFFIX, TTL_FIELD, load, request_ttl
+from infra.deploy.steps import Run
 from shared.cloud.store import EXPIRES_AT, JobStore
 from shared.model.job import Status
 
@@ -97,6 +98,7 @@ def test_the_ttl_policy_is_on_the_request_keys_field():
 
     config = DeployConfig.load({}, EXAMPLE)
     (run,) = request_ttl(config).actions
+    assert isinstance(run, Run)
     assert TTL_FIELD == EXPIRES_AT
     assert f"--collection-group={config.collection}{REQUESTS_SUFFIX}" in run.argv
     store = JobStore(firestore.Client(project="x", credentials=AnonymousCredentials()), "c")
