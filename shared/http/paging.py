@@ -24,7 +24,7 @@ MAX_TOKEN = 1024  # characters: a token of ours is about 200
 
 def page_size(args: Mapping[str, str]) -> int:
     raw = args.get("page_size")
-    if raw is None or raw == "":
+    if raw is None:
         return MAX_PAGE_SIZE
     if not raw.isascii() or not raw.isdigit() or not 0 < int(raw) <= MAX_PAGE_SIZE:
         raise InvalidParameters(

@@ -146,7 +146,7 @@ def test_a_bad_token_is_a_400_naming_it(fn_store, store_env):
     assert (status, [job["id"] for job in rest["data"]]) == (200, ids[2:])
 
 
-@pytest.mark.parametrize("size", ["0", "1001", "-1", "abc", "1.5", "٣"])
+@pytest.mark.parametrize("size", ["0", "1001", "-1", "abc", "1.5", "٣", ""])
 def test_page_size_is_from_1_to_1000(fn_store, size):
     status, refused = fn_store.api("GET", f"/batch/?status=running&page_size={size}")
     assert (status, refused["error"]) == (400, "InvalidParameters")
