@@ -66,6 +66,20 @@ class PayloadTooLarge(ApiError):  # noqa: N818
     error = "PayloadTooLarge"
 
 
+class Conflict(ApiError):  # noqa: N818 - reads as the answer it is
+    """A `request_id` already used, within its 24 h, by a request with a different body."""
+
+    status_code = 409
+    error = "Conflict"
+
+
+class Unavailable(ApiError):  # noqa: N818
+    """The health check: a dependency failed or did not answer in time."""
+
+    status_code = 503
+    error = "Unavailable"
+
+
 class UnsupportedMediaType(ApiError):  # noqa: N818
     status_code = 415
     error = "UnsupportedMediaType"

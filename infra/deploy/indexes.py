@@ -1,8 +1,10 @@
-"""Firestore's composite indexes, from infra/firestore.indexes.json (Firebase's format).
+"""Firestore's composite indexes, from infra/firestore.indexes.json (Firebase's format),
+and the TTL policy of the create's request keys.
 
 The file names the default collection, batch_jobs; the indexes are made on the configured
 FIRESTORE_COLLECTION. Creating an index that exists fails with "already exists", which
-counts as done; `--async` returns while Firestore builds it.
+counts as done; `--async` returns while Firestore builds it. Enabling a TTL policy that is
+enabled already changes nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ from typing import Any
 from infra.deploy.config import DeployConfig
 from infra.deploy.steps import Run, Step
 
+# The request keys of creates (shared/cloud/store.py): `<FIRESTORE_COLLECTION>_requests`,
+# each deleted by Firestore once its `expires_at` (created + 24 h) has passed.
+REQUESTS_SUFFIX = "_requests"
+TTL_FIELD = "expires_at"
 INDEXES_FILE = Path(__file__).resolve().parents[1] / "firestore.indexes.json"
 
 
@@ -44,4 +50,22 @@ def create_indexes(config: DeployConfig) -> Step:
         "One composite index per query shape: the list by status (and account) in "
         "creation order. The sync's `status in [...]` needs only the automatic index.",
         tuple(actions),
+    )
+
+
+def request_ttl(config: DeployConfig) -> Step:
+    argv = (
+        "gcloud", "firestore", "fields", "ttls", "update", TTL_FIELD,
+        f"--project={config.project}",
+        f"--database={config.firestore_database}",
+        f"--collection-group={config.collection}{REQUESTS_SUFFIX}",
+        "--enable-ttl",
+        "--async",
+    )  # fmt: skip
+    return Step(
+        "Firestore TTL of request ids",
+        "A create's request_id is kept 24 hours: Firestore deletes each key once its "
+        f"`{TTL_FIELD}` has passed (within a day of it; the API treats an expired key as "
+        "absent meanwhile).",
+        (Run(argv),),
     )

@@ -32,6 +32,7 @@ def build_plan(config: DeployConfig, build: Path) -> list[Step]:
         iam.grants(config),
         cluster.apply(config, build),
         indexes.create_indexes(config),
+        indexes.request_ttl(config),
         Step(
             "The functions' source",
             "main.py, the shared package and the runtime requirements in one directory.",

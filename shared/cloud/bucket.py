@@ -167,6 +167,15 @@ class Bucket:
             raise
         return True
 
+    def probe(self) -> None:
+        """The health check's read: list at most one object. It needs storage.objects.list,
+        which the API's role holds (the bucket's own metadata needs storage.buckets.get,
+        which it does not), and fails with 404 when the bucket does not exist."""
+        _wrap(
+            f"listing gs://{self.name} (health check)",
+            lambda: list(self.client.list_blobs(self.bucket, max_results=1, **self._call)),
+        )
+
     def metadata(self, object_name: str) -> dict[str, Any] | None:
         """The object's metadata (job-id, ...) if it exists, else None."""
         blob = _wrap(

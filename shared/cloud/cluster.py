@@ -222,6 +222,18 @@ class Cluster:
 
     # -- read ----------------------------------------------------------------------------
 
+    def probe(self) -> None:
+        """The health check's read: at most one Job of the namespace, authenticated as the
+        product is, so a bad token or a missing permission fails it too."""
+        _wrap(
+            "listing jobs (health check)",
+            lambda: _discard(
+                self.batch.list_namespaced_job(
+                    self.namespace, limit=1, _preload_content=False, _request_timeout=self.timeout
+                )
+            ),
+        )
+
     def pod_log(
         self, pod: str, container: str, *, tail_lines: int | None = None, limit_bytes: int
     ) -> bytes:

@@ -10,6 +10,7 @@ its locks make many writers queue and give up).
 
 from __future__ import annotations
 
+import datetime
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ T = TypeVar("T")
 StatusListener = Callable[[Job, list[dict[str, Any]]], None]
 
 UNFINISHED = [status.value for status in Status if status not in FINAL]
+REQUEST_TTL = datetime.timedelta(hours=24)  # how long a create's request_id is remembered
+EXPIRES_AT = "expires_at"  # the request keys' TTL field (infra/deploy/indexes.py)
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,24 @@ class NameTakenError(Exception):
         self.name = name
 
 
+@dataclass(frozen=True)
+class RequestKey:
+    """A create's `request_id` and the fingerprint of its body."""
+
+    request_id: str
+    fingerprint: str
+
+
+class RequestSeenError(Exception):
+    """The request id is held, within its 24 h, by the job `job_id`."""
+
+    def __init__(self, request_id: str, job_id: str, fingerprint: str) -> None:
+        super().__init__(f"request {request_id} made job {job_id}")
+        self.request_id = request_id
+        self.job_id = job_id
+        self.fingerprint = fingerprint
+
+
 def _wrap(action: str, call: Callable[[], T]) -> T:
     try:
         return call()
@@ -55,10 +76,22 @@ def _wrap(action: str, call: Callable[[], T]) -> T:
 
 
 MAX_WRITE_ATTEMPTS = 10  # read-check-write rounds lost to concurrent writers before a 503
+MAX_CREATE_ATTEMPTS = 3  # batches of a create: each retry follows an expired key taken over
+
+
+PROBE_ID = "healthcheck"  # the document the health check reads; never a job's id
+DOCUMENT_ID = "__name__"  # Firestore's name for a document's id in orders and cursors
 
 
 def _job(snapshot: Any) -> Job:
     return Job.from_document(snapshot.to_dict() or {})
+
+
+def _expired(request: dict[str, Any]) -> bool:
+    expires = request.get(EXPIRES_AT)
+    return not isinstance(expires, datetime.datetime) or expires <= datetime.datetime.now(
+        datetime.UTC
+    )
 
 
 class JobStore:
@@ -78,6 +111,7 @@ class JobStore:
         self.listener = listener
         self.jobs = client.collection(collection)
         self.names = client.collection(f"{collection}_names")
+        self.requests = client.collection(f"{collection}_requests")
         # Every call gives up after `timeout`, retries included: the library's defaults keep
         # retrying an unreachable Firestore for minutes, past any function's timeout.
         self.bounded: dict[str, Any] = {
@@ -85,25 +119,91 @@ class JobStore:
             "timeout": timeout,
         }
 
-    def create(self, job: Job) -> Version:
-        """Store a new job; NameTakenError if its name is in use. Both writes or none.
+    def create(self, job: Job, request: RequestKey | None = None) -> Version:
+        """Store a new job; NameTakenError if its name is in use, RequestSeenError if its
+        request id is held. All the writes or none.
 
-        One batch of two creates, which fails whole when the name's document exists: no
-        transaction, so many creates at once do not queue on a lock and give up. Returns
-        the version written, which lets the next change skip its read.
+        One batch of creates (the name, the job, the request id), which fails whole when
+        any of their documents exists: no transaction, so many creates at once do not queue
+        on a lock and give up, and of many creates with one request id exactly one writes.
+        Returns the version written, which lets the next change skip its read.
         """
         job.updated = now_ms()
-        batch = self.client.batch()
-        batch.create(self.names.document(job.name), {"job_id": job.id, "created": job.created})
-        batch.create(self.jobs.document(job.id), job.to_document())
-        try:
-            results = _wrap("create job", lambda: batch.commit(**self.bounded))
-        except StoreError as error:
-            if isinstance(error.__cause__, gexc.AlreadyExists):
-                raise NameTakenError(job.name) from None
-            raise
-        self._announce(job, [{"from": None, "to": job.status.value, "at": job.created}])
-        return Version(job, results[1].update_time)
+        for _ in range(MAX_CREATE_ATTEMPTS):
+            batch = self.client.batch()
+            batch.create(self.names.document(job.name), {"job_id": job.id, "created": job.created})
+            batch.create(self.jobs.document(job.id), job.to_document())
+            if request is not None:
+                at = datetime.datetime.fromtimestamp(job.created / 1000, datetime.UTC)
+                batch.create(
+                    self.requests.document(request.request_id),
+                    {
+                        "job_id": job.id,
+                        "fingerprint": request.fingerprint,
+                        "created": job.created,
+                        EXPIRES_AT: at + REQUEST_TTL,
+                    },
+                )
+            try:
+                results = _wrap("create job", lambda: batch.commit(**self.bounded))  # noqa: B023
+            except StoreError as error:
+                if not isinstance(error.__cause__, gexc.AlreadyExists):
+                    raise
+                if request is None:
+                    raise NameTakenError(job.name) from None
+                self._which_exists(job, request)
+                continue  # an expired request key was taken over, or went meanwhile
+            self._announce(job, [{"from": None, "to": job.status.value, "at": job.created}])
+            return Version(job, results[1].update_time)
+        raise StoreError("create job: too many concurrent creates with one request id")
+
+    def _which_exists(self, job: Job, request: RequestKey) -> None:
+        """After a batch refused for a document that exists: raise what answers the create,
+        or return for the batch to be tried again.
+
+        A live request key means a repeat (or a conflict); an expired one (Firestore's TTL
+        deletion lags up to a day) counts as absent, and is deleted on condition that it is
+        still the version read, so of several creates taking it over one batch wins and the
+        others find its new key. With no key, the name is taken."""
+        snapshot = _wrap(
+            "get request id",
+            lambda: self.requests.document(request.request_id).get(**self.bounded),
+        )
+        if snapshot.exists:
+            data = snapshot.to_dict() or {}
+            if not _expired(data):
+                raise RequestSeenError(
+                    request.request_id, str(data.get("job_id")), str(data.get("fingerprint"))
+                )
+            option = self.client.write_option(last_update_time=snapshot.update_time)
+            try:
+                _wrap(
+                    "take over an expired request id",
+                    lambda: snapshot.reference.delete(option=option, **self.bounded),
+                )
+            except StoreError as error:
+                if not isinstance(error.__cause__, gexc.FailedPrecondition | gexc.NotFound):
+                    raise
+            return
+        name = _wrap("get job name", lambda: self.names.document(job.name).get(**self.bounded))
+        if name.exists:
+            raise NameTakenError(job.name)
+
+    def request(self, request_id: str) -> tuple[str, str] | None:
+        """(job id, body fingerprint) of a live request id, or None: a create's first,
+        cheap look before it makes anything."""
+        snapshot = _wrap(
+            "get request id", lambda: self.requests.document(request_id).get(**self.bounded)
+        )
+        data = snapshot.to_dict() if snapshot.exists else None
+        if not data or _expired(data):
+            return None
+        return str(data.get("job_id")), str(data.get("fingerprint"))
+
+    def probe(self) -> None:
+        """A read of a document no job has (ids are UUIDs): Firestore answers, nothing is
+        written."""
+        _wrap("health check read", lambda: self.jobs.document(PROBE_ID).get(**self.bounded))
 
     def _announce(self, job: Job, records: list[dict[str, Any]]) -> None:
         """Tell the listener of a status change just written; its failure changes nothing."""
@@ -134,14 +234,35 @@ class JobStore:
         query = self.find_query(status, account_id)
         return _wrap("list jobs", lambda: [_job(s) for s in query.stream(**self.bounded)])
 
+    def find_page(
+        self,
+        status: Status,
+        account_id: str | None,
+        *,
+        limit: int,
+        after: tuple[int, str] | None = None,
+    ) -> list[Job]:
+        """At most `limit` jobs, oldest first, after the job (created, id) `after`.
+
+        A cursor, not an offset: Firestore starts reading at the cursor in the index, so a
+        page costs the same whatever the collection holds before it."""
+        query = self.find_query(status, account_id)
+        if after is not None:
+            query = query.start_after({"created": after[0], DOCUMENT_ID: after[1]})
+        query = query.limit(limit)
+        return _wrap("list jobs", lambda: [_job(s) for s in query.stream(**self.bounded)])
+
     def find_query(self, status: Status, account_id: str | None = None) -> firestore.Query:
-        """The list's query: it needs a composite index (infra/firestore.indexes.json)."""
+        """The list's query: it needs a composite index (infra/firestore.indexes.json).
+        Ordered by creation, then by document id: jobs created in the same millisecond
+        keep one order, which a page's cursor relies on. Every index ends with the
+        document id, in the direction of its last field, so the tiebreak needs no other."""
         from google.cloud.firestore_v1 import FieldFilter
 
         query = self.jobs.where(filter=FieldFilter("status", "==", status.value))
         if account_id is not None:
             query = query.where(filter=FieldFilter("account_id", "==", account_id))
-        return query.order_by("created")
+        return query.order_by("created").order_by(DOCUMENT_ID)
 
     def unfinished(self) -> list[Job]:
         """Every job not in a final status: the one query of a sync."""

@@ -25,6 +25,7 @@ from shared.errors import (
     PayloadTooLarge,
     StorageError,
     StoreError,
+    Unavailable,
 )
 from shared.model.job import Job, Status, now_ms
 from shared.model.validation import MAX_ACCOUNT_ID
@@ -50,10 +51,12 @@ def envelope(
     error: str = "",
     status: int = 200,
     headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Response:
+    """The earlier API's envelope; `extra` adds top-level fields (a list's next_page_token)."""
     from flask import Response
 
-    body = {"data": data, "error": error, "msg": msg, "result": not error}
+    body = {"data": data, "error": error, "msg": msg, "result": not error, **(extra or {})}
     return Response(
         json.dumps(body, ensure_ascii=False),
         status=status,
@@ -193,7 +196,9 @@ def create(request: Request, *, backends: Backends) -> Response:
     from shared.jobs import lifecycle
 
     body = read_json(request, backends.settings.max_body_bytes)
-    job, msg = lifecycle.create(body, backends=backends)
+    job, msg, repeat = lifecycle.create(body, backends=backends)
+    if repeat:
+        return envelope(_refresh_output_url(job, backends).to_api(), msg=msg)
     if backends.settings.create_wait > 0 and job.status is Status.RUNNING:
         from shared.jobs.reconciler import watch_start
 
@@ -212,6 +217,10 @@ def get(request: Request, job_id: str, *, backends: Backends) -> Response:
 
 @respond_errors
 def list_jobs(request: Request, *, backends: Backends) -> Response:
+    """A page of the jobs in one status, oldest first, and the token of the next page ("" on
+    the last). Without page_size, pages of 1000: the earlier API's list, while it is shorter."""
+    from shared.http import paging
+
     raw = request.args.get("status", Status.RUNNING.value)
     try:
         status = Status(raw)
@@ -222,8 +231,16 @@ def list_jobs(request: Request, *, backends: Backends) -> Response:
     if account_id is not None and len(account_id) > MAX_ACCOUNT_ID:
         # No job can have it, and Firestore refuses long values in a query.
         raise InvalidParameters(data={"account_id": f"At most {MAX_ACCOUNT_ID} characters"})
-    jobs = backends.store.find(status, account_id)
-    return envelope([_refresh_output_url(job, backends).to_api() for job in jobs])
+    size = paging.page_size(request.args)
+    after = paging.cursor(request.args.get("page_token"), status, account_id)
+    # One more than the page: whether it exists says whether there is a next page.
+    jobs = backends.store.find_page(status, account_id, limit=size + 1, after=after)
+    page = jobs[:size]
+    next_token = paging.token(status, account_id, page[-1]) if len(jobs) > size else ""
+    return envelope(
+        [_refresh_output_url(job, backends).to_api() for job in page],
+        extra={"next_page_token": next_token},
+    )
 
 
 MAX_TAIL_LINES = 100_000
@@ -252,6 +269,21 @@ def kill(request: Request, job_id: str, *, backends: Backends) -> Response:
 
     job, msg = lifecycle.kill(job_id, backends=backends)
     return envelope(job.to_api(), msg=msg)
+
+
+@respond_errors
+def healthcheck(request: Request, *, backends: Backends) -> Response:
+    """200 with each dependency's latency when all answered in time; 503 naming those that
+    did not. Reads only."""
+    from shared.jobs import health
+
+    probes = health.check(backends)
+    report = {name: probe.as_dict() for name, probe in probes.items()}
+    failed = [name for name, probe in probes.items() if not probe.ok]
+    if failed:
+        detail = "; ".join(f"{name}: {probes[name].error}" for name in failed)
+        raise Unavailable(msg=f"Unavailable: {detail}", data=report)
+    return envelope(report, msg="Firestore, the cluster and the bucket answered")
 
 
 @respond_errors

@@ -21,6 +21,8 @@ COLLECTION_METHODS = ("GET", "POST")  # /batch/
 JOB_METHODS = ("GET", "DELETE")  # /batch/<id>
 LOGS = "logs"
 LOGS_METHODS = ("GET",)  # /batch/<id>/logs
+HEALTHCHECK = "healthcheck"
+HEALTHCHECK_METHODS = ("GET",)  # /healthcheck
 
 
 def _logs(request: Request, job_id: str) -> Response:
@@ -41,8 +43,13 @@ def _job_path(parts: list[str]) -> tuple[str, tuple[str, ...]] | None:
 
 
 def batch_api(request: Request) -> Response:
-    """GET /batch/, POST /batch/, GET /batch/<id>, DELETE /batch/<id>, GET /batch/<id>/logs."""
+    """GET /batch/, POST /batch/, GET /batch/<id>, DELETE /batch/<id>, GET /batch/<id>/logs,
+    GET /healthcheck."""
     parts = _parts(request)
+    if parts == [HEALTHCHECK]:
+        if request.method != "GET":
+            return api.method_not_allowed(request, HEALTHCHECK_METHODS)
+        return api.healthcheck(request)
     if len(parts) == 3 and _job_path(parts):
         return _logs(request, parts[1])
     if not parts or parts[0] != "batch" or len(parts) > 2:

@@ -14,11 +14,11 @@ import logging
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from shared.cloud.backends import Backends
 from shared.cloud.bucket import V4_MAX_LIFETIME
-from shared.cloud.store import JobStore, NameTakenError, Version
+from shared.cloud.store import JobStore, NameTakenError, RequestKey, RequestSeenError, Version
 from shared.errors import (
     ApiError,
     BucketError,
@@ -26,11 +26,13 @@ from shared.errors import (
     ClusterConflictError,
     ClusterError,
     ConfigurationError,
+    Conflict,
     DoesNotExist,
     InvalidParameters,
     SigningError,
     SigningUnavailableError,
     StorageError,
+    StoreError,
     TransitionRefusedError,
 )
 from shared.jobs import callbacks, joblogs, references
@@ -56,9 +58,13 @@ class Submission:
     has_input: bool  # it holds more than job.json
 
 
-def create(
-    body: Any, *, backends: Backends, submission: Submission | None = None
-) -> tuple[Job, str]:
+class Created(NamedTuple):
+    job: Job
+    msg: str  # the envelope's message
+    repeat: bool = False  # a repeat of an earlier create (its request_id): nothing was made
+
+
+def create(body: Any, *, backends: Backends, submission: Submission | None = None) -> Created:
     """Validate, store, deploy. Returns the job and the envelope's message.
 
     A job with `input_upload` is stored and answered at once with its upload URL; its
@@ -66,11 +72,18 @@ def create(
     as a suspended Job, so the cluster has checked it, and stays `created` until the sync
     resumes it. A `submission`'s job is created by its finalize event: see
     _create_submitted for how its failures differ.
+
+    A `request_id` seen in the last 24 h answers the job it made, as it is now, and makes
+    nothing; with a different body it is a 409. The key is written in the job's own batch,
+    so of concurrent creates with one request id exactly one makes a job.
     """
     settings, store = backends.settings, backends.store
     if submission is not None:
         _refuse_input_sources(body)
     request = validate_create(body)
+    key = RequestKey(request.request_id, request.fingerprint) if request.request_id else None
+    if key is not None and (seen := store.request(key.request_id)) is not None:
+        return _repeat(key, *seen, store=store)
     data = decode_input(request.input_zip, settings) if request.input_zip is not None else None
     if request.callback_url:
         callbacks.check(request.callback_url, settings)
@@ -94,13 +107,16 @@ def create(
     if submission is not None:
         job.submission, job.submission_generation = submission.object_name, submission.generation
         job.has_input = submission.has_input
-        return _create_submitted(job, backends)
+        return _create_submitted(job, key, backends)
     if request.input_upload:
-        return _create_awaiting_upload(job, backends)
+        return _create_awaiting_upload(job, key, backends)
     # The output's upload session is opened while the record is written: it creates no
-    # object, so a create refused for its name just leaves it to expire.
+    # object, so a create refused for its name (or found a repeat) just leaves it to expire.
     upload = _pool().submit(backends.bucket.open_upload, job.output_object, job.id)
-    written = _store(job, store)
+    try:
+        written = _store(job, store, key)
+    except RequestSeenError as seen:
+        return _repeat(key, seen.job_id, seen.fingerprint, store=store)
     with log_context(job_id=job.id, job_name=job.name):
         log.info("job created")
         try:
@@ -118,7 +134,7 @@ def create(
             log.error("create failed; cleaned up", extra={"error": str(error)})
             raise answer from error
         if job.scheduled_for is not None:
-            return _record_scheduled(job, urls_expire, backends), _scheduled_message(job)
+            return Created(_record_scheduled(job, urls_expire, backends), _scheduled_message(job))
         running = store.transition(
             job.id,
             Status.RUNNING,
@@ -127,12 +143,12 @@ def create(
             updates={"urls_expire": urls_expire},
         )
         log.info("job deployed")
-    return running, ""
+    return Created(running, "")
 
 
-def _store(job: Job, store: JobStore) -> Version:
+def _store(job: Job, store: JobStore, key: RequestKey | None) -> Version:
     try:
-        return store.create(job)
+        return store.create(job, key)
     except NameTakenError:
         raise InvalidParameters(data={"name": "A job with this name already exists"}) from None
 
@@ -145,14 +161,17 @@ def _refuse_input_sources(body: Any) -> None:
         raise InvalidParameters(data={"job_parameters": dict.fromkeys(given, problem)})
 
 
-def _create_submitted(job: Job, backends: Backends) -> tuple[Job, str]:
+def _create_submitted(job: Job, key: RequestKey | None, backends: Backends) -> Created:
     """Store, then deploy as an uploaded input is deployed (start_uploaded): a transient
     failure changes nothing, and is raised for the event to come again; the redelivery
     finds this job and finishes its start. A cluster refusal fails the job."""
-    _store(job, backends.store)
+    try:
+        _store(job, backends.store, key)
+    except RequestSeenError as seen:
+        return _repeat(key, seen.job_id, seen.fingerprint, store=backends.store)
     with log_context(job_id=job.id, job_name=job.name):
         log.info("job created from its submission", extra={"object": job.submission})
-        return start_submitted(job, backends)
+        return Created(*start_submitted(job, backends))
 
 
 def start_submitted(job: Job, backends: Backends) -> tuple[Job, str]:
@@ -176,7 +195,23 @@ def start_submitted(job: Job, backends: Backends) -> tuple[Job, str]:
     return started, ""
 
 
-def _create_awaiting_upload(job: Job, backends: Backends) -> tuple[Job, str]:
+def _repeat(key: RequestKey | None, job_id: str, fingerprint: str, *, store: JobStore) -> Created:
+    """The answer to a request id seen before: its job as it is now, or 409 Conflict."""
+    assert key is not None
+    if fingerprint != key.fingerprint:
+        raise Conflict(
+            msg=f"request_id {key.request_id} was used for a different request (job {job_id})",
+            data={"request_id": "Used in the last 24 hours by a request with a different body"},
+        )
+    job = store.get(job_id)
+    if job is None:  # written in one batch with the key: only a hand could have removed it
+        raise StoreError(f"request {key.request_id} names job {job_id}, which is missing")
+    with log_context(job_id=job.id, job_name=job.name):
+        log.info("repeated create: answered the job", extra={"request_id": key.request_id})
+    return Created(job, f"Repeat of request {key.request_id}: job {job.id}", repeat=True)
+
+
+def _create_awaiting_upload(job: Job, key: RequestKey | None, backends: Backends) -> Created:
     """Store the job with a URL to PUT its input to; nothing is deployed until it lands."""
     lifetime = backends.settings.input_upload_lifetime
     try:
@@ -184,12 +219,16 @@ def _create_awaiting_upload(job: Job, backends: Backends) -> tuple[Job, str]:
     except BucketError as error:
         raise _create_failure(job, error)[1] from error
     job.input_upload_expires = now_ms() + lifetime * 1000
-    _store(job, backends.store)
+    try:
+        _store(job, backends.store, key)
+    except RequestSeenError as seen:
+        return _repeat(key, seen.job_id, seen.fingerprint, store=backends.store)
     with log_context(job_id=job.id, job_name=job.name):
         log.info("job created; waiting for its input upload")
-    return job, (
+    return Created(
+        job,
         f"Job {job.id} waits for its input: PUT the zip to data.input_upload_url "
-        "with Content-Type: application/zip"
+        "with Content-Type: application/zip",
     )
 
 

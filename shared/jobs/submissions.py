@@ -123,7 +123,7 @@ def _submit(
         body = {**body, "name": name}
     submission = lifecycle.Submission(object_name, info.generation, has_input)
     try:
-        job, msg = lifecycle.create(body, backends=backends, submission=submission)
+        job, msg, _ = lifecycle.create(body, backends=backends, submission=submission)
     except TransitionRefusedError:
         # Killed (or failed by the sync) while it was deployed: it is what it is.
         made = _made_by(name, object_name, info, backends)

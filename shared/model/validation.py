@@ -8,7 +8,10 @@ reject: a mistake of the client's is a 400, never a 500 from the cluster.
 from __future__ import annotations
 
 import datetime
+import hashlib
+import json
 import re
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -51,6 +54,8 @@ RFC3339_RE = re.compile(
     r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt ]([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d+)?"
     r"([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)"
 )
+# A request_id: the UUID's textual form only (uuid.UUID also takes braces, URNs, bare hex).
+UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _DOMAIN = (
@@ -68,7 +73,7 @@ MAX_IMAGE = 255
 RESOURCE_KINDS = ("limits", "requests")
 RESOURCE_NAMES = ("cpu", "memory")
 
-TOP_LEVEL = {"account_id", "name", "job_parameters", "status", "callback_url"}
+TOP_LEVEL = {"account_id", "name", "job_parameters", "status", "callback_url", "request_id"}
 PARAMETERS = {
     "docker_image",
     "environment_variables",
@@ -96,6 +101,8 @@ class JobRequest:
     input_zip: str | None
     scheduled_for: int | None = None  # epoch ms of a start_after still ahead; None = now
     callback_url: str | None = None  # where to POST the job at its final status
+    request_id: str | None = None  # the client's idempotency key, as a canonical UUID
+    fingerprint: str = ""  # sha256 of the body without request_id (see `fingerprint`)
 
     @property
     def input_url(self) -> str | None:
@@ -339,6 +346,10 @@ def validate_create(body: Any) -> JobRequest:
     callback_url = body.get("callback_url")
     if callback_url is not None and (error := _callback_url_error(callback_url)):
         errors["callback_url"] = error
+    request_id = body.get("request_id")
+    canonical = _uuid(request_id) if request_id is not None else None
+    if request_id is not None and canonical is None:
+        errors["request_id"] = "Must be a UUID, e.g. 0f2b8c1e-4a8e-4c5e-9a57-1c2d3e4f5a6b"
     params = body.get("job_parameters")
     if params is None:
         errors["job_parameters"] = {"docker_image": REQUIRED}
@@ -375,6 +386,8 @@ def validate_create(body: Any) -> JobRequest:
         input_zip=params.get("input_zip") or None,
         scheduled_for=scheduled_for,
         callback_url=callback_url,
+        request_id=canonical,
+        fingerprint=fingerprint(body) if request_id is not None else "",
     )
 
 
@@ -398,6 +411,21 @@ def _callback_url_error(value: Any) -> str | None:
     if parts.username is not None or parts.password is not None:
         return "Must not hold credentials: the body is signed with CALLBACK_SECRET"
     return None
+
+
+def _uuid(value: Any) -> str | None:
+    """The UUID in its one textual form (8-4-4-4-12 hex digits, any case), lowercased."""
+    if not isinstance(value, str) or not UUID_RE.fullmatch(value):
+        return None
+    return str(uuid.UUID(value))
+
+
+def fingerprint(body: dict[str, Any]) -> str:
+    """sha256 of the body as canonical JSON (keys sorted, no spaces), `request_id` left out:
+    a repeat is the same request whatever the order of its keys or the spelling of its id."""
+    rest = {key: value for key, value in body.items() if key != "request_id"}
+    text = json.dumps(rest, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _env_text(value: Any) -> str:

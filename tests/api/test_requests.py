@@ -114,7 +114,8 @@ def test_unknown_status_filter(fn_store):
 
 def test_list_defaults_to_running_and_is_empty(fn_store):
     status, body = fn_store.api("GET", "/batch/")
-    assert (status, body) == (200, {"data": [], "error": "", "msg": "", "result": True})
+    empty = {"data": [], "error": "", "msg": "", "result": True, "next_page_token": ""}
+    assert (status, body) == (200, empty)
 
 
 @pytest.mark.parametrize(

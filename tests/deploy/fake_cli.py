@@ -40,6 +40,10 @@ def gcloud(args: list[str], state: dict[str, Any]) -> int:
             return _fail("ERROR: (gcloud.firestore.indexes.composite.create) ALREADY_EXISTS")
         state["indexes"].append(index)
         return 0
+    if words[:4] == ["firestore", "fields", "ttls", "update"]:
+        ttl = (words[4], _value(args, "--collection-group"), "--enable-ttl" in args)
+        state.setdefault("ttls", {})[f"{ttl[1]}/{ttl[0]}"] = ttl[2]  # an update: idempotent
+        return 0
     if "add-iam-policy-binding" in words or "add-invoker-policy-binding" in words:
         binding = " ".join(args)
         if binding not in state["bindings"]:

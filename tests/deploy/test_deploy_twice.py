@@ -62,11 +62,12 @@ def test_a_second_deploy_changes_nothing(tools, tmp_path):
 
     assert len(first["accounts"]) == 5  # api, sync, finalize, scheduler, callbacks: no stager
     assert len(first["indexes"]) == 2
+    assert first["ttls"] == {"batch_jobs_requests/expires_at": True}
     assert len(first["functions"]) == 8
     assert first["topics"] == ["task-runner-job-events"]
     assert "# scheduler job created" in first_out
     # the second run: same cloud, nothing created, the scheduler job left alone
-    for key in ("accounts", "indexes", "bindings", "applied", "topics"):
+    for key in ("accounts", "indexes", "ttls", "bindings", "applied", "topics"):
         assert second[key] == first[key], key
     assert {name: f["env"] for name, f in second["functions"].items()} == {
         name: f["env"] for name, f in first["functions"].items()

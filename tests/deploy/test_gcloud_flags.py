@@ -13,6 +13,7 @@ import pytest
 from infra.deploy.config import DeployConfig
 from infra.deploy.functions import FUNCTIONS
 from infra.deploy.iam import APIS, accounts
+from infra.deploy.indexes import TTL_FIELD
 from infra.deploy.plan import build_plan
 from infra.deploy.steps import Lookup, Run
 from tests.deploy.test_plan import BUILD, EXAMPLE
@@ -31,6 +32,7 @@ NAMES = (
         CONFIG.events_topic,
         CONFIG.callback_secret,
         "latest",  # a secret's version
+        TTL_FIELD,
     }
 )
 

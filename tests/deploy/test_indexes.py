@@ -11,8 +11,10 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore
 
-from infra.deploy.indexes import load
-from shared.cloud.store import JobStore
+from infra.deploy.config import DeployConfig
+from infra.deploy.indexes import REQUESTS_SUFFIX, TTL_FIELD, load, request_ttl
+from infra.deploy.steps import Run
+from shared.cloud.store import EXPIRES_AT, JobStore
 from shared.model.job import Status
 
 COLLECTION = "batch_jobs"  # the collection the file describes
@@ -37,6 +39,10 @@ def shape(query: Any) -> tuple[set[str], list[tuple[str, str]]]:
         (order.field.field_path, "ASCENDING" if order.direction == 1 else "DESCENDING")
         for order in query._to_protobuf().order_by  # noqa: SLF001
     ]
+    # Every index ends with the document id in the direction of its last field: ordering
+    # by it last, the same way, needs no other index.
+    if len(orders) > 1 and orders[-1] == ("__name__", orders[-2][1]):
+        orders = orders[:-1]
     return equal, orders
 
 
@@ -74,3 +80,27 @@ def test_the_file_holds_no_index_nothing_uses(store):
             {name for name, _ in fields[: len(eq)]} == eq and fields[len(eq) :] == orders
             for eq, orders in shapes
         ), index
+
+
+def test_the_page_query_with_its_cursor_has_the_same_index(store):
+    """A page after a cursor is the same query, started elsewhere in the index."""
+    for account_id in (None, "acct-1"):
+        query = store.find_query(Status.RUNNING, account_id).start_after(
+            {"created": 1, "__name__": "0f2b8c1e-4a8e-4c5e-9a57-000000000000"}
+        )
+        raw = query.limit(101)._to_protobuf()  # noqa: SLF001
+        assert [o.field.field_path for o in raw.order_by] == ["created", "__name__"]
+        assert covered(*shape(query))
+
+
+def test_the_ttl_policy_is_on_the_request_keys_field():
+    from tests.deploy.test_plan import EXAMPLE
+
+    config = DeployConfig.load({}, EXAMPLE)
+    (run,) = request_ttl(config).actions
+    assert isinstance(run, Run)
+    assert TTL_FIELD == EXPIRES_AT
+    assert f"--collection-group={config.collection}{REQUESTS_SUFFIX}" in run.argv
+    store = JobStore(firestore.Client(project="x", credentials=AnonymousCredentials()), "c")
+    assert store.requests.id == f"c{REQUESTS_SUFFIX}"
+    assert "--enable-ttl" in run.argv and TTL_FIELD in run.argv

@@ -312,7 +312,7 @@ def test_unicode_and_length_in_query_parameters(fn, nothing_left, query):
 def test_query_parameters_that_find_nothing(fn, nothing_left, query):
     assert send(fn, "GET", "/batch/", query_string=query) == (
         200,
-        {"data": [], "error": "", "msg": "", "result": True},
+        {"data": [], "error": "", "msg": "", "result": True, "next_page_token": ""},
     )
     nothing_left()
 
