@@ -34,6 +34,9 @@ The bucket roles, on this bucket only (none project-wide):
   job's log as `<name>-logs.txt` (or open an upload session), with ifGenerationMatch=0:
   without delete they cannot replace an existing object (a 412 means it is already
   there), so a bug or a stolen token there can add objects but never destroy an output.
+- roles/storage.objectUser (finalize), on `submissions/` only (an IAM condition on the
+  object name): a submission's `.job.json` is written again on a redelivery, and its
+  `.error.json` deleted once an upload is accepted.
 Signing is IAM signBlob as the account itself: roles/iam.serviceAccountTokenCreator on its
 own service account, not project-wide.
 
@@ -53,6 +56,7 @@ FIRESTORE = "roles/datastore.user"
 CLUSTER_SIGN_IN = "roles/container.clusterViewer"
 OBJECTS_READ_WRITE = "roles/storage.objectUser"  # objects only; not the bucket or its IAM
 OBJECTS_READ = "roles/storage.objectViewer"  # get, list
+SUBMISSIONS = "submissions/"  # where uploads create jobs (shared/jobs/submissions.py)
 OBJECTS_CREATE = "roles/storage.objectCreator"  # create only: no read, replace or delete
 SIGN_OWN_URLS = "roles/iam.serviceAccountTokenCreator"  # signBlob for V4 URLs, on itself
 EVENT_RECEIVER = "roles/eventarc.eventReceiver"
@@ -135,11 +139,19 @@ def _project_role(config: DeployConfig, member: str, role: str) -> Run:
     )  # fmt: skip
 
 
-def _bucket_role(config: DeployConfig, member: str, role: str) -> Run:
+def _bucket_role(config: DeployConfig, member: str, role: str, *, prefix: str | None = None) -> Run:
+    """A role on this bucket; with `prefix`, on the objects under it only (an IAM condition
+    on the object's name, which needs uniform bucket-level access)."""
+    condition = []
+    if prefix is not None:
+        name = f"projects/_/buckets/{config.bucket}/objects/{prefix}"
+        condition = [
+            f'--condition=expression=resource.name.startsWith("{name}"),title=only {prefix}'
+        ]
     return Run(
         _gcloud(
             config, "storage", "buckets", "add-iam-policy-binding", f"gs://{config.bucket}",
-            f"--member={member}", f"--role={role}", "--format=none",
+            f"--member={member}", f"--role={role}", *condition, "--format=none",
         )
     )  # fmt: skip
 
@@ -221,6 +233,11 @@ def grants(config: DeployConfig) -> Step:
     for account in (config.sync_account, config.finalize_account):
         actions.append(_bucket_role(config, sa(account), OBJECTS_READ))
         actions.append(_bucket_role(config, sa(account), OBJECTS_CREATE))
+    # A submission's outcome objects are written again on a redelivery, and a refusal's is
+    # deleted once an upload is accepted: replace and delete, under submissions/ only.
+    actions.append(
+        _bucket_role(config, sa(config.finalize_account), OBJECTS_READ_WRITE, prefix=SUBMISSIONS)
+    )
     actions.append(_project_role(config, "serviceAccount:${STORAGE_AGENT}", PUBLISHER))
     for account in functions:
         actions.append(_topic_role(config, sa(account), PUBLISHER))

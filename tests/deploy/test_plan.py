@@ -296,11 +296,29 @@ def test_each_function_account_gets_only_the_bucket_rights_it_uses(plan, config)
         sa(config.api_account): {"roles/storage.objectUser"},
         # read metadata and sign the output URL; save logs as new objects, never replace one
         sa(config.sync_account): {"roles/storage.objectViewer", "roles/storage.objectCreator"},
+        # and, under submissions/ only, replace and delete the outcome objects it writes
         sa(config.finalize_account): {
             "roles/storage.objectViewer",
             "roles/storage.objectCreator",
+            "roles/storage.objectUser",
         },
     }
+
+
+def test_the_finalize_account_may_replace_objects_under_submissions_only(plan, config):
+    conditioned = [
+        (flags(argv)["--member"][0], flags(argv)["--role"][0], flags(argv)["--condition"][0])
+        for argv in commands(plan, "gcloud", "storage", "buckets", "add-iam-policy-binding")
+        if "--condition" in flags(argv)
+    ]
+    prefix = f"projects/_/buckets/{config.bucket}/objects/submissions/"
+    assert conditioned == [
+        (
+            f"serviceAccount:{config.email(config.finalize_account)}",
+            "roles/storage.objectUser",
+            f'expression=resource.name.startsWith("{prefix}"),title=only submissions/',
+        )
+    ]
 
 
 def test_each_function_account_may_sign_only_as_itself(plan, config):
