@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+from urllib.parse import SplitResult
 
 from shared.errors import InvalidParameters
 from shared.model.job import now_ms
@@ -237,22 +238,15 @@ def _argv_size_error(params: dict[str, Any]) -> str | None:
     return None
 
 
-def _input_url_error(value: Any) -> str | None:
-    """`gs://BUCKET/OBJECT`, or an http(s) URL with a host; where it points is checked by
-    the create (shared/jobs/references.py), which needs the network."""
-    if not isinstance(value, str) or not value:
-        return "Must be a gs:// or https:// URL"
-    if len(value) > MAX_URL or any(ord(c) < 0x21 or ord(c) == 0x7F for c in value):
-        return f"Must be a URL of at most {MAX_URL} characters, without spaces or controls"
-    if value.startswith("gs://"):
-        bucket, slash, name = value.removeprefix("gs://").partition("/")
-        if not BUCKET_RE.fullmatch(bucket) or not slash or not name:
-            return "Must be gs://BUCKET/OBJECT"
-        if len(name.encode("utf-8", "surrogatepass")) > MAX_OBJECT_NAME:
-            return f"The object name must be at most {MAX_OBJECT_NAME} bytes"
-        return None
+def _http_url(value: Any, wrong: str) -> SplitResult | str:
+    """An http(s) URL with a host, split; or the error (`wrong` when it is not one at all).
+    Where it points is checked by the create, which needs the network."""
     from urllib.parse import urlsplit
 
+    if not isinstance(value, str) or not value:
+        return wrong
+    if len(value) > MAX_URL or any(ord(c) < 0x21 or ord(c) == 0x7F for c in value):
+        return f"Must be a URL of at most {MAX_URL} characters, without spaces or controls"
     try:
         parts = urlsplit(value)
         host = parts.hostname
@@ -260,8 +254,25 @@ def _input_url_error(value: Any) -> str | None:
     except ValueError:
         return "Not a valid URL"
     if parts.scheme not in ("https", "http") or not host:
-        return "Must be a gs:// or https:// URL"
-    return None
+        return wrong
+    return parts
+
+
+def _input_url_error(value: Any) -> str | None:
+    """`gs://BUCKET/OBJECT`, or an http(s) URL with a host (shared/jobs/references.py checks
+    where it points)."""
+    wrong = "Must be a gs:// or https:// URL"
+    if isinstance(value, str) and value.startswith("gs://"):
+        if len(value) > MAX_URL or any(ord(c) < 0x21 or ord(c) == 0x7F for c in value):
+            return f"Must be a URL of at most {MAX_URL} characters, without spaces or controls"
+        bucket, slash, name = value.removeprefix("gs://").partition("/")
+        if not BUCKET_RE.fullmatch(bucket) or not slash or not name:
+            return "Must be gs://BUCKET/OBJECT"
+        if len(name.encode("utf-8", "surrogatepass")) > MAX_OBJECT_NAME:
+            return f"The object name must be at most {MAX_OBJECT_NAME} bytes"
+        return None
+    parts = _http_url(value, wrong)
+    return parts if isinstance(parts, str) else None
 
 
 def _start_after(value: Any) -> int | str:
@@ -392,22 +403,10 @@ def validate_create(body: Any) -> JobRequest:
 
 
 def _callback_url_error(value: Any) -> str | None:
-    """An https (or, where allowed, http) URL with a host; where it points is checked by
-    the create, which needs the network."""
-    from urllib.parse import urlsplit
-
-    if not isinstance(value, str) or not value:
-        return "Must be an https:// URL"
-    if len(value) > MAX_URL or any(ord(c) < 0x21 or ord(c) == 0x7F for c in value):
-        return f"Must be a URL of at most {MAX_URL} characters, without spaces or controls"
-    try:
-        parts = urlsplit(value)
-        host = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError:
-        return "Not a valid URL"
-    if parts.scheme not in ("https", "http") or not host:
-        return "Must be an https:// URL"
+    """An https (or, where allowed, http) URL with a host and no credentials."""
+    parts = _http_url(value, "Must be an https:// URL")
+    if isinstance(parts, str):
+        return parts
     if parts.username is not None or parts.password is not None:
         return "Must not hold credentials: the body is signed with CALLBACK_SECRET"
     return None
