@@ -112,7 +112,13 @@ def test_make_run_serves_everything_and_leaves_nothing_behind(tmp_path):
         assert kubectl.stdout.strip() == "namespace/jobs", kubectl.stderr
 
         api = requests.get(f"http://127.0.0.1:{env['API_PORT']}/batch/", timeout=30)
-        assert api.json() == {"data": [], "error": "", "msg": "", "result": True}
+        assert api.json() == {
+            "data": [],
+            "error": "",
+            "msg": "",
+            "result": True,
+            "next_page_token": "",
+        }
         assert_callbacks_delivered(cloud, env)
         sync_port = int(env["LOCAL_FUNCTIONS_PORT"])  # synchronize_batch_jobs comes first
         sync = requests.post(f"http://127.0.0.1:{sync_port}/", timeout=30)

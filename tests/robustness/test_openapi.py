@@ -475,6 +475,9 @@ def _count_new_fields(body: Any, response: Response) -> None:
     if response.status_code == 200:
         job = answer["data"]
         kept = job["job_parameters"]
+        if answer["msg"].startswith("Repeat of request "):
+            OUTCOMES["a repeat of an earlier request_id"] += 1  # its first answer was counted
+            return
         if job["status"] == "created" and "input_upload_url" in job:
             OUTCOMES["created, waiting for its upload"] += 1
             assert answer["msg"].startswith(f"Job {job['id']} waits for its input"), answer
