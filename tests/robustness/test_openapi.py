@@ -63,10 +63,18 @@ from tests.robustness.spec import (
 
 # schemathesis's own strategies draw from the `random` module (generation/dictionaries.py),
 # which hypothesis reports as a deprecation now and then; it is theirs, not ours to fix.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Do not use the `random` module inside strategies"
-    ":hypothesis.errors.HypothesisDeprecationWarning"
-)
+pytestmark = [
+    pytest.mark.filterwarnings(
+        "ignore:Do not use the `random` module inside strategies"
+        ":hypothesis.errors.HypothesisDeprecationWarning"
+    ),
+    # Hypothesis warns when it renders a case's repr over 30 kB (a list of 1,000 arguments
+    # is one); the warnings-as-errors setting made that rendering itself fail a passing
+    # case, once, and Hypothesis then reported the case as flaky.
+    pytest.mark.filterwarnings(
+        "ignore:Generating overly large repr:hypothesis.errors.HypothesisWarning"
+    ),
+]
 
 # Generated cases per operation (schemathesis adds its explicit examples and, for invalid
 # methods, a few probes). `test_enough_cases` adds up what ran.
