@@ -21,6 +21,7 @@ import requests
 
 from shared.model.job import Status
 from tests.api.conftest import status_is, zip_b64
+from tests.fixtures.api import zip_bytes
 from tests.robustness.helpers import reconfigure
 
 FINAL = status_is(Status.SUCCEEDED, Status.FAILED, Status.KILLED)
@@ -43,14 +44,6 @@ def field_error(fn, **params: Any) -> dict[str, Any]:
     assert status == 400, body
     assert body["error"] == "InvalidParameters" and body["result"] is False
     return body["data"]["job_parameters"]
-
-
-def zip_bytes(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, content in files.items():
-            archive.writestr(name, content)
-    return buffer.getvalue()
 
 
 def output_files(job: dict[str, Any]) -> dict[str, bytes]:

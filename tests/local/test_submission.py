@@ -17,18 +17,11 @@ import requests
 
 from infra.local.config import isolated_env
 from infra.local.stack import read_env_file
+from tests.fixtures.api import zip_bytes
 from tests.local.test_stack import alive, descendants, start_stack
 
 pytestmark = pytest.mark.slow
 COPY = "import shutil; shutil.copytree('/input', '/output', dirs_exist_ok=True)"
-
-
-def _zip(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, content in files.items():
-            archive.writestr(name, content)
-    return buffer.getvalue()
 
 
 def _wait_for(what: str, probe: Any, timeout: float = 60) -> Any:
@@ -64,7 +57,7 @@ def test_a_zip_uploaded_under_submissions_runs_through_the_relay(tmp_path):
             return answer.json() if answer.ok else None
 
         body = {"job_parameters": {"docker_image": "python:3.11", "args": ["python3", "-c", COPY]}}
-        upload("relayed", _zip({"job.json": json.dumps(body).encode(), "in.txt": b"in"}))
+        upload("relayed", zip_bytes({"job.json": json.dumps(body).encode(), "in.txt": b"in"}))
         accepted = _wait_for("job object", lambda: read("submissions/relayed.job.json"))
         assert accepted["data"]["name"] == "relayed"
         api = f"http://127.0.0.1:{env['API_PORT']}/batch/{accepted['job_id']}"
@@ -78,7 +71,7 @@ def test_a_zip_uploaded_under_submissions_runs_through_the_relay(tmp_path):
         output = requests.get(done["output_file_url"], timeout=30).content
         assert zipfile.ZipFile(io.BytesIO(output)).namelist() == ["in.txt"]
 
-        upload("refused", _zip({"in.txt": b"in"}))
+        upload("refused", zip_bytes({"in.txt": b"in"}))
         refused = _wait_for("error object", lambda: read("submissions/refused.error.json"))
         assert (refused["status"], refused["error"]) == (400, "InvalidParameters")
     finally:

@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import collections
 import datetime
-import io
 import os
 import re
 import socket
 import time
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,7 +45,7 @@ from shared.errors import InvalidParameters
 from shared.http import routes
 from shared.model.validation import MAX_ARGV_BYTES, MAX_ENV_BYTES, MAX_OBJECT_NAME, validate_create
 from shared.stager import addresses
-from tests.fixtures.api import Functions
+from tests.fixtures.api import Functions, zip_bytes
 from tests.robustness.helpers import create, env, reconfigure, sync_until_final
 from tests.robustness.invariants import assert_only_jobs
 from tests.robustness.spec import (
@@ -374,14 +372,6 @@ class _NoLookups:
         raise socket.gaierror(socket.EAI_NONAME, f"{host}: no host resolves in this test")
 
 
-def _zip(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, content in files.items():
-            archive.writestr(name, content)
-    return buffer.getvalue()
-
-
 # The `gs://` input some generated creates are pointed at (flatmap_body): an object of a
 # bucket of the test's own, so that an input by reference is accepted now and then.
 SEEDED_INPUT: dict[str, str] = {}
@@ -404,7 +394,7 @@ def target(
     backends = reconfigure(monkeypatch, CREATE_WAIT_SECONDS="0")
     monkeypatch.setattr(addresses, "socket", _NoLookups)
     inputs = storage_client.create_bucket(f"{bucket}-refs")
-    inputs.blob("in/words.zip").upload_from_string(_zip({"words.txt": b"to be or not"}))
+    inputs.blob("in/words.zip").upload_from_string(zip_bytes({"words.txt": b"to be or not"}))
     SEEDED_INPUT["url"] = f"gs://{inputs.name}/in/words.zip"
     target = Target(fn.clients["batch_api"].application)
     try:
