@@ -218,7 +218,7 @@ class Bucket:
                 raise ObjectGoneError(f"{object_name}#{info.generation} is gone") from error
             raise
 
-    def put_json(self, object_name: str, body: dict[str, Any], metadata: dict[str, str]) -> None:
+    def put_json(self, object_name: str, body: Any, metadata: dict[str, str]) -> None:
         """Write (or overwrite) a small JSON object."""
         blob = self.bucket.blob(object_name)
         blob.metadata = metadata
@@ -285,6 +285,86 @@ class Bucket:
         blob = self.bucket.blob(object_name)
         return self._signed_url(blob, lifetime, method="PUT", content_type=ZIP_CONTENT_TYPE)
 
+    def task_upload(self, prefix: str, job_id: str, lifetime: int, max_bytes: int) -> str:
+        """How an array job's tasks upload their outputs, as JSON for OUTPUT_UPLOAD_PLAN:
+        one plan for every task, made in one step whatever their number. Task i writes
+        `prefix` + `i.zip` (the stager fills in `{index}` in `object`).
+
+        - On Google Cloud, a V4 signed POST policy: a form upload of any object whose name
+          starts with `prefix`, as a zip, with the job-id metadata, for `lifetime` seconds
+          (https://cloud.google.com/storage/docs/xml-api/post-object-forms). A signed URL
+          names one object, so a thousand tasks would need a thousand signatures.
+        - On the emulator, which has no form uploads and checks no credentials, the JSON
+          API's resumable upload: each task opens its own session.
+        """
+        obj = prefix + "{index}.zip"
+        emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+        if emulator:
+            start = f"{emulator.rstrip('/')}/upload/storage/v1/b/{self.name}/o"
+            url = f"{start}?uploadType=resumable&ifGenerationMatch=0"
+            plan = {"kind": "session", "url": url, "object": obj, "job_id": job_id}
+            return json.dumps(plan)
+        fields = self._post_policy(prefix, job_id, min(lifetime, V4_MAX_LIFETIME), max_bytes)
+        url = f"https://storage.googleapis.com/{self.name}/"
+        return json.dumps({"kind": "form", "url": url, "object": obj, "fields": fields})
+
+    def _post_policy(
+        self, prefix: str, job_id: str, lifetime: int, max_bytes: int
+    ) -> dict[str, str]:
+        """The form fields of a V4 POST policy for keys under `prefix`. google-cloud-storage
+        only signs policies for one exact key, so the policy is built here, as its
+        generate_signed_post_policy_v4 does, and signed like the URLs (_signing)."""
+        import base64
+        import binascii
+
+        credentials = self._signing()
+        now = datetime.datetime.now(datetime.UTC)
+        timestamp, datestamp = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
+        credential = f"{credentials.signer_email}/{datestamp}/auto/storage/goog4_request"
+        fields = {
+            "Content-Type": ZIP_CONTENT_TYPE,
+            "x-goog-meta-job-id": job_id,
+            "x-goog-date": timestamp,
+            "x-goog-credential": credential,
+            "x-goog-algorithm": "GOOG4-RSA-SHA256",
+        }
+        conditions: list[Any] = [
+            {"bucket": self.name},
+            ["starts-with", "$key", prefix],
+            ["content-length-range", 0, max_bytes],
+            *({key: value} for key, value in fields.items()),
+        ]
+        expires = (now + datetime.timedelta(seconds=lifetime)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        policy = json.dumps(
+            {"conditions": conditions, "expiration": expires}, separators=(",", ":")
+        )
+        encoded = base64.b64encode(policy.encode())
+        try:
+            signature = binascii.hexlify(credentials.sign_bytes(encoded)).decode()
+        except SigningError as error:
+            raise type(error)(f"signing the output policy of {prefix}*: {error}") from error
+        return {**fields, "policy": encoded.decode(), "x-goog-signature": signature}
+
+    def _signing(self) -> Any:
+        """Credentials that sign: a key file's own, or IAM signBlob as the function's
+        service account, within the call timeout (shared/cloud/signing.py)."""
+        from shared.cloud.signing import iam_signing_credentials
+
+        credentials = self.client._credentials  # noqa: SLF001 - the client's own credentials
+        if hasattr(credentials, "sign_bytes") and getattr(credentials, "signer", None):
+            return credentials
+        return iam_signing_credentials(credentials, self._session, self._timeout)
+
+    def listing(self, prefix: str) -> dict[str, dict[str, str]]:
+        """The objects under `prefix` and their metadata (one listing, paged by the client)."""
+        return _wrap(
+            f"listing {prefix}*",
+            lambda: {
+                blob.name: dict(blob.metadata or {})
+                for blob in self.client.list_blobs(self.bucket, prefix=prefix, **self._call)
+            },
+        )
+
     def object_size(self, bucket: str, object_name: str) -> int | None:
         """The size of a user's `gs://bucket/object`, or None if it does not exist.
         BucketError (Forbidden as its cause) when the functions may not read it."""
@@ -317,13 +397,9 @@ class Bucket:
         from google.api_core.exceptions import GoogleAPIError
         from google.auth.exceptions import GoogleAuthError
 
-        from shared.cloud.signing import iam_signing_credentials
-
         expiration = datetime.timedelta(seconds=min(lifetime, V4_MAX_LIFETIME))
-        credentials = self.client._credentials  # noqa: SLF001 - the client's own credentials
         try:
-            if not (hasattr(credentials, "sign_bytes") and getattr(credentials, "signer", None)):
-                credentials = iam_signing_credentials(credentials, self._session, self._timeout)
+            credentials = self._signing()
             return str(
                 blob.generate_signed_url(
                     version="v4",

@@ -178,13 +178,22 @@ def _refresh_output_url(job: Job, backends: Backends) -> Job:
         return job
     if job.output_url_expires > now_ms():
         return job
-    url, expires = backends.bucket.output_url(
-        job.output_object, backends.settings.output_url_lifetime
-    )
-    backends.store.update(
-        job.id, {"output_file_url": url, "output_url_expires": expires}, status=Status.SUCCEEDED
-    )
-    job.output_file_url, job.output_url_expires = url, expires
+    changes: dict[str, Any]
+    if job.task_output_urls is not None:
+        from shared.jobs import arrays
+
+        landed = {index for index, url in enumerate(job.task_output_urls) if url is not None}
+        urls, expires = arrays.output_urls(job, backends, landed)
+        changes = {"task_output_urls": urls, "output_url_expires": expires}
+        changes["output_file_url"] = next((url for url in urls if url is not None), None)
+    else:
+        url, expires = backends.bucket.output_url(
+            job.output_object, backends.settings.output_url_lifetime
+        )
+        changes = {"output_file_url": url, "output_url_expires": expires}
+    backends.store.update(job.id, changes, status=Status.SUCCEEDED)
+    for key, value in changes.items():
+        setattr(job, key, value)
     return job
 
 
@@ -260,7 +269,15 @@ def job_log(request: Request, job_id: str, *, backends: Backends) -> Response:
             )
         tail = int(raw)
     job = lifecycle.get(job_id, store=backends.store)
-    return envelope(joblogs.read(job, backends, tail=tail).as_dict())
+    task = None
+    if "task" in request.args:
+        raw, count = request.args["task"], job.task_count
+        if count is None:
+            raise InvalidParameters(data={"task": "Only for array jobs (task_count)"})
+        if not raw.isascii() or not raw.isdigit() or not int(raw) < count:
+            raise InvalidParameters(data={"task": f"Must be a task index from 0 to {count - 1}"})
+        task = int(raw)
+    return envelope(joblogs.read(job, backends, tail=tail, task=task).as_dict())
 
 
 @respond_errors

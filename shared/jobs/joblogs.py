@@ -36,18 +36,33 @@ def job_pods(job: Job, backends: Backends) -> list[dict[str, Any]]:
     return backends.cluster.pods(manifests.job_selector(job.id))
 
 
-def save(job: Job, backends: Backends, pods: list[dict[str, Any]]) -> None:
-    """Save the user container's log unless it is saved already. Raises BucketError (and
-    ClusterApiError when the cluster is out of reach): the caller must then keep the pod."""
+def log_object(job: Job, task: int | None) -> str:
+    return job.log_object if task is None else job.task_log_object(task)
+
+
+def save(
+    job: Job, backends: Backends, pods: list[dict[str, Any]], *, task: int | None = None
+) -> None:
+    """Save the user container's log unless it is saved already (an array job's: each
+    task's, `task` the one whose `pods` these are). Raises BucketError (and ClusterApiError
+    when the cluster is out of reach): the caller must then keep the pod."""
+    if task is None and job.task_count is not None:
+        from shared.jobs.arrays import save_logs
+
+        save_logs(job, backends, pods)
+        return
     keep = backends.settings.max_log_bytes
     text, truncated = _final_text(job, backends, pods, keep)
     saved = backends.bucket.save_text(
-        job.log_object,
+        log_object(job, task),
         text,
         job_id=job.id,
         metadata={"truncated": "true" if truncated else "false"},
     )
-    log.info("log saved" if saved else "log was saved already", extra={"bytes": len(text)})
+    log.info(
+        "log saved" if saved else "log was saved already",
+        extra={"bytes": len(text), "task": task},
+    )
 
 
 def _final_text(
@@ -75,10 +90,13 @@ def _final_text(
     return note + data, True
 
 
-def read(job: Job, backends: Backends, *, tail: int | None) -> LogView:
-    """The log as it is now: from the cluster while the job runs, from the bucket after."""
+def read(job: Job, backends: Backends, *, tail: int | None, task: int | None = None) -> LogView:
+    """The log as it is now: from the cluster while the job runs, from the bucket after.
+    An array job's: task `task`'s (the first task's when not given)."""
+    if job.task_count is not None and task is None:
+        task = 0
     if job.status in FINAL:
-        found = backends.bucket.read(job.log_object)
+        found = backends.bucket.read(log_object(job, task))
         if found is None:
             why = "the job never ran" if job.start_time is None else "it could not be saved"
             return LogView(f"(No log was saved: {why}.)\n", complete=True, truncated=False)
@@ -92,7 +110,12 @@ def read(job: Job, backends: Backends, *, tail: int | None) -> LogView:
         return LogView("(The job has not started yet.)\n", complete=False, truncated=False)
     pod = None
     try:
-        pod = diagnosis.user_pod(job_pods(job, backends))
+        pods = job_pods(job, backends)
+        if task is not None:
+            from shared.jobs.arrays import pods_of
+
+            pods = pods_of(pods, task)
+        pod = diagnosis.user_pod(pods)
         if pod is None:
             return LogView("(The job's pod does not exist yet.)\n", complete=False, truncated=False)
         data = backends.cluster.pod_log(

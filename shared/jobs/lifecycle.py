@@ -103,18 +103,21 @@ def create(body: Any, *, backends: Backends, submission: Submission | None = Non
         has_input=data is not None or bool(request.input_url) or request.input_upload,
         scheduled_for=request.scheduled_for,
         callback_url=request.callback_url,
+        task_environments=request.task_environments is not None,
     )
+    if job.task_count is not None:
+        job.tasks = initial_tasks(job.task_count)
     if submission is not None:
         job.submission, job.submission_generation = submission.object_name, submission.generation
         job.has_input = submission.has_input
-        return _create_submitted(job, key, backends)
+        return _create_submitted(job, key, backends, request.task_environments)
     if request.input_upload:
-        return _create_awaiting_upload(job, key, backends)
+        return _create_awaiting_upload(job, key, backends, request.task_environments)
     # The output's upload session is opened while the record is written: it creates no
     # object, so a create refused for its name (or found a repeat) just leaves it to expire.
-    upload = _pool().submit(backends.bucket.open_upload, job.output_object, job.id)
+    upload = _open_output(job, backends)
     try:
-        written = _store(job, store, key)
+        written = _store(job, backends, key, request.task_environments)
     except RequestSeenError as seen:
         return _repeat(key, seen.job_id, seen.fingerprint, store=store)
     with log_context(job_id=job.id, job_name=job.name):
@@ -146,11 +149,18 @@ def create(body: Any, *, backends: Backends, submission: Submission | None = Non
     return Created(running, "")
 
 
-def _store(job: Job, store: JobStore, key: RequestKey | None) -> Version:
+def _store(
+    job: Job, backends: Backends, key: RequestKey | None, environments: list[Any] | None
+) -> Version:
+    """The record, then an array job's task_environments: once the name is the job's, so
+    that they never land over another job's."""
     try:
-        return store.create(job, key)
+        written = backends.store.create(job, key)
     except NameTakenError:
         raise InvalidParameters(data={"name": "A job with this name already exists"}) from None
+    if environments is not None:
+        _put_task_environments(job, environments, backends)
+    return written
 
 
 def _refuse_input_sources(body: Any) -> None:
@@ -161,12 +171,14 @@ def _refuse_input_sources(body: Any) -> None:
         raise InvalidParameters(data={"job_parameters": dict.fromkeys(given, problem)})
 
 
-def _create_submitted(job: Job, key: RequestKey | None, backends: Backends) -> Created:
+def _create_submitted(
+    job: Job, key: RequestKey | None, backends: Backends, environments: list[Any] | None
+) -> Created:
     """Store, then deploy as an uploaded input is deployed (start_uploaded): a transient
     failure changes nothing, and is raised for the event to come again; the redelivery
     finds this job and finishes its start. A cluster refusal fails the job."""
     try:
-        _store(job, backends.store, key)
+        _store(job, backends, key, environments)
     except RequestSeenError as seen:
         return _repeat(key, seen.job_id, seen.fingerprint, store=backends.store)
     with log_context(job_id=job.id, job_name=job.name):
@@ -211,7 +223,9 @@ def _repeat(key: RequestKey | None, job_id: str, fingerprint: str, *, store: Job
     return Created(job, f"Repeat of request {key.request_id}: job {job.id}", repeat=True)
 
 
-def _create_awaiting_upload(job: Job, key: RequestKey | None, backends: Backends) -> Created:
+def _create_awaiting_upload(
+    job: Job, key: RequestKey | None, backends: Backends, environments: list[Any] | None
+) -> Created:
     """Store the job with a URL to PUT its input to; nothing is deployed until it lands."""
     lifetime = backends.settings.input_upload_lifetime
     try:
@@ -220,7 +234,7 @@ def _create_awaiting_upload(job: Job, key: RequestKey | None, backends: Backends
         raise _create_failure(job, error)[1] from error
     job.input_upload_expires = now_ms() + lifetime * 1000
     try:
-        _store(job, backends.store, key)
+        _store(job, backends, key, environments)
     except RequestSeenError as seen:
         return _repeat(key, seen.job_id, seen.fingerprint, store=backends.store)
     with log_context(job_id=job.id, job_name=job.name):
@@ -259,7 +273,7 @@ def start_uploaded(
     unique), and the record's checked write lets one caller win. Raises ClusterApiError
     or BucketError without changing anything, for the caller to retry.
     """
-    upload = _pool().submit(backends.bucket.open_upload, job.output_object, job.id)
+    upload = _open_output(job, backends)
     made = True
     try:
         urls_expire = _deploy(job, None, upload, backends)
@@ -296,10 +310,10 @@ def resume(job: Job, backends: Backends) -> Job:
     would expire before its pod is done, replace it with one with fresh URLs."""
     settings = backends.settings
     # The Job's own deadline, with a few minutes for the sync to notice the end.
-    needed = manifests.timeout_seconds(job, settings) + manifests.JOB_DEADLINE_MARGIN + 300
+    needed = manifests.run_seconds(job, settings) + manifests.JOB_DEADLINE_MARGIN + 300
     if job.urls_expire is not None and job.urls_expire < now_ms() + needed * 1000:
         backends.cluster.delete_job(job.name)
-        upload = _pool().submit(backends.bucket.open_upload, job.output_object, job.id)
+        upload = _open_output(job, backends)
         urls_expire = _deploy(job, None, upload, backends, suspend=False)
         log.info("replaced the scheduled Job: its URLs would have expired")
     else:
@@ -314,6 +328,36 @@ def resume(job: Job, backends: Backends) -> Job:
     )
     log.info("job resumed")
     return running
+
+
+def initial_tasks(count: int) -> dict[str, int]:
+    return {"count": count, "succeeded": 0, "failed": 0, "running": 0, "pending": count}
+
+
+def _open_output(job: Job, backends: Backends) -> Future[str]:
+    """In the background: the output's upload session, or an array job's tasks' plan."""
+    bucket = backends.bucket
+    if job.task_count is None:
+        return _pool().submit(bucket.open_upload, job.output_object, job.id)
+    lifetime = input_url_lifetime(job, backends.settings)
+    prefix = f"{job.name}-output-"
+    max_bytes = manifests.volume_bytes(backends.settings)
+    return _pool().submit(bucket.task_upload, prefix, job.id, lifetime, max_bytes)
+
+
+def _put_task_environments(job: Job, environments: list[Any], backends: Backends) -> None:
+    """<name>-tasks.json, which each task's pod reads; a failure fails the create."""
+    try:
+        backends.bucket.put_json(job.tasks_object, environments, {"job-id": job.id})
+    except BucketError as error:
+        reason, answer = _create_failure(job, error)
+        backends.store.transition(
+            job.id,
+            Status.FAILED,
+            reason=f"create failed: {error}",
+            updates={"reason": reason, "message": str(error)},
+        )
+        raise answer from error
 
 
 def _due(job: Job) -> bool:
@@ -378,6 +422,11 @@ def _deploy(
         source = references.StageInSource(url, False)
     if source is not None and not source.public:
         expires.append(opened + lifetime * 1000)
+    tasks_url = None
+    if job.task_environments:
+        tasks_url = bucket.input_url(job.tasks_object, lifetime)
+    if job.task_count is not None:
+        expires.append(opened + lifetime * 1000)  # the tasks' upload plan
     manifest = manifests.batch_job(
         job,
         settings,
@@ -385,6 +434,7 @@ def _deploy(
         input_url=source.url if source else None,
         public_input=bool(source and source.public),
         suspend=suspend,
+        tasks_url=tasks_url,
     )
     backends.cluster.create_job(manifest)
     return min(expires)
@@ -396,7 +446,7 @@ def input_url_lifetime(job: Job, settings: Settings) -> int:
     fall within activeDeadlineSeconds), capped at the 7 days a V4 signed URL may live; the
     sync replaces a scheduled Job whose URLs would not last."""
     wait_ms = max(0, (job.scheduled_for or 0) - now_ms())
-    needed = wait_ms // 1000 + manifests.timeout_seconds(job, settings) + INPUT_URL_MARGIN
+    needed = wait_ms // 1000 + manifests.run_seconds(job, settings) + INPUT_URL_MARGIN
     return min(needed, V4_MAX_LIFETIME)
 
 

@@ -20,13 +20,14 @@ from typing import Any
 
 from shared.cloud.backends import Backends
 from shared.errors import BucketError, ClusterApiError, TransitionRefusedError
-from shared.jobs import joblogs
+from shared.jobs import arrays, joblogs
 from shared.jobs.lifecycle import remove_from_cluster, resume, start_submitted, start_uploaded
 from shared.logs import log_context
 from shared.model import manifests
 from shared.model.diagnosis import (
     MAX_DISRUPTED_PODS,
     Failure,
+    condition,
     diagnose,
     disrupted,
     finished,
@@ -221,6 +222,9 @@ class Reconciler:
         self, job: Job, k8s_job: dict[str, Any] | None, pods: list[dict[str, Any]]
     ) -> None:
         """A running or cleaning job, from its Job and its pods' statuses."""
+        if job.task_count is not None:
+            self._deployed_array(job, k8s_job, pods)
+            return
         facts = observed(job, pods)
         if k8s_job is None:
             if not self._output_landed(job, pods, facts, "the output was found by the sync"):
@@ -243,6 +247,59 @@ class Reconciler:
             self._move(job, Status.CLEANING, USER_DONE, facts)
         elif facts:
             self.b.store.update(job.id, facts, status=job.status)
+
+    def _deployed_array(
+        self, job: Job, k8s_job: dict[str, Any] | None, pods: list[dict[str, Any]]
+    ) -> None:
+        """An array job: its tasks' progress, and its end once the Job has ended (Failed
+        with FailedIndexes is a success when no more tasks failed than it tolerates)."""
+        facts = observed(job, pods)
+        if k8s_job is not None:
+            facts.update(arrays.progress(job, k8s_job, pods))
+        outcome = finished(k8s_job) if k8s_job is not None else "Missing"
+        failed = (
+            (condition(k8s_job, "Failed") or condition(k8s_job, "FailureTarget") or {})
+            if k8s_job
+            else {}
+        )
+        if outcome == "Missing" or outcome == "Complete" or failed.get("reason") == "FailedIndexes":
+            if not self._outputs_landed(job, k8s_job, pods, facts):
+                failure = (
+                    Failure("JobMissing", "The Kubernetes Job disappeared from the cluster")
+                    if k8s_job is None
+                    else Failure("OutputMissing", "Tasks completed but not all outputs were found")
+                )
+                self._fail(job, failure, pods, **facts)
+        elif outcome == "Failed":
+            assert k8s_job is not None
+            if failed.get("reason") == "MaxFailedIndexesExceeded":
+                failure = arrays.tasks_failed(job, k8s_job)
+            else:
+                retries = int(job.job_parameters.get("retries", 0))
+                failure = diagnose(k8s_job, pods, retries=retries)
+            self._fail(job, failure, pods, **facts)
+        elif (pull := self._pull_stuck(job, pods)) is not None:
+            self._fail(job, pull, pods, **facts)
+        elif job.status is Status.RUNNING and arrays.users_done(job, k8s_job or {}, pods):
+            self._move(job, Status.CLEANING, USERS_DONE, facts)
+        elif facts:
+            self.b.store.update(job.id, facts, status=job.status)
+
+    def _outputs_landed(
+        self,
+        job: Job,
+        k8s_job: dict[str, Any] | None,
+        pods: list[dict[str, Any]],
+        facts: dict[str, Any],
+    ) -> bool:
+        """If every output the array job owes is in the bucket, record the success: True."""
+        expected = arrays.expected_outputs(job, k8s_job)
+        if not expected or not expected <= arrays.landed(job, self.b):
+            return False
+        reason = "every task's output found by the sync"
+        complete_success(job, self.b, reason=reason, pods=pods, updates=facts, outputs=expected)
+        self.report.count(Status.SUCCEEDED)
+        return True
 
     def _output_landed(
         self, job: Job, pods: list[dict[str, Any]], facts: dict[str, Any], reason: str
@@ -319,6 +376,7 @@ class Reconciler:
 
 
 USER_DONE = "the job's container finished; stage-out uploads the output"
+USERS_DONE = "every task's container finished; stage-out uploads the outputs"
 WATCH_POLL_SECONDS = 0.25  # how often a create looks at a new job's pod while it waits
 
 
@@ -362,18 +420,31 @@ def complete_success(
     reason: str,
     pods: list[dict[str, Any]] | None = None,
     updates: dict[str, Any] | None = None,
+    outputs: set[int] | None = None,
 ) -> Job:
     """running or cleaning -> succeeded with the output URL (a running job passes through
     cleaning in the same write), then save the log and remove the Job from the cluster.
     Without `pods` (the finalize event), the job's pods are read first: they tell when the
-    user's container started, and hold its log."""
+    user's container started, and hold its log. An array job's `outputs` are the tasks
+    whose outputs landed: each gets a URL, and output_file_url is the first's."""
     if pods is None:
         pods = joblogs.job_pods(job, backends)
         updates = {**observed(job, pods), **(updates or {})}
-    url, expires = backends.bucket.output_url(
-        job.output_object, backends.settings.output_url_lifetime
-    )
-    via = [(Status.CLEANING, USER_DONE)] if job.status is Status.RUNNING else []
+    updates = dict(updates or {})
+    if outputs is not None:
+        urls, expires = arrays.output_urls(job, backends, outputs)
+        url = next(found for found in urls if found is not None)
+        updates["task_output_urls"] = urls
+        tasks = dict(job.tasks or {}, **(updates.get("tasks") or {}))
+        count = job.task_count or 0
+        tasks.update(succeeded=len(outputs), failed=count - len(outputs), running=0, pending=0)
+        updates["tasks"] = tasks
+    else:
+        url, expires = backends.bucket.output_url(
+            job.output_object, backends.settings.output_url_lifetime
+        )
+    done_why = USERS_DONE if outputs is not None else USER_DONE
+    via = [(Status.CLEANING, done_why)] if job.status is Status.RUNNING else []
     done = backends.store.transition(
         job.id,
         Status.SUCCEEDED,

@@ -75,6 +75,11 @@ class Job:
     callback_attempts: int = 0  # deliveries tried (the last, when it succeeded, included)
     callback_time: int | None = None  # epoch ms: delivered, or given up
     callback_answer: str | None = None  # the receiver's last answer, e.g. "500" or "timeout"
+    # Array jobs (job_parameters.task_count): one Indexed Job, one pod per task.
+    task_environments: bool = False  # <name>-tasks.json holds each task's variables
+    tasks: dict[str, int] | None = None  # count, succeeded, failed, running, pending
+    failed_tasks: list[dict[str, Any]] = field(default_factory=list)  # index, reason, exit_code
+    task_output_urls: list[str] | None = None  # once succeeded: each task's, in index order
     updated: int = 0  # epoch ms of the last write
 
     @property
@@ -93,6 +98,30 @@ class Job:
     @property
     def awaiting_upload(self) -> bool:
         return self.status is Status.CREATED and self.input_upload_url is not None
+
+    @property
+    def task_count(self) -> int | None:
+        """The number of tasks of an array job; None for a plain job."""
+        count = self.job_parameters.get("task_count")
+        return int(count) if count is not None else None
+
+    @property
+    def tasks_object(self) -> str:
+        """An array job's task_environments, a JSON list, read by each task's pod."""
+        return f"{self.name}-tasks.json"
+
+    def task_output_object(self, index: int) -> str:
+        return f"{self.name}-output-{index}.zip"
+
+    def task_log_object(self, index: int) -> str:
+        return f"{self.name}-logs-{index}.txt"
+
+    @property
+    def output_objects(self) -> list[str]:
+        """Every output the job makes when all goes well: one, or one per task."""
+        if self.task_count is None:
+            return [self.output_object]
+        return [self.task_output_object(index) for index in range(self.task_count)]
 
     @property
     def input_object(self) -> str:
@@ -147,6 +176,12 @@ class Job:
                     body[key] = value
             if self.callback_attempts:
                 body["callback_attempts"] = self.callback_attempts
+        if self.tasks is not None:
+            body["tasks"] = self.tasks
+        if self.failed_tasks:
+            body["failed_tasks"] = self.failed_tasks
+        if self.task_output_urls is not None:
+            body["task_output_urls"] = self.task_output_urls
         if self.awaiting_upload:
             body["input_upload_url"] = self.input_upload_url
             body["input_upload_expires"] = self.input_upload_expires

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.model.job import Job
-from shared.settings import MIB, Settings
+from shared.settings import MAX_JOB_SECONDS, MIB, Settings
 from shared.stager.errors import PERMANENT_CODES
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -37,6 +37,17 @@ EPHEMERAL_MARGIN = 1024 * MIB
 EPHEMERAL_REQUEST = "256Mi"  # what the scheduler reserves: small, so pods fit small nodes
 JOB_DEADLINE_MARGIN = 60  # s: the Job's deadline past the pod's (the job's timeout)
 SUBMISSION_BODY = "job.json"  # at a submission zip's root: its create body, not input
+
+# Array jobs. Kubernetes sets JOB_COMPLETION_INDEX from this annotation in an Indexed Job's
+# pods (https://kubernetes.io/docs/concepts/workloads/controllers/job/#completion-mode).
+COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+TASK_ENV = "task-env"  # the init container that writes the task's variables
+TASK_ENV_DIR = "/var/run/task-runner"
+TASK_ENV_FILE = f"{TASK_ENV_DIR}/task.env"
+# The user's command runs under a shell that first exports the task's variables (one
+# `NAME='value'` line each, quoted by the task-env container): Kubernetes has no way to give
+# each index of one Job its own environment.
+TASK_ENV_SCRIPT = f'set -a; . {TASK_ENV_FILE}; set +a; exec "$@"'
 
 Manifest = dict[str, Any]
 
@@ -75,6 +86,7 @@ def _stager(
         "command": ["python", "-m", "shared.stager", command],
         "env": [
             *env,
+            *([] if command == TASK_ENV else _task_vars(job)),
             {"name": "STAGER_DIR", "value": mount["mountPath"]},
             {"name": "STAGER_JOB_ID", "value": job.id},
             {"name": "LOG_LEVEL", "value": "INFO"},
@@ -89,6 +101,24 @@ def _stager(
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": _restricted(non_root=True),
     }
+
+
+def _task_vars(job: Job) -> list[dict[str, Any]]:
+    """TASK_INDEX and TASK_COUNT, which every container of an array job's pod sees."""
+    if job.task_count is None:
+        return []
+    return [
+        {"name": "TASK_INDEX", "valueFrom": {"fieldRef": {"fieldPath": COMPLETION_INDEX}}},
+        {"name": "TASK_COUNT", "value": str(job.task_count)},
+    ]
+
+
+def _task_env(job: Job, settings: Settings, tasks_url: str) -> dict[str, Any]:
+    """Reads the task's own variables from <name>-tasks.json (a signed URL) into the file
+    the user's command sources."""
+    env = [*_task_vars(job), {"name": "TASKS_URL", "value": tasks_url}]
+    mount = {"name": "task", "mountPath": TASK_ENV_DIR}
+    return _stager(job, settings, command=TASK_ENV, env=env, mount=mount)
 
 
 def _stage_in(job: Job, settings: Settings, input_url: str, *, public: bool) -> dict[str, Any]:
@@ -122,6 +152,11 @@ def by_reference(job: Job) -> bool:
     return bool(params.get("input_url") or params.get("input_upload") or job.submission)
 
 
+def volume_bytes(settings: Settings) -> int:
+    """What one job volume holds: also the most an output zip can be."""
+    return _bytes(settings.volume_size)
+
+
 def _bytes(quantity: str) -> int:
     from shared.quantity import parse_quantity
 
@@ -131,13 +166,18 @@ def _bytes(quantity: str) -> int:
 
 
 def _stage_out(job: Job, settings: Settings, upload_url: str) -> dict[str, Any]:
-    """Zips /output through the job's upload session: `<name>-output.zip`, nothing else."""
+    """Zips /output through the job's upload session: `<name>-output.zip`, nothing else.
+    An array job's tasks share one upload plan (Bucket.task_upload), from which each opens
+    `<name>-output-<index>.zip` itself; a form upload needs room to spool the zip."""
+    upload = "OUTPUT_UPLOAD_PLAN" if job.task_count is not None else "OUTPUT_UPLOAD_URL"
     env = [
-        {"name": "OUTPUT_UPLOAD_URL", "value": upload_url},
+        {"name": upload, "value": upload_url},
         {"name": "STAGER_RETRY_SECONDS", "value": str(settings.stager_retry)},
     ]
     mount = {"name": "output", "mountPath": "/output", "readOnly": True}
     container = _stager(job, settings, command=STAGE_OUT, env=env, mount=mount)
+    if job.task_count is not None:
+        container["volumeMounts"].append({"name": "spool", "mountPath": "/tmp"})
     if not settings.storage_class:
         # The emptyDir volumes live in the node's ephemeral storage: the pod's limit covers
         # them (kubelet evicts past it), its request stays small.
@@ -148,6 +188,7 @@ def _stage_out(job: Job, settings: Settings, upload_url: str) -> dict[str, Any]:
 
 def _ephemeral_limit(job: Job, settings: Settings) -> int:
     volumes = 2 if job.has_input else 1
+    volumes += 1 if job.task_count is not None else 0  # the spool of a form upload
     return _bytes(settings.volume_size) * volumes + EPHEMERAL_MARGIN
 
 
@@ -157,8 +198,11 @@ def _user_container(job: Job) -> dict[str, Any]:
         "name": USER_CONTAINER,
         "image": params["docker_image"],
         "env": [
-            {"name": key, "value": value}
-            for key, value in sorted(params.get("environment_variables", {}).items())
+            *_task_vars(job),
+            *(
+                {"name": key, "value": value}
+                for key, value in sorted(params.get("environment_variables", {}).items())
+            ),
         ],
         "volumeMounts": [{"name": "output", "mountPath": "/output"}],
         "securityContext": _restricted(non_root=False),
@@ -171,6 +215,13 @@ def _user_container(job: Job) -> dict[str, Any]:
         container["resources"] = params["resources"]
     if job.has_input:
         container["volumeMounts"].append({"name": "input", "mountPath": "/input", "readOnly": True})
+    if job.task_environments:
+        # command + args become the shell's "$@" (validation made sure there is a command).
+        container["args"] = [*container.pop("command"), *container.get("args", [])]
+        container["command"] = ["/bin/sh", "-c", TASK_ENV_SCRIPT, "task"]
+        container["volumeMounts"].append(
+            {"name": "task", "mountPath": TASK_ENV_DIR, "readOnly": True}
+        )
     return container
 
 
@@ -191,13 +242,13 @@ def _volume(job: Job, settings: Settings, name: str) -> dict[str, Any]:
 
 
 def _failure_policy(job: Job) -> dict[str, Any]:
-    """Which failed pods count against `retries`.
+    """Which failed pods count against `retries` (of each task, in an array job).
 
     - A pod lost to a disruption (eviction, drain, Spot preemption: the DisruptionTarget
       condition) is ignored: the Job makes a new pod and no retry is used.
     - stage-in's permanent codes fail the Job: retrying cannot fix a rejected input.
-    - Any stage-out failure fails the Job: it retries its upload itself, and another pod
-      would re-run the user's code.
+    - Any stage-out failure fails the Job (the task, in an array job: FailIndex): it
+      retries its upload itself, and another pod would re-run the user's code.
     - The user's own failures count, up to `retries`.
     Rules are checked in order; exit-code lists are ascending, as the API server requires.
     """
@@ -217,7 +268,7 @@ def _failure_policy(job: Job) -> dict[str, Any]:
         )
     rules.append(
         {
-            "action": "FailJob",
+            "action": "FailJob" if job.task_count is None else "FailIndex",
             "onExitCodes": {"containerName": STAGE_OUT, "operator": "NotIn", "values": [0]},
         }
     )
@@ -232,13 +283,26 @@ def batch_job(
     input_url: str | None = None,
     public_input: bool = False,
     suspend: bool = False,
+    tasks_url: str | None = None,
 ) -> Manifest:
     """The job's one Job. `upload_url` is the output's upload session (Bucket.open_upload),
     `input_url` where stage-in reads the input, which a job with input needs (a signed
     URL, or the user's own, checked again by stage-in when `public_input`). A suspended Job
-    (`start_after`) makes no pod until the sync resumes it."""
+    (`start_after`) makes no pod until the sync resumes it.
+
+    An array job is one Indexed Job: one pod per task, `retries` per task
+    (backoffLimitPerIndex), failing once more than `max_failed_tasks` tasks have failed
+    (maxFailedIndexes). `upload_url` is then the tasks' upload plan, and `tasks_url` the
+    signed URL of their task_environments, if any."""
     init = [_user_container(job)]
     volumes = [_volume(job, settings, "output")]
+    if job.task_environments:
+        if not tasks_url:
+            raise ValueError(f"job {job.name} has task environments but no URL for them")
+        init.insert(0, _task_env(job, settings, tasks_url))
+        volumes.append({"name": "task", "emptyDir": {"sizeLimit": "1Mi"}})
+    if job.task_count is not None:
+        volumes.append({"name": "spool", "emptyDir": {"sizeLimit": settings.volume_size}})
     if job.has_input:
         if not input_url:
             raise ValueError(f"job {job.name} has input but no input URL")
@@ -263,12 +327,14 @@ def batch_job(
         _on_spot(pod)
     spec: dict[str, Any] = {
         "backoffLimit": int(job.job_parameters.get("retries", 0)),
-        "activeDeadlineSeconds": timeout_seconds(job, settings) + JOB_DEADLINE_MARGIN,
+        "activeDeadlineSeconds": run_seconds(job, settings) + JOB_DEADLINE_MARGIN,
         "podFailurePolicy": _failure_policy(job),
         # With a podFailurePolicy, a new pod starts only once the old one has failed.
         "podReplacementPolicy": "Failed",
         "template": {"metadata": {"labels": labels(job, "job")}, "spec": pod},
     }
+    if job.task_count is not None:
+        _indexed(spec, job, settings)
     if suspend:
         spec["suspend"] = True
     return {
@@ -281,6 +347,24 @@ def batch_job(
         },
         "spec": spec,
     }
+
+
+def _indexed(spec: dict[str, Any], job: Job, settings: Settings) -> None:
+    """An array job's Indexed Job (https://kubernetes.io/docs/concepts/workloads/controllers/
+    job/#backoff-limit-per-index). Its deadline lets every wave of `parallelism` tasks use
+    all its retries, within the week its URLs live."""
+    params = job.job_parameters
+    count, parallelism = int(params["task_count"]), int(params["parallelism"])
+    retries = int(params.get("retries", 0))
+    del spec["backoffLimit"]  # with backoffLimitPerIndex it defaults to the largest int32
+    spec.update(
+        completionMode="Indexed",
+        completions=count,
+        parallelism=parallelism,
+        backoffLimitPerIndex=retries,
+        maxFailedIndexes=int(params.get("max_failed_tasks", 0)),
+        activeDeadlineSeconds=run_seconds(job, settings) + JOB_DEADLINE_MARGIN,
+    )
 
 
 SPOT_LABEL = "cloud.google.com/gke-spot"
@@ -302,3 +386,15 @@ def timeout_seconds(job: Job, settings: Settings) -> int:
     bounds the whole pod (stage-in, the user's container, stage-out) of each attempt; the
     Job, retries included, ends JOB_DEADLINE_MARGIN later."""
     return int(job.job_parameters.get("timeout_seconds", settings.default_timeout))
+
+
+def run_seconds(job: Job, settings: Settings) -> int:
+    """How long the job's pods may take together, which its URLs must outlive: its timeout,
+    or for an array job enough for every wave of `parallelism` tasks to use all its
+    retries, within the week its URLs can live."""
+    timeout = timeout_seconds(job, settings)
+    if job.task_count is None:
+        return timeout
+    params = job.job_parameters
+    waves = -(-job.task_count // int(params["parallelism"])) * (int(params.get("retries", 0)) + 1)
+    return min(timeout * waves, MAX_JOB_SECONDS)

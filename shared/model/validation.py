@@ -48,6 +48,13 @@ MAX_ARGV_ITEMS = 1000
 MAX_ARGV_BYTES = 256 * 1024  # UTF-8, command and args together
 MAX_URL = 8 * 1024  # characters of input_url
 MAX_START_AHEAD_MS = 30 * 24 * 3600 * 1000  # start_after: at most 30 days ahead
+# Array jobs: one Indexed Job of task_count pods (Kubernetes allows 100,000 completions with
+# backoffLimitPerIndex). Their task_environments go to the bucket, not into the record or
+# the Job, so they may total more than one job's environment.
+MAX_TASKS = 10_000
+DEFAULT_PARALLELISM = 100
+MAX_TASK_ENVIRONMENTS_BYTES = 4 * 1024 * 1024  # UTF-8, every task's names and values
+SHELL_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # task variables are set through sh
 # Cloud Storage bucket names: https://cloud.google.com/storage/docs/buckets#naming
 BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
 MAX_OBJECT_NAME = 1024  # bytes, UTF-8
@@ -88,7 +95,12 @@ PARAMETERS = {
     "input_upload",
     "start_after",
     "spot",
+    "task_count",
+    "parallelism",
+    "task_environments",
+    "max_failed_tasks",
 }
+ARRAY_FIELDS = ("task_count", "parallelism", "task_environments", "max_failed_tasks")
 INPUT_SOURCES = ("input_zip", "input_url", "input_upload")
 
 
@@ -104,6 +116,7 @@ class JobRequest:
     callback_url: str | None = None  # where to POST the job at its final status
     request_id: str | None = None  # the client's idempotency key, as a canonical UUID
     fingerprint: str = ""  # sha256 of the body without request_id (see `fingerprint`)
+    task_environments: list[dict[str, str]] | None = None  # an array job's, one per task
 
     @property
     def input_url(self) -> str | None:
@@ -328,10 +341,71 @@ def _parameter_errors(params: dict[str, Any]) -> dict[str, Any]:
                 errors[key] = error
     if "command" not in errors and "args" not in errors and (error := _argv_size_error(params)):
         errors["args" if params.get("args") else "command"] = error
+    errors.update(_array_errors(params))
     sources = [key for key in INPUT_SOURCES if params.get(key) not in (None, False, "")]
     if len(sources) > 1:
         for key in sources:
             errors.setdefault(key, f"Give only one of {', '.join(INPUT_SOURCES)}")
+    return errors
+
+
+def _task_environments_error(value: Any) -> Any:
+    if not isinstance(value, list) or not value:
+        return "Must be a non-empty list of objects of names to string values, one per task"
+    if len(value) > MAX_TASKS:
+        return f"At most {MAX_TASKS} tasks"
+    errors = {str(index): error for index, env in enumerate(value) if (error := _env_errors(env))}
+    for index, env in enumerate(value):
+        bad = [key for key in env if not SHELL_NAME_RE.fullmatch(key)]
+        if str(index) not in errors and bad:
+            errors[str(index)] = {
+                key: "Must be a shell variable name: letters, digits, '_'" for key in bad
+            }
+    if errors:
+        return errors
+    text = json.dumps(value, ensure_ascii=False)
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_TASK_ENVIRONMENTS_BYTES:
+        return f"Must total at most {MAX_TASK_ENVIRONMENTS_BYTES} bytes as JSON (UTF-8)"
+    return None
+
+
+def _array_errors(params: dict[str, Any]) -> dict[str, Any]:
+    """task_count, parallelism, task_environments and max_failed_tasks, alone and together.
+
+    task_environments reach the user's container through a shell that sources them before
+    it runs the command (manifests.TASK_ENV_SCRIPT): so they need a `command`, and an image
+    with /bin/sh.
+    """
+    errors: dict[str, Any] = {}
+    environments = params.get("task_environments")
+    if environments is not None and (error := _task_environments_error(environments)):
+        errors["task_environments"] = error
+    count = params.get("task_count")
+    if count is not None and (error := _int_error(count, 1, MAX_TASKS)):
+        errors["task_count"] = error
+    if errors:
+        return errors
+    if count is None and isinstance(environments, list):
+        count = len(environments)
+    if environments is not None and len(environments) != _whole(count):
+        errors["task_environments"] = f"Must hold one object per task: {_whole(count)}"
+    if environments is not None and not params.get("command"):
+        errors["task_environments"] = (
+            "Needs a command: the tasks' variables are set by a shell that then runs it"
+        )
+    if count is None:
+        for key in ("parallelism", "max_failed_tasks"):
+            if params.get(key) is not None:
+                errors[key] = "Only for array jobs: give task_count"
+        return errors
+    tasks = _whole(count) or 1
+    if params.get("parallelism") is not None:
+        if error := _int_error(params["parallelism"], 1, tasks):
+            errors["parallelism"] = error
+    if params.get("max_failed_tasks") is not None:
+        if error := _int_error(params["max_failed_tasks"], 0, tasks):
+            errors["max_failed_tasks"] = error
     return errors
 
 
@@ -382,14 +456,18 @@ def validate_create(body: Any) -> JobRequest:
         at = _start_after(kept["start_after"])
         assert isinstance(at, int)
         scheduled_for = at if at > now_ms() else None
-    for key in ("timeout_seconds", "retries"):
+    environments = kept.pop("task_environments", None)
+    if environments is not None:
+        kept.setdefault("task_count", len(environments))
+        environments = [_env_strings(env) for env in environments]
+    if "task_count" in kept:
+        kept.setdefault("parallelism", min(_whole(kept["task_count"]) or 1, DEFAULT_PARALLELISM))
+        kept.setdefault("max_failed_tasks", 0)
+    for key in ("timeout_seconds", "retries", *ARRAY_FIELDS[:2], "max_failed_tasks"):
         if key in kept:
             kept[key] = _whole(kept[key])
     if "environment_variables" in kept:
-        kept["environment_variables"] = {
-            key: value if isinstance(value, str) else _env_text(value)
-            for key, value in kept["environment_variables"].items()
-        }
+        kept["environment_variables"] = _env_strings(kept["environment_variables"])
     return JobRequest(
         name=name or None,
         account_id=account_id,
@@ -399,7 +477,12 @@ def validate_create(body: Any) -> JobRequest:
         callback_url=callback_url,
         request_id=canonical,
         fingerprint=fingerprint(body) if request_id is not None else "",
+        task_environments=environments,
     )
+
+
+def _env_strings(env: dict[str, Any]) -> dict[str, str]:
+    return {key: val if isinstance(val, str) else _env_text(val) for key, val in env.items()}
 
 
 def _callback_url_error(value: Any) -> str | None:

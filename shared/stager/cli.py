@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from shared import logs
-from shared.stager.config import STAGE_IN, STAGE_OUT, StagerConfig, build_config
+from shared.stager.config import STAGE_IN, STAGE_OUT, TASK_ENV, StagerConfig, build_config
 from shared.stager.errors import ExitCode, StagerError, UsageError
 
 log = logging.getLogger("shared.stager")
@@ -59,7 +59,13 @@ def _parser() -> argparse.ArgumentParser:
         dest="url",
         help="resumable upload session URI of the output object (env OUTPUT_UPLOAD_URL)",
     )
-    for sub in (stage_in, stage_out):
+    task_env = commands.add_parser(
+        TASK_ENV,
+        help="write an array job's task's variables (TASK_INDEX) for its command to source",
+        description="Write task TASK_INDEX's variables from the tasks' JSON into --dir.",
+    )
+    task_env.add_argument("--url", help="signed GET URL of the tasks' JSON (env TASKS_URL)")
+    for sub in (stage_in, stage_out, task_env):
         sub.add_argument("--dir", dest="directory", help="volume directory (env STAGER_DIR)")
         sub.add_argument("--job-id", help="job id for the log lines (env STAGER_JOB_ID)")
     return parser
@@ -68,7 +74,17 @@ def _parser() -> argparse.ArgumentParser:
 def _run(config: StagerConfig) -> None:
     from shared.stager import commands
 
-    if config.command == STAGE_IN:
+    if config.command == TASK_ENV:
+        from shared.stager.tasks import write_task_env
+
+        assert config.task_index is not None
+        write_task_env(
+            url=config.url,
+            directory=config.directory,
+            index=config.task_index,
+            deadline=config.retry_deadline,
+        )
+    elif config.command == STAGE_IN:
         commands.stage_in(
             url=config.url,
             directory=config.directory,
@@ -85,6 +101,8 @@ def _run(config: StagerConfig) -> None:
             chunk_size=config.chunk_size,
             compress_level=config.compress_level,
             retry_seconds=config.retry_deadline,
+            plan=config.upload_plan,
+            task_index=config.task_index,
         )
 
 

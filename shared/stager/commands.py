@@ -67,20 +67,37 @@ def stage_out(
     chunk_size: int = 24 * 1024 * 1024,
     compress_level: int = 6,
     retry_seconds: float = 120.0,
+    plan: str | None = None,
+    task_index: int | None = None,
 ) -> StageOutResult:
     """Zip `directory` straight into the upload session's object, in `chunk_size` requests.
 
     The session creates exactly one object, once; see upload.py for what happens when it
-    is gone, refused, already complete, or holds an earlier attempt's bytes.
+    is gone, refused, already complete, or holds an earlier attempt's bytes. An array job's
+    task follows its tasks' `plan` instead (tasks.py): its own session, or a form upload.
     """
     if not directory.is_dir():
         raise UsageError(f"output directory {directory} does not exist")
-    sink = upload.ResumableUpload(upload_url, chunk_size=chunk_size, retry_seconds=retry_seconds)
-    try:
-        summary = archive.write_zip(directory, sink, level=compress_level)
-        stored = sink.finish()
-    finally:
-        sink.close()
+    form = None
+    if plan is not None:
+        from shared.stager import tasks
+
+        form = tasks.read_plan(plan, task_index or 0)
+        if form.kind == "session":
+            upload_url, form = tasks.open_session(form, retry_seconds=retry_seconds), None
+    if form is not None:
+        stored, summary = tasks.form_upload(
+            form, directory, compress_level=compress_level, retry_seconds=retry_seconds
+        )
+    else:
+        sink = upload.ResumableUpload(
+            upload_url, chunk_size=chunk_size, retry_seconds=retry_seconds
+        )
+        try:
+            summary = archive.write_zip(directory, sink, level=compress_level)
+            stored = sink.finish()
+        finally:
+            sink.close()
     message = (
         "output already uploaded by an earlier attempt (the same zip)"
         if stored.already_complete

@@ -13,6 +13,7 @@ from shared.stager.errors import UsageError
 MIB = 1024 * 1024
 STAGE_IN = "stage-in"
 STAGE_OUT = "stage-out"
+TASK_ENV = "task-env"
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
@@ -65,8 +66,9 @@ class Limits:
 
 @dataclass(frozen=True)
 class StagerConfig:
-    command: str  # stage-in or stage-out
-    url: str  # stage-in: --url / INPUT_URL; stage-out: --upload-url / OUTPUT_UPLOAD_URL
+    command: str  # stage-in, stage-out or task-env
+    url: str  # stage-in: --url / INPUT_URL; stage-out: --upload-url / OUTPUT_UPLOAD_URL, or
+    #   the URL of OUTPUT_UPLOAD_PLAN; task-env: --url / TASKS_URL
     directory: Path  # --dir / STAGER_DIR: the volume's mount path, /input or /output
     job_id: str | None  # --job-id / STAGER_JOB_ID: labels the log lines
     limits: Limits = field(default_factory=Limits)
@@ -78,11 +80,17 @@ class StagerConfig:
     #   request and redirect (never loopback, link-local or private addresses)
     skip: tuple[str, ...] = ()  # --skip / STAGER_SKIP (comma-separated): files of the zip
     #   (relative paths) stage-in leaves out of the directory, such as a submission's job.json
+    upload_plan: str | None = None  # OUTPUT_UPLOAD_PLAN: an array job's tasks' (JSON)
+    task_index: int | None = None  # TASK_INDEX: an array job's task (stage-out, task-env)
 
 
 # The URL each command reads or writes: its flag and environment variable. Both are
 # capabilities (a signed URL, an upload session URI): see fetch.where() before logging one.
-URL_SOURCES = {STAGE_IN: ("--url", "INPUT_URL"), STAGE_OUT: ("--upload-url", "OUTPUT_UPLOAD_URL")}
+URL_SOURCES = {
+    STAGE_IN: ("--url", "INPUT_URL"),
+    STAGE_OUT: ("--upload-url", "OUTPUT_UPLOAD_URL"),
+    TASK_ENV: ("--url", "TASKS_URL"),
+}
 
 
 def build_config(
@@ -111,7 +119,14 @@ def build_config(
         return found
 
     flag, variable = URL_SOURCES[command]
-    chosen_url = need(url, flag, variable)
+    plan, index = None, None
+    if command == TASK_ENV or (command == STAGE_OUT and pick(url, variable) is None):
+        plan = pick(None, "OUTPUT_UPLOAD_PLAN") if command == STAGE_OUT else None
+        if command == TASK_ENV or plan is not None:
+            from shared.stager.tasks import task_index
+
+            index = task_index(env)
+    chosen_url = need(url, flag, variable) if plan is None else _plan_url(plan)
     if not chosen_url.startswith(("https://", "http://")):
         raise UsageError(f"{command}: {flag} must be an http(s) URL")
     level = _int(env, "STAGER_COMPRESS_LEVEL", 6, 0)
@@ -131,7 +146,15 @@ def build_config(
         max_download_bytes=_int(env, "MAX_INPUT_BYTES", 20 * MIB, 1),
         public_only=env.get("INPUT_URL_PUBLIC_ONLY", "").strip() == "1",
         skip=_skip(skip or env.get("STAGER_SKIP", "").split(",")),
+        upload_plan=plan,
+        task_index=index,
     )
+
+
+def _plan_url(plan: str) -> str:
+    from shared.stager.tasks import read_plan
+
+    return read_plan(plan, 0).url
 
 
 def _skip(names: Sequence[str]) -> tuple[str, ...]:

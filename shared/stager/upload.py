@@ -188,6 +188,22 @@ class Connection:
             self.close()
         return _answer(response, data)
 
+    def post(self, body: bytes, headers: dict[str, str]) -> tuple[int, str | None]:
+        """One POST (opening a session, or a form upload): its status and Location."""
+        conn = self._open()
+        try:
+            conn.request("POST", self._target, body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException) as error:
+            self.close()
+            raise Lost(str(error) or type(error).__name__) from None
+        finally:
+            self._used = time.monotonic()
+        if response.will_close:
+            self.close()
+        return response.status, response.getheader("Location")
+
 
 def _answer(response: http.client.HTTPResponse, data: bytes) -> Answer:
     persisted = 0
