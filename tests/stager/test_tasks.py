@@ -172,11 +172,12 @@ def form_server() -> Iterator[tuple[FormServer, str, Any]]:
             else:
                 head = f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode()
                 message = BytesParser(policy=HTTP).parsebytes(head + raw)
-                fields, content = {}, b""
+                fields: dict[str, str] = {}
+                content = b""
                 for part in message.iter_parts():
-                    name = part.get_param("name", header="content-disposition")
+                    name = str(part.get_param("name", header="content-disposition"))
                     if name == "file":
-                        content = part.get_payload(decode=True)
+                        content = bytes(part.get_payload(decode=True))
                     else:
                         fields[name] = part.get_content().strip("\r\n")
                 status = state.check(fields, content)
