@@ -1,0 +1,223 @@
+"""Array jobs end to end: one Indexed Job on the local cloud, a pod per task, each task's
+own output, log and environment, per-task retries, tolerated failures and kill."""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+from typing import Any
+
+import pytest
+import requests
+
+from shared.model.job import Status
+from tests.api.conftest import status_is
+from tests.api.test_lifecycle import assert_cluster_empty, assert_path_allowed, transitions
+from tests.kubesim.helpers import HOST_IMAGE
+
+FINAL = status_is(Status.SUCCEEDED, Status.FAILED, Status.KILLED)
+REPORT = 'echo "$TASK_INDEX of $TASK_COUNT: $X" > /output/who.txt; echo "log of $TASK_INDEX"'
+
+
+def create(fn, **params: Any) -> dict[str, Any]:
+    body = {"job_parameters": {"docker_image": "alpine:3", **params}}
+    status, response = fn.api("POST", "/batch/", json=body)
+    assert status == 200, response
+    return response["data"]
+
+
+def unzip(url: str) -> dict[str, bytes]:
+    answer = requests.get(url, timeout=10)
+    assert answer.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(answer.content)) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def saved(storage_client, bucket: str, name: str) -> str | None:
+    blob = storage_client.bucket(bucket).get_blob(name)
+    return None if blob is None else blob.download_as_bytes().decode()
+
+
+def test_a_sweep_of_five_tasks(fn, backends, batch_v1, core_v1, namespace, storage_client, bucket):
+    environments = [{"X": f"value {index} with 'quotes'"} for index in range(5)]
+    job = create(
+        fn,
+        command=["/bin/sh", "-c", REPORT],
+        task_environments=environments,
+        parallelism=2,
+    )
+    assert job["job_parameters"]["task_count"] == 5
+    assert job["job_parameters"]["parallelism"] == 2
+    assert "task_environments" not in job["job_parameters"]
+    assert job["tasks"] == {"count": 5, "succeeded": 0, "failed": 0, "running": 0, "pending": 5}
+    (k8s_job,) = batch_v1.list_namespaced_job(namespace).items  # one Job for five tasks
+    assert (k8s_job.spec.completion_mode, k8s_job.spec.completions) == ("Indexed", 5)
+
+    done = fn.sync_until(job["id"], FINAL, timeout=120)
+    assert done["status"] == "succeeded", done
+    assert done["tasks"] == {"count": 5, "succeeded": 5, "failed": 0, "running": 0, "pending": 0}
+    urls = done["task_output_urls"]
+    assert len(urls) == 5 and done["output_file_url"] == urls[0]
+    for index, url in enumerate(urls):
+        expected = f"{index} of 5: value {index} with 'quotes'\n".encode()
+        assert unzip(url) == {"who.txt": expected}
+    for index in range(5):
+        assert saved(storage_client, bucket, f"{job['name']}-logs-{index}.txt") == (
+            f"log of {index}\n"
+        )
+    status, body = fn.api("GET", f"/batch/{job['id']}/logs?task=3")
+    assert status == 200 and body["data"]["log"] == "log of 3\n"
+    status, body = fn.api("GET", f"/batch/{job['id']}/logs")
+    assert status == 200 and body["data"]["log"] == "log of 0\n"  # the first task's
+    assert_path_allowed(done, backends)
+    assert transitions(backends, job)[-1] == "succeeded"
+    assert_cluster_empty(batch_v1, core_v1, namespace)
+
+
+def flaky(tmp_path, *, fail_for_good: int | None = None, fail_once: int | None = None) -> str:
+    """A host script (kubesim's HOST_IMAGE): task `fail_once` fails on its first try only
+    (a marker in tmp_path), task `fail_for_good` always; the others write their index."""
+    return (
+        f'if [ "$TASK_INDEX" = "{fail_once}" ] && [ ! -e {tmp_path}/tried ]; then '
+        f"touch {tmp_path}/tried; echo first try fails; exit 3; fi; "
+        f'if [ "$TASK_INDEX" = "{fail_for_good}" ]; then echo never works; exit 4; fi; '
+        'echo "$TASK_INDEX" > /output/index.txt'
+    )
+
+
+def test_a_task_that_fails_once_succeeds_on_its_retry(fn, backends, tmp_path):
+    job = create(
+        fn,
+        docker_image=HOST_IMAGE,
+        task_count=3,
+        retries=1,
+        environment_variables={"KUBESIM_SH": flaky(tmp_path, fail_once=1)},
+    )
+    done = fn.sync_until(job["id"], FINAL, timeout=120)
+    assert done["status"] == "succeeded", done
+    assert (tmp_path / "tried").exists()
+    assert [unzip(url) for url in done["task_output_urls"]] == [
+        {"index.txt": f"{index}\n".encode()} for index in range(3)
+    ]
+    assert "failed_tasks" not in done
+
+
+def test_a_task_that_fails_for_good_fails_the_job(
+    fn, backends, batch_v1, core_v1, namespace, tmp_path
+):
+    job = create(
+        fn,
+        docker_image=HOST_IMAGE,
+        task_count=3,
+        environment_variables={"KUBESIM_SH": flaky(tmp_path, fail_for_good=1)},
+    )
+    done = fn.sync_until(job["id"], FINAL, timeout=120)
+    assert done["status"] == "failed", done
+    assert done["reason"] == "TasksFailed"
+    assert "1 of 3 tasks failed (tasks 1)" in done["message"]
+    assert done["failed_tasks"][0]["index"] == 1
+    assert done["failed_tasks"][0]["exit_code"] == 4
+    assert done["tasks"]["failed"] == 1
+    assert_cluster_empty(batch_v1, core_v1, namespace)
+
+
+def test_a_tolerated_failure_still_succeeds(fn, backends, storage_client, bucket, tmp_path):
+    job = create(
+        fn,
+        docker_image=HOST_IMAGE,
+        task_count=3,
+        max_failed_tasks=1,
+        environment_variables={"KUBESIM_SH": flaky(tmp_path, fail_for_good=1)},
+    )
+    done = fn.sync_until(job["id"], FINAL, timeout=120)
+    assert done["status"] == "succeeded", done
+    assert done["tasks"]["succeeded"] == 2 and done["tasks"]["failed"] == 1
+    urls = done["task_output_urls"]
+    assert urls[1] is None and unzip(urls[2]) == {"index.txt": b"2\n"}
+    assert [entry["index"] for entry in done["failed_tasks"]] == [1]
+    assert saved(storage_client, bucket, f"{job['name']}-logs-1.txt") == "never works\n"
+
+
+def test_kill_in_the_middle(fn, backends, batch_v1, core_v1, namespace, storage_client, bucket):
+    job = create(
+        fn,
+        docker_image=HOST_IMAGE,
+        task_count=4,
+        parallelism=2,
+        environment_variables={"KUBESIM_SH": 'echo "started $TASK_INDEX"; sleep 60'},
+    )
+    fn.sync_until(job["id"], lambda j: j["tasks"]["running"] == 2, timeout=60)
+    status, body = fn.api("DELETE", f"/batch/{job['id']}")
+    assert status == 200, body
+    killed = fn.job(job["id"])
+    assert killed["status"] == "killed"
+    assert_cluster_empty(batch_v1, core_v1, namespace)
+    logs = [saved(storage_client, bucket, f"{job['name']}-logs-{i}.txt") for i in range(4)]
+    assert sorted(log for log in logs if log and log.startswith("started")) == [
+        "started 0\n",
+        "started 1\n",
+    ]
+
+
+def test_duplicate_finalize_events_count_once(fn, backends, storage_client, bucket):
+    job = create(
+        fn,
+        docker_image=HOST_IMAGE,
+        task_count=3,
+        environment_variables={"KUBESIM_SH": "echo out > /output/o.txt"},
+    )
+    names = [f"{job['name']}-output-{index}.zip" for index in range(3)]
+    blobs = storage_client.bucket(bucket)
+    deadline = time.monotonic() + 60
+    while not all(blobs.get_blob(name) for name in names):  # no sync: only the events
+        assert time.monotonic() < deadline, "the tasks' outputs did not land"
+        time.sleep(0.2)
+
+    def event(name: str) -> dict[str, Any]:
+        blob = blobs.get_blob(name)
+        return {
+            "bucket": bucket,
+            "name": name,
+            "metadata": blob.metadata,
+            "generation": str(blob.generation),
+        }
+
+    assert fn.finalize(event(names[0]), "a") == 200
+    assert fn.finalize(event(names[0]), "a") == 200  # redelivered
+    assert fn.job(job["id"])["status"] == "running"
+    assert fn.finalize(event(names[2]), "c") == 200
+    assert fn.finalize(event(names[1]), "b") == 200
+    assert fn.finalize(event(names[1]), "b") == 200
+    done = fn.job(job["id"])
+    assert done["status"] == "succeeded"
+    assert transitions(backends, job) == ["running", "cleaning", "succeeded"]
+    stranger = {"bucket": bucket, "name": names[0], "metadata": {"job-id": "someone-else"}}
+    assert fn.finalize(stranger, "d") == 200
+    assert fn.job(job["id"])["status"] == "succeeded"
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"task_count": 0}, "task_count"),
+        ({"task_count": 2, "parallelism": 3}, "parallelism"),
+        ({"task_count": 2, "max_failed_tasks": 3}, "max_failed_tasks"),
+        ({"task_environments": [{"X": "1"}]}, "task_environments"),  # no command
+        ({"parallelism": 1}, "parallelism"),
+    ],
+)
+def test_bad_array_fields_are_400s_naming_the_field(fn_store, params, field):
+    body = {"job_parameters": {"docker_image": "alpine:3", **params}}
+    status, response = fn_store.api("POST", "/batch/", json=body)
+    assert status == 400
+    assert field in response["data"]["job_parameters"]
+
+
+def test_logs_of_a_task_that_is_not_there(fn, backends):
+    job = create(fn, task_count=2, command=["true"])
+    status, body = fn.api("GET", f"/batch/{job['id']}/logs?task=2")
+    assert status == 400 and "from 0 to 1" in body["data"]["task"]
+    plain = create(fn, command=["true"])
+    status, body = fn.api("GET", f"/batch/{plain['id']}/logs?task=0")
+    assert status == 400 and "Only for array jobs" in body["data"]["task"]
