@@ -163,6 +163,16 @@ def test_parallel_completions(batch_v1, core_v1, namespace):
     assert len(job_pods(core_v1, namespace, "par")) == 3
 
 
+def test_parallelism_without_completions_is_a_work_queue(batch_v1, core_v1, namespace):
+    """SetDefaults_Job leaves completions unset when parallelism is given: the Job completes
+    once a pod succeeded and none is left running, and starts no more pods after that."""
+    body = job("queue", container(KUBESIM_RUN_SECONDS=1), parallelism=2)
+    assert batch_v1.create_namespaced_job(namespace, body).spec.completions is None
+    done = wait_for(job_finished(batch_v1, namespace, "queue"))
+    assert condition(done, "Complete") and done["status"]["succeeded"] == 2
+    assert len(job_pods(core_v1, namespace, "queue")) == 2
+
+
 def test_deleted_running_pod_is_replaced_and_counted(batch_v1, core_v1, namespace):
     batch_v1.create_namespaced_job(namespace, job("rep", container(KUBESIM_RUN_SECONDS=100)))
     first = wait_for(lambda: job_pods(core_v1, namespace, "rep"))[0]["metadata"]["name"]

@@ -22,11 +22,13 @@ Where it knowingly differs from a real cluster:
 - One node, no Node objects: `kubectl drain` and `cordon` do not work, only the Eviction API
   that drain calls. No PodDisruptionBudgets, so every eviction is allowed (a real server
   answers 429 when a budget forbids one).
-- Jobs: only NonIndexed completion mode (no backoffLimitPerIndex, FailIndex, successPolicy,
-  managedBy); restartPolicy OnFailure behaves like Never (a failed pod is replaced, not
-  restarted in place); the back-off counts from when the controller sees a failure, not
-  from the container's finishedAt. Pods carry the job-tracking finalizer and are counted
-  once each, as on a cluster.
+- Jobs: NonIndexed and Indexed completion modes (backoffLimitPerIndex, maxFailedIndexes,
+  FailIndex, elastic completions), but no successPolicy or managedBy (accepted, not acted
+  on); restartPolicy OnFailure behaves like Never (a failed pod is replaced, not restarted
+  in place); back-offs, the per-index ones included, count from when the controller sees a
+  failure, not from the container's finishedAt. Pods carry the job-tracking finalizer and
+  are counted once each, as on a cluster. An Indexed Job's pod gets spec.hostname
+  `<job>-<index>`, but no container sees it as its host name (sandboxes share the host's).
 - Local storage eviction measures usage afresh every evictionMonitoringPeriod (10 simulated
   seconds), not from the kubelet's cached volume statistics (refreshed every minute); a
   pod's ephemeral storage is its emptyDirs, logs and one working directory shared by its

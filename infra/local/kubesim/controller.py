@@ -1,6 +1,7 @@
 """The Job controller: creates pods from a Job's template and keeps its status, conditions,
 retries (backoffLimit, podFailurePolicy), deadline, suspension and TTL, as kube-controller-
-manager does for non-indexed Jobs (pkg/controller/job/job_controller.go, 1.31-1.33).
+manager does (pkg/controller/job/job_controller.go, 1.31-1.33). Indexed Jobs' indexes,
+per-index retries and their status are in indexed.py.
 
 - Every pod it creates carries the `batch.kubernetes.io/job-tracking` finalizer, so a pod
   cannot vanish before it was counted: the controller counts a finished pod (Succeeded,
@@ -17,6 +18,8 @@ manager does for non-indexed Jobs (pkg/controller/job/job_controller.go, 1.31-1.
   pods they will be replaced by, so no replacement starts before the old pod has failed.
   New pods wait out the back-off (10 s doubling to 6 min) after failures, ignored ones
   included (backoff_utils.go counts every new failed pod).
+- A Job without completions (parallelism alone) is a work queue: it is complete once a pod
+  succeeded and none is left active, and starts no pod after the first success (manageJob).
 - Interim conditions: FailureTarget (or SuccessCriteriaMet) is set first, and Failed (or
   Complete) once no pod of the Job is still terminating (delayTerminalCondition).
 """
@@ -25,21 +28,29 @@ from __future__ import annotations
 
 import copy
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from infra.local.kubesim import deletion, podstatus
+from infra.local.kubesim import deletion, indexed, podstatus
 from infra.local.kubesim import resources as r
 from infra.local.kubesim.clock import Clock, now_rfc3339
 from infra.local.kubesim.failure_policy import match_rules
+from infra.local.kubesim.jobutil import (
+    TRACKING_FINALIZER,
+    condition,
+    has_finalizer,
+    is_finished,
+    is_pod_failed,
+    is_terminal,
+    only_replace_failed,
+    set_condition,
+)
 from infra.local.kubesim.loop import StoreLoop
 from infra.local.kubesim.registry import random_suffix
 from infra.local.kubesim.store import Obj, Store, meta
 
-TRACKING_FINALIZER = "batch.kubernetes.io/job-tracking"
 BACKOFF_BASE = 10.0  # simulated seconds before the first retry, doubling, capped
 BACKOFF_CAP = 360.0
-TERMINAL = ("Succeeded", "Failed")
 
 
 @dataclass
@@ -51,79 +62,7 @@ class JobState:
     finished_at: float | None = None
     failures_after_success: int = 0
     last_failure_at: float | None = None
-
-
-def condition(status: dict[str, Any], kind: str) -> dict[str, Any] | None:
-    for cond in status.get("conditions") or []:
-        if cond["type"] == kind and cond["status"] == "True":
-            result: dict[str, Any] = cond
-            return result
-    return None
-
-
-def set_condition(
-    status: dict[str, Any], kind: str, value: bool, reason: str, message: str
-) -> None:
-    """ensureJobConditionStatus: a new or changed condition gets fresh times."""
-    conditions = status.setdefault("conditions", [])
-    text = "True" if value else "False"
-    now = now_rfc3339()
-    for cond in conditions:
-        if cond["type"] == kind:
-            if (cond["status"], cond.get("reason"), cond.get("message")) != (
-                text,
-                reason,
-                message,
-            ):
-                cond.update(
-                    status=text,
-                    reason=reason,
-                    message=message,
-                    lastProbeTime=now,
-                    lastTransitionTime=now,
-                )
-            return
-    if not value:
-        return
-    conditions.append(
-        {
-            "type": kind,
-            "status": text,
-            "lastProbeTime": now,
-            "lastTransitionTime": now,
-            "reason": reason,
-            "message": message,
-        }
-    )
-
-
-def has_finalizer(pod: Obj) -> bool:
-    return TRACKING_FINALIZER in (meta(pod).get("finalizers") or [])
-
-
-def is_terminal(pod: Obj) -> bool:
-    return (pod.get("status") or {}).get("phase") in TERMINAL
-
-
-def only_replace_failed(job: Obj) -> bool:
-    """onlyReplaceFailedPods: podReplacementPolicy Failed, or any podFailurePolicy."""
-    spec = job.get("spec") or {}
-    return spec.get("podReplacementPolicy") == "Failed" or spec.get("podFailurePolicy") is not None
-
-
-def is_pod_failed(pod: Obj, job: Obj) -> bool:
-    """isPodFailed (job_controller.go)."""
-    phase = (pod.get("status") or {}).get("phase")
-    if phase == "Failed":
-        return True
-    if only_replace_failed(job):
-        return False
-    return bool(meta(pod).get("deletionTimestamp")) and phase != "Succeeded"
-
-
-def is_finished(job: Obj) -> bool:
-    status = job.get("status") or {}
-    return bool(condition(status, "Complete") or condition(status, "Failed"))
+    failed_seen: dict[str, float] = field(default_factory=dict)  # pod uid -> first seen failed
 
 
 class JobController(StoreLoop):
@@ -210,21 +149,38 @@ class JobController(StoreLoop):
         active = [p for p in pods if not is_terminal(p) and not meta(p).get("deletionTimestamp")]
         terminating = [p for p in pods if not is_terminal(p) and meta(p).get("deletionTimestamp")]
         tracked = [p for p in pods if has_finalizer(p)]
-        new_succeeded = [p for p in tracked if (p.get("status") or {}).get("phase") == "Succeeded"]
-        new_failed = [p for p in tracked if is_pod_failed(p, job)]
+        mode = indexed.is_indexed(job)
+        valid = [p for p in tracked if not mode or indexed.valid(job, p)]  # getValidPods...
+        new_succeeded = [p for p in valid if (p.get("status") or {}).get("phase") == "Succeeded"]
+        new_failed = [p for p in valid if is_pod_failed(p, job)]
         self._backoff(state, new_succeeded, new_failed, now)
+        state.failed_seen = {
+            meta(p)["uid"]: state.failed_seen.get(meta(p)["uid"], now)
+            for p in pods
+            if is_pod_failed(p, job)
+        }
         failed = status.get("failed", 0) + sum(1 for p in new_failed if match_rules(job, p).counts)
         succeeded = status.get("succeeded", 0) + len(new_succeeded)
 
         verdict = self._verdict(job, state, status, pods, failed, now)
+        indexes = None
+        if mode:
+            failing = {meta(p)["uid"]: is_pod_failed(p, job) for p in tracked}
+            indexes = indexed.observe(job, pods, active, failing)
+            succeeded = indexed.total(indexes.succeeded)
+            verdict = verdict or indexed.verdict(job, indexes)
         if verdict is not None:  # "Remove active pods if Job failed" (any finished condition)
             for pod in active:
                 self._delete_pod(pod)
             terminating += active
             active = []
         else:
-            active, terminating = self._manage(job, state, succeeded, active, terminating, now)
-            if succeeded >= spec.get("completions", 1) and not active:
+            active, terminating = self._manage(
+                job, state, succeeded, active, terminating, now, indexes
+            )
+            completions = spec.get("completions")
+            done = succeeded > 0 if completions is None else succeeded >= completions
+            if done and not active:
                 verdict = (
                     "SuccessCriteriaMet",
                     "CompletionsReached",
@@ -237,7 +193,7 @@ class JobController(StoreLoop):
                 set_condition(status, "Suspended", False, "JobResumed", "Job resumed")
                 status["startTime"] = now_rfc3339()  # a resumed Job starts its deadline anew
                 state.started_at = now
-        self._track(job, status, tracked, verdict)
+        self._track(job, status, tracked, verdict, indexes)
         if verdict is not None:
             set_condition(status, verdict[0], True, verdict[1], verdict[2])
             if not terminating:
@@ -310,6 +266,7 @@ class JobController(StoreLoop):
         active: list[Obj],
         terminating: list[Obj],
         now: float,
+        indexes: indexed.Indexes | None,
     ) -> tuple[list[Obj], list[Obj]]:
         """manageJob: suspension deletes the active pods; otherwise create or delete pods
         to reach the wanted number. Returns the active and terminating pods afterwards."""
@@ -319,22 +276,44 @@ class JobController(StoreLoop):
                 self._drop_finalizer(pod)
                 self._delete_pod(pod)
             return [], terminating + active
-        wanted = max(0, min(spec.get("parallelism", 1), spec.get("completions", 1) - succeeded))
-        if len(active) > wanted:
-            extra = active[wanted:]
+        completions, parallelism = spec.get("completions"), spec.get("parallelism", 1)
+        if completions is None:
+            wanted = len(active) if succeeded > 0 else parallelism
+        else:
+            wanted = max(0, min(parallelism, completions - succeeded))
+        extra = active[wanted:]
+        if indexes is not None:  # activePodsForRemoval: repeated and invalid indexes first
+            extra = indexed.extra_pods(job, active)
+            left = sorted((p for p in active if p not in extra), key=indexed.progress)
+            extra += left[: max(0, len(active) - wanted - len(extra))]
+        if extra:  # pod deletion takes precedence over creation in one sync
             for pod in extra:
                 self._drop_finalizer(pod)
                 self._delete_pod(pod)
-            return active[:wanted], terminating + extra
-        busy = len(active) + (len(terminating) if only_replace_failed(job) else 0)
-        missing = wanted - busy
+            return [p for p in active if p not in extra], terminating + extra
+        held = terminating if only_replace_failed(job) else []
+        missing = wanted - len(active) - len(held)
         if missing <= 0:
             return active, terminating
-        if state.failures_after_success and state.last_failure_at is not None:
-            delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (state.failures_after_success - 1))
-            if now - state.last_failure_at < self.clock.wall(delay):
-                return active, terminating
-        return active + [self._new_pod(job) for _ in range(missing)], terminating
+        if indexes is None or indexes.failed is None:  # one back-off for the whole Job
+            if state.failures_after_success and state.last_failure_at is not None:
+                delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (state.failures_after_success - 1))
+                if now - state.last_failure_at < self.clock.wall(delay):
+                    return active, terminating
+        if indexes is None:
+            return active + [self._new_pod(job) for _ in range(missing)], terminating
+        todo = indexed.first_pending(indexes, active, held, missing)
+        if indexes.failed is not None:  # getPodCreationInfoForIndependentIndexes
+            todo = [i for i in todo if self._index_ready(indexes.delayed.get(i), state, now)]
+        created = [self._new_pod(job, i, indexes.delayed.get(i)) for i in todo]
+        return active + created, terminating
+
+    def _index_ready(self, last: Obj | None, state: JobState, now: float) -> bool:
+        """getRemainingTimePerIndex is over: the index's last failure is old enough."""
+        if last is None:
+            return True
+        seen = state.failed_seen.get(meta(last)["uid"], now)
+        return now - seen >= self.clock.wall(indexed.backoff_delay(last))
 
     def _track(
         self,
@@ -342,20 +321,34 @@ class JobController(StoreLoop):
         status: dict[str, Any],
         tracked: list[Obj],
         verdict: tuple[str, str, str] | None,
+        indexes: indexed.Indexes | None,
     ) -> None:
-        """trackJobStatusAndRemoveFinalizers: count each finished pod once and release it."""
+        """trackJobStatusAndRemoveFinalizers: count each finished pod once and release it.
+        An Indexed Job counts pods of valid indexes only, its succeeded indexes rather than
+        pods, and keeps an index's last failed pod until its replacement exists
+        (canRemoveFinalizer)."""
         failing = verdict is not None and verdict[0] == "FailureTarget"
+        delayed = [meta(p)["uid"] for p in indexes.delayed.values()] if indexes else []
         for pod in tracked:
             phase = (pod.get("status") or {}).get("phase")
             failed = is_pod_failed(pod, job)
             if not (verdict is not None or phase == "Succeeded" or failed):
                 continue
+            if verdict is None and phase != "Succeeded" and meta(pod)["uid"] in delayed:
+                continue
+            counts = indexes is None or indexed.valid(job, pod)
             if phase == "Succeeded":
-                status["succeeded"] = status.get("succeeded", 0) + 1
-            elif failed or failing:
+                if indexes is None:
+                    status["succeeded"] = status.get("succeeded", 0) + 1
+            elif (failed or failing) and counts:
                 if match_rules(job, pod).counts:
                     status["failed"] = status.get("failed", 0) + 1
             self._drop_finalizer(pod)
+        if indexes is not None:
+            status["succeeded"] = indexed.total(indexes.succeeded)
+            status["completedIndexes"] = indexed.text(indexes.succeeded)
+            if indexes.failed is not None:
+                status["failedIndexes"] = indexed.text(indexes.failed)
 
     def _expire(self, job: Obj, state: JobState, now: float) -> None:
         ttl = job["spec"].get("ttlSecondsAfterFinished")
@@ -376,12 +369,9 @@ class JobController(StoreLoop):
             self.store, self.clock, r.PODS, current, deletion.Options(propagation="Background")
         )
 
-    def _new_pod(self, job: Obj) -> Obj:
+    def _new_pod(self, job: Obj, index: int | None = None, replaced: Obj | None = None) -> Obj:
         m, template = meta(job), job["spec"]["template"]
         tmeta = template.get("metadata") or {}
-        name = f"{m['name']}-{random_suffix()}"
-        while self.store.raw(r.PODS, m["namespace"], name) is not None:
-            name = f"{m['name']}-{random_suffix()}"
         finalizers = list(tmeta.get("finalizers") or [])
         if TRACKING_FINALIZER not in finalizers:
             finalizers.append(TRACKING_FINALIZER)
@@ -389,7 +379,7 @@ class JobController(StoreLoop):
             "kind": "Pod",
             "apiVersion": "v1",
             "metadata": {
-                "name": name,
+                "name": "",
                 "generateName": f"{m['name']}-",
                 "namespace": m["namespace"],
                 "uid": str(uuid.uuid4()),
@@ -411,6 +401,13 @@ class JobController(StoreLoop):
             "spec": copy.deepcopy(template.get("spec") or {}),
             "status": {"phase": "Pending", "qosClass": "BestEffort"},
         }
+        if index is not None:
+            indexed.decorate(pod, job, index, replaced)
+        prefix = pod["metadata"]["generateName"]
+        name = prefix + random_suffix()
+        while self.store.raw(r.PODS, m["namespace"], name) is not None:
+            name = prefix + random_suffix()
+        pod["metadata"]["name"] = name
         if not pod["metadata"]["annotations"]:
             del pod["metadata"]["annotations"]
         return self.store.save(r.PODS, pod, created=True)
@@ -422,7 +419,7 @@ class JobController(StoreLoop):
         status["ready"] = sum(1 for p in active if podstatus.is_ready(p.get("status") or {}))
         status["terminating"] = len(terminating)
         status["uncountedTerminatedPods"] = {}
-        for key in ("active", "succeeded", "failed"):
+        for key in ("active", "succeeded", "failed", "completedIndexes"):
             if not status.get(key):
                 status.pop(key, None)
         if status != (job.get("status") or {}):

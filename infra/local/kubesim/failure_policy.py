@@ -4,8 +4,8 @@ Follows pkg/controller/job/pod_failure_policy.go (matchPodFailurePolicy): the ru
 tried in order and the first match decides. A rule with onExitCodes looks at the
 terminated containers, the regular ones first and then the init containers, skipping
 exit code 0 for either operator; only a rule without onExitCodes looks at onPodConditions,
-whose patterns must match a condition's type and status exactly. FailJob and Count count
-the failure against backoffLimit, Ignore does not, and no match counts it.
+whose patterns must match a condition's type and status exactly. FailJob, FailIndex and
+Count count the failure against backoffLimit, Ignore does not, and no match counts it.
 """
 
 from __future__ import annotations
@@ -90,5 +90,6 @@ def match_rules(job: Obj, pod: Obj) -> Match:
             return Match("Count", True)
         if action == "FailJob":
             return Match("FailJob", True, message)
-        # FailIndex needs backoffLimitPerIndex (Indexed Jobs), which kubesim does not run.
+        if action == "FailIndex":  # counted, and the index fails (indexed.py)
+            return Match("FailIndex", True)
     return Match(None, True)

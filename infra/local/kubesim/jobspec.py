@@ -1,9 +1,21 @@
 """Defaulting and validation of a batch/v1 JobSpec, with the API server's field paths,
 messages and order.
 
-Defaults follow pkg/apis/batch/v1/defaults.go (SetDefaults_Job): podReplacementPolicy is
-Failed when a podFailurePolicy is set, TerminatingOrFailed otherwise (JobPodReplacementPolicy
-is on by default from 1.29), and an onPodConditions pattern without a status means "True".
+Defaults follow pkg/apis/batch/v1/defaults.go (SetDefaults_Job): completions and
+parallelism are 1 when both are missing, parallelism alone is 1 otherwise (completions stay
+unset: a work queue); backoffLimit is 6, or MaxInt32 when backoffLimitPerIndex is set;
+completionMode is NonIndexed; podReplacementPolicy is Failed when a podFailurePolicy is set,
+TerminatingOrFailed otherwise (JobPodReplacementPolicy is on by default from 1.29), and an
+onPodConditions pattern without a status means "True".
+
+Indexed Jobs (validateJobSpec, 1.32-1.33): completions are required; parallelism is at most
+100,000; maxFailedIndexes needs backoffLimitPerIndex and is at most completions and
+100,000; above 100,000 completions with backoffLimitPerIndex, maxFailedIndexes is required
+and it and parallelism are at most 10,000. backoffLimitPerIndex and maxFailedIndexes need
+the Indexed mode. ValidateJob refuses a name whose last pod hostname (`<name>-<completions
+- 1>`) is no DNS label. On update, completionMode and backoffLimitPerIndex are immutable,
+and an Indexed Job's completions may change only together with parallelism, to the same
+value (validateCompletions: elastic Indexed Jobs, GA in 1.31).
 
 Validation follows pkg/apis/batch/validation/validation.go (validateJobSpec,
 validatePodFailurePolicy, validatePodFailurePolicyRule, ...OnExitCodes, ...OnPodConditions,
@@ -23,9 +35,13 @@ from infra.local.kubesim.status import (
     required,
     unsupported,
 )
-from infra.local.kubesim.validation import label_key_errors
+from infra.local.kubesim.validation import dns_label_errors, label_key_errors
 
 MAX_RULES = 20
+MAX_INT32 = 2**31 - 1
+INDEXED_MAX = 100_000  # maxParallelismForIndexedJob, maxFailedIndexesForIndexedJob
+COMPLETIONS_SOFT_LIMIT = 100_000  # completionsSoftLimit
+HIGH_COMPLETIONS_MAX = 10_000  # parallelismLimitForHighCompletions, maxFailedIndexes...
 MAX_EXIT_CODE_VALUES = 255
 MAX_CONDITION_PATTERNS = 20
 ACTIONS = ["Count", "FailIndex", "FailJob", "Ignore"]  # sets.List: sorted
@@ -62,6 +78,18 @@ def _decode_error(detail: str) -> Exception:
 
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def default_counts(spec: dict[str, Any]) -> None:
+    """SetDefaults_Job's counters and completion mode (on create)."""
+    if spec.get("completions") is None and spec.get("parallelism") is None:
+        spec["completions"] = 1
+    if spec.get("parallelism") is None:
+        spec["parallelism"] = 1
+    if spec.get("backoffLimit") is None:
+        spec["backoffLimit"] = MAX_INT32 if spec.get("backoffLimitPerIndex") is not None else 6
+    if spec.get("completionMode") is None:
+        spec["completionMode"] = "NonIndexed"
 
 
 def default_job_spec(spec: dict[str, Any]) -> None:
@@ -234,7 +262,8 @@ def pod_replacement_policy_causes(spec: dict[str, Any]) -> list[Cause]:
 
 
 def counters_causes(spec: dict[str, Any]) -> list[Cause]:
-    """The non-negative integers of validateJobSpec, in its order."""
+    """The non-negative integers of validateJobSpec and the completion mode's rules, in its
+    order."""
     causes: list[Cause] = []
     for key in (
         "parallelism",
@@ -242,6 +271,8 @@ def counters_causes(spec: dict[str, Any]) -> list[Cause]:
         "activeDeadlineSeconds",
         "backoffLimit",
         "ttlSecondsAfterFinished",
+        "backoffLimitPerIndex",
+        "maxFailedIndexes",
     ):
         value = spec.get(key)
         if value is None:
@@ -253,10 +284,68 @@ def counters_causes(spec: dict[str, Any]) -> list[Cause]:
             )
         if value < 0:
             causes.append(invalid_value(f"spec.{key}", value, NONNEGATIVE))
+        if key == "maxFailedIndexes" and spec.get("backoffLimitPerIndex") is None:
+            causes.append(
+                required("spec.backoffLimitPerIndex", "when maxFailedIndexes is specified")
+            )
     mode = spec.get("completionMode")
     if mode is not None and mode not in ("NonIndexed", "Indexed"):
         causes.append(unsupported("spec.completionMode", mode, ["NonIndexed", "Indexed"]))
+    if mode == "Indexed":
+        causes.extend(_indexed_causes(spec))
+    if mode in (None, "NonIndexed"):
+        for key in ("backoffLimitPerIndex", "maxFailedIndexes"):
+            if spec.get(key) is not None:
+                causes.append(
+                    invalid_value(f"spec.{key}", spec[key], "requires indexed completion mode")
+                )
     return causes
+
+
+def _indexed_causes(spec: dict[str, Any]) -> list[Cause]:
+    """validateJobSpec's rules for completionMode Indexed."""
+    causes: list[Cause] = []
+    completions, parallelism = spec.get("completions"), spec.get("parallelism")
+    most, per_index = spec.get("maxFailedIndexes"), spec.get("backoffLimitPerIndex")
+    if completions is None:
+        causes.append(required("spec.completions", "when completion mode is Indexed"))
+    if parallelism is not None and parallelism > INDEXED_MAX:
+        detail = f"must be less than or equal to {INDEXED_MAX} when completion mode is Indexed"
+        causes.append(invalid_value("spec.parallelism", parallelism, detail))
+    if completions is not None and most is not None and most > completions:
+        detail = "must be less than or equal to completions"
+        causes.append(invalid_value("spec.maxFailedIndexes", most, detail))
+    if most is not None and most > INDEXED_MAX:
+        detail = f"must be less than or equal to {INDEXED_MAX}"
+        causes.append(invalid_value("spec.maxFailedIndexes", most, detail))
+    if completions is not None and completions > COMPLETIONS_SOFT_LIMIT and per_index is not None:
+        high = (
+            f"must be less than or equal to {HIGH_COMPLETIONS_MAX} when completions are above "
+            f"{COMPLETIONS_SOFT_LIMIT} and used with backoff limit per index"
+        )
+        if most is None:
+            detail = f"must be specified when completions is above {COMPLETIONS_SOFT_LIMIT}"
+            causes.append(required("spec.maxFailedIndexes", detail))
+        if parallelism is not None and parallelism > HIGH_COMPLETIONS_MAX:
+            causes.append(invalid_value("spec.parallelism", parallelism, high))
+        if most is not None and most > HIGH_COMPLETIONS_MAX:
+            causes.append(invalid_value("spec.maxFailedIndexes", most, high))
+    return causes
+
+
+def hostname_causes(name: str, spec: dict[str, Any]) -> list[Cause]:
+    """ValidateJob: an Indexed Job's last pod hostname, `<name>-<completions - 1>`, must be
+    a DNS label."""
+    completions = spec.get("completions")
+    if spec.get("completionMode") != "Indexed" or not isinstance(completions, int):
+        return []
+    if completions <= 0:
+        return []
+    hostname = f"{name}-{completions - 1}"
+    if not dns_label_errors(hostname):
+        return []
+    detail = f"will not able to create pod with invalid DNS label: {hostname}"
+    return [invalid_value("metadata.name", name, detail)]
 
 
 def restart_policy_causes(spec: dict[str, Any]) -> list[Cause]:
@@ -286,9 +375,19 @@ IMMUTABLE = (
 
 
 def immutable_causes(new: dict[str, Any], old: dict[str, Any]) -> list[Cause]:
-    """ValidateJobSpecUpdate's immutable fields, in its order."""
-    return [
-        invalid_value(f"spec.{key}", "", "field is immutable")
-        for key in IMMUTABLE
-        if new.get(key) != old.get(key)
-    ]
+    """ValidateJobSpecUpdate's immutable fields, in its order; an Indexed Job's completions
+    follow validateCompletions."""
+    causes: list[Cause] = []
+    for key in IMMUTABLE:
+        if new.get(key) == old.get(key):
+            continue
+        if key == "completions" and new.get("completionMode") == "Indexed":
+            value = new.get(key)
+            if value is not None and value != new.get("parallelism"):
+                detail = "can only be modified in tandem with spec.parallelism"
+                causes.append(invalid_value("spec.completions", value, detail))
+            continue
+        value = new.get(key)  # a scalar shows as itself; a struct's dump is left out
+        shown = value if isinstance(value, str | int) and not isinstance(value, bool) else ""
+        causes.append(invalid_value(f"spec.{key}", shown, "field is immutable"))
+    return causes

@@ -203,9 +203,7 @@ def default_job(obj: dict[str, Any]) -> None:
     spec = obj.setdefault("spec", {})
     if not isinstance(spec, dict):
         raise bad_request("spec must be an object")
-    for key, default in (("parallelism", 1), ("completions", 1), ("backoffLimit", 6)):
-        spec.setdefault(key, default)
-    spec.setdefault("completionMode", "NonIndexed")
+    jobspec.default_counts(spec)
     spec.setdefault("suspend", False)
     spec.setdefault("manualSelector", False)
     jobspec.default_job_spec(spec)
@@ -261,6 +259,7 @@ def _job(obj: dict[str, Any]) -> list[Cause]:
     if not had_template:
         causes.append(required("spec.template"))
     causes.extend(job_spec_causes(obj["spec"]))
+    causes.extend(jobspec.hostname_causes(meta["name"], obj["spec"]))
     obj["status"] = {}
     return causes
 
@@ -342,6 +341,7 @@ def validate_update(rt: ResourceType, old: dict[str, Any], new: dict[str, Any]) 
         spec = new.setdefault("spec", {})
         if not isinstance(spec, dict):
             raise bad_request("spec must be an object")
+        jobspec.default_counts(spec)
         jobspec.default_job_spec(spec)
         default_pod_spec(_dict(_dict(spec.get("template")).setdefault("spec", {})))
         causes.extend(job_spec_causes(spec))

@@ -162,8 +162,20 @@ def container_env(store: Store, pod: dict[str, Any], container: dict[str, Any]) 
                     raise NotReadyError("CreateContainerConfigError", what)
                 env[var["name"]] = base64.b64decode(data[ref["key"]]).decode(errors="replace")
             elif "fieldRef" in source:
-                env[var["name"]] = fields.get(source["fieldRef"].get("fieldPath", ""), "")
+                env[var["name"]] = _field(pod, fields, source["fieldRef"].get("fieldPath", ""))
     return env
+
+
+def _field(pod: dict[str, Any], fields: dict[str, str], path: str) -> str:
+    """fieldpath.ExtractFieldPathAsString: a plain field, or one label or annotation by key
+    (`metadata.labels['k']`, `metadata.annotations['k']`; a missing key is empty), as a Job's
+    JOB_COMPLETION_INDEX reads its pod's index."""
+    for kind in ("labels", "annotations"):
+        prefix = f"metadata.{kind}['"
+        if path.startswith(prefix) and path.endswith("']"):
+            values = meta(pod).get(kind) or {}
+            return str(values.get(path[len(prefix) : -2], ""))
+    return fields.get(path, "")
 
 
 def mounts(container: dict[str, Any], paths: dict[str, Path]) -> list[tuple[str, Path]]:
