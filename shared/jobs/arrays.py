@@ -12,21 +12,24 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import re
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from shared.cloud.backends import Backends
 from shared.model import diagnosis
 from shared.model.diagnosis import Failure, Pod
 from shared.model.job import Job
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 # Set on an Indexed Job's pods, as annotation and label (pkg/apis/batch/types.go).
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 MAX_FAILED_TASKS = 100
-SIGNING_THREADS = 16
+SIGNING_THREADS = 16  # threads that sign URLs or save logs, one task each
 
 
 def parse_indexes(text: str | None) -> set[int]:
@@ -154,8 +157,7 @@ def output_urls(
             return None
         return backends.bucket.output_url(job.task_output_object(index), lifetime)
 
-    with ThreadPoolExecutor(max_workers=SIGNING_THREADS) as pool:
-        signed = list(pool.map(sign, range(job.task_count or 0)))
+    signed = _each(sign, range(job.task_count or 0))
     expiries = [entry[1] for entry in signed if entry is not None and entry[1] is not None]
     return [entry[0] if entry else None for entry in signed], min(expiries, default=None)
 
@@ -167,5 +169,12 @@ def save_logs(job: Job, backends: Backends, pods: list[Pod]) -> None:
     def save(index: int) -> None:
         joblogs.save(job, backends, pods_of(pods, index), task=index)
 
+    _each(save, range(job.task_count or 0))
+
+
+def _each(work: Callable[[int], T], indexes: Iterable[int]) -> list[T]:
+    """`work` for every index, on a few threads, each in the caller's log context (so
+    every line names the job)."""
+    context = contextvars.copy_context()
     with ThreadPoolExecutor(max_workers=SIGNING_THREADS) as pool:
-        list(pool.map(save, range(job.task_count or 0)))
+        return list(pool.map(lambda index: context.copy().run(work, index), indexes))

@@ -42,6 +42,7 @@ SUBMISSION_BODY = "job.json"  # at a submission zip's root: its create body, not
 # pods (https://kubernetes.io/docs/concepts/workloads/controllers/job/#completion-mode).
 COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
 TASK_ENV = "task-env"  # the init container that writes the task's variables
+SPOOL_DIR = "/spool"  # a task's stage-out spools its zip here for a form upload (TMPDIR)
 TASK_ENV_DIR = "/var/run/task-runner"
 TASK_ENV_FILE = f"{TASK_ENV_DIR}/task.env"
 # The user's command runs under a shell that first exports the task's variables (one
@@ -177,7 +178,8 @@ def _stage_out(job: Job, settings: Settings, upload_url: str) -> dict[str, Any]:
     mount = {"name": "output", "mountPath": "/output", "readOnly": True}
     container = _stager(job, settings, command=STAGE_OUT, env=env, mount=mount)
     if job.task_count is not None:
-        container["volumeMounts"].append({"name": "spool", "mountPath": "/tmp"})
+        container["volumeMounts"].append({"name": "spool", "mountPath": SPOOL_DIR})
+        container["env"].append({"name": "TMPDIR", "value": SPOOL_DIR})
     if not settings.storage_class:
         # The emptyDir volumes live in the node's ephemeral storage: the pod's limit covers
         # them (kubelet evicts past it), its request stays small.

@@ -10,7 +10,7 @@
   - `session`: the emulator's JSON API; the task opens its own resumable upload session,
     with ifGenerationMatch=0 and the job-id metadata, and the upload goes as a plain job's;
   - `form`: a V4 signed POST policy for the object names under the job's prefix; the zip is
-    spooled to /tmp (its own volume) and sent as one multipart/form-data POST, retried as a
+    spooled to TMPDIR (its own volume) and sent as one multipart/form-data POST, retried as a
     whole on connection errors, 408, 429 and 5xx.
 """
 
@@ -124,8 +124,9 @@ def open_session(plan: UploadPlan, *, retry_seconds: float) -> str:
 def form_upload(
     plan: UploadPlan, directory: Path, *, compress_level: int, retry_seconds: float
 ) -> tuple[Stored, archive.ArchiveSummary]:
-    """Zip `directory` to a spool file, then POST it with the policy's fields."""
-    with tempfile.TemporaryFile(prefix="output-", dir="/tmp") as spool:
+    """Zip `directory` to a spool file (in TMPDIR: the pod's root is read-only), then POST
+    it with the policy's fields."""
+    with tempfile.TemporaryFile(prefix="output-") as spool:
         summary = archive.write_zip(directory, _FileSink(spool), level=compress_level)
         size = spool.tell()
         boundary = uuid.uuid4().hex

@@ -126,7 +126,8 @@ def test_an_array_job_is_one_indexed_job():
     out_env = {e["name"]: e.get("value") for e in by_name[manifests.STAGE_OUT]["env"]}
     assert out_env["OUTPUT_UPLOAD_PLAN"] == PLAN
     assert "OUTPUT_UPLOAD_URL" not in out_env
-    assert {"name": "spool", "mountPath": "/tmp"} in by_name[manifests.STAGE_OUT]["volumeMounts"]
+    assert {"name": "spool", "mountPath": "/spool"} in by_name[manifests.STAGE_OUT]["volumeMounts"]
+    assert out_env["TMPDIR"] == "/spool"
     assert manifests.TASK_ENV not in by_name
     user = by_name[manifests.USER_CONTAINER]
     assert user["command"] == ["python3", "-V"]
