@@ -163,13 +163,14 @@ def output_urls(
 
 
 def save_logs(job: Job, backends: Backends, pods: list[Pod]) -> None:
-    """Each task's log as `<name>-logs-<index>.txt`, from its newest pod that ran."""
+    """Each task's log as `<name>-logs-<index>.txt`, from its newest pod that ran. A task
+    that never had a pod (killed, or its job failed, before its turn) has no log."""
     from shared.jobs import joblogs
 
     def save(index: int) -> None:
         joblogs.save(job, backends, pods_of(pods, index), task=index)
 
-    _each(save, range(job.task_count or 0))
+    _each(save, sorted({index for pod in pods if (index := task_of(pod)) is not None}))
 
 
 def _each(work: Callable[[int], T], indexes: Iterable[int]) -> list[T]:
