@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from typing import IO, Any
@@ -14,6 +15,7 @@ from cli.errors import ApiError, CliError
 CONNECT_SECONDS = 10.0
 READ_SECONDS = 120.0  # a create holds a body of up to 32 MiB
 TRANSFER_SECONDS = 600.0  # between two chunks of an upload or a download
+RETRY_PAUSES = (1.0, 2.0, 4.0)  # seconds before each new try of a create that may be retried
 
 
 class Api:
@@ -70,9 +72,20 @@ class Api:
         return envelope
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        """A create with a request id of its own: sending it again could not make two jobs."""
+        """A create with a request id of its own, so that it can be sent again when the API
+        says to try again (503) or the answer is lost: the API never makes two jobs of it."""
         body = {**body, "request_id": str(uuid.uuid4())}
-        return self.call("POST", "/batch/", body=body)
+        for pause in (*RETRY_PAUSES, None):
+            try:
+                return self.call("POST", "/batch/", body=body)
+            except ApiError as error:
+                if error.status != 503 or pause is None:
+                    raise
+            except CliError as error:
+                if "connection refused" in error.message or pause is None:
+                    raise
+            time.sleep(pause)
+        raise AssertionError("unreachable")
 
     def job(self, job_id: str) -> dict[str, Any]:
         data: dict[str, Any] = self.call("GET", f"/batch/{job_id}")["data"]

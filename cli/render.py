@@ -14,7 +14,8 @@ from rich.table import Table
 from cli.errors import ApiError, CliError
 from cli.jobs import option_of
 
-out = Console(highlight=False)
+# Piped, a table is not cut to 80 columns: each row stays one line for grep and awk.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 10_000)
 err = Console(stderr=True, highlight=False)
 
 
@@ -52,7 +53,7 @@ def error(problem: CliError, as_json: bool) -> None:
 def job_table(jobs: list[dict[str, Any]]) -> Table:
     table = Table(box=None, pad_edge=False, header_style="bold")
     for column in ("ID", "NAME", "STATUS", "CREATED", "ACCOUNT", "IMAGE"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", no_wrap=column in ("ID", "STATUS", "CREATED"))
     for job in jobs:
         table.add_row(
             job.get("id", ""),
