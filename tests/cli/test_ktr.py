@@ -68,6 +68,10 @@ def test_a_small_directory_goes_inline_and_its_output_comes_back(ktr, tmp_path):
     assert job["status"] == "succeeded"
     assert "input_upload" not in job["job_parameters"]  # sent inline
     assert "succeeded" in done.err  # the transitions as they happened
+    shown = ktr("status", job["id"])
+    assert shown.code == 0
+    assert "timeline" in shown.out and "container started" in shown.out
+    assert shown.out.rstrip().endswith("succeeded")
 
 
 def test_a_large_directory_goes_through_the_upload(ktr, tmp_path):
@@ -118,6 +122,24 @@ def test_a_failed_job_exits_1_with_its_reason_exit_code_and_log(ktr):
     assert "exit code 3" in done.err
     assert "boom: no such sample" in done.err
     assert job_id(done)
+
+    # --logs: the log on stdout as it comes (once), and then no tail on stderr.
+    followed = ktr(
+        "submit",
+        "--image",
+        "python:3.11",
+        "--name",
+        "cli-fails-logged",
+        "--wait",
+        "--logs",
+        "--",
+        "python",
+        "-c",
+        script,
+    )
+    assert followed.code == 1, followed.err
+    assert followed.out.count("boom: no such sample\n") == 1, followed.out
+    assert "exit code 3" in followed.err and "boom" not in followed.err
 
 
 def test_list_json_follows_status_and_account(ktr):
