@@ -54,4 +54,4 @@ deploy: venv
 	$(PY) -m infra.deploy $(if $(DEPLOY_ENV_FILE),--env-file $(DEPLOY_ENV_FILE))
 
 clean:
-	rm -rf $(VENV) .local-cloud .pytest_cache .mypy_cache .ruff_cache build
+	rm -rf $(VENV) .local-cloud .pytest_cache .mypy_cache .ruff_cache build *.egg-info
