@@ -9,10 +9,11 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-cli.txt requirements-dev.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "missing prerequisite: $(PYTHON) (Python 3.11)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
 run: venv
@@ -53,4 +54,4 @@ deploy: venv
 	$(PY) -m infra.deploy $(if $(DEPLOY_ENV_FILE),--env-file $(DEPLOY_ENV_FILE))
 
 clean:
-	rm -rf $(VENV) .local-cloud .pytest_cache .mypy_cache .ruff_cache build
+	rm -rf $(VENV) .local-cloud .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,433 @@
+"""The `ktr` commands: a verb each, `--json` for scripts, exit codes that mean something
+(0 done, 1 the job failed, 2 killed, 3 usage or API errors), never a traceback."""
+
+from __future__ import annotations
+
+import base64
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import click
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TransferSpeedColumn,
+)
+
+from cli import archive, config, jobs, render
+from cli.client import Api
+from cli.errors import EXIT_ERROR, CliError
+from cli.params import JobSpec, default_base_name, expand, read_rows
+from cli.watch import POLL_SECONDS, LogFollower, Waiter, log_tail
+
+F = TypeVar("F", bound=Callable[..., Any])
+INLINE_BYTES = 1 << 20  # a zip up to this goes in the create itself (the API takes 20 MiB)
+LIST_PAGE = 50  # jobs a `ktr list` shows without --all
+ALL_PAGE = 1000  # the API's largest page
+
+
+def common(command: F) -> F:
+    """--api and --json, on every command."""
+    command = click.option(
+        "--api",
+        metavar="URL",
+        help="The API's address (else KTR_API_URL, else API_URL in .local-cloud/env).",
+    )(command)
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(command)
+
+
+def connect(api: str | None) -> Api:
+    return Api(config.api_url(api))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="kubernetes-task-runner", prog_name="ktr")
+@click.pass_context
+def app(ctx: click.Context) -> None:
+    """Run containers as jobs on the task runner.
+
+    \b
+    Example:
+      ktr submit ./data --image python:3.11 --wait --fetch out -- python job.py
+    """
+    command = (ctx.obj or {}).get("command")
+    if command and ctx.invoked_subcommand != "submit":
+        raise click.UsageError("Only `ktr submit` takes a command after --")
+
+
+# -- submit ------------------------------------------------------------------------------
+
+
+@app.command(
+    epilog="""\b
+Examples:
+  ktr submit ./in --image python:3.11 --wait --fetch out -- python -c "print(1)"
+  ktr submit in.zip --image alpine:3 --env MODE=fast --cpu 500m --memory 256Mi -- sh run.sh
+  ktr submit --params rows.csv --image alpine:3 --wait -- sh -c 'echo {sample}'"""
+)
+@click.argument("source", required=False, type=click.Path(path_type=Path))
+@click.option("--image", required=True, help="The container image, e.g. python:3.11.")
+@click.option("--name", help="The job's name (lowercase letters, digits and -).")
+@click.option("--env", "env", multiple=True, metavar="K=V", help="An environment variable.")
+@click.option("--cpu", help="CPU limit, a Kubernetes quantity (500m, 2).")
+@click.option("--memory", help="Memory limit, a Kubernetes quantity (256Mi, 2Gi).")
+@click.option("--timeout", type=int, metavar="S", help="Seconds the job may run.")
+@click.option("--retries", type=int, metavar="R", help="Times the job's code is run again.")
+@click.option("--spot", is_flag=True, help="Run on Spot capacity.")
+@click.option("--start-after", metavar="T", help="RFC 3339 time or epoch ms to start at.")
+@click.option("--account", help="The account the job belongs to.")
+@click.option(
+    "--params",
+    "params_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A CSV: one job per row, {column} replaced in the command and --env values.",
+)
+@click.option(
+    "--wait", is_flag=True, help="Wait for the end: exit 0 succeeded, 1 failed, 2 killed."
+)
+@click.option(
+    "--fetch",
+    type=click.Path(path_type=Path),
+    metavar="OUT",
+    help="Then unzip the output into OUT.",
+)
+@click.option("--logs", is_flag=True, help="Print the log as it grows while waiting.")
+@common
+@click.pass_context
+def submit(
+    ctx: click.Context,
+    source: Path | None,
+    image: str,
+    name: str | None,
+    env: tuple[str, ...],
+    cpu: str | None,
+    memory: str | None,
+    timeout: int | None,
+    retries: int | None,
+    spot: bool,
+    start_after: str | None,
+    account: str | None,
+    params_file: Path | None,
+    wait: bool,
+    fetch: Path | None,
+    logs: bool,
+    api: str | None,
+    as_json: bool,
+) -> None:
+    """Submit a job: SOURCE (a directory, zipped here, or a zip) becomes its /input, and
+    what follows -- its command. Prints the job's id."""
+    spec = JobSpec(
+        image=image,
+        name=name,
+        command=tuple((ctx.obj or {}).get("command") or ()),
+        env=tuple(_env_pair(item) for item in env),
+        cpu=cpu,
+        memory=memory,
+        timeout=timeout,
+        retries=retries,
+        spot=spot,
+        start_after=start_after,
+        account=account,
+    )
+    specs = [spec]
+    if params_file is not None:
+        base = name or default_base_name(image, jobs.now_ms())
+        specs = expand(spec, read_rows(params_file), base)
+    client = connect(api)
+    zipped = archive.input_zip(source) if source is not None else None
+    created = [_create(client, one, zipped, as_json) for one in specs]
+    if not (wait or fetch or logs):
+        return
+    sys.exit(_wait_and_report(client, created, logs=logs, fetch=fetch, as_json=as_json))
+
+
+def _env_pair(item: str) -> tuple[str, str]:
+    key, equals, value = item.partition("=")
+    if not equals or not key:
+        raise click.BadParameter(f"{item!r} is not K=V", param_hint="--env")
+    return key, value
+
+
+def _create(client: Api, spec: JobSpec, zipped: IO[bytes] | None, as_json: bool) -> dict[str, Any]:
+    size = archive.size_of(zipped) if zipped is not None else 0
+    upload = zipped is not None and size > INLINE_BYTES
+    inline = None
+    if zipped is not None and not upload:
+        zipped.seek(0)
+        inline = base64.b64encode(zipped.read()).decode()
+    envelope = client.create(jobs.create_body(spec, input_zip=inline, upload=upload))
+    job: dict[str, Any] = envelope["data"]
+    if upload and zipped is not None:
+        _upload(client, str(job["input_upload_url"]), zipped, size)
+    if as_json:
+        render.json_line(job)
+    else:
+        click.echo(job["id"])
+        render.err.print(f"{job['name']}: {job['status']}", highlight=False)
+    return job
+
+
+class _Reading:
+    """A file read for an upload, advancing a progress bar as it goes."""
+
+    def __init__(self, handle: IO[bytes], size: int, advance: Callable[[int], None]) -> None:
+        self.handle, self.size, self.advance = handle, size, advance
+
+    def read(self, amount: int = -1) -> bytes:
+        chunk = self.handle.read(amount)
+        self.advance(len(chunk))
+        return chunk
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Any:
+        return iter(lambda: self.read(1 << 20), b"")
+
+
+def _transfer_bar() -> Progress:
+    return Progress(
+        "{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=render.err,
+        transient=True,
+    )
+
+
+def _upload(client: Api, url: str, zipped: IO[bytes], size: int) -> None:
+    zipped.seek(0)
+    with _transfer_bar() as bar:
+        task = bar.add_task("upload", total=size)
+        reading = _Reading(zipped, size, lambda n: bar.advance(task, n))
+        client.put(url, reading, size)  # type: ignore[arg-type]
+
+
+def _wait_and_report(
+    client: Api,
+    created: list[dict[str, Any]],
+    *,
+    logs: bool = False,
+    fetch: Path | None = None,
+    as_json: bool = False,
+) -> int:
+    several = len(created) > 1
+
+    def print_log(job: dict[str, Any], text: str) -> None:
+        if several:
+            text = "".join(f"[{job['name']}] {line}\n" for line in text.splitlines())
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    waiter = Waiter(client, render.err, follow_logs=logs, on_log=print_log)
+    try:
+        final = waiter.wait([job["id"] for job in created])
+    except KeyboardInterrupt:
+        ids = " ".join(job["id"] for job in created)
+        click.echo(f"ktr: stopped waiting; the job goes on (ktr wait {ids})", err=True)
+        return 130
+    codes = []
+    for job in final.values():
+        codes.append(jobs.exit_code(job))
+        if as_json:
+            render.json_line(job)
+        if job["status"] == "failed":
+            render.failure(job, None if logs else log_tail(client, job["id"]))
+        elif job["status"] == "killed":
+            click.echo(f"{job['name']} was killed: {job.get('message') or ''}".rstrip(), err=True)
+        elif job["status"] == "succeeded" and fetch is not None:
+            _fetch(client, job, fetch / job["name"] if several else fetch, as_json=False)
+    return jobs.worst(codes)
+
+
+# -- the other verbs ---------------------------------------------------------------------
+
+
+@app.command(epilog="\b\nExample:\n  ktr status 0f2b8c1e-4a8e-4c5e-9a57-1c2d3e4f5a6b")
+@click.argument("job_id", metavar="ID")
+@common
+def status(job_id: str, api: str | None, as_json: bool) -> None:
+    """A job's record, with its timeline."""
+    job = connect(api).job(job_id)
+    if as_json:
+        render.json_line(job)
+    else:
+        render.job_detail(job)
+
+
+@app.command(
+    name="list",
+    epilog="\b\nExamples:\n  ktr list --status failed --account acct-1\n"
+    "  ktr list --status succeeded --all --json | jq -r .id",
+)
+@click.option(
+    "--status",
+    "status_",
+    default="running",
+    show_default=True,
+    type=click.Choice(["created", "running", "cleaning", "succeeded", "failed", "killed"]),
+)
+@click.option("--account", help="Only this account's jobs.")
+@click.option("--all", "every_page", is_flag=True, help="Every page, not only the first.")
+@common
+def list_(
+    status_: str, account: str | None, every_page: bool, api: str | None, as_json: bool
+) -> None:
+    """Jobs in one status, oldest first: a table, or one JSON object a line."""
+    client = connect(api)
+    size = ALL_PAGE if every_page else LIST_PAGE
+    shown: list[dict[str, Any]] = []
+    more = ""
+    for page, token in client.pages(status_, account, size, every_page):
+        more = token
+        if as_json:
+            for job in page:
+                render.json_line(job)
+        shown.extend(page)
+    if not as_json:
+        if shown:
+            render.out.print(render.job_table(shown))
+        else:
+            click.echo(f"No {status_} jobs.", err=True)
+    if more:
+        click.echo(f"(more {status_} jobs: add --all to see every page)", err=True)
+
+
+@app.command(epilog="\b\nExamples:\n  ktr logs ID --tail 50\n  ktr logs ID -f")
+@click.argument("job_id", metavar="ID")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing what is new until the job ends.")
+@click.option("--tail", type=click.IntRange(1, 100_000), metavar="N", help="Only the last N lines.")
+@common
+def logs(job_id: str, follow: bool, tail: int | None, api: str | None, as_json: bool) -> None:
+    """The log of a job's container (while it runs, and saved after)."""
+    client = connect(api)
+    if not follow:
+        view = client.log(job_id, tail=tail)
+        if as_json:
+            render.json_line(view)
+        else:
+            sys.stdout.write(str(view.get("log", "")))
+        return
+    follower = LogFollower(client, job_id)
+    try:
+        while True:
+            new = follower.poll()
+            if new:
+                if as_json:
+                    render.json_line({"log": new})
+                else:
+                    sys.stdout.write(new)
+                    sys.stdout.flush()
+            if follower.complete:
+                break
+            time.sleep(POLL_SECONDS)
+    except KeyboardInterrupt:
+        return
+    if not follower.seen and follower.notice:
+        click.echo(follower.notice, err=True)
+
+
+@app.command(epilog="\b\nExample:\n  ktr fetch ID ./out")
+@click.argument("job_id", metavar="ID")
+@click.argument("out", type=click.Path(path_type=Path))
+@common
+def fetch(job_id: str, out: Path, api: str | None, as_json: bool) -> None:
+    """Download a succeeded job's output and unzip it into OUT."""
+    client = connect(api)
+    job = client.job(job_id)
+    if job["status"] != "succeeded" or not job.get("output_file_url"):
+        problem = CliError(f"{job['name']} is {job['status']}: it has no output to fetch")
+        problem.exit_code = jobs.exit_code(job) if job["status"] in jobs.FINAL else EXIT_ERROR
+        raise problem
+    _fetch(client, job, out, as_json=as_json)
+
+
+def _fetch(client: Api, job: dict[str, Any], out: Path, *, as_json: bool) -> None:
+    with tempfile.TemporaryFile() as handle, _transfer_bar() as bar:
+        task = bar.add_task("download", total=None)
+
+        def progress(total: int | None = None, advance: int = 0) -> None:
+            if total is not None:
+                bar.update(task, total=total)
+            bar.advance(task, advance)
+
+        client.download(str(job["output_file_url"]), handle, progress)
+        handle.seek(0)
+        names = archive.unzip(handle, out)
+    if as_json:
+        render.json_line({"id": job["id"], "out": str(out), "files": names})
+    else:
+        click.echo(f"{job['name']}: {len(names)} files in {out}", err=True)
+
+
+@app.command(epilog="\b\nExample:\n  ktr kill ID")
+@click.argument("job_id", metavar="ID")
+@common
+def kill(job_id: str, api: str | None, as_json: bool) -> None:
+    """Kill a running job, or one waiting for its start time or its upload."""
+    envelope = connect(api).kill(job_id)
+    job = envelope["data"]
+    if as_json:
+        render.json_line(job)
+    else:
+        click.echo(
+            f"{job['name']}: {job['status']}"
+            + (f" ({envelope['msg']})" if envelope.get("msg") else "")
+        )
+
+
+@app.command(
+    epilog="\b\nExample:\n  ktr wait ID1 ID2 && echo all succeeded",
+)
+@click.argument("job_ids", metavar="ID...", nargs=-1, required=True)
+@common
+def wait(job_ids: tuple[str, ...], api: str | None, as_json: bool) -> None:
+    """Wait for jobs to end. Exit 0 if all succeeded, else the worst: 3 a job could not be
+    read, 1 one failed, 2 one was killed."""
+    client = connect(api)
+    created = [client.job(job_id) for job_id in job_ids]
+    sys.exit(_wait_and_report(client, created, as_json=as_json))
+
+
+# -- the entry point ---------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`ktr`: what follows the first `--` is the job's command, never an option of ktr."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    command: list[str] = []
+    if "--" in args:
+        at = args.index("--")
+        args, command = args[:at], args[at + 1 :]
+    as_json = "--json" in args
+    try:
+        code = app.main(args=args, prog_name="ktr", obj={"command": command}, standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("ktr: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as problem:  # usage errors: exit 3, not click's 2
+        problem.show()
+        sys.exit(EXIT_ERROR)
+    except CliError as problem:
+        render.error(problem, as_json)
+        sys.exit(problem.exit_code)
+    except KeyboardInterrupt:
+        click.echo("ktr: interrupted", err=True)
+        sys.exit(130)
+    except Exception as problem:  # never a traceback: one line, and the details on demand
+        if os.environ.get("KTR_DEBUG"):
+            raise
+        click.echo(f"ktr: unexpected error: {type(problem).__name__}: {problem}", err=True)
+        sys.exit(EXIT_ERROR)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""How jobs look on a terminal, and errors on stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from cli.errors import ApiError, CliError
+from cli.jobs import option_of
+
+# Piped, a table is not cut to 80 columns: each row stays one line for grep and awk.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 10_000)
+err = Console(stderr=True, highlight=False)
+
+
+def json_line(value: Any) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False))
+
+
+def when(ms: Any) -> str:
+    if not isinstance(ms, int | float):
+        return "-"
+    return datetime.fromtimestamp(ms / 1000).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duration(ms: int) -> str:
+    seconds = ms / 1000
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
+
+
+def error(problem: CliError, as_json: bool) -> None:
+    """One line naming the error, then one per field at fault (with its option)."""
+    if as_json:
+        json_line(problem.as_json())
+    click.echo(f"ktr: {problem.message}", err=True)
+    if isinstance(problem, ApiError):
+        for field, why in problem.fields.items():
+            option = option_of(field)
+            named = f"{field} ({option})" if option else field
+            click.echo(f"  {named}: {why}", err=True)
+
+
+def job_table(jobs: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("ID", "NAME", "STATUS", "CREATED", "ACCOUNT", "IMAGE"):
+        table.add_column(column, overflow="fold", no_wrap=column in ("ID", "STATUS", "CREATED"))
+    for job in jobs:
+        table.add_row(
+            job.get("id", ""),
+            job.get("name", ""),
+            job.get("status", ""),
+            when(job.get("created")),
+            job.get("account_id", "-"),
+            (job.get("job_parameters") or {}).get("docker_image", ""),
+        )
+    return table
+
+
+def timeline(job: dict[str, Any]) -> list[tuple[Any, str]]:
+    """The job's steps: its recorded transitions when the API gives them, else what its
+    times say (created, started, ended)."""
+    steps: list[tuple[Any, str]] = []
+    recorded = job.get("transitions")
+    if isinstance(recorded, list) and recorded:
+        for step in recorded:
+            why = f" ({step['reason']})" if step.get("reason") else ""
+            steps.append((step.get("at"), f"{step.get('from') or '-'} -> {step.get('to')}{why}"))
+        return steps
+    steps.append((job.get("created"), "created"))
+    if job.get("scheduled_for"):
+        steps.append((job["scheduled_for"], "scheduled start"))
+    if job.get("start_time"):
+        steps.append((job["start_time"], "container started"))
+    if job.get("stop_time"):
+        steps.append((job["stop_time"], str(job.get("status"))))
+    return steps
+
+
+def job_detail(job: dict[str, Any]) -> None:
+    params = job.get("job_parameters") or {}
+    rows: list[tuple[str, Any]] = [
+        ("id", job.get("id")),
+        ("name", job.get("name")),
+        ("status", job.get("status")),
+        ("account", job.get("account_id")),
+        ("image", params.get("docker_image")),
+        ("command", " ".join(params.get("command") or []) or None),
+        ("args", " ".join(params.get("args") or []) or None),
+        ("reason", job.get("reason")),
+        ("message", job.get("message")),
+        ("exit code", job.get("exit_code")),
+        ("disruptions", job.get("disruptions")),
+        ("output", job.get("output_file_url")),
+    ]
+    if job.get("start_time") and job.get("stop_time"):
+        rows.append(("ran for", duration(job["stop_time"] - job["start_time"])))
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in rows:
+        if value is not None and value != "":
+            table.add_row(key, str(value))
+    out.print(table)
+    out.print()
+    out.print("[bold]timeline[/]")
+    for at, what in timeline(job):
+        out.print(f"  {when(at)}  {what}", soft_wrap=True)
+
+
+def failure(job: dict[str, Any], log_tail: str | None) -> None:
+    """dstat's status-detail: why it failed, its exit code and the end of its log."""
+    line = f"{job.get('name')} failed: {job.get('reason', 'unknown reason')}"
+    if job.get("message"):
+        line += f": {job['message']}"
+    click.echo(line, err=True)
+    if job.get("exit_code") is not None:
+        click.echo(f"exit code {job['exit_code']}", err=True)
+    if log_tail:
+        click.echo("last lines of the log:", err=True)
+        sys.stderr.write("".join(f"  {line}\n" for line in log_tail.rstrip("\n").split("\n")))

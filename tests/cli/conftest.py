@@ -1,0 +1,85 @@
+"""`ktr` as a user runs it: the installed script in a subprocess, against a private local
+cloud (one per module that asks for it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.local.config import isolated_env
+from infra.local.stack import read_env_file
+from tests.local.test_stack import alive, descendants, start_stack
+
+KTR = Path(sys.executable).parent / "ktr"
+RUN_SECONDS = 300  # a hung ktr fails its test instead of the whole run
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json_lines(self) -> list[Any]:
+        return [json.loads(line) for line in self.out.splitlines() if line.strip()]
+
+
+def ktr_env(api: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("KTR_API_URL", "KTR_DEBUG")}
+    if api is not None:
+        env["KTR_API_URL"] = api
+    return env
+
+
+def run_ktr(*args: str, api: str | None, cwd: Path, env: dict[str, str] | None = None) -> Result:
+    assert KTR.exists(), f"{KTR} is missing: `pip install -e .` (make does it) installs ktr"
+    done = subprocess.run(
+        [str(KTR), *args],
+        cwd=cwd,
+        env=env if env is not None else ktr_env(api),
+        capture_output=True,
+        text=True,
+        timeout=RUN_SECONDS,
+        check=False,
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    return Result(done.returncode, done.stdout, done.stderr)
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """`make run`'s stack on free ports; stopped at the end, leaving no process behind."""
+    state = tmp_path_factory.mktemp("cloud") / "state"
+    env = isolated_env(state, GC_BUCKET_NAME="cli-bucket", JOB_SYNCHRONIZATION_INTERVAL="2")
+    stack = start_stack(state, env)
+    # Read its output all along: a full pipe would stop the stack.
+    assert stack.stdout is not None
+    drain = threading.Thread(target=stack.stdout.read, daemon=True)
+    drain.start()
+    spawned: set[int] = set()
+    try:
+        spawned = descendants(stack.pid)
+        yield read_env_file(state / "env")
+    finally:
+        stack.send_signal(signal.SIGTERM)
+        try:
+            stack.wait(timeout=60)
+        finally:
+            if stack.poll() is None:
+                os.killpg(stack.pid, signal.SIGKILL)
+    assert stack.returncode == 0
+    deadline = time.monotonic() + 15
+    while any(alive(pid) for pid in spawned):
+        assert time.monotonic() < deadline, [pid for pid in spawned if alive(pid)]
+        time.sleep(0.1)

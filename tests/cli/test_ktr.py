@@ -1,0 +1,296 @@
+"""`ktr` end to end on the local cloud, run as a user runs it: jobs submitted from a
+directory (inline and through an upload), waited for, their output fetched; failures,
+kills, logs, lists, --params rows and the API's refusals as the user sees them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli.conftest import KTR, RUN_SECONDS, Result, ktr_env, run_ktr
+
+pytestmark = pytest.mark.slow
+COPY = "import shutil; shutil.copytree('/input', '/output', dirs_exist_ok=True)"
+
+
+@pytest.fixture
+def ktr(cloud: dict[str, str], tmp_path: Path) -> Any:
+    def run(*args: str) -> Result:
+        return run_ktr(*args, api=cloud["API_URL"], cwd=tmp_path)
+
+    return run
+
+
+def job_id(result: Result) -> str:
+    first = result.out.splitlines()[0]
+    return str(uuid.UUID(first))
+
+
+def status(ktr: Any, ident: str) -> dict[str, Any]:
+    shown = ktr("status", ident, "--json")
+    assert shown.code == 0, shown.err
+    job: dict[str, Any] = json.loads(shown.out)
+    return job
+
+
+def test_a_small_directory_goes_inline_and_its_output_comes_back(ktr, tmp_path):
+    source = tmp_path / "in"
+    (source / "sub").mkdir(parents=True)
+    (source / "greeting.txt").write_text("hello\n")
+    (source / "sub" / "data.bin").write_bytes(bytes(range(256)))
+    out = tmp_path / "out"
+
+    done = ktr(
+        "submit",
+        str(source),
+        "--image",
+        "python:3.11",
+        "--wait",
+        "--fetch",
+        str(out),
+        "--",
+        "python",
+        "-c",
+        COPY,
+    )
+
+    assert done.code == 0, done.err
+    assert (out / "greeting.txt").read_text() == "hello\n"
+    assert (out / "sub" / "data.bin").read_bytes() == bytes(range(256))
+    job = status(ktr, job_id(done))
+    assert job["status"] == "succeeded"
+    assert "input_upload" not in job["job_parameters"]  # sent inline
+    assert "succeeded" in done.err  # the transitions as they happened
+    shown = ktr("status", job["id"])
+    assert shown.code == 0
+    assert "timeline" in shown.out and "container started" in shown.out
+    assert shown.out.rstrip().endswith("succeeded")
+
+
+def test_a_large_directory_goes_through_the_upload(ktr, tmp_path):
+    source = tmp_path / "big"
+    source.mkdir()
+    payload = os.urandom(3 * 1024 * 1024)  # random: the zip stays over the inline limit
+    (source / "random.bin").write_bytes(payload)
+    out = tmp_path / "out"
+
+    done = ktr(
+        "submit",
+        str(source),
+        "--image",
+        "python:3.11",
+        "--wait",
+        "--fetch",
+        str(out),
+        "--",
+        "python",
+        "-c",
+        COPY,
+    )
+
+    assert done.code == 0, done.err
+    assert (out / "random.bin").read_bytes() == payload
+    job = status(ktr, job_id(done))
+    assert job["job_parameters"].get("input_upload") is True
+
+
+def test_a_failed_job_exits_1_with_its_reason_exit_code_and_log(ktr):
+    script = "import sys; print('working on it'); print('boom: no such sample'); sys.exit(3)"
+
+    done = ktr(
+        "submit",
+        "--image",
+        "python:3.11",
+        "--name",
+        "cli-fails",
+        "--wait",
+        "--",
+        "python",
+        "-c",
+        script,
+    )
+
+    assert done.code == 1, done.err
+    assert "cli-fails failed: Error" in done.err
+    assert "exit code 3" in done.err
+    assert "boom: no such sample" in done.err
+    assert job_id(done)
+
+    # --logs: the log on stdout as it comes (once), and then no tail on stderr.
+    followed = ktr(
+        "submit",
+        "--image",
+        "python:3.11",
+        "--name",
+        "cli-fails-logged",
+        "--wait",
+        "--logs",
+        "--",
+        "python",
+        "-c",
+        script,
+    )
+    assert followed.code == 1, followed.err
+    assert followed.out.count("boom: no such sample\n") == 1, followed.out
+    assert "exit code 3" in followed.err and "boom" not in followed.err
+
+
+def test_list_json_follows_status_and_account(ktr):
+    account = f"acct-{uuid.uuid4().hex[:8]}"
+    done = ktr(
+        "submit",
+        "--image",
+        "python:3.11",
+        "--account",
+        account,
+        "--wait",
+        "--",
+        "python",
+        "-c",
+        "print(1)",
+    )
+    assert done.code == 0, done.err
+    ident = job_id(done)
+
+    listed = ktr("list", "--status", "succeeded", "--account", account, "--json", "--all")
+    assert listed.code == 0, listed.err
+    assert [job["id"] for job in listed.json_lines()] == [ident]
+    assert listed.json_lines()[0]["account_id"] == account
+
+    table = ktr("list", "--status", "succeeded", "--account", account)
+    assert table.code == 0 and ident in table.out
+    none = ktr("list", "--status", "failed", "--account", account, "--json")
+    assert (none.code, none.out) == (0, "")
+
+
+def test_logs_of_a_finished_job_and_followed_while_it_runs(ktr):
+    script = "import time; print('first line', flush=True); time.sleep(3); print('second line')"
+    started = ktr("submit", "--image", "python:3.11", "--", "python", "-c", script)
+    assert started.code == 0, started.err
+    ident = job_id(started)
+
+    followed = ktr("logs", ident, "-f")
+
+    assert followed.code == 0, followed.err
+    assert followed.out.count("first line") == 1, followed.out  # each line once
+    assert followed.out.count("second line") == 1, followed.out
+    assert followed.out.index("first line") < followed.out.index("second line")
+    saved = ktr("logs", ident, "--json")
+    assert json.loads(saved.out)["complete"] is True
+    assert ktr("logs", ident, "--tail", "1").out == "second line\n"
+
+
+def test_kill_of_a_sleeping_job_makes_wait_exit_2(ktr, cloud, tmp_path):
+    started = ktr(
+        "submit", "--image", "python:3.11", "--", "python", "-c", "import time; time.sleep(600)"
+    )
+    assert started.code == 0, started.err
+    ident = job_id(started)
+    waiting = subprocess.Popen(
+        [str(KTR), "wait", ident],
+        cwd=tmp_path,
+        env=ktr_env(cloud["API_URL"]),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while status(ktr, ident)["status"] != "running":
+            assert time.monotonic() < deadline, "the job never ran"
+            time.sleep(0.5)
+
+        killed = ktr("kill", ident)
+
+        assert killed.code == 0, killed.err
+        assert "killed" in killed.out
+        _, err = waiting.communicate(timeout=RUN_SECONDS)
+        assert waiting.returncode == 2, err
+        assert "was killed" in err
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+            waiting.wait()
+    assert status(ktr, ident)["status"] == "killed"
+
+
+def test_params_make_one_job_per_row(ktr, tmp_path):
+    rows = tmp_path / "rows.csv"
+    rows.write_text("word,count\nalpha,1\nbeta,2\ngamma,3\n")
+    script = (
+        "import os, pathlib; "
+        "pathlib.Path('/output/w.txt').write_text(os.environ['WORD'] + ' {count}')"
+    )
+    out = tmp_path / "out"
+
+    done = ktr(
+        "submit",
+        "--params",
+        str(rows),
+        "--image",
+        "python:3.11",
+        "--name",
+        "cli-rows",
+        "--env",
+        "WORD={word}",
+        "--wait",
+        "--fetch",
+        str(out),
+        "--json",
+        "--",
+        "python",
+        "-c",
+        script,
+    )
+
+    assert done.code == 0, done.err
+    created, final = done.json_lines()[:3], done.json_lines()[3:]
+    assert [job["name"] for job in created] == ["cli-rows-1", "cli-rows-2", "cli-rows-3"]
+    assert [job["status"] for job in final] == ["succeeded"] * 3
+    texts = [(out / f"cli-rows-{n}" / "w.txt").read_text() for n in (1, 2, 3)]
+    assert texts == ["alpha 1", "beta 2", "gamma 3"]
+
+
+def test_a_refused_field_is_named_with_its_option(ktr):
+    refused = ktr("submit", "--image", "python:3.11", "--memory", "lots", "--", "true")
+
+    assert refused.code == 3
+    assert refused.out == ""
+    assert refused.err.startswith("ktr: InvalidParameters")
+    assert "job_parameters.resources.limits.memory (--memory): Must be a positive" in refused.err
+
+    as_json = ktr("submit", "--image", "python:3.11", "--memory", "lots", "--json", "--", "true")
+    assert as_json.code == 3
+    answer = json.loads(as_json.out)
+    assert answer["error"] == "InvalidParameters"
+    assert "job_parameters.resources.limits.memory" in answer["fields"]
+
+
+def test_an_unknown_job_is_an_api_error(ktr):
+    missing = ktr("status", str(uuid.uuid4()))
+    assert missing.code == 3
+    assert missing.err.startswith("ktr: DoesNotExist: Batch job")
+
+
+def test_the_api_address_comes_from_the_checkouts_local_cloud_env(cloud, tmp_path):
+    checkout = tmp_path / "checkout"
+    (checkout / ".local-cloud").mkdir(parents=True)
+    (checkout / ".local-cloud" / "env").write_text(
+        f"# Written by `make run`\nexport API_URL='{cloud['API_URL']}'\n"
+    )
+    inside = checkout / "some" / "dir"
+    inside.mkdir(parents=True)
+
+    found = run_ktr("list", "--json", api=None, cwd=inside)
+    assert found.code == 0, found.err
+
+    elsewhere = run_ktr("list", api=None, cwd=tmp_path)
+    assert elsewhere.code == 3
+    assert "No API address" in elsewhere.err
