@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from cli.errors import EXIT_ERROR, EXIT_FAILED, EXIT_KILLED, EXIT_OK
-from cli.params import JobSpec
+from cli.params import JobSpec, task_environments
 
 FINAL = ("succeeded", "failed", "killed")
 EXIT_CODES = {"succeeded": EXIT_OK, "failed": EXIT_FAILED, "killed": EXIT_KILLED}
@@ -28,6 +28,7 @@ OPTION_OF_FIELD = {
     "job_parameters.start_after": "--start-after",
     "job_parameters.command": "the command after --",
     "job_parameters.input_zip": "the input",
+    "job_parameters.task_environments": "--params",
 }
 
 
@@ -59,6 +60,7 @@ def create_body(spec: JobSpec, *, input_zip: str | None, upload: bool) -> dict[s
         params["input_zip"] = input_zip
     if upload:
         params["input_upload"] = True
+    params.update(task_environments(spec))
     body: dict[str, Any] = {"job_parameters": params}
     if spec.name:
         body["name"] = spec.name

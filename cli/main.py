@@ -23,7 +23,7 @@ from rich.progress import (
 from cli import archive, config, jobs, render
 from cli.client import Api
 from cli.errors import EXIT_ERROR, CliError
-from cli.params import JobSpec, default_base_name, expand, read_rows
+from cli.params import JobSpec, read_rows, sweep
 from cli.watch import POLL_SECONDS, LogFollower, Waiter, log_tail
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -86,7 +86,8 @@ Examples:
     "--params",
     "params_file",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="A CSV: one job per row, {column} replaced in the command and --env values.",
+    help="A CSV: one array job, a task per row; {column} in the command and --env values "
+    "takes the row's value.",
 )
 @click.option(
     "--wait", is_flag=True, help="Wait for the end: exit 0 succeeded, 1 failed, 2 killed."
@@ -137,8 +138,7 @@ def submit(
     )
     specs = [spec]
     if params_file is not None:
-        base = name or default_base_name(image, jobs.now_ms())
-        specs = expand(spec, read_rows(params_file), base)
+        specs = [sweep(spec, read_rows(params_file))]
     client = connect(api)
     zipped = archive.input_zip(source) if source is not None else None
     created = [_create(client, one, zipped, as_json) for one in specs]
@@ -350,6 +350,17 @@ def fetch(job_id: str, out: Path, api: str | None, as_json: bool) -> None:
 
 
 def _fetch(client: Api, job: dict[str, Any], out: Path, *, as_json: bool) -> None:
+    """The output unzipped into `out`; an array job's, each task's into `out/<index>/`."""
+    urls = job.get("task_output_urls")
+    if urls is None:
+        _fetch_one(client, job, str(job["output_file_url"]), out, as_json=as_json)
+        return
+    for index, url in enumerate(urls):
+        if url is not None:
+            _fetch_one(client, job, url, out / str(index), as_json=as_json)
+
+
+def _fetch_one(client: Api, job: dict[str, Any], url: str, out: Path, *, as_json: bool) -> None:
     with tempfile.TemporaryFile() as handle, _transfer_bar() as bar:
         task = bar.add_task("download", total=None)
 
@@ -358,7 +369,7 @@ def _fetch(client: Api, job: dict[str, Any], out: Path, *, as_json: bool) -> Non
                 bar.update(task, total=total)
             bar.advance(task, advance)
 
-        client.download(str(job["output_file_url"]), handle, progress)
+        client.download(url, handle, progress)
         handle.seek(0)
         names = archive.unzip(handle, out)
     if as_json:

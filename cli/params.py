@@ -1,18 +1,22 @@
-"""`--params FILE.csv`: one job per row, kubeque style. `{column}` in the command, its
-arguments and the environment's values takes the row's value; each name gets the row's
-number. Array jobs will take this over: keep the expansion in `expand`."""
+"""`--params FILE.csv`: one array job, a task per row, kubeque style. `{column}` in the
+command, its arguments and the environment's values takes the row's value.
+
+The rows become the tasks' `task_environments` (a variable per column), which the API sets
+through `/bin/sh` before the command runs; so a command holding `{column}` is sent as a
+`sh -c` script that reads `"${column}"`, quoted, and an --env value holding one becomes a
+task variable with each row's text."""
 
 from __future__ import annotations
 
 import csv
 import re
+import shlex
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from cli.errors import CliError
 
-MAX_NAME = 55  # the API's limit on a job's name
-ROW_SUFFIX = 7  # "-" and up to six digits of a row number
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -31,6 +35,7 @@ class JobSpec:
     spot: bool = False
     start_after: str | None = None
     account: str | None = None
+    task_environments: tuple[dict[str, str], ...] = ()  # an array job's, one per task
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -55,22 +60,46 @@ def substitute(text: str, row: dict[str, str]) -> str:
     return PLACEHOLDER.sub(value, text)
 
 
-def default_base_name(image: str, now_ms: int) -> str:
-    """As the API names a job without a name: the image's slug and the time, cut to leave
-    room for the row number."""
-    slug = re.sub(r"[^a-z0-9]+", "-", image.lower()).strip("-") or "job"
-    stamp = str(now_ms)
-    return f"{slug[: MAX_NAME - len(stamp) - 1 - ROW_SUFFIX].rstrip('-')}-{stamp}"
+def _script(command: tuple[str, ...], columns: set[str]) -> str:
+    """The command as a `sh -c` script in which `{column}` reads the task's variable."""
+
+    def word(part: str) -> str:
+        pieces, last = [], 0
+        for match in PLACEHOLDER.finditer(part):
+            if match[1] not in columns:
+                continue
+            if match.start() > last:
+                pieces.append(shlex.quote(part[last : match.start()]))
+            pieces.append(f'"${{{match[1]}}}"')
+            last = match.end()
+        if last < len(part) or not pieces:
+            pieces.append(shlex.quote(part[last:]))
+        return "".join(pieces)
+
+    return "exec " + " ".join(word(part) for part in command)
 
 
-def expand(spec: JobSpec, rows: list[dict[str, str]], base_name: str) -> list[JobSpec]:
-    """One spec per row, named `<base_name>-<row number>` (from 1)."""
-    return [
-        replace(
-            spec,
-            name=f"{base_name}-{number}",
-            command=tuple(substitute(part, row) for part in spec.command),
-            env=tuple((key, substitute(value, row)) for key, value in spec.env),
-        )
-        for number, row in enumerate(rows, start=1)
-    ]
+def sweep(spec: JobSpec, rows: list[dict[str, str]]) -> JobSpec:
+    """One array job: a task per row, its columns as the task's variables."""
+    if not spec.command:
+        raise CliError("--params needs a command after --: the tasks' variables are set for it")
+    columns = {column for column in rows[0] if column and PLACEHOLDER.fullmatch(f"{{{column}}}")}
+    if not columns:
+        raise CliError("--params: no column is a variable name (letters, digits, _)")
+    templated = {key: value for key, value in spec.env if PLACEHOLDER.search(value)}
+    tasks = tuple(
+        {
+            **{column: row.get(column) or "" for column in sorted(columns)},
+            **{key: substitute(value, row) for key, value in templated.items()},
+        }
+        for row in rows
+    )
+    command = spec.command
+    if any(PLACEHOLDER.search(part) for part in command):
+        command = ("/bin/sh", "-c", _script(command, columns))
+    env = tuple((key, value) for key, value in spec.env if key not in templated)
+    return replace(spec, command=command, env=env, task_environments=tasks)
+
+
+def task_environments(spec: JobSpec) -> dict[str, Any]:
+    return {"task_environments": list(spec.task_environments)} if spec.task_environments else {}

@@ -54,6 +54,7 @@ MAX_START_AHEAD_MS = 30 * 24 * 3600 * 1000  # start_after: at most 30 days ahead
 MAX_TASKS = 10_000
 DEFAULT_PARALLELISM = 100
 MAX_TASK_ENVIRONMENTS_BYTES = 4 * 1024 * 1024  # UTF-8, every task's names and values
+TASK_COUNT_BOUND = "Must be at most task_count"
 SHELL_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # task variables are set through sh
 # Cloud Storage bucket names: https://cloud.google.com/storage/docs/buckets#naming
 BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
@@ -356,8 +357,10 @@ def _task_environments_error(value: Any) -> Any:
         return f"At most {MAX_TASKS} tasks"
     errors = {str(index): error for index, env in enumerate(value) if (error := _env_errors(env))}
     for index, env in enumerate(value):
+        if str(index) in errors:
+            continue  # not an object, or a variable refused already
         bad = [key for key in env if not SHELL_NAME_RE.fullmatch(key)]
-        if str(index) not in errors and bad:
+        if bad:
             errors[str(index)] = {
                 key: "Must be a shell variable name: letters, digits, '_'" for key in bad
             }
@@ -400,12 +403,13 @@ def _array_errors(params: dict[str, Any]) -> dict[str, Any]:
                 errors[key] = "Only for array jobs: give task_count"
         return errors
     tasks = _whole(count) or 1
-    if params.get("parallelism") is not None:
-        if error := _int_error(params["parallelism"], 1, tasks):
-            errors["parallelism"] = error
-    if params.get("max_failed_tasks") is not None:
-        if error := _int_error(params["max_failed_tasks"], 0, tasks):
-            errors["max_failed_tasks"] = error
+    for key, low in (("parallelism", 1), ("max_failed_tasks", 0)):
+        if params.get(key) is None:
+            continue
+        if error := _int_error(params[key], low, MAX_TASKS):
+            errors[key] = error
+        elif (_whole(params[key]) or 0) > tasks:
+            errors[key] = f"{TASK_COUNT_BOUND} ({tasks})"
     return errors
 
 

@@ -221,7 +221,7 @@ def test_kill_of_a_sleeping_job_makes_wait_exit_2(ktr, cloud, tmp_path):
     assert status(ktr, ident)["status"] == "killed"
 
 
-def test_params_make_one_job_per_row(ktr, tmp_path):
+def test_params_make_one_array_job_a_task_per_row(ktr, tmp_path):
     rows = tmp_path / "rows.csv"
     rows.write_text("word,count\nalpha,1\nbeta,2\ngamma,3\n")
     script = (
@@ -251,10 +251,12 @@ def test_params_make_one_job_per_row(ktr, tmp_path):
     )
 
     assert done.code == 0, done.err
-    created, final = done.json_lines()[:3], done.json_lines()[3:]
-    assert [job["name"] for job in created] == ["cli-rows-1", "cli-rows-2", "cli-rows-3"]
-    assert [job["status"] for job in final] == ["succeeded"] * 3
-    texts = [(out / f"cli-rows-{n}" / "w.txt").read_text() for n in (1, 2, 3)]
+    created, final, *fetched = done.json_lines()
+    assert [line["out"] for line in fetched] == [str(out / str(index)) for index in (0, 1, 2)]
+    assert created["name"] == "cli-rows" and created["job_parameters"]["task_count"] == 3
+    assert final["status"] == "succeeded"
+    assert final["tasks"]["succeeded"] == 3 and len(final["task_output_urls"]) == 3
+    texts = [(out / str(index) / "w.txt").read_text() for index in (0, 1, 2)]
     assert texts == ["alpha 1", "beta 2", "gamma 3"]
 
 

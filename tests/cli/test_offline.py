@@ -4,10 +4,13 @@ need no server (the --params expansion, the API's field errors flattened)."""
 from __future__ import annotations
 
 import socket
+import subprocess
 from pathlib import Path
 
-from cli.errors import flatten_fields
-from cli.params import JobSpec, default_base_name, expand, substitute
+import pytest
+
+from cli.errors import CliError, flatten_fields
+from cli.params import JobSpec, substitute, sweep
 from tests.cli.conftest import run_ktr
 
 
@@ -52,24 +55,37 @@ def test_every_command_has_an_example_in_its_help(tmp_path: Path):
         assert "Example" in shown.out and f"ktr {command}" in shown.out, shown.out
 
 
-def test_rows_fill_placeholders_in_the_command_and_env_only():
+def test_rows_become_one_array_job_whose_tasks_read_their_row():
     spec = JobSpec(
         image="alpine:3",
-        command=("sh", "-c", "echo {sample} {missing} {'a': 1}"),
+        command=("printf", "%s|", "{sample}", "pre-{sample}-{n}", "{missing}", "{'a': 1}", "it's"),
         env=(("SAMPLE", "{sample}.fq"), ("FIXED", "x")),
     )
-    jobs = expand(spec, [{"sample": "s1"}, {"sample": "s2"}], "run")
-    assert [job.name for job in jobs] == ["run-1", "run-2"]
-    assert jobs[1].command == ("sh", "-c", "echo s2 {missing} {'a': 1}")
-    assert jobs[0].env == (("SAMPLE", "s1.fq"), ("FIXED", "x"))
+    rows = [{"sample": "s 1", "n": "1", "bad-col": "x"}, {"sample": "$(rm -rf /)", "n": "2"}]
+    array = sweep(spec, rows)
+    assert array.env == (("FIXED", "x"),)
+    assert array.task_environments == (
+        {"n": "1", "sample": "s 1", "SAMPLE": "s 1.fq"},
+        {"n": "2", "sample": "$(rm -rf /)", "SAMPLE": "$(rm -rf /).fq"},
+    )
+    assert array.command[:2] == ("/bin/sh", "-c")
+    for task in array.task_environments:  # as the pod runs it: sh with the task's variables
+        ran = subprocess.run(
+            list(array.command), env=task, capture_output=True, text=True, check=True
+        )
+        assert ran.stdout == (
+            f"{task['sample']}|pre-{task['sample']}-{task['n']}|{{missing}}|{{'a': 1}}|it's|"
+        )
     assert substitute("{a}{b}", {"a": "1", "b": None}) == "1"  # type: ignore[dict-item]
 
 
-def test_a_default_base_name_leaves_room_for_the_row_number():
-    name = default_base_name("gcr.io/" + "very-long-project/" * 5 + "image:v1", 1527122339156)
-    assert name.endswith("-1527122339156")
-    assert len(f"{name}-999999") <= 55
-    assert default_base_name("python:3.11", 1).startswith("python-3-11-")
+def test_rows_without_placeholders_keep_the_command():
+    spec = JobSpec(image="alpine:3", command=("python3", "run.py"))
+    assert sweep(spec, [{"x": "1"}]).command == ("python3", "run.py")
+    with pytest.raises(CliError, match="needs a command"):
+        sweep(JobSpec(image="alpine:3"), [{"x": "1"}])
+    with pytest.raises(CliError, match="no column"):
+        sweep(spec, [{"a-b": "1"}])
 
 
 def test_field_errors_are_flattened_to_dotted_paths():

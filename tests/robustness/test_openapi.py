@@ -143,6 +143,12 @@ RULES_IN_WORDS = (
     f"command and args must total at most {MAX_ARGV_BYTES} bytes",
     "Must be at most 30 days ahead",
     f"The object name must be at most {MAX_OBJECT_NAME} bytes",  # gs://, counted as UTF-8
+    # Array jobs: how their fields relate, and the task_environments' total size.
+    "Must be at most task_count",
+    "Only for array jobs: give task_count",
+    "Must hold one object per task",
+    "Needs a command",
+    "Must total at most",
 )
 # start_after: the shape is the pattern's, a real date and time (no 30 February) is in words.
 NOT_A_TIME = "Must be an RFC 3339 time (2026-12-01T08:00:00Z) or epoch milliseconds"
@@ -327,6 +333,19 @@ _START_AFTER = st.one_of(
     st.sampled_from([True, False, [], {}]),
 )
 _FLAG = st.one_of(st.booleans(), st.sampled_from([0, 1, "true", [], {}]))
+_COUNT: st.SearchStrategy[Any] = st.one_of(
+    st.integers(-1, 5), st.sampled_from([10000, 10001, 2.0, 2.5, "3", True, [], None])
+)
+_TASK_ENV: st.SearchStrategy[Any] = st.dictionaries(
+    st.sampled_from(["X", "Y_2", "_", "a-b", "1A", "__x__", "a.b", "", "x" * 257]),
+    st.sampled_from(["v", "", 1, 2.5, True, None, "a\x00b", [], "x" * 32769]),
+    max_size=3,
+)
+_TASK_ENVIRONMENTS = st.one_of(
+    st.lists(_TASK_ENV, max_size=4),
+    st.lists(st.just({"X": "1"}), min_size=9999, max_size=10001),
+    st.sampled_from([{}, "X=1", [["X"]], [None], [1]]),
+)
 _NEW_PARAMETERS = st.fixed_dictionaries(
     {},
     optional={
@@ -337,6 +356,10 @@ _NEW_PARAMETERS = st.fixed_dictionaries(
         "start_after": st.none() | _START_AFTER,
         "spot": st.none() | _FLAG,
         "input_zip": st.sampled_from([None, "", "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==", 7]),
+        "task_count": _COUNT,
+        "parallelism": _COUNT,
+        "max_failed_tasks": _COUNT,
+        "task_environments": st.none() | _TASK_ENVIRONMENTS,
     },
 )
 
@@ -344,8 +367,8 @@ _NEW_PARAMETERS = st.fixed_dictionaries(
 @settings(max_examples=1500, deadline=None, database=None)
 @given(_NEW_PARAMETERS)
 def test_the_create_schema_agrees_on_the_newer_fields(parameters: dict[str, Any]):
-    """In process: command/args, input_url, input_upload, start_after and spot, alone and
-    together, at and past their limits."""
+    """In process: command/args, input_url, input_upload, start_after, spot and the array
+    fields, alone and together, at and past their limits."""
     assert_schema_agrees({"job_parameters": {"docker_image": "alpine:3", **parameters}})
 
 
