@@ -61,3 +61,11 @@ def deliver_callbacks(event: CloudEvent) -> None:
     from shared.http.api import handle_job_event
 
     handle_job_event(event.get_data() or {})
+
+
+@functions_framework.cloud_event
+def publish_job_events(event: CloudEvent) -> None:
+    """Eventarc: google.cloud.firestore.document.v1.written on the jobs collection."""
+    from shared.http.api import handle_job_written
+
+    handle_job_written(event.get_data() or b"")

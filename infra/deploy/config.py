@@ -91,6 +91,8 @@ class DeployConfig:
     finalize_account: str  # FINALIZE_SERVICE_ACCOUNT (task-runner-finalize): finalize + trigger
     scheduler_account: str  # SCHEDULER_SERVICE_ACCOUNT (task-runner-scheduler): calls the sync
     callbacks_account: str  # CALLBACKS_SERVICE_ACCOUNT (task-runner-callbacks): webhooks
+    events_account: str  # EVENTS_SERVICE_ACCOUNT (task-runner-events): publishes the status
+    #   notifications (publish-job-events and its Firestore trigger)
     events_topic: str  # JOB_EVENTS_TOPIC (task-runner-job-events): status notifications
     callback_secret: str  # CALLBACK_SECRET_NAME (task-runner-callback-secret): in Secret
     #   Manager, made by the operator (the deploy never sees its value)
@@ -195,6 +197,7 @@ class _Reader:
             finalize_account=self.account("FINALIZE_SERVICE_ACCOUNT", "task-runner-finalize"),
             scheduler_account=self.account("SCHEDULER_SERVICE_ACCOUNT", "task-runner-scheduler"),
             callbacks_account=self.account("CALLBACKS_SERVICE_ACCOUNT", "task-runner-callbacks"),
+            events_account=self.account("EVENTS_SERVICE_ACCOUNT", "task-runner-events"),
             events_topic=self.resource_id("JOB_EVENTS_TOPIC", "task-runner-job-events"),
             callback_secret=self.resource_id("CALLBACK_SECRET_NAME", "task-runner-callback-secret"),
             job_ksa=self.k8s_name("JOB_SERVICE_ACCOUNT", "task-runner-job"),

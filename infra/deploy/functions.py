@@ -16,6 +16,7 @@ from infra.deploy.steps import Run
 
 RUNTIME = "python312"
 FINALIZED = "google.cloud.storage.object.v1.finalized"
+WRITTEN = "google.cloud.firestore.document.v1.written"
 SECRET_VARIABLE = "CALLBACK_SECRET"
 
 
@@ -23,12 +24,12 @@ SECRET_VARIABLE = "CALLBACK_SECRET"
 class Function:
     name: str  # the deployed name (Cloud Run service names take no underscores)
     entry_point: str  # the function in functions/main.py
-    role: str  # whose service account runs it: api, sync, finalize or callbacks
+    role: str  # whose service account runs it: api, sync, finalize, callbacks or events
     memory: str
     cpu: str | None  # None: what the memory gets by default
     timeout: int  # seconds
     sizing: str  # why this memory and timeout
-    event: bool = False  # an Eventarc trigger (finalize, callbacks); the others are HTTP
+    event: bool = False  # an Eventarc trigger (finalize, callbacks, events); others are HTTP
 
     @property
     def http(self) -> bool:
@@ -85,6 +86,14 @@ FUNCTIONS = (
         sizing="one status notification: a Firestore read and write, and one POST of at most "
         "a job's JSON with a 10 s timeout; in the background, so its cold start keeps no "
         "user waiting",
+        event=True,
+    ),
+    Function(
+        name="publish-job-events", entry_point="publish_job_events", role="events",
+        memory="256Mi", cpu=None, timeout=60,
+        sizing="one job document's write: its status steps published to JOB_EVENTS_TOPIC, "
+        "waited for (at most a few messages of a job's JSON); in the background, so its "
+        "cold start keeps no user waiting",
         event=True,
     ),
 )  # fmt: skip
@@ -148,6 +157,17 @@ def deploy_command(
             f"--trigger-service-account={account}",
             "--retry",
             f"--set-secrets={SECRET_VARIABLE}={config.callback_secret}:latest",
+        ]
+    elif function.role == "events":
+        # Firestore's write trigger on the jobs collection, in the database's location, with
+        # retry: a failed publish is raised, and the write's event comes again.
+        argv += [
+            f"--trigger-event-filters=type={WRITTEN}",
+            f"--trigger-event-filters=database={config.firestore_database}",
+            f"--trigger-event-filters-path-pattern=document={config.collection}/{{job_id}}",
+            "--trigger-location=${FIRESTORE_LOCATION}",
+            f"--trigger-service-account={account}",
+            "--retry",
         ]
     else:
         argv += [

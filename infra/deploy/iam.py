@@ -12,10 +12,13 @@
 | scheduler | the Cloud Scheduler job           | invoke synchronize-batch-jobs, nothing else |
 | callbacks | deliver-callbacks + its trigger   | Firestore; read CALLBACK_SECRET_NAME (that  |
 |           |                                   | secret only); receive Eventarc events       |
+| events    | publish-job-events + its trigger  | publish on JOB_EVENTS_TOPIC (that topic     |
+|           |                                   | only); receive Eventarc events              |
 
-The api, sync and finalize accounts publish the status notifications: roles/pubsub.publisher
-on JOB_EVENTS_TOPIC only, not project-wide. No account may subscribe to it but Eventarc's
-own subscription (which the trigger makes).
+Only the events account publishes the status notifications: roles/pubsub.publisher on
+JOB_EVENTS_TOPIC only, not project-wide; it reads nothing (the Firestore event carries the
+document). The functions that write jobs never publish. No account may subscribe to the
+topic but Eventarc's own subscription (which the callbacks trigger makes).
 
 No pod holds a Google identity: a job's pod reads its input through a URL the api account
 signs, and writes `<name>-output.zip` through a resumable upload session the api account
@@ -50,7 +53,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from infra.deploy.config import DeployConfig
-from infra.deploy.steps import Run, Step
+from infra.deploy.steps import Lookup, Run, Step
 
 FIRESTORE = "roles/datastore.user"
 CLUSTER_SIGN_IN = "roles/container.clusterViewer"
@@ -94,6 +97,7 @@ def accounts(config: DeployConfig) -> tuple[Account, ...]:
         Account("finalize", config.finalize_account, "task runner: output finalize trigger"),
         Account("scheduler", config.scheduler_account, "task runner: calls the sync"),
         Account("callbacks", config.callbacks_account, "task runner: delivers callbacks"),
+        Account("events", config.events_account, "task runner: publishes status changes"),
     )
 
 
@@ -183,11 +187,29 @@ def _secret_role(config: DeployConfig, member: str, role: str) -> Run:
     )  # fmt: skip
 
 
+def firestore_location(config: DeployConfig) -> Step:
+    return Step(
+        "Read the Firestore database's location",
+        "The jobs' write trigger (publish-job-events) must be made where the database is "
+        "(a region, or a multi-region such as nam5). A missing database stops the deploy.",
+        (
+            Lookup(
+                "FIRESTORE_LOCATION",
+                _gcloud(
+                    config, "firestore", "databases", "describe",
+                    f"--database={config.firestore_database}", "--format=value(locationId)",
+                ),
+            ),
+        ),
+    )  # fmt: skip
+
+
 def events_topic(config: DeployConfig) -> Step:
     return Step(
         "Status notifications",
-        "The topic every status change is published to (JOB_EVENTS_TOPIC), created unless "
-        "it exists. Its Eventarc trigger (deliver-callbacks) makes its own subscription.",
+        "The topic every status change is published to (JOB_EVENTS_TOPIC, by "
+        "publish-job-events), created unless it exists. Its Eventarc trigger "
+        "(deliver-callbacks) makes its own subscription.",
         (
             Run(
                 _gcloud(config, "pubsub", "topics", "create", config.events_topic),
@@ -198,8 +220,6 @@ def events_topic(config: DeployConfig) -> Step:
 
 
 def callback_secret(config: DeployConfig) -> Step:
-    from infra.deploy.steps import Lookup
-
     return Step(
         "Callback secret",
         f"The callbacks' signing key, in Secret Manager as {config.callback_secret}: made "
@@ -239,8 +259,9 @@ def grants(config: DeployConfig) -> Step:
         _bucket_role(config, sa(config.finalize_account), OBJECTS_READ_WRITE, prefix=SUBMISSIONS)
     )
     actions.append(_project_role(config, "serviceAccount:${STORAGE_AGENT}", PUBLISHER))
-    for account in functions:
-        actions.append(_topic_role(config, sa(account), PUBLISHER))
+    events = sa(config.events_account)
+    actions.append(_topic_role(config, events, PUBLISHER))
+    actions.append(_project_role(config, events, EVENT_RECEIVER))
     callbacks = sa(config.callbacks_account)
     actions.append(_project_role(config, callbacks, FIRESTORE))
     actions.append(_project_role(config, callbacks, EVENT_RECEIVER))
@@ -255,8 +276,9 @@ def grants(config: DeployConfig) -> Step:
         "finalize's read metadata, sign the output URL and save job logs as new objects, "
         "never replacing or deleting one (objectViewer + objectCreator). The finalize "
         "account receives Eventarc events; the Cloud Storage service agent publishes the "
-        "bucket's events to Pub/Sub for Eventarc. The api, sync and finalize accounts "
-        "publish status notifications, on JOB_EVENTS_TOPIC only. The callbacks account "
+        "bucket's events to Pub/Sub for Eventarc. The events account alone publishes the "
+        "status notifications, on JOB_EVENTS_TOPIC only, and receives Eventarc events (the "
+        "jobs' Firestore writes); it reads nothing else. The callbacks account "
         "reads and records the job (Firestore), receives Eventarc events and reads the "
         "callback secret, that secret only; nothing else. No pod gets a Google identity.",
         tuple(actions),
@@ -264,7 +286,12 @@ def grants(config: DeployConfig) -> Step:
 
 
 def invokers(
-    config: DeployConfig, api_functions: list[str], sync: str, finalize: str, callbacks: str
+    config: DeployConfig,
+    api_functions: list[str],
+    sync: str,
+    finalize: str,
+    callbacks: str,
+    events: str,
 ) -> Step:
     def invoker(function: str, member: str) -> Run:
         return Run(
@@ -278,12 +305,14 @@ def invokers(
         invoker(sync, f"serviceAccount:{config.email(config.scheduler_account)}"),
         invoker(finalize, f"serviceAccount:{config.email(config.finalize_account)}"),
         invoker(callbacks, f"serviceAccount:{config.email(config.callbacks_account)}"),
+        invoker(events, f"serviceAccount:{config.email(config.events_account)}"),
     ]
     actions += [invoker(name, member) for member in config.invokers for name in api_functions]
     return Step(
         "Who may call the functions",
         "Every function refuses unauthenticated calls. The scheduler's account may call the "
-        "sync, each trigger's account its function (finalize, callbacks), and API_INVOKERS "
+        "sync, each trigger's account its function (finalize, callbacks, events: "
+        "roles/run.invoker), and API_INVOKERS "
         "the API.",
         tuple(actions),
     )

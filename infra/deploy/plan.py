@@ -19,13 +19,16 @@ def build_plan(config: DeployConfig, build: Path) -> list[Step]:
     account = {"api": config.api_account, "sync": config.sync_account}
     account["finalize"] = config.finalize_account
     account["callbacks"] = config.callbacks_account
+    account["events"] = config.events_account
     sync = next(f.name for f in FUNCTIONS if f.role == "sync")
     finalize = next(f.name for f in FUNCTIONS if f.role == "finalize")
     callbacks = next(f.name for f in FUNCTIONS if f.role == "callbacks")
+    events = next(f.name for f in FUNCTIONS if f.role == "events")
     api = [f.name for f in FUNCTIONS if f.role == "api"]
     return [
         iam.enable_apis(config),
         cluster.lookups(config),
+        iam.firestore_location(config),
         iam.callback_secret(config),
         iam.service_accounts(config),
         iam.events_topic(config),
@@ -59,7 +62,7 @@ def build_plan(config: DeployConfig, build: Path) -> list[Step]:
                 ),
             ),
         ),
-        iam.invokers(config, api, sync, finalize, callbacks),
+        iam.invokers(config, api, sync, finalize, callbacks, events),
         Step(
             "Scheduler",
             "The scheduler's account calls the sync with an OIDC token for the sync's URL.",

@@ -45,7 +45,7 @@ def isolated_env(state_dir: Path, **overrides: str) -> dict[str, str]:
         LOCAL_PUBSUB_PORT=str(free_port()),
         LOCAL_GCS_PORT=str(free_port()),
         LOCAL_KUBESIM_PORT=str(free_port()),
-        LOCAL_FUNCTIONS_PORT=str(free_port_block(7)),
+        LOCAL_FUNCTIONS_PORT=str(free_port_block(8)),  # one per stack.OTHER_FUNCTIONS
         API_PORT=str(free_port()),
     )
     env.update(overrides)

@@ -2,9 +2,10 @@
 
 Brings up the Firestore and Pub/Sub emulators, fake-gcs-server (announcing finalized
 objects on Pub/Sub), the Kubernetes simulator, the functions (functions-framework, one
-process per entry point, `batch_api` on API_PORT), the Eventarc relay and the scheduler
-loop; writes `.local-cloud/env` and `.local-cloud/kubeconfig` for other shells; stops
-everything when told to, or as soon as one server dies.
+process per entry point, `batch_api` on API_PORT), the Eventarc relays (finalize, callbacks)
+and Firestore trigger (the jobs' writes -> publish_job_events), and the scheduler loop;
+writes `.local-cloud/env` and `.local-cloud/kubeconfig` for other shells; stops everything
+when told to, or as soon as one server dies.
 
 Stopping takes at most STOP_SECONDS (8 s), whatever the servers do: first what calls the
 functions and the functions themselves, so that a request in flight can finish against
@@ -53,6 +54,7 @@ RELAY_SUBSCRIPTION = "eventarc-relay"
 EVENTS_TOPIC = "job-events"  # JOB_EVENTS_TOPIC: the jobs' status notifications
 CALLBACKS_SUBSCRIPTION = "eventarc-callbacks"  # its Eventarc trigger's, to deliver_callbacks
 CALLBACKS_FUNCTION = "deliver_callbacks"
+EVENTS_FUNCTION = "publish_job_events"  # Firestore's write trigger on the jobs collection
 FUNCTIONS_SOURCE = REPO_ROOT / "functions" / "main.py"
 FINALIZE_FUNCTION = "on_output_finalized"
 SYNC_FUNCTION = "synchronize_batch_jobs"
@@ -65,6 +67,7 @@ OTHER_FUNCTIONS = (
     "list_jobs",
     "kill_job",
     CALLBACKS_FUNCTION,
+    EVENTS_FUNCTION,
 )
 # Servers that others call; stopped last, once nothing calls them any more.
 BACKENDS = ("firestore-emulator", "pubsub-emulator", "fake-gcs-server", "kubesim")
@@ -334,6 +337,26 @@ class Stack:
             pending = Starting(relay, ready.exists, 60.0)
             self._track(pending)
             self._started(pending, f"{GCS_TOPIC} -> {FINALIZE_FUNCTION}")
+        if EVENTS_FUNCTION in functions:
+            collection = self.env.get("FIRESTORE_COLLECTION") or "batch_jobs"
+            ready = s.state_dir / "firestore-trigger.ready"
+            ready.unlink(missing_ok=True)
+            trigger = self._python(
+                "eventarc-firestore",
+                "infra.local.firestore_trigger",
+                f"--project={s.project}",
+                f"--collection={collection}",
+                f"--target=http://127.0.0.1:{ports[EVENTS_FUNCTION]}/",
+                f"--ready-file={ready}",
+                # Eventarc retries a failed delivery with backoff for up to a day.
+                "--max-attempts=1500",
+                "--initial-backoff=1",
+                "--max-backoff=60",
+            )
+            # Waited for: a write made once the stack is up must not precede the listener.
+            pending = Starting(trigger, ready.exists, 60.0)
+            self._track(pending)
+            self._started(pending, f"writes of {collection} -> {EVENTS_FUNCTION}")
         if CALLBACKS_FUNCTION in functions:
             # Eventarc's Pub/Sub trigger with retry: backoff doubling to a minute, for as long
             # as Pub/Sub keeps a message (the function itself gives up after

@@ -14,7 +14,7 @@ from shared.settings import Settings, get_settings
 if TYPE_CHECKING:
     from shared.cloud.bucket import Bucket
     from shared.cloud.cluster import Cluster
-    from shared.cloud.events import JobEvents
+    from shared.cloud.events import Publisher
     from shared.cloud.store import JobStore
 
 
@@ -31,31 +31,17 @@ class Backends:
         client = firestore.Client(
             project=self.settings.project, database=self.settings.firestore_database
         )
-        listener = None
-        if self.events is not None:
-            from shared.cloud.events import steps_of
-
-            events = self.events
-            listener = lambda job, records: events.announce(job, steps_of(records))  # noqa: E731
-        return JobStore(
-            client, self.settings.jobs_collection, self.settings.backend_timeout, listener=listener
-        )
+        return JobStore(client, self.settings.jobs_collection, self.settings.backend_timeout)
 
     @cached_property
-    def events(self) -> JobEvents | None:
-        """The status notifications' publisher; None without JOB_EVENTS_TOPIC."""
+    def events(self) -> Publisher | None:
+        """The status notifications' publisher (the write trigger's alone); None without
+        JOB_EVENTS_TOPIC."""
         if self.settings.events_topic is None:
             return None
-        from shared.cloud.events import JobEvents
+        from shared.cloud.events import Publisher
 
-        return JobEvents(self.settings.events_topic, self.settings.project)
-
-    def flush_events(self) -> None:
-        """Wait (bounded) for this request's status notifications: called once, before a
-        function returns, since an idle function may get no CPU to send them after."""
-        events = self.__dict__.get("events")  # never built just to be flushed
-        if events is not None:
-            events.flush()
+        return Publisher(self.settings.events_topic, self.settings.project)
 
     @cached_property
     def cluster(self) -> Cluster:

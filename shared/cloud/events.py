@@ -1,39 +1,34 @@
-"""Status notifications on Pub/Sub: one message per status step of a job, published after
-the Firestore write that made it (JobStore calls `JobEvents.announce`).
+"""Status notifications on Pub/Sub: one message per status step of a job, published by the
+function that Firestore's write trigger calls (`publish_job_events`), never on a request's
+path: a status write is announced once it is stored, even when the function that wrote it
+dies right after.
 
 A message's data is the job as the API returns it (JSON); its attributes are job_id, name,
 status, previous_status ("" for `created`), account_id (when set) and event_time (RFC 3339,
-the step's time). The ordering key is the job id, so one process's messages about a job
-arrive in order (a job's steps are written by several functions: a reader that needs a
-total order compares event_time, or the job's `transitions`).
+the step's time). The ordering key is the job id: the steps of one write go in order.
+Eventarc may deliver two writes' events out of order, and again (at least once), so a
+reader that needs a total order compares event_time, or the job's `transitions`.
 
-Publishing never holds up a request, and never fails a status change: messages are handed
-to a background thread (which also builds the client, so a cold start does not import
-Pub/Sub on the request's path), and `flush` (called once per request, before the function
-returns) waits for them, bounded. A publish that fails after the client's retries is logged
-at ERROR with the job id, and its ordering key resumed so that later messages still go.
+`Publisher.publish` waits for its messages and raises PublishError when one could not be
+published (after the client's retries), so that the trigger answers non-2xx and Eventarc
+delivers the event again.
 """
 
 from __future__ import annotations
 
 import datetime
-import functools
 import json
-import logging
-import threading
-import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from typing import Any
 
 from shared.model.job import Job
 
-log = logging.getLogger(__name__)
-
 PUBLISH_RETRY_SECONDS = 10.0  # the client retries a publish this long before it gives up
-FLUSH_SECONDS = 12.0  # the longest a function waits for its publishes before it returns
+
+
+class PublishError(Exception):
+    """A status notification could not be published: the event must come again."""
 
 
 @dataclass(frozen=True)
@@ -67,85 +62,46 @@ def message(job: Job, step: Step) -> tuple[bytes, dict[str, str]]:
     return json.dumps(body, ensure_ascii=False).encode(), attributes
 
 
-def steps_of(records: Sequence[dict[str, Any]]) -> list[Step]:
-    """The steps of a write, from the transition records it added."""
-    return [Step(record["from"], record["to"], int(record["at"])) for record in records]
-
-
-class JobEvents:
-    """The publisher of one topic; its Pub/Sub client is made on the first message."""
+class Publisher:
+    """The publisher of one topic; its Pub/Sub client is made on the first message and kept
+    for the process's life."""
 
     def __init__(self, topic: str, project: str | None) -> None:
         self.topic = topic
         self.project = project
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish")
-        self._lock = threading.Lock()
-        self._handed: list[Future[Any]] = []  # to the worker; each yields a Pub/Sub future
         self._client: Any = None
         self._path = ""
 
-    def announce(self, job: Job, steps: Sequence[Step]) -> None:
-        """Publish one message per step, in order, in the background."""
+    def publish(self, job: Job, steps: Sequence[Step]) -> None:
+        """Publish one message per step, in order (ordering key: the job id), and wait for
+        all of them; PublishError if any failed."""
+        if not steps:
+            return
+        from google.api_core.retry import Retry, if_transient_error
+
+        client = self._connect()
+        retry = Retry(predicate=if_transient_error, timeout=PUBLISH_RETRY_SECONDS)
+        futures = []
         for step in steps:
             data, attributes = message(job, step)
-            handed = self._worker.submit(self._publish, data, attributes)
-            with self._lock:
-                self._handed.append(handed)
-
-    def flush(self, timeout: float = FLUSH_SECONDS) -> int:
-        """Wait (at most `timeout` seconds) for every message announced so far to be
-        published or given up on; returns how many were still pending at the deadline."""
-        with self._lock:
-            handed, self._handed = self._handed, []
-        if not handed:
-            return 0
-        deadline = time.monotonic() + timeout
-        done, pending = wait_futures(handed, timeout=timeout)
-        published = [f.result() for f in done if f.exception() is None and f.result() is not None]
-        _, unpublished = wait_futures(published, timeout=max(0.0, deadline - time.monotonic()))
-        left = len(pending) + len(unpublished)
-        if left:
-            log.error("%d job events were not published within %.0f s", left, timeout)
-        return left
-
-    def _publish(self, data: bytes, attributes: dict[str, str]) -> Any:
-        try:
-            client = self._connect()
-            from google.api_core.retry import Retry, if_transient_error
-
-            retry = Retry(predicate=if_transient_error, timeout=PUBLISH_RETRY_SECONDS)
-            future = client.publish(
-                self._path,
-                data,
-                ordering_key=attributes["job_id"],
-                retry=retry,
-                timeout=PUBLISH_RETRY_SECONDS,
-                **attributes,
+            futures.append(
+                client.publish(
+                    self._path,
+                    data,
+                    ordering_key=job.id,
+                    retry=retry,
+                    timeout=PUBLISH_RETRY_SECONDS,
+                    **attributes,
+                )
             )
-        except Exception:
-            self._failed(attributes, None)
-            return None
-        future.add_done_callback(functools.partial(self._done, attributes))
-        return future
-
-    def _done(self, attributes: dict[str, str], future: Any) -> None:
-        if future.exception() is not None:
-            self._failed(attributes, future.exception())
-
-    def _failed(self, attributes: dict[str, str], error: BaseException | None) -> None:
-        """Logged with the job id; the ordering key is resumed, or the client would refuse
-        every later message about this job."""
-        log.error(
-            "could not publish the job's %s event",
-            attributes["status"],
-            exc_info=error or True,
-            extra={"job_id": attributes["job_id"], "topic": self.topic},
-        )
-        if self._client is not None:
-            try:
-                self._client.resume_publish(self._path, attributes["job_id"])
-            except Exception:  # noqa: BLE001 - nothing to resume
-                log.debug("resume_publish failed", exc_info=True)
+        try:
+            for future in futures:
+                future.result(timeout=2 * PUBLISH_RETRY_SECONDS)
+        except Exception as error:
+            # A failed message pauses its ordering key: resumed, or every later message
+            # about this job (the redelivery's included) would be refused by the client.
+            client.resume_publish(self._path, job.id)
+            raise PublishError(f"could not publish to {self._path}: {error}") from error
 
     def _connect(self) -> Any:
         if self._client is None:

@@ -11,7 +11,6 @@ its locks make many writers queue and give up).
 from __future__ import annotations
 
 import datetime
-import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -21,15 +20,10 @@ from google.api_core import exceptions as gexc
 from shared.errors import StoreError, TransitionRefusedError
 from shared.model.job import FINAL, Job, Status, allowed, now_ms
 
-log = logging.getLogger(__name__)
-
 if TYPE_CHECKING:
     from google.cloud import firestore
 
 T = TypeVar("T")
-# Told of every status change once it is written: (the job as written, its new transition
-# records, or one {"from": None, "to": "created", "at": ...} for a create).
-StatusListener = Callable[[Job, list[dict[str, Any]]], None]
 
 UNFINISHED = [status.value for status in Status if status not in FINAL]
 REQUEST_TTL = datetime.timedelta(hours=24)  # how long a create's request_id is remembered
@@ -102,13 +96,10 @@ class JobStore:
         client: firestore.Client,
         collection: str,
         timeout: float = 15.0,
-        *,
-        listener: StatusListener | None = None,
     ) -> None:
         from google.api_core.retry import Retry, if_transient_error
 
         self.client = client
-        self.listener = listener
         self.jobs = client.collection(collection)
         self.names = client.collection(f"{collection}_names")
         self.requests = client.collection(f"{collection}_requests")
@@ -153,7 +144,6 @@ class JobStore:
                     raise NameTakenError(job.name) from None
                 self._which_exists(job, request)
                 continue  # an expired request key was taken over, or went meanwhile
-            self._announce(job, [{"from": None, "to": job.status.value, "at": job.created}])
             return Version(job, results[1].update_time)
         raise StoreError("create job: too many concurrent creates with one request id")
 
@@ -204,15 +194,6 @@ class JobStore:
         """A read of a document no job has (ids are UUIDs): Firestore answers, nothing is
         written."""
         _wrap("health check read", lambda: self.jobs.document(PROBE_ID).get(**self.bounded))
-
-    def _announce(self, job: Job, records: list[dict[str, Any]]) -> None:
-        """Tell the listener of a status change just written; its failure changes nothing."""
-        if self.listener is None:
-            return
-        try:
-            self.listener(job, records)
-        except Exception:
-            log.exception("could not announce a status change", extra={"job_id": job.id})
 
     def get(self, job_id: str) -> Job | None:
         snapshot = _wrap("get job", lambda: self.jobs.document(job_id).get(**self.bounded))
@@ -322,11 +303,9 @@ class JobStore:
             return changes
 
         job, changes = self._write_checked(job_id, change, known, target.value)
-        added = changes["transitions"][len(job.transitions) :]
         for key, value in changes.items():
             setattr(job, key, value)
         job.status = target
-        self._announce(job, added)
         return job
 
     def update(self, job_id: str, changes: dict[str, Any], *, status: Status) -> bool:

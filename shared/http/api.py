@@ -77,7 +77,6 @@ def respond_errors(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     def guarded(*args: Any, **kwargs: Any) -> Response:
-        backends: Backends | None = None
         try:
             backends = kwargs.get("backends") or default_backends()
             _configure_logging(backends)
@@ -99,25 +98,18 @@ def respond_errors(handler: Handler) -> Handler:
         except Exception:
             log.exception("unexpected error")
             return envelope("", msg="Internal error", error="InternalError", status=500)
-        finally:
-            if backends is not None:
-                backends.flush_events()
 
     return guarded
 
 
 def event_handler(handler: Callable[..., T]) -> Callable[..., T]:
-    """The event functions' one wrapper: logging set up, and this event's status
-    notifications flushed before the function returns, whatever it returns or raises."""
+    """The event functions' one wrapper: the backends, and logging set up."""
 
     @functools.wraps(handler)
     def guarded(*args: Any, backends: Backends | None = None, **kwargs: Any) -> T:
         backends = backends or default_backends()
         _configure_logging(backends)
-        try:
-            return handler(*args, backends=backends, **kwargs)
-        finally:
-            backends.flush_events()
+        return handler(*args, backends=backends, **kwargs)
 
     return guarded
 
@@ -342,6 +334,16 @@ def handle_job_event(event: dict[str, Any], *, backends: Backends) -> str:
     except StoreError:
         log.exception("callback bookkeeping failed; the event will be delivered again")
         raise
+
+
+@event_handler
+def handle_job_written(data: bytes, *, backends: Backends) -> str:
+    """A write of a job's document (Firestore's trigger): publish its status steps. A
+    failed publish is raised, so the function answers 500 and Eventarc delivers the event
+    again (consumers drop the messages they have seen)."""
+    from shared.jobs import notify
+
+    return notify.handle(data, backends=backends)
 
 
 @respond_errors

@@ -4,7 +4,10 @@
 
 - notify_latency_ms_p50: from the end of a status write (JobStore.transition returned: the
   API shows the new status) to the message received by a streaming pull subscriber of
-  JOB_EVENTS_TOPIC; notify_latency_ms_p99 too.
+  JOB_EVENTS_TOPIC, through the write's trigger: the local stand-in of Eventarc's Firestore
+  trigger (a listener, infra/local/firestore_trigger.py) POSTs the write to
+  publish_job_events (functions-framework, its own process), which publishes;
+  notify_latency_ms_p99 too.
 - notify_floor_ms_p50: the same subscriber, a raw publish of the same message made with
   a PublisherClient in this process (publish called -> message received).
 - notify_from_write_start_ms_p50: from the start of the status write (its Firestore round
@@ -16,13 +19,19 @@ Both paths use the same emulator, subscriber and process, interleaved sample by 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
+import sys
+import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from tests.bench.cloud import EVENTS_TOPIC, PROJECT, local_cloud
+from tests.bench.cloud import EVENTS_TOPIC, PROJECT, REPO_ROOT, local_cloud
 from tests.bench.results import record, table
 
 
@@ -61,6 +70,40 @@ class Arrivals:
         self.subscriber.close()
 
 
+@contextlib.contextmanager
+def write_trigger() -> Iterator[None]:
+    """publish_job_events in a functions-framework process, and the trigger's stand-in
+    (in this process) POSTing it every write of the jobs collection."""
+    from infra.local.firestore_trigger import FirestoreTrigger
+    from infra.local.procs import free_port, spawn, tcp_open, wait_until_ready
+    from infra.local.relay import RetryPolicy
+
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="bench-events-") as logs:
+        function = spawn(
+            "publish-job-events",
+            [sys.executable, "-m", "functions_framework", "--target=publish_job_events",
+             f"--source={REPO_ROOT / 'functions' / 'main.py'}", "--host=127.0.0.1",
+             f"--port={port}"],
+            log_dir=Path(logs),
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+            cwd=REPO_ROOT,
+        )  # fmt: skip
+        try:
+            wait_until_ready(function, tcp_open(port), timeout=60)
+            trigger = FirestoreTrigger(
+                PROJECT, os.environ["FIRESTORE_COLLECTION"], f"http://127.0.0.1:{port}/",
+                RetryPolicy(),
+            )  # fmt: skip
+            trigger.start()
+            try:
+                yield
+            finally:
+                trigger.stop()
+        finally:
+            function.stop()
+
+
 def percentile_ms(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
@@ -70,7 +113,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=200)
     args = parser.parse_args()
-    with local_cloud():
+    with local_cloud(), write_trigger():
         from google.cloud import pubsub_v1
 
         from shared.cloud.backends import default_backends
@@ -113,7 +156,6 @@ def main() -> None:
                     whole.append(arrived - started)
                     floor.append(raw_arrived - published)
         finally:
-            backends.flush_events()
             arrivals.close()
     figures = {
         "notify_latency_ms_p50": statistics.median(product) * 1000,

@@ -18,6 +18,7 @@ from typing import Any
 ENDPOINT = "34.1.2.3"
 CA = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
 SYNC_URL = "https://synchronize-batch-jobs-abc123-ew.a.run.app"
+FIRESTORE_LOCATION = "eur3"
 
 
 def _value(args: list[str], flag: str) -> str:
@@ -39,6 +40,9 @@ def gcloud(args: list[str], state: dict[str, Any]) -> int:
         if index in state["indexes"]:
             return _fail("ERROR: (gcloud.firestore.indexes.composite.create) ALREADY_EXISTS")
         state["indexes"].append(index)
+        return 0
+    if words[:3] == ["firestore", "databases", "describe"]:
+        print(FIRESTORE_LOCATION)
         return 0
     if words[:4] == ["firestore", "fields", "ttls", "update"]:
         ttl = (words[4], _value(args, "--collection-group"), "--enable-ttl" in args)

@@ -60,10 +60,11 @@ def test_a_second_deploy_changes_nothing(tools, tmp_path):
         job_after_first = copy.deepcopy(scheduler_state.jobs)
         second, second_out = deploy(tools, build, endpoint)
 
-    assert len(first["accounts"]) == 5  # api, sync, finalize, scheduler, callbacks: no stager
+    assert len(first["accounts"]) == 6  # api, sync, finalize, scheduler, callbacks, events
+    assert not [a for a in first["accounts"] if "stager" in a]
     assert len(first["indexes"]) == 2
     assert first["ttls"] == {"batch_jobs_requests/expires_at": True}
-    assert len(first["functions"]) == 8
+    assert len(first["functions"]) == 9
     assert first["topics"] == ["task-runner-job-events"]
     assert "# scheduler job created" in first_out
     # the second run: same cloud, nothing created, the scheduler job left alone
@@ -74,7 +75,7 @@ def test_a_second_deploy_changes_nothing(tools, tmp_path):
     }
     second_calls = second["calls"][len(first["calls"]) :]
     assert not [c for c in second_calls if c[1:4] == ["iam", "service-accounts", "create"]]
-    assert second_out.count("# exists: nothing to do") == 6  # 5 accounts and the topic
+    assert second_out.count("# exists: nothing to do") == 7  # 6 accounts and the topic
     assert second_out.count("# already exists: nothing to do") == 2
     assert "# scheduler job unchanged" in second_out
     assert scheduler_state.jobs == job_after_first
@@ -87,6 +88,8 @@ def test_the_functions_get_the_looked_up_cluster(tools, tmp_path):
     assert f'KUBERNETES_API_URL: "https://{fake_cli.ENDPOINT}"' in env
     assert f'KUBERNETES_CA_DATA: "{fake_cli.CA.decode()}"' in env
     assert "${" not in env
+    trigger = state["functions"]["publish-job-events"]["args"]
+    assert f"--trigger-location={fake_cli.FIRESTORE_LOCATION}" in trigger
     (job,) = scheduler_state.jobs.values()
     assert job["httpTarget"]["uri"] == fake_cli.SYNC_URL
     assert job["httpTarget"]["oidcToken"]["audience"] == fake_cli.SYNC_URL

@@ -112,6 +112,7 @@ def test_each_function_runs_as_its_own_account(plan, config):
     assert accounts.pop("synchronize_batch_jobs") == config.email(config.sync_account)
     assert accounts.pop("on_output_finalized") == config.email(config.finalize_account)
     assert accounts.pop("deliver_callbacks") == config.email(config.callbacks_account)
+    assert accounts.pop("publish_job_events") == config.email(config.events_account)
     assert set(accounts.values()) == {config.email(config.api_account)}
 
 
@@ -134,6 +135,7 @@ def test_the_functions_get_the_cluster_endpoint_read_while_deploying(plan, confi
         "STORAGE_AGENT",
         "SYNC_URL",
         "CALLBACK_SECRET_VERSION",
+        "FIRESTORE_LOCATION",
     }
 
 
@@ -245,7 +247,7 @@ def test_the_plan_has_no_stager_identity(plan, config):
     done = [" ".join(a.argv) for a in actions(plan, Run) + actions(plan, Lookup)]
     done += [w.content for w in actions(plan, WriteFile)]
     assert not [d for d in done if "svc.id.goog" in d or "workloadIdentity" in d]
-    keys = ["api", "sync", "finalize", "scheduler", "callbacks"]
+    keys = ["api", "sync", "finalize", "scheduler", "callbacks", "events"]
     assert [a.key for a in iam.accounts(config)] == keys
     created = [argv[4] for argv in commands(plan, "gcloud", "iam", "service-accounts", "create")]
     assert created == [a.id for a in iam.accounts(config)]
@@ -253,7 +255,7 @@ def test_the_plan_has_no_stager_identity(plan, config):
         member for argv in actions(plan, Run) for member in flags(argv.argv).get("--member", [])
     }
     functions = {config.api_account, config.sync_account, config.finalize_account}
-    functions |= {config.scheduler_account, config.callbacks_account}
+    functions |= {config.scheduler_account, config.callbacks_account, config.events_account}
     assert members <= {
         *(f"serviceAccount:{config.email(a)}" for a in functions),
         "serviceAccount:${STORAGE_AGENT}",
@@ -374,16 +376,16 @@ def test_the_events_topic_is_created_before_anyone_is_granted_on_it(plan, config
     assert create.unless is not None and "describe" in create.unless
 
 
-def test_only_the_publishing_accounts_may_publish_and_only_on_the_topic(plan, config):
+def test_only_the_events_account_may_publish_and_only_on_the_topic(plan, config):
     publishers: dict[tuple[str, ...], set[str]] = {}
     for argv in commands(plan, "gcloud"):
         given = flags(argv)
         if given.get("--role") == [iam.PUBLISHER]:
             publishers.setdefault(argv[1:3], set()).update(given["--member"])
-    topic_members = {f"serviceAccount:{config.email(a)}" for a in (
-        config.api_account, config.sync_account, config.finalize_account
-    )}  # fmt: skip
-    assert publishers[("pubsub", "topics")] == topic_members
+    # The functions that write jobs never publish: the write's trigger does.
+    assert publishers[("pubsub", "topics")] == {
+        f"serviceAccount:{config.email(config.events_account)}"
+    }
     # Project-wide, the storage agent alone publishes (the bucket's Eventarc events).
     assert publishers[("projects", "add-iam-policy-binding")] == {"serviceAccount:${STORAGE_AGENT}"}
     for argv in commands(plan, "gcloud", "pubsub", "topics", "add-iam-policy-binding"):
@@ -444,3 +446,44 @@ def test_the_secret_and_private_callbacks_are_refused_as_deploy_settings():
     assert "CALLBACK_SECRET is not read by the deploy" in problems
     assert "ALLOW_PRIVATE_CALLBACKS is for the local cloud only" in problems
     assert "s3cret" not in problems
+
+
+def test_the_events_function_is_a_firestore_write_trigger_on_the_jobs_collection(plan, config):
+    (deploy,) = [
+        argv
+        for argv in commands(plan, "gcloud", "functions", "deploy")
+        if "--entry-point=publish_job_events" in argv
+    ]
+    given = flags(deploy)
+    assert "--trigger-http" not in given
+    assert sorted(given["--trigger-event-filters"]) == [
+        f"database={config.firestore_database}",
+        "type=google.cloud.firestore.document.v1.written",
+    ]
+    assert given["--trigger-event-filters-path-pattern"] == [
+        f"document={config.collection}/{{job_id}}"
+    ]
+    assert "--retry" in given
+    assert given["--trigger-location"] == ["${FIRESTORE_LOCATION}"]
+    (location,) = [a for a in actions(plan, Lookup) if a.name == "FIRESTORE_LOCATION"]
+    assert location.argv[1:4] == ("firestore", "databases", "describe")
+    assert f"--database={config.firestore_database}" in location.argv
+    steps = [step.title for step in plan]  # read before any change but enabling the APIs
+    assert steps.index("Read the Firestore database's location") < steps.index("Service accounts")
+    member = f"serviceAccount:{config.email(config.events_account)}"
+    assert given["--service-account"] == [config.email(config.events_account)]
+    assert given["--trigger-service-account"] == [config.email(config.events_account)]
+    roles = {
+        (argv[1], flags(argv)["--role"][0])
+        for argv in commands(plan, "gcloud")
+        if member in flags(argv).get("--member", []) and "--role" in flags(argv)
+    }
+    # Publish on the topic, receive Eventarc's events; nothing else (no Firestore: the
+    # event carries the document).
+    assert roles == {("pubsub", iam.PUBLISHER), ("projects", iam.EVENT_RECEIVER)}
+    invoked = [
+        argv[3]
+        for argv in commands(plan, "gcloud", "functions", "add-invoker-policy-binding")
+        if flags(argv)["--member"] == [member]
+    ]
+    assert invoked == ["publish-job-events"]  # roles/run.invoker, on its function only

@@ -84,6 +84,8 @@ def test_make_run_serves_everything_and_leaves_nothing_behind(tmp_path):
             time.sleep(0.2)
         cloud = read_env_file(state / "env")
         spawned = descendants(stack.pid)
+        # Up means the Firestore trigger's stand-in listens: no write can precede it.
+        assert (state / "firestore-trigger.ready").exists()
 
         assert cloud["GOOGLE_CLOUD_PROJECT"] == "stack-test"
         assert cloud["KUBECONFIG"] == str(state / "kubeconfig")
@@ -153,8 +155,10 @@ def test_make_run_serves_everything_and_leaves_nothing_behind(tmp_path):
 
 
 def assert_callbacks_delivered(cloud: dict[str, str], env: dict[str, str]) -> None:
-    """A job killed on the stack is POSTed to its callback_url by deliver_callbacks, through
-    the events topic and its Eventarc relay, signed with the run's CALLBACK_SECRET."""
+    """A job killed on the stack is POSTed to its callback_url by deliver_callbacks: its
+    write reaches publish_job_events through the Firestore trigger's stand-in, the message
+    deliver_callbacks through the events topic and its Eventarc relay; signed with the run's
+    CALLBACK_SECRET."""
     assert cloud["JOB_EVENTS_TOPIC"] and cloud["ALLOW_PRIVATE_CALLBACKS"] == "1"
     assert len(cloud["CALLBACK_SECRET"]) >= 32
     with capture_server() as receiver:
