@@ -62,7 +62,7 @@ def _ui(request: Request, parts: list[str]) -> Response:
 
 def batch_api(request: Request) -> Response:
     """GET /batch/, POST /batch/, GET /batch/<id>, DELETE /batch/<id>, GET /batch/<id>/logs,
-    GET /healthcheck; the status page: GET /ui, GET /ui/, GET /ui/app.js, GET /ui/style.css."""
+    GET /healthcheck, and the status page: GET /ui, GET /ui/, GET /ui/app.js, GET /ui/style.css."""
     parts = _parts(request)
     if parts[:1] == [UI]:
         return _ui(request, parts)
