@@ -119,10 +119,11 @@
     const hash = location.hash.replace(/^#\/?/, "");
     const query = new URLSearchParams(hash.startsWith("?") ? hash.slice(1) : "");
     const status = STATUSES.includes(query.get("status")) ? query.get("status") : "running";
+    const size = query.get("page_size") || "";
     return {
       status,
       account_id: query.get("account_id") || "",
-      page_size: ["25", "50", "100"].includes(query.get("page_size")) ? query.get("page_size") : "50",
+      page_size: /^[0-9]{1,4}$/.test(size) && +size >= 1 && +size <= 1000 ? String(+size) : "50",
       page_token: query.get("page_token") || "",
     };
   }
@@ -137,7 +138,11 @@
     const query = listQuery();
     $("filter-status").value = query.status;
     if (document.activeElement !== $("filter-account")) $("filter-account").value = query.account_id;
-    $("filter-size").value = query.page_size;
+    const sizes = $("filter-size");
+    if (![...sizes.options].some((option) => option.value === query.page_size)) {
+      sizes.append(new Option(query.page_size, query.page_size)); // a size from the URL
+    }
+    sizes.value = query.page_size;
     $("list-view").hidden = false;
     $("job-view").hidden = true;
     document.title = `Jobs ${query.status} · Kubernetes task runner`;
