@@ -265,6 +265,9 @@ def test_a_jobs_page_shows_its_transitions_log_and_output(cloud, browser):
     assert parameters == job["job_parameters"]
     expect(page.locator("#failure")).to_be_hidden()
     page.screenshot(path=str(DOCS / "status-job.png"), full_page=True)
+    page.click("#back")  # back to the list it came from, its filter kept
+    expect(_row(page, job["id"])).to_be_visible()
+    assert page.locator("#filter-status").input_value() == "succeeded"
 
 
 def test_a_running_jobs_log_is_followed(cloud, browser):

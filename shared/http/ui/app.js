@@ -12,6 +12,7 @@
 
   const $ = (id) => document.getElementById(id);
   let generation = 0; // bumped on every route change: a stale poll sees it and stops
+  let lastList = "#/"; // the list a job's page goes back to, filters and page kept
   let timer = null;
 
   // -- the API ----------------------------------------------------------------------------
@@ -145,6 +146,7 @@
     sizes.value = query.page_size;
     $("list-view").hidden = false;
     $("job-view").hidden = true;
+    lastList = location.hash || "#/";
     document.title = `Jobs ${query.status} · Kubernetes task runner`;
     loadList(mine, query);
   }
@@ -209,6 +211,7 @@
   function showJob(mine, id) {
     $("list-view").hidden = true;
     $("job-view").hidden = false;
+    $("back").href = lastList;
     $("job-body").hidden = true;
     $("job-problem").hidden = true;
     $("log").textContent = "";
@@ -228,7 +231,6 @@
         $("job-body").hidden = true;
         $("job-problem").textContent = `Job not found: no job has the id “${id}”. ${error.message}`;
         $("job-problem").hidden = false;
-        $("job-problem").dataset.kind = "not-found";
         return; // nothing to follow
       }
       showProblem($("job-problem"), error);
