@@ -21,7 +21,7 @@ run: venv
 	$(PY) -m infra.local.stack
 
 test: venv
-	$(PY) -m infra.local.prereqs
+	$(PY) -m infra.local.prereqs --tests
 	$(PY) -m pytest
 
 lint: venv

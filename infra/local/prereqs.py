@@ -1,8 +1,11 @@
-"""`python -m infra.local.prereqs`: one clear line and exit 1 if the local cloud cannot run.
+"""`python -m infra.local.prereqs [--tests]`: one clear line and exit 1 if the local cloud
+cannot run.
 
-`make run` and `make test` call it first. It installs bubblewrap, which kubesim runs the
-stand-in images' commands in, when it is missing and this is root on a Debian-like host
-(`apt-get update`, then `apt-get install -y bubblewrap`); once installed it costs a stat.
+`make run` and `make test` call it first. It installs the Debian packages the local cloud
+needs when they are missing and this is root on a Debian-like host (`apt-get update` once,
+then `apt-get install -y` of the missing ones): bubblewrap, which kubesim runs the stand-in
+images' commands in, and with `--tests` (`make test`) chromium, the headless browser of the
+status page's tests. Once installed it costs a stat each.
 """
 
 from __future__ import annotations
@@ -11,39 +14,65 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from infra.local.emulators import MissingPrerequisiteError, check_prerequisites, fake_gcs_binary
 from infra.local.kubesim.sandbox import BWRAP
 
-INSTALL = (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "bubblewrap"])
+CHROMIUM = Path("/usr/bin/chromium")
 
 
-def ensure_bubblewrap(bwrap: Path = BWRAP) -> None:
-    """Install bubblewrap when `bwrap` is missing, or say how to."""
-    if bwrap.exists():
+@dataclass(frozen=True)
+class Package:
+    """A Debian package, known by a file it installs, and what it is for here."""
+
+    name: str
+    installs: Path
+    purpose: str
+
+
+BUBBLEWRAP = Package("bubblewrap", BWRAP, "kubesim's sandbox")
+CHROMIUM_PACKAGE = Package("chromium", CHROMIUM, "the status page's browser tests")
+
+
+def ensure_packages(packages: list[Package]) -> None:
+    """Install those of `packages` that are missing, or say how to."""
+    missing = [package for package in packages if not package.installs.exists()]
+    if not missing:
         return
-    how = "install it with `apt-get install bubblewrap`"
+    names = " ".join(package.name for package in missing)
+    what = ", ".join(f"{package.name} ({package.installs})" for package in missing)
+    how = f"install it with `apt-get install {names}`"
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise MissingPrerequisiteError(f"missing prerequisite: bubblewrap ({bwrap}); {how}")
-    print("installing bubblewrap (kubesim's sandbox)", file=sys.stderr)
+        raise MissingPrerequisiteError(f"missing prerequisite: {what}; {how}")
+    for package in missing:
+        print(f"installing {package.name} ({package.purpose})", file=sys.stderr)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for argv in INSTALL:
+    install = ["apt-get", "install", "-y", "-qq", *(package.name for package in missing)]
+    for argv in (["apt-get", "update", "-qq"], install):
         done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
             raise MissingPrerequisiteError(
-                f"missing prerequisite: bubblewrap; `{' '.join(argv)}` failed: {last}"
+                f"missing prerequisite: {names}; `{' '.join(argv)}` failed: {last}"
             )
-    if not bwrap.exists():
-        raise MissingPrerequisiteError(f"missing prerequisite: bubblewrap ({bwrap}); {how}")
+    still = [package for package in missing if not package.installs.exists()]
+    if still:
+        what = ", ".join(f"{package.name} ({package.installs})" for package in still)
+        raise MissingPrerequisiteError(f"missing prerequisite: {what}; {how}")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args not in ([], ["--tests"]):
+        print("usage: python -m infra.local.prereqs [--tests]", file=sys.stderr)
+        return 2
+    packages = [BUBBLEWRAP, *([CHROMIUM_PACKAGE] if args else [])]
     try:
         check_prerequisites()
         fake_gcs_binary()
-        ensure_bubblewrap()
+        ensure_packages(packages)
     except MissingPrerequisiteError as error:
         print(error, file=sys.stderr)
         return 1

@@ -23,6 +23,8 @@ LOGS = "logs"
 LOGS_METHODS = ("GET",)  # /batch/<id>/logs
 HEALTHCHECK = "healthcheck"
 HEALTHCHECK_METHODS = ("GET",)  # /healthcheck
+UI = "ui"
+UI_METHODS = ("GET",)  # /ui, /ui/ and its files
 
 
 def _logs(request: Request, job_id: str) -> Response:
@@ -42,10 +44,28 @@ def _job_path(parts: list[str]) -> tuple[str, tuple[str, ...]] | None:
     return None
 
 
+def _ui(request: Request, parts: list[str]) -> Response:
+    """The status page: /ui redirects to /ui/, which serves index.html, with its two files
+    beside it. Anything else under /ui/ is the API's 404, another method its 405."""
+    from shared.http import ui
+
+    if parts == [UI]:
+        name = "" if request.path.endswith("/") else None  # None: /ui, redirected
+    elif len(parts) == 2 and ui.is_asset(parts[1]) and not request.path.endswith("/"):
+        name = parts[1]
+    else:
+        return api.not_found(request)
+    if request.method != "GET":
+        return api.method_not_allowed(request, UI_METHODS)
+    return ui.redirect_to_page(request) if name is None else ui.serve(request, name)
+
+
 def batch_api(request: Request) -> Response:
     """GET /batch/, POST /batch/, GET /batch/<id>, DELETE /batch/<id>, GET /batch/<id>/logs,
-    GET /healthcheck."""
+    GET /healthcheck, and the status page: GET /ui, GET /ui/, GET /ui/app.js, GET /ui/style.css."""
     parts = _parts(request)
+    if parts[:1] == [UI]:
+        return _ui(request, parts)
     if parts == [HEALTHCHECK]:
         if request.method != "GET":
             return api.method_not_allowed(request, HEALTHCHECK_METHODS)

@@ -165,6 +165,8 @@ class Job:
                 body[key] = value
         if self.exit_code is not None:
             body["exit_code"] = self.exit_code
+        if self.transitions:
+            body["transitions"] = self.transitions
         if self.disruptions:
             body["disruptions"] = self.disruptions
         if self.scheduled_for is not None:

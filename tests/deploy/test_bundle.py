@@ -37,6 +37,10 @@ def test_the_bundle_holds_main_shared_and_the_runtime_requirements(bundle):
     assert not list(bundle.rglob("__pycache__"))
     shared = {p.relative_to(bundle).as_posix() for p in (bundle / "shared").rglob("*.py")}
     assert shared == {p.relative_to(ROOT).as_posix() for p in (ROOT / "shared").rglob("*.py")}
+    # The status page's files are no Python, and go with the package all the same.
+    page = ROOT / "shared" / "http" / "ui"
+    for name in ("index.html", "app.js", "style.css"):
+        assert filecmp.cmp(bundle / "shared" / "http" / "ui" / name, page / name, shallow=False)
 
 
 def test_building_again_replaces_the_bundle_but_nothing_else(bundle, tmp_path):
@@ -120,6 +124,15 @@ def test_the_bundle_serves_the_api_against_the_local_cloud(served, batch_v1, nam
     assert fetched.json()["data"]["id"] == job["id"]
     (k8s_job,) = batch_v1.list_namespaced_job(namespace).items
     assert k8s_job.metadata.name == "from-the-bundle"
+
+    page = requests.get(f"{served['batch_api']}/ui", timeout=30)
+    assert page.status_code == 200, page.text
+    assert page.url == f"{served['batch_api']}/ui/"
+    assert page.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert '<script src="app.js"' in page.text
+    script = requests.get(f"{served['batch_api']}/ui/app.js", timeout=30)
+    assert script.status_code == 200
+    assert script.content == (ROOT / "shared" / "http" / "ui" / "app.js").read_bytes()
 
     missing = requests.get(f"{served['batch_api']}/batch/not-a-job", timeout=30)
     assert missing.status_code == 404

@@ -11,9 +11,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_prereqs(path: str) -> subprocess.CompletedProcess[str]:
+def run_prereqs(path: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "infra.local.prereqs"],
+        [sys.executable, "-m", "infra.local.prereqs", *args],
         cwd=REPO_ROOT,
         env={**os.environ, "PATH": path},
         capture_output=True,
@@ -26,6 +26,20 @@ def test_all_present_passes_silently():
     result = run_prereqs(os.environ["PATH"])
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
+
+
+def test_the_tests_browser_is_there_for_make_test():
+    """`make test` asks for chromium too (installed when missing, as root on Debian)."""
+    result = run_prereqs(os.environ["PATH"], "--tests")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert Path("/usr/bin/chromium").exists()
+
+
+def test_an_unknown_argument_is_a_usage_error():
+    result = run_prereqs(os.environ["PATH"], "--everything")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "usage: python -m infra.local.prereqs [--tests]"
 
 
 def test_missing_gcloud(tmp_path):

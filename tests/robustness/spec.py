@@ -30,8 +30,14 @@ def _schema() -> Any:
     return schemathesis.openapi.from_path(SPEC_PATH)
 
 
+# The status page's paths: answered in HTML, JavaScript or CSS, not in the envelope.
+PAGE_PATHS = ("/ui", "/ui/", "/ui/app.js", "/ui/style.css")
+
+
 def template(path: str) -> str | None:
     """The spec's path that `batch_api` routes `path` to, if any."""
+    if path.split("?", 1)[0] in PAGE_PATHS:
+        return path.split("?", 1)[0]
     parts = [part for part in path.split("?", 1)[0].split("/") if part]
     if parts == ["batch"]:
         return "/batch/"
@@ -83,6 +89,9 @@ def assert_documented(method: str, path: str, response: Any) -> dict[str, Any]:
             allowed = set(response.headers["Allow"].split(", "))
             assert allowed == documented_methods(path_template)
         return {}
+    if path_template in PAGE_PATHS and method in documented_methods(path_template):
+        _assert_page_documented(method, path_template, response)
+        return {}
     body = envelope_of(response)
     if path_template is None:
         assert response.status_code == 404, body
@@ -97,3 +106,13 @@ def assert_documented(method: str, path: str, response: Any) -> dict[str, Any]:
     assert str(response.status_code) in responses, (method, path_template, body)
     _schema()[path_template][method].validate_response(response)
     return body
+
+
+def _assert_page_documented(method: str, path_template: str, response: Any) -> None:
+    """A status page answer: a documented status, content type and required headers."""
+    documented = document()["paths"][path_template][method.lower()]["responses"]
+    answer = documented.get(str(response.status_code))
+    assert answer is not None, (method, path_template, response.status_code)
+    types = set(answer.get("content", {}))
+    assert response.mimetype in types if types else not response.data, response.mimetype
+    _schema()[path_template][method].validate_response(response)

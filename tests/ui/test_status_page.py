@@ -1,0 +1,331 @@
+"""The status page (`/ui/` on `batch_api`) in headless Chromium, against `make run`'s stack:
+real jobs run by kubesim, the page reading the JSON API as a browser would.
+
+Saves docs/status-list.png and docs/status-job.png, the README's pictures of the page."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from infra.local.config import isolated_env
+from infra.local.prereqs import CHROMIUM
+from tests.local.test_stack import alive, descendants, start_stack
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+ACCOUNT = "acct-ui"
+HOSTILE = "<script>alert(1)</script>"
+# A log line a browser would run if the page ever parsed it as HTML.
+HOSTILE_LOG = '<img src=x onerror="alert(2)"><b>bold?</b>'
+WAIT_MS = 60_000  # how long the page may take to show what the API already holds
+
+
+@dataclass
+class Cloud:
+    api: str  # batch_api's base URL
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # by role
+
+    def create(self, role: str, body: dict[str, Any]) -> dict[str, Any]:
+        answer = requests.post(f"{self.api}/batch/", json=body, timeout=60)
+        assert answer.status_code == 200, answer.text
+        job: dict[str, Any] = answer.json()["data"]
+        self.jobs[role] = job
+        return job
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        answer = requests.get(f"{self.api}/batch/{job_id}", timeout=30)
+        assert answer.status_code == 200, answer.text
+        job: dict[str, Any] = answer.json()["data"]
+        return job
+
+    def wait_for(self, job_id: str, *statuses: str, timeout: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while (job := self.get(job_id))["status"] not in statuses:
+            assert time.monotonic() < deadline, f"job not {statuses}: {job}"
+            time.sleep(0.5)
+        return job
+
+
+def _python(code: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "account_id": ACCOUNT,
+        **fields,
+        "job_parameters": {"docker_image": "python:3.11", "command": ["python3", "-c", code]},
+    }
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    """`make run`'s stack on free ports, with a job of each kind the tests look at: one
+    that succeeded with a known log, one that failed, one still running, and one whose
+    account and log hold HTML. Stopped afterwards, leaving no process behind."""
+    state = tmp_path_factory.mktemp("ui") / "state"
+    env = isolated_env(state, GC_BUCKET_NAME="ui-bucket", JOB_SYNCHRONIZATION_INTERVAL="2")
+    stack = start_stack(state, env)
+    spawned: set[int] = set()
+    try:
+        spawned = descendants(stack.pid)
+        cloud = Cloud(f"http://127.0.0.1:{env['API_PORT']}")
+        hello = "print('hello from the status page'); open('/output/out.txt', 'w').write('hi')"
+        cloud.create("hello", _python(hello, name="ui-hello"))
+        cloud.create("failing", _python("print('about to fail'); raise SystemExit(3)"))
+        cloud.create(
+            "running",
+            _python("import time; print('started', flush=True); time.sleep(600)", name="ui-long"),
+        )
+        hostile = f"print({HOSTILE_LOG!r}); print({HOSTILE!r})"
+        cloud.create("hostile", {**_python(hostile), "account_id": HOSTILE})
+        cloud.wait_for(cloud.jobs["hello"]["id"], "succeeded")
+        cloud.wait_for(cloud.jobs["failing"]["id"], "failed")
+        cloud.wait_for(cloud.jobs["hostile"]["id"], "succeeded")
+        cloud.wait_for(cloud.jobs["running"]["id"], "running")
+        yield cloud
+    finally:
+        stack.send_signal(signal.SIGTERM)
+        try:
+            stack.wait(timeout=60)
+        finally:
+            if stack.poll() is None:
+                os.killpg(stack.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while any(alive(pid) for pid in spawned):
+        assert time.monotonic() < deadline, [pid for pid in spawned if alive(pid)]
+        time.sleep(0.1)
+
+
+@dataclass
+class Browser:
+    page: Any
+    dialogs: list[str]
+    problems: list[str]  # console errors and uncaught exceptions: the script must have none
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def browser(chromium: Any) -> Iterator[Browser]:
+    context = chromium.new_context(viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    dialogs: list[str] = []
+    problems: list[str] = []
+
+    def on_dialog(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    # A 404 or 400 the page asked for is logged by Chromium as a console error; the page
+    # itself shows those. Anything else (a script error, a CSP violation) is a problem.
+    page.on(
+        "console",
+        lambda m: (
+            problems.append(m.text)
+            if m.type == "error" and not m.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
+    try:
+        yield Browser(page, dialogs, problems)
+    finally:
+        context.close()
+    assert problems == []
+
+
+def _row(page: Any, job_id: str) -> Any:
+    return page.locator(f'#jobs tbody tr[data-id="{job_id}"]')
+
+
+def test_the_page_is_served_with_its_security_headers(cloud, browser):
+    response = browser.page.goto(f"{cloud.api}/ui")
+    assert response.url == f"{cloud.api}/ui/"  # /ui redirects
+    headers = response.headers
+    assert headers["content-type"] == "text/html; charset=utf-8"
+    assert headers["content-security-policy"].startswith("default-src 'self';")
+    assert "'unsafe-inline'" not in headers["content-security-policy"]
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["cache-control"] == "private, no-cache"
+    assert browser.page.title().startswith("Jobs")
+
+
+def test_a_submitted_job_appears_in_the_list_and_filters_by_status(cloud, browser):
+    from playwright.sync_api import expect
+
+    page = browser.page
+    page.goto(f"{cloud.api}/ui/")
+    running, hello = cloud.jobs["running"], cloud.jobs["hello"]
+    # running is the default status, as in the API
+    row = _row(page, running["id"])
+    expect(row).to_be_visible()
+    expect(row.locator("td").nth(0)).to_have_text("ui-long")
+    expect(row.locator("td").nth(2)).to_have_text(ACCOUNT)
+    expect(row.locator("td").nth(3)).to_have_text("running")
+    expect(_row(page, hello["id"])).to_have_count(0)
+
+    page.select_option("#filter-status", "succeeded")
+    expect(_row(page, hello["id"])).to_be_visible()
+    expect(_row(page, running["id"])).to_have_count(0)
+    expect(_row(page, hello["id"]).locator("td").nth(3)).to_have_text("succeeded")
+    assert "status=succeeded" in page.url
+
+    # the account filter: the job of another account goes
+    expect(_row(page, cloud.jobs["hostile"]["id"])).to_be_visible()
+    page.fill("#filter-account", ACCOUNT)
+    page.click("#filters button[type=submit]")
+    expect(_row(page, cloud.jobs["hostile"]["id"])).to_have_count(0)
+    expect(_row(page, hello["id"])).to_be_visible()
+
+    page.select_option("#filter-status", "failed")
+    expect(_row(page, cloud.jobs["failing"]["id"])).to_be_visible()
+    expect(page.locator("#jobs tbody tr")).to_have_count(1)
+
+
+def test_a_list_is_paged_with_next_page_token(cloud, browser):
+    from playwright.sync_api import expect
+
+    page = browser.page
+    page.goto(f"{cloud.api}/ui/#/?status=succeeded&page_size=1")
+    rows = page.locator("#jobs tbody tr")
+    expect(rows).to_have_count(1)
+    first = rows.get_attribute("data-id")
+    assert first
+    expect(page.locator("#page-first")).to_be_hidden()
+    page.click("#page-next")
+    expect(page.locator("#page-first")).to_be_visible()
+    expect(rows).to_have_count(1)
+    expect(rows).not_to_have_attribute("data-id", first)
+    expect(page.locator("#page-next")).to_be_hidden()  # two succeeded jobs in all
+    assert "page_token=" in page.url
+    page.click("#page-first")
+    expect(rows).to_have_attribute("data-id", first)
+
+
+def test_the_list_screenshot(cloud, browser):
+    from playwright.sync_api import expect
+
+    page = browser.page
+    page.goto(f"{cloud.api}/ui/#/?status=succeeded")
+    expect(page.locator("#jobs tbody tr")).to_have_count(2)
+    DOCS.mkdir(exist_ok=True)
+    page.screenshot(path=str(DOCS / "status-list.png"), full_page=True)
+    assert (DOCS / "status-list.png").stat().st_size > 0
+
+
+def test_a_jobs_page_shows_its_transitions_log_and_output(cloud, browser):
+    from playwright.sync_api import expect
+
+    page = browser.page
+    job = cloud.get(cloud.jobs["hello"]["id"])
+    page.goto(f"{cloud.api}/ui/")
+    page.select_option("#filter-status", "succeeded")
+    _row(page, job["id"]).locator("a").click()
+    assert page.url.endswith(f"#/job/{job['id']}")
+    expect(page.locator("#job-name")).to_have_text("ui-hello")
+    expect(page.locator("#job-status")).to_have_text("succeeded")
+    expect(page.locator("#log")).to_contain_text("hello from the status page")
+    expect(page.locator("#log-state")).to_contain_text("complete")
+    # created, then each transition the API records, in order
+    steps = [step["to"] for step in job["transitions"]]
+    assert steps[-1] == "succeeded", job["transitions"]
+    timeline = page.locator("#timeline li .status")
+    expect(timeline).to_have_text(["created", *steps])
+    expect(page.locator("#timeline li").nth(1)).to_contain_text(job["transitions"][0]["reason"])
+    link = page.locator("#output-link")
+    expect(link).to_be_visible()
+    assert link.get_attribute("href") == job["output_file_url"]
+    parameters = json.loads(page.locator("#parameters").inner_text())
+    assert parameters == job["job_parameters"]
+    expect(page.locator("#failure")).to_be_hidden()
+    page.screenshot(path=str(DOCS / "status-job.png"), full_page=True)
+    page.click("#back")  # back to the list it came from, its filter kept
+    expect(_row(page, job["id"])).to_be_visible()
+    assert page.locator("#filter-status").input_value() == "succeeded"
+
+
+def test_a_running_jobs_log_is_followed(cloud, browser):
+    from playwright.sync_api import expect
+
+    page = browser.page
+    page.goto(f"{cloud.api}/ui/#/job/{cloud.jobs['running']['id']}")
+    expect(page.locator("#job-status")).to_have_text("running")
+    expect(page.locator("#log")).to_contain_text("started")
+    expect(page.locator("#log-state")).to_contain_text("following")
+    # Killed through the API, the page sees it on its own.
+    killed = requests.delete(f"{cloud.api}/batch/{cloud.jobs['running']['id']}", timeout=60)
+    assert killed.status_code == 200, killed.text
+    expect(page.locator("#job-status")).to_have_text("killed")
+    expect(page.locator("#log-state")).to_contain_text("complete")
+    expect(page.locator("#timeline li .status").last).to_have_text("killed")
+
+
+def test_a_failed_job_shows_why(cloud, browser):
+    from playwright.sync_api import expect
+
+    page = browser.page
+    job = cloud.get(cloud.jobs["failing"]["id"])
+    page.goto(f"{cloud.api}/ui/#/job/{job['id']}")
+    expect(page.locator("#failure")).to_be_visible()
+    expect(page.locator("#failure-reason")).to_have_text(job["reason"])
+    expect(page.locator("#failure-exit")).to_have_text("exit code 3")
+    expect(page.locator("#log")).to_contain_text("about to fail")
+    expect(page.locator("#output")).to_be_hidden()
+
+
+def test_what_a_user_sent_is_shown_as_text_and_never_run(cloud, browser):
+    from playwright.sync_api import expect
+
+    page = browser.page
+    job = cloud.jobs["hostile"]
+    page.goto(f"{cloud.api}/ui/#/?status=succeeded")
+    row = _row(page, job["id"])
+    expect(row.locator("td").nth(2)).to_have_text(HOSTILE)  # the account, literally
+    row.locator("a").click()
+    expect(page.locator("#job-facts")).to_contain_text(HOSTILE)
+    expect(page.locator("#log")).to_contain_text(HOSTILE_LOG)
+    expect(page.locator("#log")).to_contain_text(HOSTILE)
+    expect(page.locator("#parameters")).to_contain_text(HOSTILE)
+    # Nothing of it became an element: no script, image or bold text anywhere in the page.
+    assert page.locator("main script, main img, main b").count() == 0
+    assert page.evaluate("document.scripts.length") == 1  # app.js alone
+    assert browser.dialogs == []
+
+
+def test_a_missing_job_says_not_found(cloud, browser):
+    from playwright.sync_api import expect
+
+    page = browser.page
+    missing = str(uuid.uuid4())
+    page.goto(f"{cloud.api}/ui/#/job/{missing}")
+    problem = page.locator("#job-problem")
+    expect(problem).to_be_visible()
+    expect(problem).to_contain_text("Job not found")
+    expect(problem).to_contain_text(f"Batch job {missing} not found.")
+    expect(page.locator("#job-body")).to_be_hidden()
