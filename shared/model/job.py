@@ -178,8 +178,6 @@ class Job:
                     body[key] = value
             if self.callback_attempts:
                 body["callback_attempts"] = self.callback_attempts
-        if self.transitions:
-            body["transitions"] = [dict(step) for step in self.transitions]
         if self.tasks is not None:
             body["tasks"] = self.tasks
         if self.failed_tasks:
