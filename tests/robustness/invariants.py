@@ -68,11 +68,14 @@ def assert_settled(
     names = {blob.name for blob in storage_client.list_blobs(bucket)}
     for job in jobs:
         if job.status is Status.SUCCEEDED:
-            assert job.output_object in names, f"{job.name}: output lost"
+            outputs = job.output_objects
+            if job.task_output_urls is not None:  # an array job's, but its failed tasks'
+                outputs = [o for o, url in zip(outputs, job.task_output_urls, strict=True) if url]
+            assert set(outputs) <= names, f"{job.name}: output lost"
             if job.has_input:
                 assert job.input_object in names, f"{job.name}: input lost"
         deployed = any(t["to"] == Status.RUNNING.value for t in job.transitions)
-        if job.status in FINAL and deployed:
+        if job.status in FINAL and deployed and job.task_count is None:
             assert job.log_object in names, f"{job.name}: log lost"
     live = {job.id for job in jobs if job.status not in FINAL}
     deadline = time.monotonic() + timeout  # deletions finish in the background
@@ -129,7 +132,11 @@ def assert_only_jobs(
     # An accepted job's pod runs at once: its output (and once it ends, its log) may land;
     # a waiting job's pod has not run, and an upload's input is not there before it is put.
     started = [job for job in jobs if not job.waiting]
-    made = {job.output_object for job in started} | {job.log_object for job in started}
+    made = {job.log_object for job in started}
+    for job in started:  # an array job's tasks each land an output and a log
+        made |= set(job.output_objects)
+        made |= {job.task_log_object(index) for index in range(job.task_count or 0)}
     made |= {job.input_object for job in jobs if job.has_input and not job.awaiting_upload}
+    made |= {job.tasks_object for job in jobs if job.task_environments}
     blobs = {blob.name for blob in storage_client.list_blobs(bucket)}
     assert blobs <= made, blobs - made
