@@ -69,14 +69,15 @@ def job_table(jobs: list[dict[str, Any]]) -> Table:
 def timeline(job: dict[str, Any]) -> list[tuple[Any, str]]:
     """The job's steps: its recorded transitions when the API gives them, else what its
     times say (created, started, ended)."""
-    steps: list[tuple[Any, str]] = []
+    steps: list[tuple[Any, str]] = [(job.get("created"), "created")]
     recorded = job.get("transitions")
     if isinstance(recorded, list) and recorded:
         for step in recorded:
             why = f" ({step['reason']})" if step.get("reason") else ""
             steps.append((step.get("at"), f"{step.get('from') or '-'} -> {step.get('to')}{why}"))
-        return steps
-    steps.append((job.get("created"), "created"))
+        if job.get("start_time"):
+            steps.append((job["start_time"], "container started"))
+        return sorted(steps, key=lambda step: step[0] or 0)
     if job.get("scheduled_for"):
         steps.append((job["scheduled_for"], "scheduled start"))
     if job.get("start_time"):
@@ -102,6 +103,13 @@ def job_detail(job: dict[str, Any]) -> None:
         ("disruptions", job.get("disruptions")),
         ("output", job.get("output_file_url")),
     ]
+    tasks = job.get("tasks")
+    if isinstance(tasks, dict):
+        rows.append(("tasks", ", ".join(f"{value} {key}" for key, value in tasks.items())))
+    for failed in job.get("failed_tasks") or []:
+        code = failed.get("exit_code")
+        detail = f"{failed.get('reason')}" + (f", exit code {code}" if code is not None else "")
+        rows.append((f"task {failed.get('index')}", f"failed: {detail}"))
     if job.get("start_time") and job.get("stop_time"):
         rows.append(("ran for", duration(job["stop_time"] - job["start_time"])))
     table = Table.grid(padding=(0, 2))
@@ -125,6 +133,10 @@ def failure(job: dict[str, Any], log_tail: str | None) -> None:
     click.echo(line, err=True)
     if job.get("exit_code") is not None:
         click.echo(f"exit code {job['exit_code']}", err=True)
+    for failed in job.get("failed_tasks") or []:  # an array job's
+        code = failed.get("exit_code")
+        exit_code = f" (exit code {code})" if code is not None else ""
+        click.echo(f"task {failed.get('index')}: {failed.get('message')}{exit_code}", err=True)
     if log_tail:
         click.echo("last lines of the log:", err=True)
         sys.stderr.write("".join(f"  {line}\n" for line in log_tail.rstrip("\n").split("\n")))

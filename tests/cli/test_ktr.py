@@ -251,8 +251,7 @@ def test_params_make_one_array_job_a_task_per_row(ktr, tmp_path):
     )
 
     assert done.code == 0, done.err
-    created, final, *fetched = done.json_lines()
-    assert [line["out"] for line in fetched] == [str(out / str(index)) for index in (0, 1, 2)]
+    created, final = done.json_lines()
     assert created["name"] == "cli-rows" and created["job_parameters"]["task_count"] == 3
     assert final["status"] == "succeeded"
     assert final["tasks"]["succeeded"] == 3 and len(final["task_output_urls"]) == 3

@@ -329,3 +329,24 @@ def test_a_missing_job_says_not_found(cloud, browser):
     expect(problem).to_contain_text("Job not found")
     expect(problem).to_contain_text(f"Batch job {missing} not found.")
     expect(page.locator("#job-body")).to_be_hidden()
+
+
+def test_an_array_jobs_page_shows_its_tasks_and_each_output(cloud, browser):
+    from playwright.sync_api import expect
+
+    body = _python("import os; print('task', os.environ['TASK_INDEX'])", name="ui-sweep")
+    body["job_parameters"]["task_count"] = 3
+    job = cloud.create("sweep", body)
+    done = cloud.wait_for(job["id"], "succeeded", "failed")
+    assert done["status"] == "succeeded", done
+    page = browser.page
+    page.goto(f"{cloud.api}/ui/#/job/{job['id']}")
+    expect(page.locator("#job-status")).to_have_text("succeeded")
+    expect(page.locator("#job-facts")).to_contain_text(
+        "3: 3 succeeded, 0 failed, 0 running, 0 pending"
+    )
+    links = page.locator("#task-output-links a")
+    expect(links).to_have_text(["task 0", "task 1", "task 2"])
+    assert [links.nth(i).get_attribute("href") for i in range(3)] == done["task_output_urls"]
+    expect(page.locator("#log-task")).to_have_text("(task 0)")
+    expect(page.locator("#log")).to_contain_text("task 0")

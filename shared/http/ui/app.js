@@ -288,6 +288,23 @@
     if (url) $("output-link").href = url;
     else $("output-link").removeAttribute("href");
 
+    const taskLinks = (job.task_output_urls || []).map((value, index) => {
+      const item = el("li");
+      const link = safeUrl(value);
+      if (link) {
+        const anchor = el("a", `task ${index}`);
+        anchor.href = link;
+        anchor.rel = "noopener noreferrer";
+        item.append(anchor);
+      } else {
+        item.append(el("span", `task ${index}: failed, no output`, "muted"));
+      }
+      return item;
+    });
+    $("task-outputs").hidden = taskLinks.length === 0;
+    $("task-output-links").replaceChildren(...taskLinks);
+    $("log-task").textContent = job.tasks ? "(task 0)" : "";
+
     const facts = [
       ["Id", job.id],
       ["Account", job.account_id || "–"],
@@ -299,6 +316,14 @@
     ];
     if (typeof job.scheduled_for === "number") facts.push(["Scheduled for", when(job.scheduled_for)]);
     if (job.disruptions) facts.push(["Disruptions", job.disruptions]);
+    if (job.tasks) {
+      const t = job.tasks;
+      facts.push(["Tasks", `${t.count}: ${t.succeeded} succeeded, ${t.failed} failed, ${t.running} running, ${t.pending} pending`]);
+    }
+    if (job.failed_tasks && job.failed_tasks.length) {
+      const failed = job.failed_tasks.map((f) => `task ${f.index}: ${f.reason}${typeof f.exit_code === "number" ? ` (exit code ${f.exit_code})` : ""}`);
+      facts.push(["Failed tasks", failed.join("; ")]);
+    }
     if (job.input_upload_url) facts.push(["Waiting for", `its input upload, until ${when(job.input_upload_expires)}`]);
     if (job.callback_url) {
       facts.push(["Callback", `${job.callback_status || "pending"}${job.callback_attempts ? `, ${job.callback_attempts} attempt(s)` : ""}${job.callback_answer ? `, last answer: ${job.callback_answer}` : ""}`]);
