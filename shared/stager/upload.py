@@ -173,10 +173,20 @@ class Connection:
         return conn
 
     def put(self, body: bytes | memoryview, headers: dict[str, str]) -> Answer:
+        return _answer(*self._request("PUT", body, headers))
+
+    def post(self, body: bytes, headers: dict[str, str]) -> tuple[int, str | None]:
+        """One POST (opening a session, or a form upload): its status and Location."""
+        response, _ = self._request("POST", body, headers)
+        return response.status, response.getheader("Location")
+
+    def _request(
+        self, method: str, body: bytes | memoryview, headers: dict[str, str]
+    ) -> tuple[http.client.HTTPResponse, bytes]:
         conn = self._open()
         try:
             # A memoryview goes to the socket as it is (http.client copies `bytes` bodies).
-            conn.request("PUT", self._target, body=body, headers=headers)
+            conn.request(method, self._target, body=body, headers=headers)
             response = conn.getresponse()
             data = response.read()
         except (OSError, http.client.HTTPException) as error:
@@ -186,23 +196,7 @@ class Connection:
             self._used = time.monotonic()
         if response.will_close:
             self.close()
-        return _answer(response, data)
-
-    def post(self, body: bytes, headers: dict[str, str]) -> tuple[int, str | None]:
-        """One POST (opening a session, or a form upload): its status and Location."""
-        conn = self._open()
-        try:
-            conn.request("POST", self._target, body=body, headers=headers)
-            response = conn.getresponse()
-            response.read()
-        except (OSError, http.client.HTTPException) as error:
-            self.close()
-            raise Lost(str(error) or type(error).__name__) from None
-        finally:
-            self._used = time.monotonic()
-        if response.will_close:
-            self.close()
-        return response.status, response.getheader("Location")
+        return response, data
 
 
 def _answer(response: http.client.HTTPResponse, data: bytes) -> Answer:

@@ -21,10 +21,10 @@ import os
 import statistics
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tests.bench.bench_e2e import _http
 from tests.bench.cloud import local_cloud
 from tests.bench.results import record, table
 
@@ -97,16 +97,6 @@ def creates_and_sync(creates: int) -> dict[str, float]:
         "array_create_envs_ratio": medians["array_envs"] / medians["plain"],
         "array_sync_writes_1k": writes,
     }
-
-
-def _http(method: str, url: str, body: Any = None) -> dict[str, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=60) as answer:
-        result: dict[str, Any] = json.loads(answer.read())
-    return result
 
 
 def end_to_end(tasks: int) -> dict[str, float]:

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +17,7 @@ import pytest
 
 from infra.local.config import isolated_env
 from infra.local.stack import read_env_file
-from tests.local.test_stack import alive, descendants, start_stack
+from tests.local.test_stack import descendants, start_stack, stop_stack
 
 KTR = Path(sys.executable).parent / "ktr"
 RUN_SECONDS = 300  # a hung ktr fails its test instead of the whole run
@@ -72,14 +70,5 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         spawned = descendants(stack.pid)
         yield read_env_file(state / "env")
     finally:
-        stack.send_signal(signal.SIGTERM)
-        try:
-            stack.wait(timeout=60)
-        finally:
-            if stack.poll() is None:
-                os.killpg(stack.pid, signal.SIGKILL)
+        stop_stack(stack, spawned)
     assert stack.returncode == 0
-    deadline = time.monotonic() + 15
-    while any(alive(pid) for pid in spawned):
-        assert time.monotonic() < deadline, [pid for pid in spawned if alive(pid)]
-        time.sleep(0.1)

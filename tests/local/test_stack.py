@@ -194,6 +194,21 @@ def command_line(pid: int) -> str:
         return ""
 
 
+def stop_stack(stack: subprocess.Popen[str], spawned: set[int]) -> None:
+    """SIGTERM, as make sends it (SIGKILL to its group past a minute); then every process
+    it spawned must be gone within 15 s."""
+    stack.send_signal(signal.SIGTERM)
+    try:
+        stack.wait(timeout=60)
+    finally:
+        if stack.poll() is None:
+            os.killpg(stack.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while any(alive(pid) for pid in spawned):
+        assert time.monotonic() < deadline, [pid for pid in spawned if alive(pid)]
+        time.sleep(0.1)
+
+
 def start_stack(state: Path, env: dict[str, str], *wrapper: str) -> subprocess.Popen[str]:
     stack = subprocess.Popen(
         [sys.executable, *wrapper, "-m", "infra.local.stack"],

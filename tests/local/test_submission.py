@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import signal
 import time
 import zipfile
 from typing import Any
@@ -18,7 +16,7 @@ import requests
 from infra.local.config import isolated_env
 from infra.local.stack import read_env_file
 from tests.fixtures.api import zip_bytes
-from tests.local.test_stack import alive, descendants, start_stack
+from tests.local.test_stack import descendants, start_stack, stop_stack
 
 pytestmark = pytest.mark.slow
 COPY = "import shutil; shutil.copytree('/input', '/output', dirs_exist_ok=True)"
@@ -75,13 +73,4 @@ def test_a_zip_uploaded_under_submissions_runs_through_the_relay(tmp_path):
         refused = _wait_for("error object", lambda: read("submissions/refused.error.json"))
         assert (refused["status"], refused["error"]) == (400, "InvalidParameters")
     finally:
-        stack.send_signal(signal.SIGTERM)
-        try:
-            stack.wait(timeout=60)
-        finally:
-            if stack.poll() is None:
-                os.killpg(stack.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 15
-    while any(alive(pid) for pid in spawned):
-        assert time.monotonic() < deadline, [pid for pid in spawned if alive(pid)]
-        time.sleep(0.1)
+        stop_stack(stack, spawned)

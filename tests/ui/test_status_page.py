@@ -6,8 +6,6 @@ Saves docs/status-list.png and docs/status-job.png, the README's pictures of the
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,7 +18,7 @@ import requests
 
 from infra.local.config import isolated_env
 from infra.local.prereqs import CHROMIUM
-from tests.local.test_stack import alive, descendants, start_stack
+from tests.local.test_stack import descendants, start_stack, stop_stack
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,16 +91,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
         cloud.wait_for(cloud.jobs["running"]["id"], "running")
         yield cloud
     finally:
-        stack.send_signal(signal.SIGTERM)
-        try:
-            stack.wait(timeout=60)
-        finally:
-            if stack.poll() is None:
-                os.killpg(stack.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 15
-    while any(alive(pid) for pid in spawned):
-        assert time.monotonic() < deadline, [pid for pid in spawned if alive(pid)]
-        time.sleep(0.1)
+        stop_stack(stack, spawned)
 
 
 @dataclass
