@@ -129,6 +129,25 @@ class Api:
             text = " ".join(answer.text.split())[:200]
             raise CliError(f"The upload was refused: HTTP {answer.status_code} {text}")
 
+    def task_output_url(self, job_id: str, index: int) -> str | None:
+        """Where an array job's task's output is (the API redirects to a signed URL); None
+        when it has none (the task failed)."""
+        url = f"{self.url}/batch/{job_id}/outputs/{index}"
+        try:
+            answer = self.session.get(
+                url,
+                allow_redirects=False,
+                headers=self._headers(),
+                timeout=(CONNECT_SECONDS, READ_SECONDS),
+            )
+        except requests.RequestException as error:
+            raise CliError(transport_error(url, error)) from None
+        if answer.status_code == 404 and answer.json().get("error") == "NotFound":
+            return None
+        if answer.status_code != 302 or not answer.headers.get("Location"):
+            raise ApiError(answer.status_code, f"HTTP {answer.status_code}", answer.text[:200], "")
+        return str(answer.headers["Location"])
+
     def download(self, url: str, into: IO[bytes], progress: Any = None) -> None:
         try:
             with requests.get(url, stream=True, timeout=(CONNECT_SECONDS, TRANSFER_SECONDS)) as r:

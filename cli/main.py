@@ -352,6 +352,9 @@ def fetch(job_id: str, out: Path, api: str | None, as_json: bool) -> None:
 def _fetch(client: Api, job: dict[str, Any], out: Path, *, as_json: bool) -> None:
     """The output unzipped into `out`; an array job's, each task's into `out/<index>/`."""
     urls = job.get("task_output_urls")
+    if urls is None and job.get("tasks"):  # too many tasks to list on the record
+        count = int(job["tasks"]["count"])
+        urls = [client.task_output_url(str(job["id"]), index) for index in range(count)]
     if urls is None:
         _fetch_one(client, job, str(job["output_file_url"]), out, as_json=as_json)
         return

@@ -171,13 +171,14 @@ def _refresh_output_url(job: Job, backends: Backends) -> Job:
     if job.output_url_expires > now_ms():
         return job
     changes: dict[str, Any]
-    if job.task_output_urls is not None:
+    if job.task_count is not None:
         from shared.jobs import arrays
 
-        landed = {index for index, url in enumerate(job.task_output_urls) if url is not None}
-        urls, expires = arrays.output_urls(job, backends, landed)
-        changes = {"task_output_urls": urls, "output_url_expires": expires}
-        changes["output_file_url"] = next((url for url in urls if url is not None), None)
+        if job.task_output_urls is not None:
+            landed = {index for index, url in enumerate(job.task_output_urls) if url}
+        else:
+            landed = arrays.landed(job, backends)
+        changes = arrays.success_urls(job, backends, landed)
     else:
         url, expires = backends.bucket.output_url(
             job.output_object, backends.settings.output_url_lifetime
@@ -270,6 +271,26 @@ def job_log(request: Request, job_id: str, *, backends: Backends) -> Response:
             raise InvalidParameters(data={"task": f"Must be a task index from 0 to {count - 1}"})
         task = int(raw)
     return envelope(joblogs.read(job, backends, tail=tail, task=task).as_dict())
+
+
+@respond_errors
+def task_output(request: Request, job_id: str, index: str, *, backends: Backends) -> Response:
+    """An array job's task's output: 302 to a URL signed for this request, any number of
+    tasks (the record lists them only up to arrays.MAX_LISTED_OUTPUTS)."""
+    from shared.jobs import lifecycle
+
+    job = lifecycle.get(job_id, store=backends.store)
+    count = job.task_count
+    if count is None:
+        raise InvalidParameters(data={"index": "Only for array jobs (task_count)"})
+    if not index.isascii() or not index.isdigit() or not int(index) < count:
+        raise InvalidParameters(data={"index": f"Must be a task index from 0 to {count - 1}"})
+    name = job.task_output_object(int(index))
+    metadata = backends.bucket.metadata(name)
+    if metadata is None or metadata.get("job-id") != job.id:
+        raise NotFound(msg=f"Task {index} of job {job.id} has no output (yet)")
+    url, _ = backends.bucket.output_url(name, backends.settings.output_url_lifetime)
+    return envelope({"url": url}, status=302, headers={"Location": url})
 
 
 @respond_errors

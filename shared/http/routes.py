@@ -21,6 +21,8 @@ COLLECTION_METHODS = ("GET", "POST")  # /batch/
 JOB_METHODS = ("GET", "DELETE")  # /batch/<id>
 LOGS = "logs"
 LOGS_METHODS = ("GET",)  # /batch/<id>/logs
+OUTPUTS = "outputs"
+OUTPUTS_METHODS = ("GET",)  # /batch/<id>/outputs/<index>
 HEALTHCHECK = "healthcheck"
 HEALTHCHECK_METHODS = ("GET",)  # /healthcheck
 UI = "ui"
@@ -34,13 +36,16 @@ def _logs(request: Request, job_id: str) -> Response:
 
 
 def _job_path(parts: list[str]) -> tuple[str, tuple[str, ...]] | None:
-    """(job id, the methods served) for `/batch/<id>` and `/batch/<id>/logs`."""
+    """(job id, the methods served) for `/batch/<id>`, `/batch/<id>/logs` and
+    `/batch/<id>/outputs/<index>`."""
     if parts[:1] != ["batch"]:
         return None
     if len(parts) == 2:
         return parts[1], JOB_METHODS
     if len(parts) == 3 and parts[2] == LOGS:
         return parts[1], LOGS_METHODS
+    if len(parts) == 4 and parts[2] == OUTPUTS:
+        return parts[1], OUTPUTS_METHODS
     return None
 
 
@@ -62,7 +67,8 @@ def _ui(request: Request, parts: list[str]) -> Response:
 
 def batch_api(request: Request) -> Response:
     """GET /batch/, POST /batch/, GET /batch/<id>, DELETE /batch/<id>, GET /batch/<id>/logs,
-    GET /healthcheck, and the status page: GET /ui, GET /ui/, GET /ui/app.js, GET /ui/style.css."""
+    GET /batch/<id>/outputs/<index>, GET /healthcheck, and the status page: GET /ui,
+    GET /ui/, GET /ui/app.js, GET /ui/style.css."""
     parts = _parts(request)
     if parts[:1] == [UI]:
         return _ui(request, parts)
@@ -72,6 +78,10 @@ def batch_api(request: Request) -> Response:
         return api.healthcheck(request)
     if len(parts) == 3 and _job_path(parts):
         return _logs(request, parts[1])
+    if len(parts) == 4 and _job_path(parts):
+        if request.method != "GET":
+            return api.method_not_allowed(request, OUTPUTS_METHODS)
+        return api.task_output(request, parts[1], parts[3])
     if not parts or parts[0] != "batch" or len(parts) > 2:
         return api.not_found(request)
     if len(parts) == 1:

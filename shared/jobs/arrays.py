@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 # Set on an Indexed Job's pods, as annotation and label (pkg/apis/batch/types.go).
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 MAX_FAILED_TASKS = 100
+# task_output_urls are kept on the record up to this many tasks: a signed URL is up to about
+# 800 bytes, and a Firestore document holds 1 MiB. Any task's output, in any array job, is
+# also at GET /batch/<id>/outputs/<index>, a redirect to a URL signed for that request.
+MAX_LISTED_OUTPUTS = 1000
 SIGNING_THREADS = 16  # threads that sign URLs or save logs, one task each
 
 
@@ -160,6 +164,19 @@ def output_urls(
     signed = _each(sign, range(job.task_count or 0))
     expiries = [entry[1] for entry in signed if entry is not None and entry[1] is not None]
     return [entry[0] if entry else None for entry in signed], min(expiries, default=None)
+
+
+def success_urls(job: Job, backends: Backends, outputs: set[int]) -> dict[str, Any]:
+    """The record's URLs once the tasks `outputs` have landed: output_file_url (the first
+    task's), when it expires, and task_output_urls when the job has few enough tasks."""
+    if (job.task_count or 0) <= MAX_LISTED_OUTPUTS:
+        urls, expires = output_urls(job, backends, outputs)
+        first = next((url for url in urls if url is not None), None)
+        return {"task_output_urls": urls, "output_file_url": first, "output_url_expires": expires}
+    url, expires = backends.bucket.output_url(
+        job.task_output_object(min(outputs)), backends.settings.output_url_lifetime
+    )
+    return {"task_output_urls": None, "output_file_url": url, "output_url_expires": expires}
 
 
 def save_logs(job: Job, backends: Backends, pods: list[Pod]) -> None:

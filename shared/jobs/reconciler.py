@@ -426,15 +426,13 @@ def complete_success(
     cleaning in the same write), then save the log and remove the Job from the cluster.
     Without `pods` (the finalize event), the job's pods are read first: they tell when the
     user's container started, and hold its log. An array job's `outputs` are the tasks
-    whose outputs landed: each gets a URL, and output_file_url is the first's."""
+    whose outputs landed: see arrays.success_urls."""
     if pods is None:
         pods = joblogs.job_pods(job, backends)
         updates = {**observed(job, pods), **(updates or {})}
     updates = dict(updates or {})
     if outputs is not None:
-        urls, expires = arrays.output_urls(job, backends, outputs)
-        url = next(found for found in urls if found is not None)
-        updates["task_output_urls"] = urls
+        updates.update(arrays.success_urls(job, backends, outputs))
         tasks = dict(job.tasks or {}, **(updates.get("tasks") or {}))
         count = job.task_count or 0
         tasks.update(succeeded=len(outputs), failed=count - len(outputs), running=0, pending=0)
@@ -443,6 +441,7 @@ def complete_success(
         url, expires = backends.bucket.output_url(
             job.output_object, backends.settings.output_url_lifetime
         )
+        updates.update(output_file_url=url, output_url_expires=expires)
     done_why = USERS_DONE if outputs is not None else USER_DONE
     via = [(Status.CLEANING, done_why)] if job.status is Status.RUNNING else []
     done = backends.store.transition(
@@ -451,7 +450,7 @@ def complete_success(
         reason=reason,
         expect={job.status},
         via=via,
-        updates={**(updates or {}), "output_file_url": url, "output_url_expires": expires},
+        updates=updates,
     )
     remove_from_cluster(done, backends, pods)
     return done

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import requests
 
+from shared.jobs import arrays
 from shared.model.job import Status
 from tests.api.conftest import status_is
 from tests.api.test_lifecycle import assert_cluster_empty, assert_path_allowed, transitions
@@ -66,6 +67,11 @@ def test_a_sweep_of_five_tasks(fn, backends, batch_v1, core_v1, namespace, stora
         assert saved(storage_client, bucket, f"{job['name']}-logs-{index}.txt") == (
             f"log of {index}\n"
         )
+    redirect = fn.clients["batch_api"].get(f"/batch/{job['id']}/outputs/2")
+    assert redirect.status_code == 302
+    assert unzip(redirect.headers["Location"]) == {"who.txt": b"2 of 5: value 2 with 'quotes'\n"}
+    status, body = fn.api("GET", f"/batch/{job['id']}/outputs/5")
+    assert status == 400 and "from 0 to 4" in body["data"]["index"]
     status, body = fn.api("GET", f"/batch/{job['id']}/logs?task=3")
     assert status == 200 and body["data"]["log"] == "log of 3\n"
     status, body = fn.api("GET", f"/batch/{job['id']}/logs")
@@ -161,11 +167,13 @@ def test_kill_in_the_middle(fn, backends, batch_v1, core_v1, namespace, storage_
 
 
 def test_duplicate_finalize_events_count_once(
-    fn, backends, batch_v1, core_v1, namespace, storage_client, bucket
+    fn, backends, batch_v1, core_v1, namespace, storage_client, bucket, monkeypatch
 ):
     """Each output counts once however often its event comes: the job succeeds on the
     event that finds the last one, and only then. The tasks sleep; the test lands their
-    outputs itself, as their stage-outs would (with the job-id metadata)."""
+    outputs itself, as their stage-outs would (with the job-id metadata). The record lists
+    no task_output_urls here (as past 1,000 tasks): the outputs route serves each."""
+    monkeypatch.setattr(arrays, "MAX_LISTED_OUTPUTS", 2)
     job = create(
         fn,
         docker_image=HOST_IMAGE,
@@ -180,6 +188,7 @@ def test_duplicate_finalize_events_count_once(
         blob.upload_from_string(b"PK\x05\x06" + bytes(18), content_type="application/zip")
         return {"bucket": bucket, "name": blob.name, "metadata": blob.metadata}
 
+    assert fn.api("GET", f"/batch/{job['id']}/outputs/0")[0] == 404  # not landed yet
     first = land(0)
     for _ in range(3):  # redelivered
         assert fn.finalize(first, "event-0") == 200
@@ -193,7 +202,11 @@ def test_duplicate_finalize_events_count_once(
     assert fn.finalize(last, "event-1") == 200
     done = fn.job(job["id"])
     assert done["status"] == "succeeded"
-    assert len(done["task_output_urls"]) == 3
+    assert "task_output_urls" not in done and done["output_file_url"]
+    for index in range(3):
+        redirect = fn.clients["batch_api"].get(f"/batch/{job['id']}/outputs/{index}")
+        assert redirect.status_code == 302, redirect.data
+        assert requests.get(redirect.headers["Location"], timeout=10).status_code == 200
     assert transitions(backends, job) == ["running", "cleaning", "succeeded"]
     assert_cluster_empty(batch_v1, core_v1, namespace)
 
@@ -222,3 +235,5 @@ def test_logs_of_a_task_that_is_not_there(fn, backends):
     plain = create(fn, command=["true"])
     status, body = fn.api("GET", f"/batch/{plain['id']}/logs?task=0")
     assert status == 400 and "Only for array jobs" in body["data"]["task"]
+    status, body = fn.api("GET", f"/batch/{plain['id']}/outputs/0")
+    assert status == 400 and "Only for array jobs" in body["data"]["index"]

@@ -104,7 +104,10 @@ def _routes_in_the_code() -> set[tuple[str, str]]:
     """The routes `batch_api` declares in its docstring, with <id> as OpenAPI writes it."""
     doc = routes.batch_api.__doc__ or ""
     found = re.findall(r"\b(GET|POST|PUT|PATCH|DELETE) (/[^\s,]*)", doc)
-    return {(method, path.rstrip(".").replace("<id>", "{id}")) for method, path in found}
+    return {
+        (method, path.rstrip(".").replace("<id>", "{id}").replace("<index>", "{index}"))
+        for method, path in found
+    }
 
 
 def test_every_route_of_the_code_is_in_the_spec():
