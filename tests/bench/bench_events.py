@@ -66,7 +66,11 @@ class Arrivals:
             return self.seen[key]
 
     def close(self) -> None:
+        """Cancel the pull and wait for its threads to stop, then close the client: closed
+        first, its channel would be gone under a last acknowledgement."""
         self.future.cancel()
+        with contextlib.suppress(Exception):
+            self.future.result(timeout=30)
         self.subscriber.close()
 
 
