@@ -469,6 +469,7 @@ def in_the_envelope(ctx: CheckContext, response: Response, case: Case) -> bool |
 schema = schemathesis.openapi.from_path(SPEC_PATH)
 
 
+_IMPORTED_MS = int(time.time() * 1000)
 START_AFTER = validator("#/components/schemas/JobParameters/properties/start_after")
 INPUT_URL = validator("#/components/schemas/JobParameters/properties/input_url")
 TASK_COUNT = validator("#/components/schemas/JobParameters/properties/task_count")
@@ -485,12 +486,14 @@ def flatmap_body(ctx: HookContext, body: Any) -> st.SearchStrategy[Any]:
     replacements: dict[str, st.SearchStrategy[Any]] = {}
     start_after = params.get("start_after")
     if start_after is not None and START_AFTER.is_valid(start_after):
-        now = int(time.time() * 1000)
+        # From one moment fixed at import: a strategy whose bounds moved with the clock
+        # would draw differently when hypothesis replays a case (FlakyStrategyDefinition).
+        now = _IMPORTED_MS
         replacements["start_after"] = st.one_of(
-            st.integers(now + 60_000, now + 29 * 24 * 3600 * 1000),
-            st.integers(60, 29 * 24 * 3600).map(
+            st.integers(now + 3_600_000, now + 29 * 24 * 3600 * 1000),
+            st.integers(3600, 29 * 24 * 3600).map(
                 lambda ahead: (
-                    (datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=ahead))
+                    datetime.datetime.fromtimestamp(now / 1000 + ahead, datetime.UTC)
                     .isoformat()
                     .replace("+00:00", "Z")
                 )
