@@ -37,7 +37,7 @@ import requests
 from cloudevents.http import CloudEvent
 
 from infra.local.procs import StopSignal
-from infra.local.relay import RetryPolicy, deliver
+from infra.local.relay import RetryPolicy, add_retry_arguments, deliver, retry_policy
 from shared import logs
 from shared.cloud.documents import encode_event
 
@@ -212,9 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--database", default="(default)")
     parser.add_argument("--collection", required=True, help="the collection to listen to")
     parser.add_argument("--target", required=True, help="URL of the CloudEvent function")
-    parser.add_argument("--max-attempts", type=int, default=RetryPolicy.max_attempts)
-    parser.add_argument("--initial-backoff", type=float, default=RetryPolicy.initial_backoff)
-    parser.add_argument("--max-backoff", type=float, default=RetryPolicy.max_backoff)
+    add_retry_arguments(parser)
     parser.add_argument("--ready-file", type=Path, help="written once the listener listens")
     args = parser.parse_args(argv)
     logs.configure(os.environ.get("LOG_LEVEL", "INFO"))
@@ -222,11 +220,7 @@ def main(argv: list[str] | None = None) -> None:
         args.project,
         args.collection,
         args.target,
-        RetryPolicy(
-            max_attempts=args.max_attempts,
-            initial_backoff=args.initial_backoff,
-            max_backoff=args.max_backoff,
-        ),
+        retry_policy(args),
         database=args.database,
         ready_file=args.ready_file,
     )

@@ -290,13 +290,26 @@ class Relay:
             )
 
 
+def add_retry_arguments(parser: argparse.ArgumentParser) -> None:
+    """--max-attempts, --initial-backoff and --max-backoff: a RetryPolicy (retry_policy)."""
+    parser.add_argument("--max-attempts", type=int, default=RetryPolicy.max_attempts)
+    parser.add_argument("--initial-backoff", type=float, default=RetryPolicy.initial_backoff)
+    parser.add_argument("--max-backoff", type=float, default=RetryPolicy.max_backoff)
+
+
+def retry_policy(args: argparse.Namespace) -> RetryPolicy:
+    return RetryPolicy(
+        max_attempts=args.max_attempts,
+        initial_backoff=args.initial_backoff,
+        max_backoff=args.max_backoff,
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subscription", required=True, help="projects/P/subscriptions/S")
     parser.add_argument("--target", required=True, help="URL of the CloudEvent function")
-    parser.add_argument("--max-attempts", type=int, default=RetryPolicy.max_attempts)
-    parser.add_argument("--initial-backoff", type=float, default=RetryPolicy.initial_backoff)
-    parser.add_argument("--max-backoff", type=float, default=RetryPolicy.max_backoff)
+    add_retry_arguments(parser)
     parser.add_argument("--ready-file", type=Path, help="written once the relay pulls")
     parser.add_argument(
         "--events",
@@ -310,11 +323,7 @@ def main(argv: list[str] | None = None) -> None:
     relay = Relay(
         args.subscription,
         args.target,
-        RetryPolicy(
-            max_attempts=args.max_attempts,
-            initial_backoff=args.initial_backoff,
-            max_backoff=args.max_backoff,
-        ),
+        retry_policy(args),
         ready_file=args.ready_file,
         events=args.events,
         topic=args.topic,

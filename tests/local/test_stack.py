@@ -139,12 +139,7 @@ def test_make_run_serves_everything_and_leaves_nothing_behind(tmp_path):
         assert "already running" in second.stderr
         assert stack.poll() is None, "the second copy must not disturb the first"
     finally:
-        stack.send_signal(signal.SIGTERM)
-        try:
-            stack.wait(timeout=60)
-        finally:
-            if stack.poll() is None:
-                os.killpg(stack.pid, signal.SIGKILL)
+        stop_stack(stack, spawned)
     assert stack.returncode == 0
     assert not (state / "env").exists()
     assert spawned, "the stack runs its servers as child processes"
