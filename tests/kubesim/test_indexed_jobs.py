@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import time
 from typing import Any
 
 import pytest
@@ -176,6 +177,30 @@ def test_an_index_that_fails_once_is_retried(tmp_path, batch_v1, core_v1, namesp
     for group in pods.values():
         for pod in group:
             assert "finalizers" not in pod["metadata"]
+
+
+def test_an_index_waits_its_back_off_before_a_new_pod(tmp_path, batch_v1, core_v1, namespace):
+    """getRemainingTimePerIndex: the replacement of an index's first failure waits 10
+    simulated seconds (0.5 s at the tests' speed 20) after the failure."""
+    marker = tmp_path / "tried"
+    body = indexed(
+        "wait",
+        script(f"[ -e {marker} ] && exit 0; touch {marker}; exit 1"),
+        completions=1,
+        backoffLimitPerIndex=1,
+    )
+    batch_v1.create_namespaced_job(namespace, body)
+
+    def failed():
+        pods = job_pods(core_v1, namespace, "wait")
+        return pods if pods and pods[0]["status"].get("phase") == "Failed" else None
+
+    wait_for(failed, what="the first pod failed")
+    failed_at = time.monotonic()
+    wait_for(lambda: len(job_pods(core_v1, namespace, "wait")) == 2, what="the replacement")
+    assert time.monotonic() - failed_at >= 0.4  # the 0.5 s back-off, less polling latency
+    done = wait_for(job_finished(batch_v1, namespace, "wait"), timeout=10)
+    assert done["status"]["completedIndexes"] == "0"
 
 
 def test_failed_replacement_waits_for_the_terminating_pod(batch_v1, core_v1, namespace):
