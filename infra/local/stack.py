@@ -79,6 +79,10 @@ STOP_SECONDS = FRONT_GRACE + BACK_MIN_GRACE + 2 * KILL_WAIT  # the longest a sto
 T = TypeVar("T")
 
 
+# Eventarc retries a failed delivery with backoff for up to a day: the relays' stand-in.
+EVENTARC_RETRY = ("--max-attempts=1500", "--initial-backoff=1", "--max-backoff=60")
+
+
 class AlreadyRunningError(RuntimeError):
     pass
 
@@ -211,6 +215,17 @@ class Stack:
             cwd=REPO_ROOT,
         )
 
+    def _python_ready(self, name: str, module: str, endpoint: str, *args: str) -> None:
+        """`_python`, passed a `--ready-file` that it writes once it is at work, waited for
+        (60 s at most): a relay that has not made its first pull, or a listener not yet
+        listening, would miss what happens right after the stack says it is up."""
+        ready = self.settings.state_dir / f"{name}.ready"
+        ready.unlink(missing_ok=True)
+        process = self._python(name, module, *args, f"--ready-file={ready}")
+        pending = Starting(process, ready.exists, 60.0)
+        self._track(pending)
+        self._started(pending, endpoint)
+
     def _started(self, starting: Starting, endpoint: str) -> ServerProcess:
         server = starting.wait(self.stop_signal)
         self.endpoints.append((server.name, endpoint))
@@ -324,39 +339,26 @@ class Stack:
         for name, pending in starting:
             self._started(pending, f"http://127.0.0.1:{ports[name]} ({name})")
         if FINALIZE_FUNCTION in functions:
-            ready = s.state_dir / "relay.ready"
-            ready.unlink(missing_ok=True)
-            relay = self._python(
+            # Waited for: the env file says everything is up, the first upload's event too.
+            self._python_ready(
                 "eventarc-relay",
                 "infra.local.relay",
+                f"{GCS_TOPIC} -> {FINALIZE_FUNCTION}",
                 f"--subscription=projects/{s.project}/subscriptions/{RELAY_SUBSCRIPTION}",
                 f"--target=http://127.0.0.1:{ports[FINALIZE_FUNCTION]}/",
-                f"--ready-file={ready}",
             )
-            # Waited for: the env file says everything is up, the first upload's event too.
-            pending = Starting(relay, ready.exists, 60.0)
-            self._track(pending)
-            self._started(pending, f"{GCS_TOPIC} -> {FINALIZE_FUNCTION}")
         if EVENTS_FUNCTION in functions:
+            # Waited for: a write made once the stack is up must not precede the listener.
             collection = self.env.get("FIRESTORE_COLLECTION") or "batch_jobs"
-            ready = s.state_dir / "firestore-trigger.ready"
-            ready.unlink(missing_ok=True)
-            trigger = self._python(
+            self._python_ready(
                 "eventarc-firestore",
                 "infra.local.firestore_trigger",
+                f"writes of {collection} -> {EVENTS_FUNCTION}",
                 f"--project={s.project}",
                 f"--collection={collection}",
                 f"--target=http://127.0.0.1:{ports[EVENTS_FUNCTION]}/",
-                f"--ready-file={ready}",
-                # Eventarc retries a failed delivery with backoff for up to a day.
-                "--max-attempts=1500",
-                "--initial-backoff=1",
-                "--max-backoff=60",
+                *EVENTARC_RETRY,
             )
-            # Waited for: a write made once the stack is up must not precede the listener.
-            pending = Starting(trigger, ready.exists, 60.0)
-            self._track(pending)
-            self._started(pending, f"writes of {collection} -> {EVENTS_FUNCTION}")
         if CALLBACKS_FUNCTION in functions:
             # Eventarc's Pub/Sub trigger with retry: backoff doubling to a minute, for as long
             # as Pub/Sub keeps a message (the function itself gives up after
@@ -368,9 +370,7 @@ class Stack:
                 f"--subscription=projects/{s.project}/subscriptions/{CALLBACKS_SUBSCRIPTION}",
                 f"--topic=projects/{s.project}/topics/{EVENTS_TOPIC}",
                 f"--target=http://127.0.0.1:{ports[CALLBACKS_FUNCTION]}/",
-                "--max-attempts=1500",
-                "--initial-backoff=1",
-                "--max-backoff=60",
+                *EVENTARC_RETRY,
             )
             self.servers.append(relay)
             self.endpoints.append(("eventarc-callbacks", f"{EVENTS_TOPIC} -> {CALLBACKS_FUNCTION}"))

@@ -85,7 +85,7 @@ def test_make_run_serves_everything_and_leaves_nothing_behind(tmp_path):
         cloud = read_env_file(state / "env")
         spawned = descendants(stack.pid)
         # Up means the Firestore trigger's stand-in listens: no write can precede it.
-        assert (state / "firestore-trigger.ready").exists()
+        assert (state / "eventarc-firestore.ready").exists()
 
         assert cloud["GOOGLE_CLOUD_PROJECT"] == "stack-test"
         assert cloud["KUBECONFIG"] == str(state / "kubeconfig")
