@@ -92,15 +92,21 @@ def flaky(tmp_path, *, fail_for_good: int | None = None, fail_once: int | None =
     )
 
 
-def test_a_task_that_fails_once_succeeds_on_its_retry(fn, backends, tmp_path):
+def run_flaky(fn, tmp_path, *, fail_once=None, fail_for_good=None, **params: Any) -> tuple:
+    """Create a 3-task job of the `flaky` script and sync it to its end: (job, done)."""
+    script = flaky(tmp_path, fail_once=fail_once, fail_for_good=fail_for_good)
     job = create(
         fn,
         docker_image=HOST_IMAGE,
         task_count=3,
-        retries=1,
-        environment_variables={"KUBESIM_SH": flaky(tmp_path, fail_once=1)},
+        environment_variables={"KUBESIM_SH": script},
+        **params,
     )
-    done = fn.sync_until(job["id"], FINAL, timeout=120)
+    return job, fn.sync_until(job["id"], FINAL, timeout=120)
+
+
+def test_a_task_that_fails_once_succeeds_on_its_retry(fn, backends, tmp_path):
+    _, done = run_flaky(fn, tmp_path, fail_once=1, retries=1)
     assert done["status"] == "succeeded", done
     assert (tmp_path / "tried").exists()
     assert [unzip(url) for url in done["task_output_urls"]] == [
@@ -112,13 +118,7 @@ def test_a_task_that_fails_once_succeeds_on_its_retry(fn, backends, tmp_path):
 def test_a_task_that_fails_for_good_fails_the_job(
     fn, backends, batch_v1, core_v1, namespace, tmp_path
 ):
-    job = create(
-        fn,
-        docker_image=HOST_IMAGE,
-        task_count=3,
-        environment_variables={"KUBESIM_SH": flaky(tmp_path, fail_for_good=1)},
-    )
-    done = fn.sync_until(job["id"], FINAL, timeout=120)
+    _, done = run_flaky(fn, tmp_path, fail_for_good=1)
     assert done["status"] == "failed", done
     assert done["reason"] == "TasksFailed"
     assert "1 of 3 tasks failed (tasks 1)" in done["message"]
@@ -129,14 +129,7 @@ def test_a_task_that_fails_for_good_fails_the_job(
 
 
 def test_a_tolerated_failure_still_succeeds(fn, backends, storage_client, bucket, tmp_path):
-    job = create(
-        fn,
-        docker_image=HOST_IMAGE,
-        task_count=3,
-        max_failed_tasks=1,
-        environment_variables={"KUBESIM_SH": flaky(tmp_path, fail_for_good=1)},
-    )
-    done = fn.sync_until(job["id"], FINAL, timeout=120)
+    job, done = run_flaky(fn, tmp_path, fail_for_good=1, max_failed_tasks=1)
     assert done["status"] == "succeeded", done
     assert done["tasks"]["succeeded"] == 2 and done["tasks"]["failed"] == 1
     urls = done["task_output_urls"]

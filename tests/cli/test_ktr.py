@@ -40,6 +40,15 @@ def status(ktr: Any, ident: str) -> dict[str, Any]:
     return job
 
 
+def submit_copy(ktr: Any, source: Path, out: Path) -> Result:
+    """`ktr submit SOURCE --wait --fetch OUT` of a job that copies /input to /output."""
+    result: Result = ktr(
+        "submit", str(source), "--image", "python:3.11", "--wait", "--fetch", str(out),
+        "--", "python", "-c", COPY,
+    )  # fmt: skip
+    return result
+
+
 def test_a_small_directory_goes_inline_and_its_output_comes_back(ktr, tmp_path):
     source = tmp_path / "in"
     (source / "sub").mkdir(parents=True)
@@ -47,19 +56,7 @@ def test_a_small_directory_goes_inline_and_its_output_comes_back(ktr, tmp_path):
     (source / "sub" / "data.bin").write_bytes(bytes(range(256)))
     out = tmp_path / "out"
 
-    done = ktr(
-        "submit",
-        str(source),
-        "--image",
-        "python:3.11",
-        "--wait",
-        "--fetch",
-        str(out),
-        "--",
-        "python",
-        "-c",
-        COPY,
-    )
+    done = submit_copy(ktr, source, out)
 
     assert done.code == 0, done.err
     assert (out / "greeting.txt").read_text() == "hello\n"
@@ -81,19 +78,7 @@ def test_a_large_directory_goes_through_the_upload(ktr, tmp_path):
     (source / "random.bin").write_bytes(payload)
     out = tmp_path / "out"
 
-    done = ktr(
-        "submit",
-        str(source),
-        "--image",
-        "python:3.11",
-        "--wait",
-        "--fetch",
-        str(out),
-        "--",
-        "python",
-        "-c",
-        COPY,
-    )
+    done = submit_copy(ktr, source, out)
 
     assert done.code == 0, done.err
     assert (out / "random.bin").read_bytes() == payload
