@@ -34,16 +34,20 @@ def at_once(calls: list[Callable[[], Any]]) -> list[Any]:
 
 
 def client(target: str) -> Any:
-    """A client of its own per thread (the app is shared by the process)."""
+    """A client of its own per thread. Build it before the threads start: functions-framework
+    compiles the source as it builds an app, and CPython 3.11's compiler is not safe to run
+    in fifty threads at once (python/cpython#106905)."""
     return functions_framework.create_app(target, MAIN).test_client()
 
 
 def post_job(name: str | None, **params: Any) -> Callable[[], tuple[int, dict[str, Any]]]:
+    api = client("batch_api")
+
     def call() -> tuple[int, dict[str, Any]]:
         body: dict[str, Any] = {"job_parameters": {"docker_image": "alpine:3", **params}}
         if name:
             body["name"] = name
-        response = client("batch_api").post("/batch/", json=body)
+        response = api.post("/batch/", json=body)
         return response.status_code, json.loads(response.data)
 
     return call
@@ -85,12 +89,14 @@ def test_twenty_kills_while_two_syncs_overlap(fn, settled):
     jobs = [create(fn, f"k-{i}", **env(KUBESIM_RUN_SECONDS=0 if i % 2 else 600)) for i in range(20)]
 
     def kill(job_id: str) -> Callable[[], int]:
-        return lambda: client("kill_job").delete(f"/{job_id}").status_code
+        killer = client("kill_job")
+        return lambda: killer.delete(f"/{job_id}").status_code
 
-    def sync() -> int:
-        return client("synchronize_batch_jobs").post("/").status_code
+    def sync() -> Callable[[], int]:
+        syncer = client("synchronize_batch_jobs")
+        return lambda: syncer.post("/").status_code
 
-    codes = at_once([sync, sync, *(kill(job["id"]) for job in jobs)])
+    codes = at_once([sync(), sync(), *(kill(job["id"]) for job in jobs)])
     assert codes[:2] == [200, 200]
     assert set(codes[2:]) <= {200, 400}
     sync_until_final(fn, [job["id"] for job in jobs], timeout=120)
@@ -126,6 +132,8 @@ def test_finalize_events_duplicated_and_out_of_order(
         from cloudevents.conversion import to_binary
         from cloudevents.http import CloudEvent
 
+        finalizer = client("on_output_finalized")
+
         def call() -> int:
             event = CloudEvent(
                 {
@@ -137,7 +145,7 @@ def test_finalize_events_duplicated_and_out_of_order(
                 data,
             )
             headers, body = to_binary(event)
-            return client("on_output_finalized").post("/", headers=headers, data=body).status_code
+            return finalizer.post("/", headers=headers, data=body).status_code
 
         return call
 
