@@ -175,8 +175,9 @@ def _create_submitted(
     job: Job, key: RequestKey | None, backends: Backends, environments: list[Any] | None
 ) -> Created:
     """Store, then deploy as an uploaded input is deployed (start_uploaded): a transient
-    failure changes nothing, and is raised for the event to come again; the redelivery
-    finds this job and finishes its start. A cluster refusal fails the job."""
+    failure (of the cluster, or of the task environments' write) changes nothing more, and
+    is raised for the event to come again; the redelivery, or the sync, finds this job and
+    finishes its start. A cluster refusal fails the job."""
     try:
         _store(job, backends, key, environments)
     except RequestSeenError as seen:
@@ -345,11 +346,22 @@ def _open_output(job: Job, backends: Backends) -> Future[str]:
     return _pool().submit(bucket.task_upload, prefix, job.id, lifetime, max_bytes)
 
 
+def write_task_environments(job: Job, environments: list[Any], backends: Backends) -> None:
+    """<name>-tasks.json, which each task's pod reads."""
+    backends.bucket.put_json(job.tasks_object, environments, {"job-id": job.id})
+
+
 def _put_task_environments(job: Job, environments: list[Any], backends: Backends) -> None:
-    """<name>-tasks.json, which each task's pod reads; a failure fails the create."""
+    """Write the task environments of a job just stored. A failure fails an API create.
+    A submission's job stays `created` and the error is raised, for its event to come
+    again: its next start writes them first (submissions.start)."""
     try:
-        backends.bucket.put_json(job.tasks_object, environments, {"job-id": job.id})
+        write_task_environments(job, environments, backends)
     except BucketError as error:
+        if job.submission is not None:
+            with log_context(job_id=job.id, job_name=job.name):
+                log.warning("writing the task environments failed; left to the next delivery")
+            raise
         reason, answer = _create_failure(job, error)
         backends.store.transition(
             job.id,

@@ -20,8 +20,8 @@ from typing import Any
 
 from shared.cloud.backends import Backends
 from shared.errors import BucketError, ClusterApiError, TransitionRefusedError
-from shared.jobs import arrays, joblogs
-from shared.jobs.lifecycle import remove_from_cluster, resume, start_submitted, start_uploaded
+from shared.jobs import arrays, joblogs, submissions
+from shared.jobs.lifecycle import remove_from_cluster, resume, start_uploaded
 from shared.logs import log_context
 from shared.model import manifests
 from shared.model.diagnosis import (
@@ -191,12 +191,12 @@ class Reconciler:
         """A submission's job whose start was cut short (a transient failure, its event not
         delivered again yet): its input is in the bucket, so the sync starts it."""
         try:
-            started, _ = start_submitted(job, self.b)
+            started, _ = submissions.start(job, self.b)
         except TransitionRefusedError:
             return  # started, killed or failed meanwhile
-        log.info("started a submitted job whose start was cut short")
-        if started.status is Status.RUNNING:
-            self.report.count(Status.RUNNING)
+        log.info("finished the start of a submitted job: %s", started.status.value)
+        if started.status in (Status.RUNNING, Status.FAILED):
+            self.report.count(started.status)
 
     def _awaiting_upload(self, job: Job) -> None:
         """Its input's finalize event deploys it; once the upload URL has expired, the sync

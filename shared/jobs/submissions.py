@@ -30,7 +30,7 @@ from shared.jobs import lifecycle
 from shared.logs import log_context
 from shared.model.job import Job, Status
 from shared.model.manifests import SUBMISSION_BODY
-from shared.model.validation import name_error
+from shared.model.validation import name_error, validate_create
 from shared.quantity import parse_quantity
 from shared.stager.config import Limits
 from shared.stager.errors import InputRejected
@@ -107,13 +107,7 @@ def _submit(
             msg=f"The submission is {info.size} bytes, more than MAX_INPUT_URL_BYTES "
             f"({settings.max_input_url_bytes})"
         )
-    limits = Limits(
-        max_files=settings.max_input_files,
-        max_uncompressed_bytes=max(settings.max_input_uncompressed, _bytes(settings.volume_size)),
-    )
-    body, has_input = backends.bucket.read_ranges(
-        object_name, info, lambda file: _read_body(file, limits)
-    )
+    body, has_input = _read(object_name, info, backends)
     if isinstance(body, dict):
         given = body.get("name")
         if given not in (None, "", name):
@@ -131,6 +125,16 @@ def _submit(
             raise
         return made, "", "created"
     return job, msg, "created" if job.status is not Status.FAILED else "failed"
+
+
+def _read(object_name: str, info: ObjectInfo, backends: Backends) -> tuple[Any, bool]:
+    """The submission's job.json, and whether the zip holds an input besides it."""
+    settings = backends.settings
+    limits = Limits(
+        max_files=settings.max_input_files,
+        max_uncompressed_bytes=max(settings.max_input_uncompressed, _bytes(settings.volume_size)),
+    )
+    return backends.bucket.read_ranges(object_name, info, lambda file: _read_body(file, limits))
 
 
 def _read_body(file: BinaryIO, limits: Limits) -> tuple[Any, bool]:
@@ -207,9 +211,45 @@ def _finish(job: Job, backends: Backends) -> tuple[Job, str]:
     with log_context(job_id=job.id, job_name=job.name):
         log.info("finishing the start of a submitted job")
         try:
-            return lifecycle.start_submitted(job, backends)
+            return start(job, backends)
         except TransitionRefusedError:
             return backends.store.get(job.id) or job, ""
+
+
+def start(job: Job, backends: Backends) -> tuple[Job, str]:
+    """Start a stored submission's job whose first start was cut short (by its event again,
+    or by the sync). An array job's task environments are written first when that start
+    did not write them: they are read again from the generation the job was made from.
+    Raises TransitionRefusedError if the job moved on meanwhile."""
+    if job.task_environments and backends.bucket.object_info(job.tasks_object) is None:
+        assert job.submission is not None and job.submission_generation is not None
+        info = backends.bucket.object_info(job.submission)
+        try:
+            if info is None or info.generation != job.submission_generation:
+                raise ObjectGoneError(job.submission)
+            body, _ = _read(job.submission, info, backends)
+        except ObjectGoneError:
+            return _fail_unstartable(job, backends), ""
+        environments = validate_create({**body, "name": job.name}).task_environments
+        assert environments is not None  # the same body made this job
+        lifecycle.write_task_environments(job, environments, backends)
+        log.info("wrote the task environments its first start did not")
+    return lifecycle.start_submitted(job, backends)
+
+
+def _fail_unstartable(job: Job, backends: Backends) -> Job:
+    """Its submission was deleted or replaced before its task environments were written:
+    there is nothing left to run its tasks with."""
+    message = f"{job.submission} was deleted or replaced before the job could start"
+    failed = backends.store.transition(
+        job.id,
+        Status.FAILED,
+        reason="its submission is gone",
+        expect={Status.CREATED},
+        updates={"reason": "SubmissionGone", "message": message},
+    )
+    log.error("the submission is gone; the job cannot start")
+    return failed
 
 
 def _write_job(

@@ -10,6 +10,7 @@ data really flows from /input to /output.
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any
 
@@ -17,7 +18,9 @@ import pytest
 
 from shared.model.job import Status
 from tests.api.conftest import status_is
+from tests.api.test_arrays import unzip
 from tests.api.test_run_options import COPY, output_files, zip_bytes
+from tests.fixtures.storage_proxy import failing_uploads
 from tests.robustness.helpers import reconfigure
 
 FINAL = status_is(Status.SUCCEEDED, Status.FAILED, Status.KILLED)
@@ -324,6 +327,62 @@ def test_the_sync_starts_a_submission_whose_start_was_cut_short(
     assert fn.finalize(event, event_id="2") == 200
     accepted = outcome(storage_client, bucket, "sub-synced", "job")
     assert accepted["job_id"] == waiting["id"] and accepted["data"]["status"] == "succeeded"
+
+
+def cut_short_sweep(fn, monkeypatch, storage_client, bucket, name: str) -> tuple[dict, dict]:
+    """A 2-task submission whose first delivery fails to write <name>-tasks.json (Cloud
+    Storage answers 503): (its event, the job it left waiting `created`)."""
+    sweep = 'echo "$TASK_INDEX: $X" > /output/who.txt'
+    job = {
+        "account_id": "acct-submit",
+        "job_parameters": {
+            "docker_image": "alpine:3",
+            "command": ["/bin/sh", "-c", sweep],
+            "task_environments": [{"X": "a"}, {"X": "b"}],
+        },
+    }
+    event = upload(storage_client, bucket, name, submission(job))
+    emulator = os.environ["STORAGE_EMULATOR_HOST"]
+    with failing_uploads(emulator, f"{name}-tasks.json".encode()) as storage:
+        reconfigure(monkeypatch, STORAGE_EMULATOR_HOST=storage)
+        assert fn.finalize(event) == 500
+    reconfigure(monkeypatch, STORAGE_EMULATOR_HOST=emulator)
+    (waiting,) = jobs_of(fn)
+    assert waiting["status"] == "created"
+    assert storage_client.bucket(bucket).get_blob(f"{name}-tasks.json") is None
+    assert outcome(storage_client, bucket, name, "job") is None
+    return event, waiting
+
+
+@pytest.mark.parametrize("finisher", ["redelivery", "sync"])
+def test_task_environments_are_written_by_the_next_start(
+    fn, monkeypatch, storage_client, bucket, finisher
+):
+    """The next start, by the event delivered again or by the sync, reads them again from
+    the submission and writes them before it deploys."""
+    event, waiting = cut_short_sweep(fn, monkeypatch, storage_client, bucket, f"envs-{finisher}")
+    if finisher == "redelivery":
+        assert fn.finalize(event, event_id="2") == 200
+    else:
+        reconfigure(monkeypatch, CREATE_GRACE_SECONDS="0")
+    done = fn.sync_until(waiting["id"], FINAL, timeout=120)
+    assert done["status"] == "succeeded", done
+    outputs = [unzip(url) for url in done["task_output_urls"]]
+    assert outputs == [{"who.txt": b"0: a\n"}, {"who.txt": b"1: b\n"}]
+
+
+def test_a_submission_gone_before_its_task_environments_were_written(
+    fn, monkeypatch, storage_client, bucket
+):
+    """Nothing is left to read them from: the next start fails the job."""
+    event, waiting = cut_short_sweep(fn, monkeypatch, storage_client, bucket, "envs-gone")
+    storage_client.bucket(bucket).blob("submissions/envs-gone.zip").delete()
+    reconfigure(monkeypatch, CREATE_GRACE_SECONDS="0")
+    failed = fn.sync_until(waiting["id"], FINAL, timeout=60)
+    assert failed["status"] == "failed" and failed["reason"] == "SubmissionGone", failed
+    assert failed["message"] == (
+        "submissions/envs-gone.zip was deleted or replaced before the job could start"
+    )
 
 
 def test_a_job_the_cluster_refuses_is_failed(fn, storage_client, bucket, kubesim, namespace):
