@@ -102,7 +102,6 @@ def _run(config: StagerConfig) -> None:
             compress_level=config.compress_level,
             retry_seconds=config.retry_deadline,
             plan=config.upload_plan,
-            task_index=config.task_index,
         )
 
 

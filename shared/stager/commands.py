@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from shared.stager import archive, extract, fetch, upload
+from shared.stager import archive, extract, fetch, tasks, upload
 from shared.stager.config import Limits
 from shared.stager.errors import UsageError
+from shared.stager.tasks import UploadPlan
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,7 @@ def stage_out(
     chunk_size: int = 24 * 1024 * 1024,
     compress_level: int = 6,
     retry_seconds: float = 120.0,
-    plan: str | None = None,
-    task_index: int | None = None,
+    plan: UploadPlan | None = None,
 ) -> StageOutResult:
     """Zip `directory` straight into the upload session's object, in `chunk_size` requests.
 
@@ -78,13 +78,9 @@ def stage_out(
     """
     if not directory.is_dir():
         raise UsageError(f"output directory {directory} does not exist")
-    form = None
-    if plan is not None:
-        from shared.stager import tasks
-
-        form = tasks.read_plan(plan, task_index or 0)
-        if form.kind == "session":
-            upload_url, form = tasks.open_session(form, retry_seconds=retry_seconds), None
+    form = plan
+    if plan is not None and plan.kind == "session":
+        upload_url, form = tasks.open_session(plan, retry_seconds=retry_seconds), None
     if form is not None:
         stored, summary = tasks.form_upload(
             form, directory, compress_level=compress_level, retry_seconds=retry_seconds

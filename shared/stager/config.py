@@ -7,8 +7,12 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shared.stager.errors import UsageError
+
+if TYPE_CHECKING:
+    from shared.stager.tasks import UploadPlan
 
 MIB = 1024 * 1024
 STAGE_IN = "stage-in"
@@ -80,7 +84,8 @@ class StagerConfig:
     #   request and redirect (never loopback, link-local or private addresses)
     skip: tuple[str, ...] = ()  # --skip / STAGER_SKIP (comma-separated): files of the zip
     #   (relative paths) stage-in leaves out of the directory, such as a submission's job.json
-    upload_plan: str | None = None  # OUTPUT_UPLOAD_PLAN: an array job's tasks' (JSON)
+    upload_plan: UploadPlan | None = None  # OUTPUT_UPLOAD_PLAN: an array job's tasks', read
+    #   for this task
     task_index: int | None = None  # TASK_INDEX: an array job's task (stage-out, task-env)
 
 
@@ -121,12 +126,13 @@ def build_config(
     flag, variable = URL_SOURCES[command]
     plan, index = None, None
     if command == TASK_ENV or (command == STAGE_OUT and pick(url, variable) is None):
-        plan = pick(None, "OUTPUT_UPLOAD_PLAN") if command == STAGE_OUT else None
-        if command == TASK_ENV or plan is not None:
-            from shared.stager.tasks import task_index
+        raw_plan = pick(None, "OUTPUT_UPLOAD_PLAN") if command == STAGE_OUT else None
+        if command == TASK_ENV or raw_plan is not None:
+            from shared.stager.tasks import read_plan, task_index
 
             index = task_index(env)
-    chosen_url = need(url, flag, variable) if plan is None else _plan_url(plan)
+            plan = read_plan(raw_plan, index) if raw_plan is not None else None
+    chosen_url = need(url, flag, variable) if plan is None else plan.url
     if not chosen_url.startswith(("https://", "http://")):
         raise UsageError(f"{command}: {flag} must be an http(s) URL")
     level = _int(env, "STAGER_COMPRESS_LEVEL", 6, 0)
@@ -149,12 +155,6 @@ def build_config(
         upload_plan=plan,
         task_index=index,
     )
-
-
-def _plan_url(plan: str) -> str:
-    from shared.stager.tasks import read_plan
-
-    return read_plan(plan, 0).url
 
 
 def _skip(names: Sequence[str]) -> tuple[str, ...]:
