@@ -113,6 +113,15 @@ def _discard(response: Any) -> None:
     response.release_conn()
 
 
+def _deleted(action: str, call: Callable[[], Any]) -> bool:
+    """Run a delete whose body is not wanted; False if the object was gone already."""
+    try:
+        _wrap(action, lambda: _discard(call()))
+    except ClusterNotFoundError:
+        return False
+    return True
+
+
 def _json(response: Any) -> Any:
     try:
         return json.loads(response.data)
@@ -170,55 +179,37 @@ class Cluster:
 
     def delete_job(self, name: str) -> bool:
         """Delete a Job and its pods (Background propagation); False if it was gone."""
-        try:
-            _wrap(
-                f"deleting job {name}",
-                lambda: _discard(
-                    self.batch.delete_namespaced_job(
-                        name,
-                        self.namespace,
-                        propagation_policy="Background",
-                        grace_period_seconds=0,
-                        _preload_content=False,
-                        _request_timeout=self.timeout,
-                    )
-                ),
-            )
-        except ClusterNotFoundError:
-            return False
-        return True
+        return _deleted(
+            f"deleting job {name}",
+            lambda: self.batch.delete_namespaced_job(
+                name,
+                self.namespace,
+                propagation_policy="Background",
+                grace_period_seconds=0,
+                _preload_content=False,
+                _request_timeout=self.timeout,
+            ),
+        )
 
     def delete_claim(self, name: str) -> bool:
-        try:
-            _wrap(
-                f"deleting volume claim {name}",
-                lambda: _discard(
-                    self.core.delete_namespaced_persistent_volume_claim(
-                        name, self.namespace, _preload_content=False, _request_timeout=self.timeout
-                    )
-                ),
-            )
-        except ClusterNotFoundError:
-            return False
-        return True
+        return _deleted(
+            f"deleting volume claim {name}",
+            lambda: self.core.delete_namespaced_persistent_volume_claim(
+                name, self.namespace, _preload_content=False, _request_timeout=self.timeout
+            ),
+        )
 
     def delete_pod(self, name: str) -> bool:
-        try:
-            _wrap(
-                f"deleting pod {name}",
-                lambda: _discard(
-                    self.core.delete_namespaced_pod(
-                        name,
-                        self.namespace,
-                        grace_period_seconds=0,
-                        _preload_content=False,
-                        _request_timeout=self.timeout,
-                    )
-                ),
-            )
-        except ClusterNotFoundError:
-            return False
-        return True
+        return _deleted(
+            f"deleting pod {name}",
+            lambda: self.core.delete_namespaced_pod(
+                name,
+                self.namespace,
+                grace_period_seconds=0,
+                _preload_content=False,
+                _request_timeout=self.timeout,
+            ),
+        )
 
     # -- read ----------------------------------------------------------------------------
 
