@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv run test lint typecheck layers check bench bundle deploy clean
+.PHONY: venv run test screenshots lint typecheck layers check bench bundle deploy clean
 
 venv: $(STAMP)
 
@@ -23,6 +23,11 @@ run: venv
 test: venv
 	$(PY) -m infra.local.prereqs --tests
 	$(PY) -m pytest
+
+# The README's pictures of the status page, taken by its browser tests.
+screenshots: venv
+	$(PY) -m infra.local.prereqs --tests
+	SCREENSHOT_DIR=docs $(PY) -m pytest tests/ui
 
 lint: venv
 	$(PY) -m ruff check .

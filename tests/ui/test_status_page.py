@@ -1,11 +1,14 @@
 """The status page (`/ui/` on `batch_api`) in headless Chromium, against `make run`'s stack:
 real jobs run by kubesim, the page reading the JSON API as a browser would.
 
-Saves docs/status-list.png and docs/status-job.png, the README's pictures of the page."""
+Takes a screenshot of the list and of a job's page: into SCREENSHOT_DIR when it is set
+(`make screenshots` sets it to docs/, the README's pictures), else into a temporary folder,
+so a test run leaves the checkout as it was."""
 
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,8 +24,6 @@ from infra.local.prereqs import CHROMIUM
 from tests.local.test_stack import descendants, start_stack, stop_stack
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
-DOCS = ROOT / "docs"
 ACCOUNT = "acct-ui"
 HOSTILE = "<script>alert(1)</script>"
 # A log line a browser would run if the page ever parsed it as HTML.
@@ -99,6 +100,17 @@ class Browser:
     page: Any
     dialogs: list[str]
     problems: list[str]  # console errors and uncaught exceptions: the script must have none
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the screenshots go."""
+    folder = os.environ.get("SCREENSHOT_DIR")
+    if not folder:
+        return tmp_path_factory.mktemp("screenshots")
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -217,18 +229,17 @@ def test_a_list_is_paged_with_next_page_token(cloud, browser):
     expect(rows).to_have_attribute("data-id", first)
 
 
-def test_the_list_screenshot(cloud, browser):
+def test_the_list_screenshot(cloud, browser, shots):
     from playwright.sync_api import expect
 
     page = browser.page
     page.goto(f"{cloud.api}/ui/#/?status=succeeded")
     expect(page.locator("#jobs tbody tr")).to_have_count(2)
-    DOCS.mkdir(exist_ok=True)
-    page.screenshot(path=str(DOCS / "status-list.png"), full_page=True)
-    assert (DOCS / "status-list.png").stat().st_size > 0
+    page.screenshot(path=str(shots / "status-list.png"), full_page=True)
+    assert (shots / "status-list.png").read_bytes().startswith(b"\x89PNG")
 
 
-def test_a_jobs_page_shows_its_transitions_log_and_output(cloud, browser):
+def test_a_jobs_page_shows_its_transitions_log_and_output(cloud, browser, shots):
     from playwright.sync_api import expect
 
     page = browser.page
@@ -253,7 +264,8 @@ def test_a_jobs_page_shows_its_transitions_log_and_output(cloud, browser):
     parameters = json.loads(page.locator("#parameters").inner_text())
     assert parameters == job["job_parameters"]
     expect(page.locator("#failure")).to_be_hidden()
-    page.screenshot(path=str(DOCS / "status-job.png"), full_page=True)
+    page.screenshot(path=str(shots / "status-job.png"), full_page=True)
+    assert (shots / "status-job.png").read_bytes().startswith(b"\x89PNG")
     page.click("#back")  # back to the list it came from, its filter kept
     expect(_row(page, job["id"])).to_be_visible()
     assert page.locator("#filter-status").input_value() == "succeeded"
