@@ -15,32 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from google.auth import crypt, jwt
 
 from cli.auth import needs_token
 from cli.client import Api
 from tests.cli.conftest import run_ktr
+from tests.fixtures.keys import key_file, new_key, pem
 
 FUNCTION = "https://europe-west1-proj.cloudfunctions.net/batch-api"
-
-
-def _pem(key: rsa.RSAPrivateKey) -> str:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
 
 
 class TokenEndpoint:
     """Answers OAuth token requests with an id_token signed by a key of its own."""
 
     def __init__(self) -> None:
-        self.signer = crypt.RSASigner.from_string(
-            _pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))
-        )
+        self.signer = crypt.RSASigner.from_string(pem(new_key()))
         self.forms: list[dict[str, str]] = []
         self.id_token = ""
 
@@ -86,19 +75,7 @@ def endpoint() -> Iterator[tuple[TokenEndpoint, str]]:
 def test_a_service_account_key_gets_a_token_for_the_functions_url(endpoint, tmp_path, monkeypatch):
     tokens, token_uri = endpoint
     key = tmp_path / "key.json"
-    key.write_text(
-        json.dumps(
-            {
-                "type": "service_account",
-                "project_id": "proj",
-                "private_key_id": "k1",
-                "private_key": _pem(rsa.generate_private_key(public_exponent=65537, key_size=2048)),
-                "client_email": "ktr@proj.iam.gserviceaccount.com",
-                "client_id": "1",
-                "token_uri": token_uri,
-            }
-        )
-    )
+    key.write_text(json.dumps(key_file("ktr@proj.iam.gserviceaccount.com", token_uri=token_uri)))
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key))
 
     headers = Api(FUNCTION + "/")._headers()

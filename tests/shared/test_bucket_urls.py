@@ -9,8 +9,6 @@ import urllib.request
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.hashes import SHA256
 from google.auth import compute_engine
@@ -21,27 +19,14 @@ from google.oauth2 import service_account
 from shared.cloud.bucket import V4_MAX_LIFETIME, Bucket
 from shared.errors import SigningError, SigningUnavailableError
 from tests.fixtures.identity import Identity
+from tests.fixtures.keys import key_credentials
 
 EMAIL = "task-runner-api@example-project.iam.gserviceaccount.com"
 
 
 def key_file_credentials() -> service_account.Credentials:
     """Credentials of a service-account key made up on the spot: they sign locally."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    return service_account.Credentials.from_service_account_info(
-        {
-            "type": "service_account",
-            "client_email": EMAIL,
-            "private_key": pem,
-            "private_key_id": "k1",
-            "token_uri": "https://oauth2.googleapis.com/token",
-        }
-    )
+    return key_credentials(EMAIL)
 
 
 @pytest.fixture

@@ -43,22 +43,9 @@ def _unzip(data: bytes) -> dict[str, tuple[int, bytes]]:
 def _signed_url(gcs, storage_client, bucket: str, name: str) -> str:
     """A V4 signed GET URL, as the functions sign it (fake-gcs-server checks no signature),
     made with a service-account key invented here."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from google.oauth2 import service_account
+    from tests.fixtures.keys import key_credentials
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    signer = service_account.Credentials.from_service_account_info(
-        {
-            "type": "service_account",
-            "client_email": "signer@local-test.iam.gserviceaccount.com",
-            "private_key": pem,
-            "token_uri": "https://oauth2.googleapis.com/token",
-        }
-    )
+    signer = key_credentials("signer@local-test.iam.gserviceaccount.com")
     url: str = (
         storage_client.bucket(bucket)
         .blob(name)

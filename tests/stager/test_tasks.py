@@ -20,11 +20,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from shared.cloud.bucket import Bucket
 from shared.stager.errors import ExitCode
+from tests.fixtures.keys import key_credentials, new_key
 from tests.stager.test_cli import stager
 
 JOB_ID = str(uuid.uuid4())
@@ -146,20 +147,8 @@ class FormServer:
 
 @pytest.fixture
 def form_server() -> Iterator[tuple[FormServer, str, Any]]:
-    from google.oauth2 import service_account
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    credentials = service_account.Credentials.from_service_account_info(
-        {
-            "type": "service_account",
-            "client_email": "api@example.iam.gserviceaccount.com",
-            "private_key": pem,
-            "token_uri": "https://oauth2.googleapis.com/token",
-        }
-    )
+    key = new_key()
+    credentials = key_credentials("api@example.iam.gserviceaccount.com", key)
     state = FormServer(key)
 
     class Handler(BaseHTTPRequestHandler):
