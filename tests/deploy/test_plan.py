@@ -51,6 +51,16 @@ def flags(argv: tuple[str, ...]) -> dict[str, list[str]]:
     return found
 
 
+def deploy_flags(plan: list[Step], entry_point: str) -> dict[str, list[str]]:
+    """The flags of the one `gcloud functions deploy` of this entry point."""
+    (argv,) = [
+        argv
+        for argv in commands(plan, "gcloud", "functions", "deploy")
+        if f"--entry-point={entry_point}" in argv
+    ]
+    return flags(argv)
+
+
 def entry_points() -> set[str]:
     """The functions functions/main.py declares with a functions_framework decorator."""
     tree = ast.parse((ROOT / "functions" / "main.py").read_text())
@@ -393,17 +403,13 @@ def test_only_the_events_account_may_publish_and_only_on_the_topic(plan, config)
 
 
 def test_the_callbacks_function_is_a_pubsub_trigger_with_retry_and_its_own_secret(plan, config):
-    (deploy,) = [
-        argv
-        for argv in commands(plan, "gcloud", "functions", "deploy")
-        if "--entry-point=deliver_callbacks" in argv
-    ]
-    given = flags(deploy)
+    given = deploy_flags(plan, "deliver_callbacks")
     assert given["--trigger-topic"] == [config.events_topic]
     assert "--retry" in given
     assert given["--trigger-service-account"] == [config.email(config.callbacks_account)]
     assert given["--set-secrets"] == [f"CALLBACK_SECRET={config.callback_secret}:latest"]
-    others = [a for a in commands(plan, "gcloud", "functions", "deploy") if a != deploy]
+    deploys = commands(plan, "gcloud", "functions", "deploy")
+    others = [a for a in deploys if "--entry-point=deliver_callbacks" not in a]
     assert not [a for a in others if "--set-secrets" in flags(a)]
     member = f"serviceAccount:{config.email(config.callbacks_account)}"
     roles = {
@@ -449,12 +455,7 @@ def test_the_secret_and_private_callbacks_are_refused_as_deploy_settings():
 
 
 def test_the_events_function_is_a_firestore_write_trigger_on_the_jobs_collection(plan, config):
-    (deploy,) = [
-        argv
-        for argv in commands(plan, "gcloud", "functions", "deploy")
-        if "--entry-point=publish_job_events" in argv
-    ]
-    given = flags(deploy)
+    given = deploy_flags(plan, "publish_job_events")
     assert "--trigger-http" not in given
     assert sorted(given["--trigger-event-filters"]) == [
         f"database={config.firestore_database}",
