@@ -46,6 +46,14 @@ def parse_indexes(text: str | None) -> set[int]:
     return found
 
 
+def completed_indexes(k8s_job: dict[str, Any]) -> set[int]:
+    return parse_indexes((k8s_job.get("status") or {}).get("completedIndexes"))
+
+
+def failed_indexes(k8s_job: dict[str, Any]) -> set[int]:
+    return parse_indexes((k8s_job.get("status") or {}).get("failedIndexes"))
+
+
 def task_of(pod: Pod) -> int | None:
     meta = pod.get("metadata") or {}
     raw = (meta.get("annotations") or {}).get(COMPLETION_INDEX) or (meta.get("labels") or {}).get(
@@ -60,10 +68,10 @@ def pods_of(pods: list[Pod], index: int) -> list[Pod]:
 
 def counts(job: Job, k8s_job: dict[str, Any]) -> dict[str, int]:
     count = job.task_count or 0
-    status = k8s_job.get("status") or {}
-    succeeded = len(parse_indexes(status.get("completedIndexes")))
-    failed = len(parse_indexes(status.get("failedIndexes")))
-    running = min(int(status.get("active") or 0), count - succeeded - failed)
+    succeeded = len(completed_indexes(k8s_job))
+    failed = len(failed_indexes(k8s_job))
+    active = int((k8s_job.get("status") or {}).get("active") or 0)
+    running = min(active, count - succeeded - failed)
     pending = max(0, count - succeeded - failed - running)
     return {
         "count": count,
@@ -82,7 +90,7 @@ def progress(job: Job, k8s_job: dict[str, Any], pods: list[Pod]) -> dict[str, An
     if tasks != job.tasks:
         changes["tasks"] = tasks
     known = {entry["index"] for entry in job.failed_tasks}
-    failed = parse_indexes((k8s_job.get("status") or {}).get("failedIndexes")) - known
+    failed = failed_indexes(k8s_job) - known
     room = MAX_FAILED_TASKS - len(job.failed_tasks)
     if failed and room > 0:
         retries = int(job.job_parameters.get("retries", 0))
@@ -106,7 +114,7 @@ def _failed_task(index: int, pods: list[Pod], retries: int) -> dict[str, Any]:
 
 def tasks_failed(job: Job, k8s_job: dict[str, Any]) -> Failure:
     """The array job failed because more tasks failed than it tolerates."""
-    failed = parse_indexes((k8s_job.get("status") or {}).get("failedIndexes"))
+    failed = failed_indexes(k8s_job)
     tolerated = int(job.job_parameters.get("max_failed_tasks", 0))
     shown = ", ".join(str(index) for index in sorted(failed)[:10])
     more = "" if len(failed) <= 10 else f" and {len(failed) - 10} more"
@@ -119,10 +127,7 @@ def tasks_failed(job: Job, k8s_job: dict[str, Any]) -> Failure:
 
 def users_done(job: Job, k8s_job: dict[str, Any], pods: list[Pod]) -> bool:
     """Every task has failed for good, or its user container has exited 0."""
-    status = k8s_job.get("status") or {}
-    done = parse_indexes(status.get("completedIndexes")) | parse_indexes(
-        status.get("failedIndexes")
-    )
+    done = completed_indexes(k8s_job) | failed_indexes(k8s_job)
     for pod in pods:
         index = task_of(pod)
         if index is not None and index not in done and diagnosis.user_succeeded([pod]):
@@ -134,7 +139,7 @@ def expected_outputs(job: Job, k8s_job: dict[str, Any] | None) -> set[int]:
     """The tasks whose outputs make the job: all but those that failed for good."""
     failed = {entry["index"] for entry in job.failed_tasks}
     if k8s_job is not None:
-        failed |= parse_indexes((k8s_job.get("status") or {}).get("failedIndexes"))
+        failed |= failed_indexes(k8s_job)
     return set(range(job.task_count or 0)) - failed
 
 
