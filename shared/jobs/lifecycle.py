@@ -12,6 +12,7 @@ import datetime
 import functools
 import logging
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -40,7 +41,7 @@ from shared.jobs.inputs import decode_input
 from shared.logs import log_context
 from shared.model import manifests
 from shared.model.job import FINAL, KILLABLE, Job, Status, now_ms
-from shared.model.validation import INPUT_SOURCES, derived_name, validate_create
+from shared.model.validation import INPUT_SOURCES, derived_names, validate_create
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -93,9 +94,10 @@ def create(body: Any, *, backends: Backends, submission: Submission | None = Non
     if request.input_url:
         references.check(request.input_url, backends)
     created = now_ms()
+    names = Names(request.name, request.job_parameters["docker_image"], created)
     job = Job(
         id=str(uuid.uuid4()),
-        name=request.name or derived_name(request.job_parameters["docker_image"], created),
+        name=names.first,
         status=Status.CREATED,
         created=created,
         job_parameters=request.job_parameters,
@@ -110,16 +112,19 @@ def create(body: Any, *, backends: Backends, submission: Submission | None = Non
     if submission is not None:
         job.submission, job.submission_generation = submission.object_name, submission.generation
         job.has_input = submission.has_input
-        return _create_submitted(job, key, backends, request.task_environments)
+        return _create_submitted(job, key, backends, request.task_environments, names)
     if request.input_upload:
-        return _create_awaiting_upload(job, key, backends, request.task_environments)
+        return _create_awaiting_upload(job, key, backends, request.task_environments, names)
     # The output's upload session is opened while the record is written: it creates no
-    # object, so a create refused for its name (or found a repeat) just leaves it to expire.
+    # object, so a create refused for its name (or found a repeat, or given the next derived
+    # name) just leaves it to expire.
     upload = _open_output(job, backends)
     try:
-        written = _store(job, backends, key, request.task_environments)
+        written = _store(job, backends, key, request.task_environments, names)
     except RequestSeenError as seen:
         return _repeat(key, seen.job_id, seen.fingerprint, store=store)
+    if job.name != names.first:
+        upload = _open_output(job, backends)
     with log_context(job_id=job.id, job_name=job.name):
         log.info("job created")
         try:
@@ -149,15 +154,46 @@ def create(body: Any, *, backends: Backends, submission: Submission | None = Non
     return Created(running, "")
 
 
+class Names:
+    """The name a create gives its job: the client's, or derived from the image and the
+    creation time. A name the client chose is refused when taken; a derived one is never
+    refused, the next free one in the same format is taken (derived_names)."""
+
+    def __init__(self, chosen: str | None, image: str, created_ms: int) -> None:
+        self.chosen = chosen
+        self._derived = derived_names(image, created_ms)
+        self.first = chosen or next(self._derived)
+
+    def after_taken(self, name: str) -> str:
+        """The name to try after `name` was found taken."""
+        if self.chosen is not None:
+            raise InvalidParameters(data={"name": "A job with this name already exists"})
+        following = next(self._derived, None)
+        if following is None:
+            raise StoreError(f"no free name after {name}: too many creates at once")
+        log.info("derived name taken; trying the next", extra={"taken": name, "next": following})
+        return following
+
+
 def _store(
-    job: Job, backends: Backends, key: RequestKey | None, environments: list[Any] | None
+    job: Job,
+    backends: Backends,
+    key: RequestKey | None,
+    environments: list[Any] | None,
+    names: Names,
+    prepare: Callable[[Job], None] | None = None,
 ) -> Version:
-    """The record, then an array job's task_environments: once the name is the job's, so
-    that they never land over another job's."""
-    try:
-        written = backends.store.create(job, key)
-    except NameTakenError:
-        raise InvalidParameters(data={"name": "A job with this name already exists"}) from None
+    """The record, under the first free name `names` gives, then an array job's
+    task_environments: once the name is the job's, so that they never land over another
+    job's. `prepare` makes what the record holds for its name, before each write."""
+    while True:
+        if prepare is not None:
+            prepare(job)
+        try:
+            written = backends.store.create(job, key)
+            break
+        except NameTakenError as taken:
+            job.name = names.after_taken(taken.name)
     if environments is not None:
         _put_task_environments(job, environments, backends)
     return written
@@ -172,14 +208,18 @@ def _refuse_input_sources(body: Any) -> None:
 
 
 def _create_submitted(
-    job: Job, key: RequestKey | None, backends: Backends, environments: list[Any] | None
+    job: Job,
+    key: RequestKey | None,
+    backends: Backends,
+    environments: list[Any] | None,
+    names: Names,
 ) -> Created:
     """Store, then deploy as an uploaded input is deployed (start_uploaded): a transient
     failure (of the cluster, or of the task environments' write) changes nothing more, and
     is raised for the event to come again; the redelivery, or the sync, finds this job and
     finishes its start. A cluster refusal fails the job."""
     try:
-        _store(job, backends, key, environments)
+        _store(job, backends, key, environments, names)
     except RequestSeenError as seen:
         return _repeat(key, seen.job_id, seen.fingerprint, store=backends.store)
     with log_context(job_id=job.id, job_name=job.name):
@@ -225,17 +265,24 @@ def _repeat(key: RequestKey | None, job_id: str, fingerprint: str, *, store: Job
 
 
 def _create_awaiting_upload(
-    job: Job, key: RequestKey | None, backends: Backends, environments: list[Any] | None
+    job: Job,
+    key: RequestKey | None,
+    backends: Backends,
+    environments: list[Any] | None,
+    names: Names,
 ) -> Created:
     """Store the job with a URL to PUT its input to; nothing is deployed until it lands."""
     lifetime = backends.settings.input_upload_lifetime
+
+    def sign(job: Job) -> None:  # for the input object of the name about to be written
+        try:
+            job.input_upload_url = backends.bucket.upload_url(job.input_object, lifetime, job.id)
+        except BucketError as error:
+            raise _create_failure(job, error)[1] from error
+        job.input_upload_expires = now_ms() + lifetime * 1000
+
     try:
-        job.input_upload_url = backends.bucket.upload_url(job.input_object, lifetime, job.id)
-    except BucketError as error:
-        raise _create_failure(job, error)[1] from error
-    job.input_upload_expires = now_ms() + lifetime * 1000
-    try:
-        _store(job, backends, key, environments)
+        _store(job, backends, key, environments, names, prepare=sign)
     except RequestSeenError as seen:
         return _repeat(key, seen.job_id, seen.fingerprint, store=backends.store)
     with log_context(job_id=job.id, job_name=job.name):

@@ -10,8 +10,10 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import random
 import re
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -27,6 +29,9 @@ REQUIRED = "Field is required"
 # Kubernetes Job names must be DNS-1123 labels of at most 63 characters; the earlier API's
 # limit of 55 (it named a second Job `<name>-cleanup`) is kept, so names stay as they were.
 MAX_NAME = 55
+# Names a create without one tries before it gives up (derived_names): 1,000 creates in
+# one millisecond all find a free one.
+MAX_DERIVED_NAMES = 16
 # Every pattern is applied with fullmatch: `$` alone also matches before a final newline,
 # which let "name\n" through to a cluster that refuses it.
 NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -524,7 +529,22 @@ def derived_name(image: str, created_ms: int) -> str:
     """`<slug of the whole image reference>-<created ms>`, as the earlier model derived a
     blank name (python-slugify: lowercase, each run of anything but [a-z0-9] one `-`,
     trimmed). A slug too long for the name limit is cut, never the timestamp, so the name
-    stays unique and a valid Kubernetes name."""
+    is a valid Kubernetes name. Two creates in one millisecond derive the same name: see
+    derived_names."""
     slug = re.sub(r"[^a-z0-9]+", "-", image.lower()).strip("-") or "job"
     suffix = f"-{created_ms}"
     return slug[: MAX_NAME - len(suffix)].rstrip("-") + suffix
+
+
+def derived_names(image: str, created_ms: int) -> Iterator[str]:
+    """The names a create without one tries in turn, each taken only if no job has it:
+    derived_name at `created_ms`, then at later milliseconds.
+
+    After the k-th taken name the next is 1 to 2**k ms further on, chosen at random, so
+    that many creates of one millisecond spread out instead of all trying the same next
+    millisecond again: 50 at once need about 10 tries at worst and stay within half a
+    second of their creation time. Ends after MAX_DERIVED_NAMES names."""
+    moment = created_ms
+    for attempt in range(MAX_DERIVED_NAMES):
+        yield derived_name(image, moment)
+        moment += 1 + random.randrange(2**attempt)

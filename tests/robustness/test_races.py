@@ -4,16 +4,21 @@ transition table allows, and nothing is leaked or lost."""
 
 from __future__ import annotations
 
+import datetime
 import json
+import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
+from urllib.parse import unquote
 
 import functions_framework
 import pytest
 
-from shared.model.job import Status
+from shared.jobs import lifecycle
+from shared.model.job import Status, now_ms
 from tests.fixtures.api import MAIN
 from tests.robustness.helpers import create, env, sync_until_final
 from tests.robustness.invariants import assert_settled
@@ -21,7 +26,7 @@ from tests.robustness.invariants import assert_settled
 pytestmark = pytest.mark.usefixtures("app_env")
 
 
-def at_once(calls: list[Callable[[], Any]]) -> list[Any]:
+def at_once(calls: Sequence[Callable[[], Any]]) -> list[Any]:
     """Run the calls in threads released together by a barrier; their results in order."""
     barrier = threading.Barrier(len(calls))
 
@@ -40,17 +45,22 @@ def client(target: str) -> Any:
     return functions_framework.create_app(target, MAIN).test_client()
 
 
-def post_job(name: str | None, **params: Any) -> Callable[[], tuple[int, dict[str, Any]]]:
-    api = client("batch_api")
+def poster(target: str, path: str, body: dict[str, Any]) -> Callable[[], tuple[int, Any]]:
+    """A call that POSTs `body` to a function's `path`: its status and its JSON answer."""
+    api = client(target)
 
-    def call() -> tuple[int, dict[str, Any]]:
-        body: dict[str, Any] = {"job_parameters": {"docker_image": "alpine:3", **params}}
-        if name:
-            body["name"] = name
-        response = api.post("/batch/", json=body)
+    def call() -> tuple[int, Any]:
+        response = api.post(path, json=body)
         return response.status_code, json.loads(response.data)
 
     return call
+
+
+def post_job(name: str | None, **params: Any) -> Callable[[], tuple[int, Any]]:
+    body: dict[str, Any] = {"job_parameters": {"docker_image": "alpine:3", **params}}
+    if name:
+        body["name"] = name
+    return poster("batch_api", "/batch/", body)
 
 
 @pytest.fixture
@@ -67,6 +77,103 @@ def test_fifty_concurrent_creates(fn, settled):
     jobs = settled()
     assert len(jobs) == 50
     assert {job.status for job in jobs} == {Status.SUCCEEDED}
+
+
+DERIVED = re.compile(r"alpine-3-(\d{13})")  # <slug of the image>-<ms>, as the earlier API
+
+
+@pytest.mark.parametrize("target,path", [("batch_api", "/batch/"), ("create_job", "/")])
+def test_fifty_concurrent_creates_without_a_name(fn, settled, monkeypatch, target, path):
+    """Every create of one millisecond derives the same first name (the clock is held still
+    here, so that they surely do): each takes the next free one, in the same format. Each
+    job's output lands under its own name, so each succeeds."""
+    moment = now_ms()
+    monkeypatch.setattr(lifecycle, "now_ms", lambda: moment)
+    body = {"job_parameters": {"docker_image": "alpine:3", **env(KUBESIM_RUN_SECONDS=0)}}
+    results = at_once([poster(target, path, body) for _ in range(50)])
+    assert [code for code, _ in results] == [200] * 50, [b for c, b in results if c != 200]
+    names = [answer["data"]["name"] for _, answer in results]
+    assert len(set(names)) == 50
+    stamps = sorted(int(match[1]) for name in names if (match := DERIVED.fullmatch(name)))
+    assert len(stamps) == 50 and stamps[0] == moment, names
+    assert all(answer["data"]["created"] == moment for _, answer in results)
+    sync_until_final(fn, [answer["data"]["id"] for _, answer in results], timeout=300)
+    jobs = settled()
+    assert {job.name for job in jobs} == set(names)
+    assert {job.status for job in jobs} == {Status.SUCCEEDED}
+
+
+def test_concurrent_creates_without_a_name_awaiting_their_input(fn, monkeypatch):
+    """A job that waits for its upload is given a URL for its own name's input object."""
+    moment = now_ms()
+    monkeypatch.setattr(lifecycle, "now_ms", lambda: moment)
+    body = {"job_parameters": {"docker_image": "alpine:3", "input_upload": True}}
+    results = at_once([poster("batch_api", "/batch/", body) for _ in range(20)])
+    assert [code for code, _ in results] == [200] * 20
+    jobs = [answer["data"] for _, answer in results]
+    assert len({job["name"] for job in jobs}) == 20
+    for job in jobs:
+        assert f"{job['name']}-input.zip" in unquote(job["input_upload_url"]), job
+        assert fn.api("DELETE", f"/batch/{job['id']}")[0] == 200
+
+
+def test_a_chosen_name_is_never_replaced(fn, monkeypatch):
+    """A derived name taken by a job that chose it moves the create on; the same name chosen
+    again is refused."""
+    moment = now_ms()
+    monkeypatch.setattr(lifecycle, "now_ms", lambda: moment)
+    first = create(fn, f"alpine-3-{moment}", **env(KUBESIM_RUN_SECONDS=600))
+    derived = create(fn, **env(KUBESIM_RUN_SECONDS=600))
+    assert DERIVED.fullmatch(derived["name"]) and derived["name"] != first["name"]
+    status, answer = fn.api(
+        "POST", "/batch/", json={"name": first["name"], "job_parameters": {"docker_image": "a"}}
+    )
+    assert (status, answer["data"]) == (400, {"name": "A job with this name already exists"})
+    for job in (first, derived):
+        assert fn.api("DELETE", f"/batch/{job['id']}")[0] == 200
+
+
+def test_concurrent_submissions_keep_their_names(fn, monkeypatch, storage_client, bucket):
+    """Submissions never derive a name: each job is named as its zip, whatever the clock,
+    and a submission whose name is taken is refused, not renamed."""
+    from tests.api.test_submissions import outcome, submission, upload
+
+    moment = now_ms()
+    monkeypatch.setattr(lifecycle, "now_ms", lambda: moment)
+    taken = create(fn, "sub-race-taken", **env(KUBESIM_RUN_SECONDS=600))
+    names = [f"sub-race-{i}" for i in range(10)] + ["sub-race-taken"]
+    later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
+    job = {"job_parameters": {"docker_image": "alpine:3", "start_after": later.isoformat()}}
+    events = [upload(storage_client, bucket, name, submission(job)) for name in names]
+    finalize = [partial(deliver, client("on_output_finalized"), e, e["name"]) for e in events]
+    assert set(at_once(finalize)) == {200}
+    for name in names[:-1]:
+        made = outcome(storage_client, bucket, name, "job")
+        assert made is not None and made["data"]["name"] == name, made
+        assert fn.api("DELETE", f"/batch/{made['data']['id']}")[0] == 200
+    refused = outcome(storage_client, bucket, "sub-race-taken", "error")
+    assert refused is not None and refused["data"] == {
+        "name": "A job with this name already exists"
+    }
+    assert fn.api("DELETE", f"/batch/{taken['id']}")[0] == 200
+
+
+def deliver(finalizer: Any, data: dict[str, Any], event_id: str) -> int:
+    """A finalize event to on_output_finalized, in binary mode as Eventarc posts it."""
+    from cloudevents.conversion import to_binary
+    from cloudevents.http import CloudEvent
+
+    event = CloudEvent(
+        {
+            "type": "google.cloud.storage.object.v1.finalized",
+            "source": f"//storage.googleapis.com/projects/_/buckets/{data['bucket']}",
+            "subject": f"objects/{data['name']}",
+            "id": event_id,
+        },
+        data,
+    )
+    headers, body = to_binary(event)
+    return int(finalizer.post("/", headers=headers, data=body).status_code)
 
 
 def test_fifty_concurrent_creates_of_one_name(fn, settled, batch_v1, namespace):
@@ -128,28 +235,8 @@ def test_finalize_events_duplicated_and_out_of_order(
         events += [(data, f"{job['id']}-{n}") for n in range(3)]  # each delivered three times
     events.reverse()  # and the jobs' events in the opposite order
 
-    def deliver(data: dict[str, Any], event_id: str) -> Callable[[], int]:
-        from cloudevents.conversion import to_binary
-        from cloudevents.http import CloudEvent
-
-        finalizer = client("on_output_finalized")
-
-        def call() -> int:
-            event = CloudEvent(
-                {
-                    "type": "google.cloud.storage.object.v1.finalized",
-                    "source": f"//storage.googleapis.com/projects/_/buckets/{bucket}",
-                    "subject": f"objects/{data['name']}",
-                    "id": event_id,
-                },
-                data,
-            )
-            headers, body = to_binary(event)
-            return finalizer.post("/", headers=headers, data=body).status_code
-
-        return call
-
-    assert set(at_once([deliver(data, event_id) for data, event_id in events])) == {200}
+    calls = [partial(deliver, client("on_output_finalized"), *event) for event in events]
+    assert set(at_once(calls)) == {200}
     fn.sync()
     for job in settled():
         assert job.status is Status.SUCCEEDED

@@ -9,9 +9,11 @@ import pytest
 
 from shared.errors import InvalidParameters
 from shared.model.validation import (
+    MAX_DERIVED_NAMES,
     MAX_NAME,
     NAME_RE,
     derived_name,
+    derived_names,
     valid_image,
     validate_create,
 )
@@ -179,6 +181,17 @@ def test_a_long_derived_name_cuts_the_slug_not_the_timestamp(image):
     name = derived_name(image.rstrip("/"), 1527121792553)
     assert len(name) <= MAX_NAME and NAME_RE.fullmatch(name), name
     assert name.endswith("-1527121792553") and "--" not in name
+
+
+def test_derived_names_move_on_in_the_same_format():
+    """The first is the name of the creation time; each next one is of a later millisecond,
+    further on after each taken name, so that creates of one millisecond spread out."""
+    names = list(derived_names("alpine:3", 1527121792553))
+    assert names[0] == "alpine-3-1527121792553" and len(names) == MAX_DERIVED_NAMES
+    stamps = [int(name.removeprefix("alpine-3-")) for name in names]
+    steps = [later - earlier for earlier, later in zip(stamps, stamps[1:], strict=False)]
+    assert all(1 <= step <= 2**attempt for attempt, step in enumerate(steps)), steps
+    assert all(len(name) <= MAX_NAME and NAME_RE.fullmatch(name) for name in names)
 
 
 @pytest.mark.parametrize("name", ["abc\n", "abc\r", "a\nb"])
