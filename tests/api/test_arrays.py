@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from functools import partial
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from shared.jobs import arrays
 from shared.model.job import Status
 from tests.api.conftest import status_is
 from tests.api.test_lifecycle import assert_cluster_empty, assert_path_allowed, transitions
-from tests.kubesim.helpers import HOST_IMAGE
+from tests.kubesim.helpers import HOST_IMAGE, wait_for
 
 FINAL = status_is(Status.SUCCEEDED, Status.FAILED, Status.KILLED)
 REPORT = 'echo "$TASK_INDEX of $TASK_COUNT: $X" > /output/who.txt; echo "log of $TASK_INDEX"'
@@ -146,7 +147,11 @@ def test_kill_in_the_middle(fn, backends, batch_v1, core_v1, namespace, storage_
         parallelism=2,
         environment_variables={"KUBESIM_SH": 'echo "started $TASK_INDEX"; sleep 60'},
     )
-    fn.sync_until(job["id"], lambda j: j["tasks"]["running"] == 2, timeout=60)
+    # `running` counts a task's pod from its creation (the Job's `active`): the kill waits
+    # until both tasks' commands have really started, as their logs show.
+    fn.sync_until(job["id"], lambda j: j["tasks"]["running"] == 2, timeout=120)
+    for task in (0, 1):
+        wait_for(partial(started, fn, job["id"], task), what=f"task {task} to start")
     status, body = fn.api("DELETE", f"/batch/{job['id']}")
     assert status == 200, body
     killed = fn.job(job["id"])
@@ -157,6 +162,13 @@ def test_kill_in_the_middle(fn, backends, batch_v1, core_v1, namespace, storage_
         "started 0\n",
         "started 1\n",
     ]
+
+
+def started(fn, job_id: str, task: int) -> bool:
+    """The task's command has logged its first line."""
+    status, answer = fn.api("GET", f"/batch/{job_id}/logs?task={task}")
+    assert status == 200, answer
+    return str(answer["data"]["log"]).startswith("started")
 
 
 def test_duplicate_finalize_events_count_once(

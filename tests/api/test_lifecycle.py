@@ -13,6 +13,7 @@ import requests
 
 from shared.model.job import TRANSITIONS, Status
 from tests.api.conftest import status_is, zip_b64
+from tests.fixtures.waiting import DEADLINE, wait_for
 
 FINAL = status_is(Status.SUCCEEDED, Status.FAILED, Status.KILLED)
 
@@ -41,7 +42,7 @@ def assert_path_allowed(job: dict, backends) -> None:
 
 def assert_cluster_empty(batch_v1, core_v1, namespace: str) -> None:
     """No Job, no pod, and never a volume claim of the product's own."""
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + DEADLINE  # deletions finish in the background
     while True:
         jobs = batch_v1.list_namespaced_job(namespace).items
         pods = core_v1.list_namespaced_pod(namespace).items
@@ -131,14 +132,9 @@ def test_finalize_event_succeeds_a_running_job_and_duplicates_do_nothing(
     assert_cluster_empty(batch_v1, core_v1, namespace)
 
 
-def wait_for_output(storage_client, bucket: str, name: str, timeout: float = 20):
-    deadline = time.monotonic() + timeout
-    while True:
-        blob = storage_client.bucket(bucket).get_blob(f"{name}-output.zip")
-        if blob is not None:
-            return blob
-        assert time.monotonic() < deadline, "no output uploaded"
-        time.sleep(0.05)
+def wait_for_output(storage_client, bucket: str, name: str):
+    blobs = storage_client.bucket(bucket)
+    return wait_for(lambda: blobs.get_blob(f"{name}-output.zip"), what=f"{name}'s output")
 
 
 @pytest.mark.parametrize(
@@ -270,15 +266,15 @@ def test_a_disruption_costs_no_retry(fn, backends, batch_v1, core_v1, namespace,
     assert_cluster_empty(batch_v1, core_v1, namespace)
 
 
-def wait_user_running(core_v1, namespace: str, job_id: str, timeout: float = 20) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
+def wait_user_running(core_v1, namespace: str, job_id: str) -> str:
+    def running() -> str | None:
         for pod in core_v1.list_namespaced_pod(namespace).items:
             for status in pod.status.init_container_statuses or []:
                 if status.name == "job" and status.state.running is not None:
                     return str(pod.metadata.name)
-        assert time.monotonic() < deadline, "the user's container never ran"
-        time.sleep(0.05)
+        return None
+
+    return wait_for(running, what="the user's container to run")
 
 
 def test_the_log_route_while_running_and_after_the_end(
@@ -288,10 +284,7 @@ def test_the_log_route_while_running_and_after_the_end(
     status, body = fn.api("GET", f"/batch/{job['id']}/logs")
     assert status == 200 and body["data"]["complete"] is False, body
     wait_user_running(core_v1, namespace, job["id"])
-    deadline = time.monotonic() + 10
-    while "line 3" not in fn.api("GET", f"/batch/{job['id']}/logs")[1]["data"]["log"]:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for(lambda: "line 3" in fn.api("GET", f"/batch/{job['id']}/logs")[1]["data"]["log"])
     status, body = fn.api("GET", f"/batch/{job['id']}/logs?tail=1")
     assert (status, body["data"]) == (
         200,
@@ -390,7 +383,7 @@ def test_a_failure_part_way_through_create_leaves_nothing(
 
 def test_overlapping_syncs_agree(fn, backends):
     jobs = [create(fn, **env(KUBESIM_RUN_SECONDS=0)) for _ in range(4)]
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + DEADLINE
     while not all(FINAL(fn.job(job["id"])) for job in jobs):
         threads = [threading.Thread(target=fn.sync) for _ in range(2)]
         for thread in threads:

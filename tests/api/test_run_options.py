@@ -22,6 +22,7 @@ import requests
 from shared.model.job import Status
 from tests.api.conftest import status_is, zip_b64
 from tests.fixtures.api import zip_bytes
+from tests.fixtures.waiting import wait_for
 from tests.robustness.helpers import reconfigure
 
 FINAL = status_is(Status.SUCCEEDED, Status.FAILED, Status.KILLED)
@@ -387,10 +388,7 @@ def test_a_job_being_created_is_not_killable(fn_store, backends):
 def test_spot_pods_go_to_spot_nodes(fn, core_v1, namespace):
     job = create(fn, docker_image="alpine:3", spot=True, command=["sh", "-c", "sleep 30"])
     assert job["job_parameters"]["spot"] is True
-    deadline = time.monotonic() + 10
-    while not (pods := core_v1.list_namespaced_pod(namespace).items):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    pods = wait_for(lambda: core_v1.list_namespaced_pod(namespace).items, what="the job's pod")
     spec = pods[0].spec
     assert spec.node_selector == {"cloud.google.com/gke-spot": "true"}
     assert [(t.key, t.operator, t.value, t.effect) for t in spec.tolerations] == [

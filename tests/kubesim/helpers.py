@@ -3,26 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from kubernetes.client import ApiException
 
-T = TypeVar("T")
-
-
-def wait_for(check: Callable[[], T | None], timeout: float = 5.0, what: str = "condition") -> T:
-    """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
-
+from tests.fixtures.waiting import wait_for as wait_for  # the kubesim tests' one way to wait
 
 # An image kubesim stands in for by no sandbox: its KUBESIM_SH runs as a host process with
 # mount paths rewritten, so a script may use host paths (a pytest tmp_path) and host PIDs.

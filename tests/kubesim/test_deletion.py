@@ -91,7 +91,7 @@ def test_pod_that_exits_on_sigterm_goes_before_its_grace_period(core_v1, namespa
     core_v1.create_namespaced_pod(namespace, pod("polite", container(**FOREVER)))
     wait_for(pod_phase(core_v1, namespace, "polite", "Running"))
     core_v1.delete_namespaced_pod("polite", namespace, grace_period_seconds=600)  # 30 s wall
-    wait_for(lambda: is_gone(core_v1.read_namespaced_pod, "polite", namespace), timeout=3)
+    wait_for(lambda: is_gone(core_v1.read_namespaced_pod, "polite", namespace), timeout=20)
 
 
 def test_grace_zero_kills_real_processes_at_once(kubesim, core_v1, namespace):

@@ -66,7 +66,7 @@ def test_evicting_a_running_pod(core_v1, namespace):
     # deleted with the pod's own grace period (terminationGracePeriodSeconds, default 30)
     assert evicted["metadata"]["deletionGracePeriodSeconds"] == 30
     assert evicted["metadata"]["deletionTimestamp"]
-    wait_for(lambda: is_gone(core_v1.read_namespaced_pod, "web", namespace), timeout=5)
+    wait_for(lambda: is_gone(core_v1.read_namespaced_pod, "web", namespace))
 
 
 def test_delete_options_set_the_grace_period(core_v1, namespace):
@@ -144,7 +144,7 @@ def test_ignored_disruption_is_replaced_without_using_a_retry(
                     return p
         return None
 
-    first = wait_for(user_running, timeout=10, what="the user's container to run")
+    first = wait_for(user_running, what="the user's container to run")
     name = first["metadata"]["name"]
     assert "batch.kubernetes.io/job-tracking" in first["metadata"]["finalizers"]
     assert evict(core_v1, name, namespace) == SUCCESS
@@ -161,8 +161,8 @@ def test_ignored_disruption_is_replaced_without_using_a_retry(
         names = [p["metadata"]["name"] for p in job_pods(core_v1, namespace, "drain")]
         return names if any(n != name for n in names) else None
 
-    wait_for(replaced, timeout=10, what="a replacement pod")
-    done = wait_for(job_finished(batch_v1, namespace, "drain"), timeout=15)
+    wait_for(replaced, what="a replacement pod")
+    done = wait_for(job_finished(batch_v1, namespace, "drain"))
     assert must_condition(done, "Complete")
     assert done["status"]["succeeded"] == 1
     assert "failed" not in done["status"]  # the disruption used no retry
@@ -175,7 +175,7 @@ def test_without_an_ignore_rule_an_eviction_counts(batch_v1, core_v1, namespace)
     first = wait_for(lambda: job_pods(core_v1, namespace, "plain"))[0]["metadata"]["name"]
     wait_for(pod_phase(core_v1, namespace, first, "Running"))
     assert evict(core_v1, first, namespace) == SUCCESS
-    done = wait_for(job_finished(batch_v1, namespace, "plain"), timeout=10)
+    done = wait_for(job_finished(batch_v1, namespace, "plain"))
     failed = must_condition(done, "Failed")
     assert failed["reason"] == "BackoffLimitExceeded"
     assert done["status"]["failed"] == 1
@@ -200,7 +200,7 @@ def test_fail_job_rule_on_the_disruption_condition(batch_v1, core_v1, namespace)
     first = wait_for(lambda: job_pods(core_v1, namespace, "strict"))[0]["metadata"]["name"]
     wait_for(pod_phase(core_v1, namespace, first, "Running"))
     evict(core_v1, first, namespace, grace_period_seconds=0)
-    done = wait_for(job_finished(batch_v1, namespace, "strict"), timeout=10)
+    done = wait_for(job_finished(batch_v1, namespace, "strict"))
     failed = must_condition(done, "Failed")
     assert failed["reason"] == "PodFailurePolicy"
     assert re.fullmatch(

@@ -88,7 +88,7 @@ def test_each_index_sees_its_number(kubesim, batch_v1, core_v1, namespace):
     )
     created = batch_v1.create_namespaced_job(namespace, body)
     assert created.spec.completion_mode == "Indexed" and created.spec.backoff_limit == 6
-    done = wait_for(job_finished(batch_v1, namespace, "five"), timeout=20)
+    done = wait_for(job_finished(batch_v1, namespace, "five"))
     assert must_condition(done, "Complete")["reason"] == "CompletionsReached"
     assert done["status"]["completedIndexes"] == "0-4" and done["status"]["succeeded"] == 5
     typed = batch_v1.read_namespaced_job("five", namespace).status
@@ -141,7 +141,7 @@ def test_parallelism_limits_active_pods_and_may_change(batch_v1, core_v1, namesp
         seen.update(active)
         return job_finished(batch_v1, namespace, "par")()
 
-    done = wait_for(finished, timeout=15)
+    done = wait_for(finished)
     assert seen == {0, 1, 2, 3}
     assert done["status"]["completedIndexes"] == "0-3" and done["status"]["succeeded"] == 4
 
@@ -162,7 +162,7 @@ def test_an_index_that_fails_once_is_retried(tmp_path, batch_v1, core_v1, namesp
     )
     created = batch_v1.create_namespaced_job(namespace, body)
     assert created.spec.backoff_limit == 2**31 - 1  # the default with backoffLimitPerIndex
-    done = wait_for(job_finished(batch_v1, namespace, "retry"), timeout=15)
+    done = wait_for(job_finished(batch_v1, namespace, "retry"))
     assert must_condition(done, "Complete")
     status = done["status"]
     assert (status["completedIndexes"], status["failedIndexes"]) == ("0-2", "")
@@ -199,7 +199,7 @@ def test_an_index_waits_its_back_off_before_a_new_pod(tmp_path, batch_v1, core_v
     failed_at = time.monotonic()
     wait_for(lambda: len(job_pods(core_v1, namespace, "wait")) == 2, what="the replacement")
     assert time.monotonic() - failed_at >= 0.4  # the 0.5 s back-off, less polling latency
-    done = wait_for(job_finished(batch_v1, namespace, "wait"), timeout=10)
+    done = wait_for(job_finished(batch_v1, namespace, "wait"))
     assert done["status"]["completedIndexes"] == "0"
 
 
@@ -232,7 +232,7 @@ def test_failed_replacement_waits_for_the_terminating_pod(batch_v1, core_v1, nam
         ]
         return pods[0] if pods else None
 
-    second = wait_for(replaced, timeout=8, what="a replacement once the old pod failed")
+    second = wait_for(replaced, what="a replacement once the old pod failed")
     assert index(second) == 0 and second["metadata"]["annotations"][FAILURES] == "1"
 
     def counted():  # the old pod is released, and counted, once its replacement exists
@@ -256,7 +256,7 @@ def test_max_failed_indexes_exceeded_stops_the_rest(batch_v1, core_v1, namespace
         maxFailedIndexes=0,
     )
     batch_v1.create_namespaced_job(namespace, body)
-    done = wait_for(job_finished(batch_v1, namespace, "stop"), timeout=15)
+    done = wait_for(job_finished(batch_v1, namespace, "stop"))
     failed = must_condition(done, "Failed")
     assert failed["reason"] == "MaxFailedIndexesExceeded"
     assert failed["message"] == "Job has exceeded the specified maximal number of failed indexes"
@@ -281,7 +281,7 @@ def test_failed_indexes_within_the_limit_let_the_rest_finish(batch_v1, core_v1, 
         maxFailedIndexes=1,
     )
     batch_v1.create_namespaced_job(namespace, body)
-    done = wait_for(job_finished(batch_v1, namespace, "some"), timeout=15)
+    done = wait_for(job_finished(batch_v1, namespace, "some"))
     failed = must_condition(done, "Failed")
     assert (failed["reason"], failed["message"]) == ("FailedIndexes", "Job has failed indexes")
     assert not condition(done, "Complete")
@@ -319,7 +319,7 @@ def test_fail_index_and_ignore_rules(tmp_path, batch_v1, core_v1, namespace):
         podFailurePolicy=policy,
     )
     batch_v1.create_namespaced_job(namespace, body)
-    done = wait_for(job_finished(batch_v1, namespace, "fi"), timeout=15)
+    done = wait_for(job_finished(batch_v1, namespace, "fi"))
     assert must_condition(done, "Failed")["reason"] == "FailedIndexes"
     status = done["status"]
     assert (status["completedIndexes"], status["failedIndexes"]) == ("0,2", "1")
@@ -349,7 +349,7 @@ def test_suspend_deletes_pods_and_resume_recreates_pending_indexes(batch_v1, cor
             2,
         ]
 
-    wait_for(index_zero_done, timeout=10, what="index 0 done, 1 and 2 running")
+    wait_for(index_zero_done, what="index 0 done, 1 and 2 running")
     batch_v1.patch_namespaced_job("sus", namespace, {"spec": {"suspend": True}})
 
     def suspended():
@@ -357,7 +357,7 @@ def test_suspend_deletes_pods_and_resume_recreates_pending_indexes(batch_v1, cor
         left = [index(p) for p in job_pods(core_v1, namespace, "sus")]
         return obj if condition(obj, "Suspended") and left == [0] else None
 
-    obj = wait_for(suspended, timeout=10, what="suspension to delete the running pods")
+    obj = wait_for(suspended, what="suspension to delete the running pods")
     assert obj["status"]["completedIndexes"] == "0" and "failed" not in obj["status"]
     batch_v1.patch_namespaced_job("sus", namespace, {"spec": {"suspend": False}})
     assert wait_for(lambda: (r := running(core_v1, namespace, "sus")) == [1, 2] and r)
@@ -375,7 +375,7 @@ def test_deadline_and_deletion_remove_every_pod(batch_v1, core_v1, namespace):
         activeDeadlineSeconds=2,
     )
     batch_v1.create_namespaced_job(namespace, slow)
-    done = wait_for(job_finished(batch_v1, namespace, "late"), timeout=10)
+    done = wait_for(job_finished(batch_v1, namespace, "late"))
     assert must_condition(done, "Failed")["reason"] == "DeadlineExceeded"
     wait_for(lambda: not job_pods(core_v1, namespace, "late"), what="the late pods deleted")
 
@@ -383,8 +383,8 @@ def test_deadline_and_deletion_remove_every_pod(batch_v1, core_v1, namespace):
     batch_v1.create_namespaced_job(namespace, body)
     assert wait_for(lambda: (r := running(core_v1, namespace, "gone")) == [0, 1, 2, 3] and r)
     batch_v1.delete_namespaced_job("gone", namespace, propagation_policy="Foreground")
-    wait_for(lambda: not job_pods(core_v1, namespace, "gone"), timeout=10, what="pods deleted")
-    wait_for(lambda: is_gone(batch_v1.read_namespaced_job, "gone", namespace), timeout=10)
+    wait_for(lambda: not job_pods(core_v1, namespace, "gone"), what="pods deleted")
+    wait_for(lambda: is_gone(batch_v1.read_namespaced_job, "gone", namespace))
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
@@ -397,7 +397,7 @@ def test_kubectl_reads_the_index_status(kubesim, batch_v1, namespace):
         backoffLimitPerIndex=0,
     )
     batch_v1.create_namespaced_job(namespace, body)
-    wait_for(job_finished(batch_v1, namespace, "kc"), timeout=15)
+    wait_for(job_finished(batch_v1, namespace, "kc"))
     path = "{.status.completedIndexes}/{.status.failedIndexes}"
     shown = subprocess.run(
         [

@@ -292,7 +292,7 @@ def test_product_policy_is_valid_and_pods_are_tracked(batch_v1, core_v1, namespa
     )
     pods = wait_for(lambda: job_pods(core_v1, namespace, "prod"))
     assert pods[0]["metadata"]["finalizers"] == ["batch.kubernetes.io/job-tracking"]
-    done = wait_for(job_finished(batch_v1, namespace, "prod"), timeout=10)
+    done = wait_for(job_finished(batch_v1, namespace, "prod"))
     assert done["status"]["succeeded"] == 1
     [finished] = job_pods(core_v1, namespace, "prod")
     assert "finalizers" not in finished["metadata"]

@@ -57,7 +57,7 @@ def test_job_reports_active_and_ready_while_running(batch_v1, namespace):
 def test_backoff_limit_exceeded_after_retries(batch_v1, core_v1, namespace):
     body = job("bad", container(KUBESIM_RUN_SECONDS=0, KUBESIM_EXIT_CODE=3), backoffLimit=1)
     batch_v1.create_namespaced_job(namespace, body)
-    done = wait_for(job_finished(batch_v1, namespace, "bad"), timeout=8, what="job to fail")
+    done = wait_for(job_finished(batch_v1, namespace, "bad"), what="job to fail")
     failed = must_condition(done, "Failed")
     assert failed["reason"] == "BackoffLimitExceeded"
     assert failed["message"] == "Job has reached the specified backoff limit"
@@ -182,7 +182,7 @@ def test_deleted_running_pod_is_replaced_and_counted(batch_v1, core_v1, namespac
         names = [p["metadata"]["name"] for p in job_pods(core_v1, namespace, "rep")]
         return names if names and first not in names else None
 
-    wait_for(replaced, timeout=5, what="a replacement pod")
+    wait_for(replaced, what="a replacement pod")
     assert raw(batch_v1.read_namespaced_job, "rep", namespace)["status"]["failed"] == 1
 
 
@@ -194,7 +194,9 @@ def test_terminating_or_failed_replaces_a_pod_as_soon_as_it_is_deleted(
     terminates (isPodFailed, onlyReplaceFailedPods in job_controller.go)."""
     stubborn = container(KUBESIM_RUN_SECONDS=1000, KUBESIM_IGNORE_SIGTERM=1)
     body = job("eager", stubborn, backoffLimit=3)
-    body["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 60  # 3 s wall
+    body["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = (
+        600  # 30 s wall: time to see the replacement
+    )
     created = batch_v1.create_namespaced_job(namespace, body)
     assert created.spec.pod_replacement_policy == "TerminatingOrFailed"
     first = wait_for(lambda: job_pods(core_v1, namespace, "eager"))[0]["metadata"]["name"]
@@ -209,7 +211,7 @@ def test_terminating_or_failed_replaces_a_pod_as_soon_as_it_is_deleted(
             return old
         return None
 
-    old = wait_for(replaced_while_terminating, timeout=3, what="a replacement beside the old pod")
+    old = wait_for(replaced_while_terminating, timeout=20, what="a replacement beside the old pod")
     assert old["status"]["phase"] == "Running"
     status = raw(batch_v1.read_namespaced_job, "eager", namespace)["status"]
     assert status["failed"] == 1 and status["terminating"] == 1

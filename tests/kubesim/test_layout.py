@@ -87,7 +87,7 @@ def test_user_container_runs_as_an_init_container(batch_v1, core_v1, namespace, 
     assert wait_for(job_ready, what="the Job's ready count")["active"] == 1
 
     out_done.touch()
-    done = wait_for(job_finished(batch_v1, namespace, "lay"), timeout=10)
+    done = wait_for(job_finished(batch_v1, namespace, "lay"))
     assert must_condition(done, "Complete")["reason"] == "CompletionsReached"
     assert done["status"]["succeeded"] == 1 and done["status"]["ready"] == 0
     finished = raw(core_v1.read_namespaced_pod, name, namespace)
@@ -103,7 +103,7 @@ def test_simulated_user_container_fails_the_pod_and_counts(batch_v1, core_v1, na
     user = container(KUBESIM_RUN_SECONDS=0, KUBESIM_EXIT_CODE=3, KUBESIM_LOG="boom")
     user["terminationMessagePolicy"] = "FallbackToLogsOnError"
     batch_v1.create_namespaced_job(namespace, layout_job("sim", user, backoff_limit=1))
-    done = wait_for(job_finished(batch_v1, namespace, "sim"), timeout=10)
+    done = wait_for(job_finished(batch_v1, namespace, "sim"))
     failed = must_condition(done, "Failed")
     assert failed["reason"] == "BackoffLimitExceeded"  # no rule matched: each failure counts
     assert done["status"]["failed"] == 2
@@ -137,7 +137,7 @@ def test_init_container_log(batch_v1, core_v1, namespace, tmp_path):
         )
 
     go.touch()
-    wait_for(state_of(core_v1, namespace, name, "job", "terminated", init=True), timeout=10)
+    wait_for(state_of(core_v1, namespace, name, "job", "terminated", init=True))
     read = core_v1.read_namespaced_pod_log
     full = "".join(f"line{i}\n" for i in range(1, 11))
     assert read(name, namespace, container="job") == full
@@ -160,7 +160,7 @@ def test_follow_streams_until_the_container_ends(batch_v1, core_v1, namespace, t
     user = container(image=HOST_IMAGE, KUBESIM_SH=script)
     batch_v1.create_namespaced_job(namespace, layout_job("follow", user))
     name = only_pod(core_v1, namespace, "follow")["metadata"]["name"]
-    wait_for(state_of(core_v1, namespace, name, "job", "running", init=True), timeout=10)
+    wait_for(state_of(core_v1, namespace, name, "job", "running", init=True))
     response = core_v1.read_namespaced_pod_log(
         name, namespace, container="job", follow=True, _preload_content=False, _request_timeout=10
     )

@@ -32,7 +32,7 @@ def scratch_pod(name: str, size_limit: str | None, size: int, **resources) -> di
 
 def test_empty_dir_past_its_size_limit_is_evicted(core_v1, namespace):
     core_v1.create_namespaced_pod(namespace, scratch_pod("big", "64Ki", 256 * 1024))
-    evicted = wait_for(pod_phase(core_v1, namespace, "big", "Failed"), timeout=5)
+    evicted = wait_for(pod_phase(core_v1, namespace, "big", "Failed"))
     status = evicted["status"]
     assert status["reason"] == "Evicted"
     assert status["message"] == 'Usage of EmptyDir volume "scratch" exceeds the limit "64Ki". '
@@ -46,7 +46,7 @@ def test_empty_dir_past_its_size_limit_is_evicted(core_v1, namespace):
 
 def test_the_limit_is_printed_in_canonical_form(core_v1, namespace):
     core_v1.create_namespaced_pod(namespace, scratch_pod("canon", "0.0625Mi", 256 * 1024))
-    evicted = wait_for(pod_phase(core_v1, namespace, "canon", "Failed"), timeout=5)
+    evicted = wait_for(pod_phase(core_v1, namespace, "canon", "Failed"))
     assert evicted["status"]["message"] == (
         'Usage of EmptyDir volume "scratch" exceeds the limit "64Ki". '
     )
@@ -57,14 +57,14 @@ def test_usage_under_the_limit_is_left_alone(core_v1, namespace):
     main["volumeMounts"] = [{"name": "scratch", "mountPath": "/scratch"}]
     volumes = [{"name": "scratch", "emptyDir": {"sizeLimit": "1Mi"}}]
     core_v1.create_namespaced_pod(namespace, pod("fine", main, volumes=volumes))
-    done = wait_for(pod_phase(core_v1, namespace, "fine", "Succeeded", "Failed"), timeout=8)
+    done = wait_for(pod_phase(core_v1, namespace, "fine", "Succeeded", "Failed"))
     assert done["status"]["phase"] == "Succeeded" and "reason" not in done["status"]
 
 
 def test_pod_ephemeral_storage_limit(core_v1, namespace):
     limits = {"limits": {"ephemeral-storage": "100Ki"}}
     core_v1.create_namespaced_pod(namespace, scratch_pod("eph", None, 512 * 1024, **limits))
-    evicted = wait_for(pod_phase(core_v1, namespace, "eph", "Failed"), timeout=5)
+    evicted = wait_for(pod_phase(core_v1, namespace, "eph", "Failed"))
     assert evicted["status"]["reason"] == "Evicted"
     assert evicted["status"]["message"] == (
         "Pod ephemeral local storage usage exceeds the total limit of containers 100Ki. "
@@ -76,7 +76,7 @@ def test_an_evicted_job_pod_counts_as_a_failure(batch_v1, core_v1, namespace):
     killed container matches no rule: the failure counts against backoffLimit 0."""
     user = container(KUBESIM_SH=WRITE_AND_WAIT.format(size=512 * 1024, path="/output/blob"))
     batch_v1.create_namespaced_job(namespace, layout_job("full", user, size="128Ki"))
-    done = wait_for(job_finished(batch_v1, namespace, "full"), timeout=10)
+    done = wait_for(job_finished(batch_v1, namespace, "full"))
     failed = must_condition(done, "Failed")
     assert failed["reason"] == "BackoffLimitExceeded"
     assert done["status"]["failed"] == 1

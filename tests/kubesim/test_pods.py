@@ -224,7 +224,7 @@ def test_stager_image_runs_for_real(kubesim, batch_v1, core_v1, namespace):
     batch_v1.create_namespaced_job(
         namespace, job("stage", stager, pod_spec={"volumes": volumes}, backoffLimit=0)
     )
-    done = wait_for(job_finished(batch_v1, namespace, "stage"), timeout=10)
+    done = wait_for(job_finished(batch_v1, namespace, "stage"))
     assert done["status"].get("succeeded") == 1, done["status"]
     host = kubesim.claim_dir(namespace, "output")
     assert (host / "result.txt").read_text() == f"data:{host}/x"

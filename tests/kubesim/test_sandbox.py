@@ -34,7 +34,7 @@ def main(image: str = PYTHON, **fields: Any) -> dict[str, Any]:
 def finished(core_v1, namespace: str, name: str, *containers: dict, **spec: Any):
     """Run a pod to its end: (its main container's terminated state, its log)."""
     core_v1.create_namespaced_pod(namespace, pod(name, *containers, **spec))
-    done = wait_for(pod_phase(core_v1, namespace, name, "Succeeded", "Failed"), timeout=15)
+    done = wait_for(pod_phase(core_v1, namespace, name, "Succeeded", "Failed"))
     log = core_v1.read_namespaced_pod_log(name, namespace, container="main")
     return statuses(done)["main"]["state"]["terminated"], log
 
@@ -122,7 +122,7 @@ def test_the_working_directory(core_v1, namespace):
 def test_exit_code_reaches_the_pod_status(core_v1, namespace):
     box = main(command=["python3", "-c", "import sys; print('bad input'); sys.exit(42)"])
     core_v1.create_namespaced_pod(namespace, pod("exit", box))
-    done = wait_for(pod_phase(core_v1, namespace, "exit", "Failed"), timeout=15)
+    done = wait_for(pod_phase(core_v1, namespace, "exit", "Failed"))
     term = statuses(done)["main"]["state"]["terminated"]
     assert (term["exitCode"], term["reason"]) == (42, "Error")
     assert core_v1.read_namespaced_pod_log("exit", namespace) == "bad input\n"
@@ -172,9 +172,9 @@ def test_sigterm_on_delete_reaches_the_command(kubesim, core_v1, namespace):
     )
     box = main("bash", command=["bash", "-c", script], volumeMounts=mounts)
     core_v1.create_namespaced_pod(namespace, pod("term", box, volumes=volumes))
-    wait_for(lambda: (host / "up").exists(), timeout=10, what="the command to start")
+    wait_for(lambda: (host / "up").exists(), what="the command to start")
     core_v1.delete_namespaced_pod("term", namespace, grace_period_seconds=600)  # 30 s wall
-    wait_for(lambda: is_gone(core_v1.read_namespaced_pod, "term", namespace), timeout=5)
+    wait_for(lambda: is_gone(core_v1.read_namespaced_pod, "term", namespace), timeout=20)
     assert (host / "note").read_text() == "got TERM\n"
 
 
@@ -183,11 +183,11 @@ def test_a_command_ignoring_sigterm_lives_until_the_grace_period_ends(kubesim, c
     script = "trap '' TERM; echo up > /m/up; while :; do sleep 0.05; done"
     box = main("alpine", command=["sh", "-c", script], volumeMounts=mounts)
     core_v1.create_namespaced_pod(namespace, pod("stubborn", box, volumes=volumes))
-    wait_for(lambda: (host / "up").exists(), timeout=10, what="the command to start")
+    wait_for(lambda: (host / "up").exists(), what="the command to start")
     core_v1.delete_namespaced_pod("stubborn", namespace, grace_period_seconds=40)  # 2 s wall
     time.sleep(1.0)
     assert raw(core_v1.read_namespaced_pod, "stubborn", namespace)["metadata"]["deletionTimestamp"]
-    wait_for(lambda: is_gone(core_v1.read_namespaced_pod, "stubborn", namespace), timeout=6)
+    wait_for(lambda: is_gone(core_v1.read_namespaced_pod, "stubborn", namespace))
 
 
 def test_other_images_are_still_simulated(core_v1, namespace, tmp_path):

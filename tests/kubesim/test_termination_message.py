@@ -8,7 +8,7 @@ from tests.kubesim.helpers import container, pod, pod_phase, statuses, wait_for
 
 def ended(core_v1, namespace, name, main):
     core_v1.create_namespaced_pod(namespace, pod(name, main))
-    done = wait_for(pod_phase(core_v1, namespace, name, "Succeeded", "Failed"), timeout=8)
+    done = wait_for(pod_phase(core_v1, namespace, name, "Succeeded", "Failed"))
     return statuses(done)["main"]["state"]["terminated"]
 
 

@@ -56,7 +56,7 @@ def test_ephemeral_volume_claim_is_made_for_the_pod(kubesim, core_v1, namespace)
     assert made["spec"]["storageClassName"] == "standard-rwo"
     assert made["spec"]["resources"] == {"requests": {"storage": "1Gi"}}
     assert made["status"]["phase"] == "Bound"
-    wait_for(pod_phase(core_v1, namespace, "eph", "Succeeded"), timeout=5)
+    wait_for(pod_phase(core_v1, namespace, "eph", "Succeeded"))
     host = kubesim.claim_dir(namespace, "eph-data")
     assert (host / "f").read_text() == "hi\n"
     # The finished pod still holds its claim; deleting the pod lets the garbage collector
@@ -92,7 +92,7 @@ def test_a_claim_the_pod_does_not_own_keeps_it_pending(core_v1, namespace):
 def test_job_with_ephemeral_volumes(kubesim, batch_v1, core_v1, namespace):
     user = container(KUBESIM_SH="cp /input/in.txt /output/out.txt")
     batch_v1.create_namespaced_job(namespace, layout_job("disk", user, ephemeral=True))
-    done = wait_for(job_finished(batch_v1, namespace, "disk"), timeout=10)
+    done = wait_for(job_finished(batch_v1, namespace, "disk"))
     assert done["status"]["succeeded"] == 1
     [finished] = job_pods(core_v1, namespace, "disk")
     name = finished["metadata"]["name"]

@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tests.fixtures.waiting import DEADLINE, wait_for
+
 
 @dataclass
 class Captured:
@@ -29,14 +31,14 @@ class Capture:
     max_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def wait_for(self, predicate: Callable[[list[Captured]], bool], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+    def wait_for(
+        self, predicate: Callable[[list[Captured]], bool], timeout: float = DEADLINE
+    ) -> None:
+        def met() -> bool:
             with self.lock:
-                if predicate(list(self.requests)):
-                    return
-            time.sleep(0.02)
-        raise AssertionError(f"condition not met in {timeout} s; got {len(self.requests)} requests")
+                return predicate(list(self.requests))
+
+        wait_for(met, timeout, what=f"the requests to the capture (got {len(self.requests)})")
 
 
 @contextmanager

@@ -40,12 +40,12 @@ def test_each_write_after_the_baseline_is_one_protobuf_event(
     trigger.start()
     try:
         jobs.document("j").set({"status": "created", "transitions": [], "n": 1})
-        capture.wait_for(lambda requests: len(requests) == 1, timeout=10)
+        capture.wait_for(lambda requests: len(requests) == 1)
         record = {"from": "created", "to": "running", "at": 2}
         jobs.document("j").update({"status": "running", "transitions": [record]})
-        capture.wait_for(lambda requests: len(requests) == 2, timeout=10)
+        capture.wait_for(lambda requests: len(requests) == 2)
         jobs.document("j").delete()
-        capture.wait_for(lambda requests: len(requests) == 3, timeout=10)
+        capture.wait_for(lambda requests: len(requests) == 3)
     finally:
         trigger.stop()
     created, updated, deleted = capture.requests
@@ -80,7 +80,7 @@ def test_a_non_2xx_answer_is_retried_with_the_same_event(
     trigger.start()
     try:
         firestore_client.collection(collection).document("r").set({"status": "created"})
-        capture.wait_for(lambda requests: len(requests) >= 3, timeout=10)
+        capture.wait_for(lambda requests: len(requests) >= 3)
     finally:
         trigger.stop()
     assert len({r.headers["ce-id"] for r in capture.requests}) == 1

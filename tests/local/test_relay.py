@@ -16,6 +16,7 @@ import pytest
 from infra.local import relay
 from infra.local.procs import ServerProcess, free_port, spawn, tcp_open, wait_until_ready
 from infra.local.pubsub import ensure_topic_and_subscription
+from tests.fixtures.waiting import wait_for
 from tests.local.httpcapture import Capture, capture_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -64,7 +65,7 @@ def test_finalized_object_arrives_as_binary_cloudevent(
     blob = storage_client.bucket(bucket).blob("dir/job-output.zip")
     blob.upload_from_string(b"PK\x05\x06" + b"\0" * 18, content_type="application/zip")
 
-    capture.wait_for(lambda requests: len(requests) >= 1, timeout=10)
+    capture.wait_for(lambda requests: len(requests) >= 1)
     request = capture.requests[0]
     headers = request.headers
     assert headers["ce-type"] == "google.cloud.storage.object.v1.finalized"
@@ -86,7 +87,7 @@ def test_non_2xx_is_retried_until_delivered(relay_to_capture, capture, storage_c
     capture.statuses[:] = [500, 503]
     storage_client.bucket(bucket).blob("retry.zip").upload_from_string(b"x")
 
-    capture.wait_for(lambda requests: len(requests) >= 3, timeout=10)
+    capture.wait_for(lambda requests: len(requests) >= 3)
     ids = {request.headers["ce-id"] for request in capture.requests}
     assert len(ids) == 1, "every retry carries the same event id"
     time.sleep(0.5)  # a delivered event is not sent again
@@ -99,11 +100,8 @@ def test_gives_up_after_max_attempts_with_a_log_line(
     capture.statuses[:] = [500] * 10
     storage_client.bucket(bucket).blob("doomed.zip").upload_from_string(b"x")
 
-    capture.wait_for(lambda requests: len(requests) >= 4, timeout=10)
-    deadline = time.monotonic() + 5
-    while "giving up" not in relay_to_capture.log_path.read_text():
-        assert time.monotonic() < deadline, relay_to_capture.log_tail()
-        time.sleep(0.05)
+    capture.wait_for(lambda requests: len(requests) >= 4)
+    wait_for(lambda: "giving up" in relay_to_capture.log_path.read_text(), what="giving up")
     line = next(
         json.loads(text)
         for text in relay_to_capture.log_path.read_text().splitlines()
@@ -136,10 +134,7 @@ def test_cloudevent_function_receives_event(subscription, storage_client, bucket
     try:
         wait_until_ready(function, tcp_open(port), 30)
         storage_client.bucket(bucket).blob("a b/ü.zip").upload_from_string(b"data")
-        deadline = time.monotonic() + 10
-        while not sink.exists() or not sink.read_text().strip():
-            assert time.monotonic() < deadline, function.log_tail() + proc.log_tail()
-            time.sleep(0.05)
+        wait_for(lambda: sink.exists() and sink.read_text().strip(), what="the delivered event")
         event = json.loads(sink.read_text().splitlines()[0])
         assert event["attributes"]["type"] == relay.FINALIZED
         assert event["attributes"]["subject"] == "objects/a b/ü.zip"
@@ -157,13 +152,13 @@ def test_a_stop_does_not_wait_for_a_delivery_in_flight(
     proc = start_relay(subscription, capture.url, tmp_path)
     try:
         storage_client.bucket(bucket).blob("slow.zip").upload_from_string(b"x")
-        capture.wait_for(lambda requests: len(requests) >= 1, timeout=10)
+        capture.wait_for(lambda requests: len(requests) >= 1)
         started = time.monotonic()
-        clean = proc.stop(timeout=5)
+        clean = proc.stop(timeout=15)
         elapsed = time.monotonic() - started
     finally:
         proc.stop()
-    assert elapsed < 3, elapsed
+    assert elapsed < 15, elapsed  # not the half minute a call may hang
     assert clean, f"the relay needed SIGKILL; log:\n{proc.log_tail()}"
     assert "relay stopped" in proc.log_tail()
 
@@ -184,17 +179,14 @@ def test_a_stop_is_prompt_while_pubsub_is_out_of_reach(tmp_path):
         env=env,
     )
     try:
-        deadline = time.monotonic() + 30
-        while "relaying Cloud Storage events" not in proc.log_tail():
-            assert proc.alive() and time.monotonic() < deadline, proc.log_tail()
-            time.sleep(0.05)
+        wait_for(lambda: "relaying Cloud Storage events" in proc.log_tail(), what="the relay")
         time.sleep(1.5)  # pulling, and failing, for a while
         started = time.monotonic()
-        clean = proc.stop(timeout=5)
+        clean = proc.stop(timeout=15)
         elapsed = time.monotonic() - started
     finally:
         proc.stop()
-    assert elapsed < 3, elapsed
+    assert elapsed < 15, elapsed  # not the half minute a call may hang
     assert clean, f"the relay needed SIGKILL; log:\n{proc.log_tail()}"
 
 
@@ -231,7 +223,7 @@ def test_pubsub_messages_arrive_as_message_published_events(
     try:
         publisher = pubsub_v1.PublisherClient()
         publisher.publish(topic_path, b'{"id": "j"}', job_id="j", status="killed").result()
-        capture.wait_for(lambda requests: len(requests) >= 2, timeout=30)
+        capture.wait_for(lambda requests: len(requests) >= 2)
     finally:
         proc.stop()
     first, second = capture.requests[:2]

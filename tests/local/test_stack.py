@@ -17,12 +17,14 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
 from infra.local.config import isolated_env
 from infra.local.stack import STOP_SECONDS, read_env_file
+from tests.fixtures.waiting import wait_for
 from tests.local.httpcapture import capture_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -143,10 +145,7 @@ def test_make_run_serves_everything_and_leaves_nothing_behind(tmp_path):
     assert stack.returncode == 0
     assert not (state / "env").exists()
     assert spawned, "the stack runs its servers as child processes"
-    deadline = time.monotonic() + 15
-    while any(alive(pid) for pid in spawned):
-        assert time.monotonic() < deadline, [pid for pid in spawned if alive(pid)]
-        time.sleep(0.1)
+    wait_all_gone(spawned)
 
 
 def assert_callbacks_delivered(cloud: dict[str, str], env: dict[str, str]) -> None:
@@ -170,16 +169,17 @@ def assert_callbacks_delivered(cloud: dict[str, str], env: dict[str, str]) -> No
         job_id = created["data"]["id"]
         killed = requests.delete(f"{api}{job_id}", timeout=30).json()
         assert killed["result"] is True, killed
-        receiver.wait_for(lambda requests: len(requests) >= 1, timeout=30)
+        receiver.wait_for(lambda requests: len(requests) >= 1)
         (delivered,) = receiver.requests
     assert json.loads(delivered.body)["status"] == "killed"
     digest = hmac.new(cloud["CALLBACK_SECRET"].encode(), delivered.body, hashlib.sha256)
     assert delivered.headers["x-task-runner-signature"] == f"sha256={digest.hexdigest()}"
     assert delivered.headers["x-task-runner-event-id"] == f"{job_id}:killed"
-    deadline = time.monotonic() + 10
-    while requests.get(f"{api}{job_id}", timeout=30).json()["data"].get("callback_status") is None:
-        assert time.monotonic() < deadline, "callback_status never recorded"
-        time.sleep(0.1)
+
+    def recorded() -> Any:
+        return requests.get(f"{api}{job_id}", timeout=30).json()["data"].get("callback_status")
+
+    wait_for(recorded, what="callback_status to be recorded")
 
 
 def command_line(pid: int) -> str:
@@ -198,10 +198,20 @@ def stop_stack(stack: subprocess.Popen[str], spawned: set[int]) -> None:
     finally:
         if stack.poll() is None:
             os.killpg(stack.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 15
-    while any(alive(pid) for pid in spawned):
-        assert time.monotonic() < deadline, [pid for pid in spawned if alive(pid)]
-        time.sleep(0.1)
+    wait_all_gone(spawned)
+
+
+def wait_all_gone(pids: set[int]) -> None:
+    wait_for(lambda: not any(alive(pid) for pid in pids), what=f"all of {sorted(pids)} to exit")
+
+
+def relay_of(stack: int) -> int | None:
+    """The pid of the finalize events' relay (not of its supervisor), if it runs."""
+    for pid in descendants(stack):
+        line = command_line(pid)
+        if "-m infra.local.relay" in line and "procs.py" not in line:
+            return pid
+    return None
 
 
 def start_stack(state: Path, env: dict[str, str], *wrapper: str) -> subprocess.Popen[str]:
@@ -256,10 +266,11 @@ def test_a_stop_is_bounded_whatever_the_servers_are_doing(tmp_path):
                     ),
                 ),
             )
-        deadline = time.monotonic() + 30
-        while len([p for p in descendants(stack.pid) if marker in command_line(p)]) < 2:
-            assert time.monotonic() < deadline, "the pods' processes did not start"
-            time.sleep(0.1)
+
+        def pods() -> list[int]:
+            return [pid for pid in descendants(stack.pid) if marker in command_line(pid)]
+
+        wait_for(lambda: len(pods()) >= 2, what="the pods' processes to start")
 
         kubesim = json.loads(Path(cloud["KUBECONFIG"]).read_text())["clusters"][0]
         fault = {"path": ".*/jobs.*", "count": 1000, "delay_seconds": 60}
@@ -283,11 +294,7 @@ def test_a_stop_is_bounded_whatever_the_servers_are_doing(tmp_path):
             b"POST /batch/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             b"Content-Length: 1000\r\n\r\n{"
         )
-        relay = next(
-            pid
-            for pid in descendants(stack.pid)
-            if "-m infra.local.relay" in command_line(pid) and "procs.py" not in command_line(pid)
-        )
+        relay = wait_for(lambda: relay_of(stack.pid), what="the relay among the stack's processes")
         os.kill(relay, signal.SIGSTOP)
         time.sleep(1)  # the sync is in flight
         spawned = descendants(stack.pid)
@@ -308,8 +315,9 @@ def test_a_stop_is_bounded_whatever_the_servers_are_doing(tmp_path):
             stack.wait()
     output = stack.stdout.read() if stack.stdout else ""
     assert stack.returncode == 0, output
-    assert elapsed < 10, f"stopped in {elapsed:.1f} s\n{output}"
-    assert elapsed < STOP_SECONDS + 1, f"stopped in {elapsed:.1f} s\n{output}"
+    # Bounded by the grace periods, not by the minute the sync is held: on a machine as busy
+    # as it may be, a few seconds more than STOP_SECONDS.
+    assert elapsed < STOP_SECONDS + 10, f"stopped in {elapsed:.1f} s\n{output}"
     left = [f"{pid} {command_line(pid)}" for pid in spawned if alive(pid)]
     assert not left, left
     assert "did not exit within" in output, "some servers needed SIGKILL"

@@ -11,6 +11,7 @@ from shared.cloud.backends import Backends, default_backends
 from shared.model.job import FINAL, Status
 from shared.settings import get_settings
 from tests.fixtures.api import Functions
+from tests.fixtures.waiting import DEADLINE
 
 
 def reconfigure(monkeypatch: pytest.MonkeyPatch, **env: str) -> Backends:
@@ -35,7 +36,7 @@ def env(**values: Any) -> dict[str, Any]:
     return {"environment_variables": {key: str(value) for key, value in values.items()}}
 
 
-def sync_until_final(fn: Functions, job_ids: list[str], timeout: float = 60) -> None:
+def sync_until_final(fn: Functions, job_ids: list[str], timeout: float = DEADLINE) -> None:
     """Sync until every job is final (each sync lets the cluster move on in between)."""
     deadline = time.monotonic() + timeout
     while True:

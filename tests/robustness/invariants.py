@@ -10,6 +10,7 @@ from typing import Any
 from shared.cloud.backends import Backends
 from shared.model.job import FINAL, TRANSITIONS, Job, Status
 from shared.model.manifests import JOB_ID, OWNED_SELECTOR
+from tests.fixtures.waiting import DEADLINE
 
 
 def all_jobs(backends: Backends) -> list[Job]:
@@ -54,7 +55,7 @@ def assert_settled(
     storage_client: Any,
     bucket: str,
     *,
-    timeout: float = 10.0,
+    timeout: float = DEADLINE,
 ) -> list[Job]:
     """Every job final with a path the table allows, failures with their reason, no object
     of ours without a live job, the input and output of every success kept, and the log of

@@ -8,6 +8,7 @@ import pytest
 
 from shared.model import manifests
 from shared.model.job import Job, Status, now_ms
+from tests.fixtures.waiting import wait_for
 from tests.robustness.helpers import create, env, reconfigure, sync_until_final
 from tests.robustness.invariants import assert_settled
 
@@ -116,13 +117,11 @@ def test_kill_that_died_before_deleting(fn, backends, storage_client, bucket, se
     assert log.download_as_bytes() == b"started\n"
 
 
-def wait_for_log(fn, job_id: str, text: str, timeout: float = 20) -> None:
-    import time
+def wait_for_log(fn, job_id: str, text: str) -> None:
+    def logged() -> bool:
+        return text in fn.api("GET", f"/batch/{job_id}/logs")[1]["data"]["log"]
 
-    deadline = time.monotonic() + timeout
-    while text not in fn.api("GET", f"/batch/{job_id}/logs")[1]["data"]["log"]:
-        assert time.monotonic() < deadline, "the job never logged it"
-        time.sleep(0.05)
+    wait_for(logged, what=f"the job to log {text!r}")
 
 
 def test_a_log_that_cannot_be_saved_keeps_the_pod_until_it_is(
@@ -255,7 +254,7 @@ def test_firestore_out_of_reach(fn, monkeypatch, batch_v1, namespace, bucket, se
     assert fn.clients["synchronize_batch_jobs"].post("/").status_code == 503
     event = {"bucket": bucket, "name": "before-outage-output.zip", "metadata": {}}
     assert fn.finalize(event) == 500  # Eventarc delivers it again later
-    assert time.monotonic() - started < 6 * 2 * 3  # six calls, each bounded
+    assert time.monotonic() - started < 120  # six calls, each bounded (unbounded: minutes)
     assert [j.metadata.name for j in batch_v1.list_namespaced_job(namespace).items] == [
         "before-outage"
     ]
@@ -275,18 +274,15 @@ def test_a_stalled_cluster_call_gives_up(fn, kubesim, monkeypatch, batch_v1, nam
     assert fn.api("GET", "/batch/?status=running")[0] == 200
     assert fn.api("POST", "/batch/", json={"name": "warm", "job_parameters": {}})[0] == 400
     # No status: after the delay the request goes through, too late for the create.
-    kubesim.inject_fault(verb="create", path=jobs_path(namespace), status=0, delay_seconds=4)
+    kubesim.inject_fault(verb="create", path=jobs_path(namespace), status=0, delay_seconds=10)
     started = time.monotonic()
     code, body = fn.api(
         "POST", "/batch/", json={"name": "stalled", "job_parameters": {"docker_image": "alpine"}}
     )
-    assert time.monotonic() - started < 3.5
+    assert time.monotonic() - started < 10  # it gave up before the cluster answered
     assert (code, body["error"]) == (500, "ClusterError"), body
     # The stalled request completes on the server: a Job nobody tracks. Wait for it.
-    deadline = time.monotonic() + 20
-    while not batch_v1.list_namespaced_job(namespace).items:
-        assert time.monotonic() < deadline, "the stalled create never landed"
-        time.sleep(0.1)
+    wait_for(lambda: batch_v1.list_namespaced_job(namespace).items, what="the stalled create")
     fn.sync()
     (failed,) = settled()
     assert failed.reason == "ClusterError"
@@ -310,7 +306,7 @@ def test_storage_out_of_reach(fn, monkeypatch, settled):
     params = {"docker_image": "alpine:3", "input_zip": zip_b64({"a.txt": b"a"})}
     code, body = fn.api("POST", "/batch/", json={"name": "during", "job_parameters": params})
     assert (code, body["error"]) == (503, "StorageError"), body
-    assert time.monotonic() - started < 8  # the upload, then the undo's delete, each bounded
+    assert time.monotonic() - started < 30  # the upload, then the undo's delete: not minutes
     plain = {"name": "plain", "job_parameters": {"docker_image": "alpine:3"}}
     code, body = fn.api("POST", "/batch/", json=plain)
     assert (code, body["error"]) == (503, "StorageError"), body  # no upload session either
@@ -360,7 +356,7 @@ def test_the_signing_service_out_of_reach(fn, monkeypatch, settled, google_ident
     code, body = fn.api("POST", "/batch/", json={"name": "iam-stalls", "job_parameters": params})
     assert (code, body["error"]) == (503, "StorageError"), body
     assert "Could not sign the input URL of job iam-stalls" in body["msg"]
-    assert time.monotonic() - started < 8  # the signature, then the undo, each bounded
+    assert time.monotonic() - started < 30  # the signature, then the undo: not minutes
     google_identity.answer = "ok"
     job = create(
         fn,
