@@ -34,7 +34,7 @@ from shared.model.validation import name_error, validate_create
 from shared.quantity import parse_quantity
 from shared.stager.config import Limits
 from shared.stager.errors import InputRejected
-from shared.stager.extract import inspect_zip
+from shared.stager.extract import inspect_zip, open_zip
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def _read_body(file: BinaryIO, limits: Limits) -> tuple[Any, bool]:
     member = next(n for n in summary.skipped if _normalised((n,)) == {SUBMISSION_BODY})
     file.seek(0)
     try:
-        with zipfile.ZipFile(file) as archive:
+        with open_zip(file, limits) as archive:
             entry = archive.getinfo(member)
             if entry.file_size > MAX_BODY_BYTES:
                 raise PayloadTooLarge(
@@ -161,7 +161,7 @@ def _read_body(file: BinaryIO, limits: Limits) -> tuple[Any, bool]:
                 )
             with archive.open(entry) as source:
                 raw = _bounded(source)
-    except (zipfile.BadZipFile, NotImplementedError, EOFError, ValueError) as error:
+    except (zipfile.BadZipFile, NotImplementedError, EOFError, ValueError, InputRejected) as error:
         raise InvalidParameters(msg=f"Cannot read {SUBMISSION_BODY}: {error}") from None
     try:
         body = json.loads(raw)

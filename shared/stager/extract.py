@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import stat
+import struct
 import tempfile
 import time
 import zipfile
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from shared.stager.config import Limits
+from shared.stager.directory import check_directory
 from shared.stager.errors import InputRejected
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,11 @@ RATIO_FLOOR = MIB
 STAGING_PREFIX = ".stager-"
 SKIPPED_TOP_LEVEL = frozenset({"lost+found"})  # the volume's own, never replaced
 _METHODS = {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
-_MAX_NAME_BYTES = 255
+_MAX_NAME_BYTES = 255  # a path component, as every Linux file system allows
+# A whole path: Linux refuses one of 4,096 bytes or more (PATH_MAX, its NUL included), and
+# the input is written below a staging directory (/input/.stager-xxxxxxxx/) first. The room
+# left for the zip's own path is this, with a margin for deeper mount paths.
+MAX_PATH_BYTES = 3840
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,10 @@ def _parts(name: str) -> tuple[str, ...]:
         raise InputRejected(f"entry {name!r} names no file")
     if any(len(part.encode("utf-8", "surrogateescape")) > _MAX_NAME_BYTES for part in parts):
         raise InputRejected(f"entry {name!r} has a component longer than 255 bytes")
+    if len("/".join(parts).encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
+        raise InputRejected(
+            f"entry {name[:100]!r}... has a path longer than {MAX_PATH_BYTES} bytes"
+        )
     return parts
 
 
@@ -119,11 +129,15 @@ def _summarise(archive: zipfile.ZipFile, limits: Limits, skip: Collection[str] =
     skipped: list[str] = []
     files: set[tuple[str, ...]] = set()
     dirs: set[tuple[str, ...]] = set()
+    left_out: set[tuple[str, ...]] = set()
     for info in infos:
         entry = _entry(info, limits)
         if entry.parts[0] in SKIPPED_TOP_LEVEL or (
             not entry.is_dir and "/".join(entry.parts) in skip
         ):
+            if not entry.is_dir and entry.parts in left_out:  # job.json and ./job.json
+                raise InputRejected(f"entry {info.filename!r} appears twice")
+            left_out.add(entry.parts)
             skipped.append(info.filename)
             continue
         parents = {entry.parts[:i] for i in range(1, len(entry.parts))}
@@ -153,10 +167,13 @@ def _summarise(archive: zipfile.ZipFile, limits: Limits, skip: Collection[str] =
     )
 
 
-def _open_zip(fileobj: BinaryIO) -> zipfile.ZipFile:
+def open_zip(fileobj: BinaryIO, limits: Limits) -> zipfile.ZipFile:
+    """The zip, once its central directory is known to fit the limits (check_directory):
+    zipfile reads all of it into memory."""
     try:
+        check_directory(fileobj, limits.max_files, MAX_PATH_BYTES)
         return zipfile.ZipFile(fileobj)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as error:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, struct.error) as error:
         raise InputRejected(f"not a valid zip archive: {error}") from error
 
 
@@ -166,7 +183,7 @@ def inspect_zip(fileobj: BinaryIO, limits: Limits, skip: Collection[str] = ()) -
     Raises InputRejected with a message fit for the user. `fileobj` must be seekable; only
     the central directory is read, so a ranged reader of a large object reads little.
     """
-    with _open_zip(fileobj) as archive:
+    with open_zip(fileobj, limits) as archive:
         return _summarise(archive, limits, skip)
 
 
@@ -262,7 +279,7 @@ def extract_zip(
     sees its earlier attempt's files); `lost+found` is never touched.
     """
     target.mkdir(parents=True, exist_ok=True)
-    with _open_zip(fileobj) as archive:
+    with open_zip(fileobj, limits) as archive:
         summary = _summarise(archive, limits, skip)
         staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=target))
         try:
@@ -277,6 +294,8 @@ def extract_zip(
                 raise InputRejected("the input does not fit the job's input volume") from error
             if error.errno in (errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ELOOP):
                 raise InputRejected(f"conflicting entries in the zip: {error}") from error
+            if error.errno == errno.ENAMETOOLONG:
+                raise InputRejected(f"a path in the zip is too long: {error}") from error
             raise
         finally:
             with contextlib.suppress(FileNotFoundError):

@@ -21,6 +21,7 @@ from tests.api.conftest import status_is
 from tests.api.test_arrays import unzip
 from tests.api.test_run_options import COPY, output_files, zip_bytes
 from tests.fixtures.storage_proxy import failing_uploads
+from tests.fixtures.zips import directory_bomb
 from tests.robustness.helpers import reconfigure
 
 FINAL = status_is(Status.SUCCEEDED, Status.FAILED, Status.KILLED)
@@ -210,6 +211,27 @@ REFUSALS: dict[str, tuple[str, bytes, int, str, Any]] = {
         400,
         "InvalidParameters",
         "'..' component",
+    ),
+    "job.json twice": (
+        "sub-twice",
+        submission(body(), **{"./job.json": json.dumps(body(spot=True)).encode()}),
+        400,
+        "InvalidParameters",
+        "entry './job.json' appears twice",
+    ),
+    "a path too long": (
+        "sub-long",
+        submission(body(), **{"/".join(["d" * 250] * 16): b"x"}),
+        400,
+        "InvalidParameters",
+        "has a path longer than 3840 bytes",
+    ),
+    "a directory of too many entries": (
+        "sub-bomb",
+        directory_bomb(300_000, declared=5),
+        400,
+        "InvalidParameters",
+        "central directory is",
     ),
 }
 

@@ -34,6 +34,7 @@ from shared.model.validation import (
 )
 from shared.settings import MIB
 from tests.fixtures.api import Functions
+from tests.fixtures.zips import directory_bomb
 from tests.robustness.helpers import reconfigure
 from tests.robustness.invariants import assert_only_jobs
 from tests.robustness.spec import assert_documented
@@ -413,6 +414,15 @@ UNSAFE_ZIPS: dict[str, tuple[Callable[[], str], str]] = {
     "declared-bomb": (lambda: declaring(3 * 1024 * MIB), "bytes uncompressed, above"),
     "too-many-files": (lambda: many_files(10_001), "entries, above the limit of 10000"),
     "not-a-zip": (lambda: base64.b64encode(b"PK\x03\x04 truncated").decode(), "not a valid zip"),
+    "directory-bomb": (
+        lambda: base64.b64encode(directory_bomb(300_000, declared=5)).decode(),
+        "central directory is",
+    ),
+    "directory-longer-than-declared": (
+        lambda: base64.b64encode(directory_bomb(10_001, declared=5)).decode(),
+        "more than 10000 entries",
+    ),
+    "path-too-long": (lambda: zip_of({"/".join(["d" * 250] * 16): b"x"}), "longer than 3840"),
 }
 
 

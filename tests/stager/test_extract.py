@@ -44,6 +44,7 @@ REFUSED = {
     "too many files": (make_zip(*((f"f{i}", b"x") for i in range(51))), "51 entries"),
     "too many bytes": (make_zip(("big", os.urandom(9 * MIB))), "uncompressed"),
     "zip bomb": (make_zip(("zeros", bytes(4 * MIB))), "compression ratio"),
+    "path too long": (make_zip(("/".join(["d" * 250] * 16), b"x")), "longer than 3840 bytes"),
 }
 
 
@@ -192,3 +193,20 @@ def test_skipped_files_are_checked_but_not_written(workspace: tuple[Path, Path])
     unsafe = make_zip(("job.json", b"{}"), ("../job.json", b"x"))
     with pytest.raises(InputRejected, match="'..'"):
         extract_zip(io.BytesIO(unsafe), target, SMALL_LIMITS, skip=("job.json", "../job.json"))
+
+
+def test_a_path_at_the_limit_is_extracted(workspace: tuple[Path, Path]) -> None:
+    _, target = workspace
+    name = "/".join(["d" * 239] * 15 + ["f" * 240])
+    assert len(name) == 3840
+    extract_zip(io.BytesIO(make_zip((name, b"deep"))), target, SMALL_LIMITS)
+    assert (target / name).read_bytes() == b"deep"
+
+
+def test_a_left_out_file_in_two_spellings_is_refused(workspace: tuple[Path, Path]) -> None:
+    """A submission's job.json and ./job.json: neither may silently win."""
+    _, target = workspace
+    data = make_zip(("job.json", b"{}"), ("./job.json", b'{"a": 1}'), ("in.txt", b"x"))
+    with pytest.raises(InputRejected, match=re.escape("entry './job.json' appears twice")):
+        extract_zip(io.BytesIO(data), target, SMALL_LIMITS, skip=("job.json",))
+    assert list(target.iterdir()) == []
