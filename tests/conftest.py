@@ -7,6 +7,7 @@ pytest_plugins = [
     "tests.fixtures.kubesim",
     "tests.fixtures.api",
     "tests.fixtures.identity",
+    "tests.fixtures.network",
 ]
 
 # How fast hypothesis generates a case depends on how busy the machine is: no test may fail

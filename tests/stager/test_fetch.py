@@ -151,7 +151,7 @@ def test_a_users_url_to_a_private_address_is_never_requested(
     with pytest.raises(InputMissing, match="refused to download"):
         fetch.download(server.url, io.BytesIO(), max_bytes=100, deadline=0, public_only=True)
     https = server.url.replace("http://", "https://")
-    with pytest.raises(InputMissing, match="127.0.0.1, a loopback, link-local or private"):
+    with pytest.raises(InputMissing, match="127.0.0.1, which is not a public address"):
         fetch.download(https, io.BytesIO(), max_bytes=100, deadline=0, public_only=True)
     args = ["stage-in", "--url", server.url, "--dir", str(tmp_path)]
     refused = stager(*args, env={"INPUT_URL_PUBLIC_ONLY": "1"})
@@ -159,18 +159,6 @@ def test_a_users_url_to_a_private_address_is_never_requested(
     assert "s3cr3t" not in refused.stdout + refused.stderr
     assert server.requests == 0
     assert stager(*args).returncode == 0  # a signed URL of the product's own: not checked
-
-
-@pytest.mark.parametrize(
-    "target",
-    ["http://169.254.169.254/computeMetadata/v1/", "https://10.0.0.1/x", "file:///etc/passwd"],
-)
-def test_a_redirect_of_a_users_url_is_checked_too(target: str) -> None:
-    import urllib.request
-
-    request = urllib.request.Request("https://8.8.8.8/in.zip")
-    with pytest.raises(InputMissing, match="refused a redirect"):
-        fetch._CheckedRedirects().redirect_request(request, None, 302, "Found", {}, target)
 
 
 @pytest.mark.parametrize(
