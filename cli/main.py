@@ -69,7 +69,8 @@ def app(ctx: click.Context) -> None:
 Examples:
   ktr submit ./in --image python:3.11 --wait --fetch out -- python -c "print(1)"
   ktr submit in.zip --image alpine:3 --env MODE=fast --cpu 500m --memory 256Mi -- sh run.sh
-  ktr submit --params rows.csv --image alpine:3 --wait -- sh -c 'echo {sample}'"""
+  ktr submit --params rows.csv --image alpine:3 --wait -- sh -c 'echo "$sample"'
+  ktr submit --params rows.csv --image python:3.11 -- python train.py --lr {lr}"""
 )
 @click.argument("source", required=False, type=click.Path(path_type=Path))
 @click.option("--image", required=True, help="The container image, e.g. python:3.11.")
@@ -86,8 +87,9 @@ Examples:
     "--params",
     "params_file",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="A CSV: one array job, a task per row; {column} in the command and --env values "
-    "takes the row's value.",
+    help="A CSV: one array job, a task per row. Each column is a variable of its task "
+    '(read it as "$column"); an argument that is exactly {column} is the row\'s value, and '
+    "so is {column} in an --env value. Never inside a program: values are data.",
 )
 @click.option(
     "--wait", is_flag=True, help="Wait for the end: exit 0 succeeded, 1 failed, 2 killed."

@@ -1,10 +1,13 @@
-"""`--params FILE.csv`: one array job, a task per row, kubeque style. `{column}` in the
-command, its arguments and the environment's values takes the row's value.
+"""`--params FILE.csv`: one array job, a task per row, kubeque style.
 
 The rows become the tasks' `task_environments` (a variable per column), which the API sets
-through `/bin/sh` before the command runs; so a command holding `{column}` is sent as a
-`sh -c` script that reads `"${column}"`, quoted, and an --env value holding one becomes a
-task variable with each row's text."""
+through `/bin/sh` before the command runs. A command reads them as variables (`"$sample"`
+in a shell, `os.environ["sample"]` in Python). An argument that is exactly `{column}` is the
+row's value as that argument: the command is sent as a `sh -c` script that reads
+`"${column}"`, quoted. A value is never put inside another argument, since that argument may
+be a program (`sh -c 'echo {sample}'` would run a row's `$(...)`); such a command is
+refused, and so is `{column}` as the program of `-c` or `-e`. An --env value holding
+`{column}` becomes a task variable with each row's text: a value, never run."""
 
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ from typing import Any
 from cli.errors import CliError
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# The options after which an argument is a program: sh, bash, python, perl, ruby, node.
+PROGRAM_OPTIONS = frozenset({"-c", "-e", "-E", "--command", "--eval", "-ec", "-xc", "-exc"})
 
 
 @dataclass(frozen=True)
@@ -61,22 +66,33 @@ def substitute(text: str, row: dict[str, str]) -> str:
 
 
 def _script(command: tuple[str, ...], columns: set[str]) -> str:
-    """The command as a `sh -c` script in which `{column}` reads the task's variable."""
+    """The command as a `sh -c` script in which an argument `{column}` reads the task's
+    variable, quoted, and every other argument is itself, quoted."""
 
     def word(part: str) -> str:
-        pieces, last = [], 0
-        for match in PLACEHOLDER.finditer(part):
-            if match[1] not in columns:
-                continue
-            if match.start() > last:
-                pieces.append(shlex.quote(part[last : match.start()]))
-            pieces.append(f'"${{{match[1]}}}"')
-            last = match.end()
-        if last < len(part) or not pieces:
-            pieces.append(shlex.quote(part[last:]))
-        return "".join(pieces)
+        match = PLACEHOLDER.fullmatch(part)
+        return f'"${{{match[1]}}}"' if match and match[1] in columns else shlex.quote(part)
 
     return "exec " + " ".join(word(part) for part in command)
+
+
+def _check_placeholders(command: tuple[str, ...], columns: set[str]) -> None:
+    """Refuse a column's value inside an argument, or as a program."""
+    for before, part in zip(("", *command), command, strict=False):
+        named = [match[1] for match in PLACEHOLDER.finditer(part) if match[1] in columns]
+        if not named:
+            continue
+        if not PLACEHOLDER.fullmatch(part):
+            raise CliError(
+                f"--params: {{{named[0]}}} must be a whole argument, not inside {part!r}: a "
+                f"value put inside a program could run as code. Read the task's variable "
+                f"instead, such as \"${named[0]}\" in sh or os.environ['{named[0]}'] in Python"
+            )
+        if before in PROGRAM_OPTIONS:
+            raise CliError(
+                f"--params: {{{named[0]}}} after {before} would run each row's value as a "
+                "program: give the program, and read the task's variable in it"
+            )
 
 
 def sweep(spec: JobSpec, rows: list[dict[str, str]]) -> JobSpec:
@@ -95,7 +111,8 @@ def sweep(spec: JobSpec, rows: list[dict[str, str]]) -> JobSpec:
         for row in rows
     )
     command = spec.command
-    if any(PLACEHOLDER.search(part) for part in command):
+    _check_placeholders(command, columns)
+    if any((match := PLACEHOLDER.fullmatch(part)) and match[1] in columns for part in command):
         command = ("/bin/sh", "-c", _script(command, columns))
     env = tuple((key, value) for key, value in spec.env if key not in templated)
     return replace(spec, command=command, env=env, task_environments=tasks)

@@ -4,6 +4,7 @@ kills, logs, lists, --params rows and the API's refusals as the user sees them."
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -206,12 +207,26 @@ def test_kill_of_a_sleeping_job_makes_wait_exit_2(ktr, cloud, tmp_path):
     assert status(ktr, ident)["status"] == "killed"
 
 
+INJECTIONS = [
+    "$(echo pwned > /output/pwned)",
+    "`echo pwned > /output/pwned`",
+    "'); open('/output/pwned', 'w') #",
+]
+
+
 def test_params_make_one_array_job_a_task_per_row(ktr, tmp_path):
+    """Each row's values reach its task as literal text: as a variable, as an argument that
+    is exactly {column}, and in an --env value. None of them runs."""
     rows = tmp_path / "rows.csv"
-    rows.write_text("word,count\nalpha,1\nbeta,2\ngamma,3\n")
+    with rows.open("w", newline="") as handle:
+        table = csv.writer(handle)
+        table.writerow(["word", "count", "value"])
+        table.writerows(zip(["alpha", "beta", "gamma"], ["1", "2", "3"], INJECTIONS, strict=True))
     script = (
-        "import os, pathlib; "
-        "pathlib.Path('/output/w.txt').write_text(os.environ['WORD'] + ' {count}')"
+        "import os, pathlib, sys; out = pathlib.Path('/output'); "
+        "(out / 'w.txt').write_text(os.environ['WORD'] + ' ' + os.environ['count']); "
+        "(out / 'argv.txt').write_text(sys.argv[1]); "
+        "(out / 'env.txt').write_text(os.environ['value'])"
     )
     out = tmp_path / "out"
 
@@ -233,6 +248,7 @@ def test_params_make_one_array_job_a_task_per_row(ktr, tmp_path):
         "python",
         "-c",
         script,
+        "{value}",
     )
 
     assert done.code == 0, done.err
@@ -240,8 +256,23 @@ def test_params_make_one_array_job_a_task_per_row(ktr, tmp_path):
     assert created["name"] == "cli-rows" and created["job_parameters"]["task_count"] == 3
     assert final["status"] == "succeeded"
     assert final["tasks"]["succeeded"] == 3 and len(final["task_output_urls"]) == 3
-    texts = [(out / str(index) / "w.txt").read_text() for index in (0, 1, 2)]
-    assert texts == ["alpha 1", "beta 2", "gamma 3"]
+    expected = zip(["alpha 1", "beta 2", "gamma 3"], INJECTIONS, strict=True)
+    for index, (word, value) in enumerate(expected):
+        task = out / str(index)
+        assert sorted(path.name for path in task.iterdir()) == ["argv.txt", "env.txt", "w.txt"]
+        assert (task / "w.txt").read_text() == word
+        assert (task / "argv.txt").read_text() == value
+        assert (task / "env.txt").read_text() == value
+
+
+def test_a_value_inside_a_program_is_refused_before_anything_is_sent(ktr, tmp_path):
+    rows = tmp_path / "rows.csv"
+    rows.write_text("sample\nx\n")
+    args = ["submit", "--params", str(rows), "--image", "alpine:3", "--", "sh", "-c"]
+    refused = ktr(*args, "echo {sample}")
+    assert refused.code == 3, refused
+    assert "{sample} must be a whole argument" in refused.err
+    assert '"$sample" in sh' in refused.err
 
 
 def test_a_refused_field_is_named_with_its_option(ktr):

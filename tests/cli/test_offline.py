@@ -3,6 +3,7 @@ need no server (the --params expansion, the API's field errors flattened)."""
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 from pathlib import Path
@@ -55,27 +56,58 @@ def test_every_command_has_an_example_in_its_help(tmp_path: Path):
         assert "Example" in shown.out and f"ktr {command}" in shown.out, shown.out
 
 
+INJECTIONS = [
+    "$(echo pwned > /tmp/pwned)",
+    "`echo pwned`",
+    "'); import os; os.system('echo pwned') #",
+    '"; echo pwned; "',
+    "s 1",
+]
+
+
 def test_rows_become_one_array_job_whose_tasks_read_their_row():
+    """Each row's value reaches the command as one literal argument, whatever it holds."""
     spec = JobSpec(
         image="alpine:3",
-        command=("printf", "%s|", "{sample}", "pre-{sample}-{n}", "{missing}", "{'a': 1}", "it's"),
+        command=("printf", "%s|", "{sample}", "{n}", "{missing}", "{'a': 1}", "it's"),
         env=(("SAMPLE", "{sample}.fq"), ("FIXED", "x")),
     )
-    rows = [{"sample": "s 1", "n": "1", "bad-col": "x"}, {"sample": "$(rm -rf /)", "n": "2"}]
+    rows = [{"sample": value, "n": str(i), "bad-col": "x"} for i, value in enumerate(INJECTIONS)]
     array = sweep(spec, rows)
     assert array.env == (("FIXED", "x"),)
-    assert array.task_environments == (
-        {"n": "1", "sample": "s 1", "SAMPLE": "s 1.fq"},
-        {"n": "2", "sample": "$(rm -rf /)", "SAMPLE": "$(rm -rf /).fq"},
-    )
+    assert array.task_environments[0] == {
+        "n": "0",
+        "sample": INJECTIONS[0],
+        "SAMPLE": f"{INJECTIONS[0]}.fq",
+    }
     assert array.command[:2] == ("/bin/sh", "-c")
     for task in array.task_environments:  # as the pod runs it: sh with the task's variables
         ran = subprocess.run(
             list(array.command), env=task, capture_output=True, text=True, check=True
         )
-        assert ran.stdout == (
-            f"{task['sample']}|pre-{task['sample']}-{task['n']}|{{missing}}|{{'a': 1}}|it's|"
-        )
+        assert ran.stdout == f"{task['sample']}|{task['n']}|{{missing}}|{{'a': 1}}|it's|"
+    assert not Path("/tmp/pwned").exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "refusal"),
+    [
+        (("sh", "-c", "echo {sample}"), "{sample} must be a whole argument"),
+        (("python3", "-c", "print({sample} * 2)"), "{sample} must be a whole argument"),
+        (("run", "--name=pre-{sample}"), "{sample} must be a whole argument"),
+        (("sh", "-c", "{sample}"), "{sample} after -c would run each row's value"),
+        (("perl", "-e", "{sample}"), "{sample} after -e would run each row's value"),
+    ],
+)
+def test_a_value_is_never_put_inside_a_program(command, refusal):
+    with pytest.raises(CliError, match=re.escape(refusal)):
+        sweep(JobSpec(image="alpine:3", command=command), [{"sample": "x"}])
+
+
+def test_braces_that_name_no_column_are_left_alone():
+    spec = JobSpec(image="alpine:3", command=("awk", "{print}", "{other}"))
+    assert sweep(spec, [{"sample": "x"}]).command == ("awk", "{print}", "{other}")
+
     assert substitute("{a}{b}", {"a": "1", "b": None}) == "1"  # type: ignore[dict-item]
 
 
