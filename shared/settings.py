@@ -16,6 +16,7 @@ MIB = 1024 * 1024
 # A V4 signed URL and a resumable upload session live at most 7 days; a job's pod must be
 # done with both by then, an hour of margin included (see shared/model/validation.py MAX_TIMEOUT).
 MAX_JOB_SECONDS = 7 * 24 * 3600 - 3600
+DEFAULT_MAX_PARALLELISM = 100  # MAX_PARALLELISM: a small cluster's worth of pods
 
 
 class SettingsError(RuntimeError):
@@ -122,6 +123,8 @@ class Settings:
     sync_budget: float  # SYNC_TIME_BUDGET_SECONDS (50): no pass of a call may end later
     max_input_bytes: int  # MAX_INPUT_BYTES (20 MiB): decoded input zip
     max_input_files: int  # MAX_INPUT_FILES (10000): entries in the input zip
+    max_parallelism: int  # MAX_PARALLELISM (100): the most tasks (pods) one job may run at
+    #   once; a create asking for more is refused. The floor under per-account quotas
     max_input_uncompressed: int  # MAX_INPUT_UNCOMPRESSED_BYTES (1 GiB)
     max_body_bytes: int  # MAX_REQUEST_BYTES (32 MiB): whole request body
     max_input_url_bytes: int  # MAX_INPUT_URL_BYTES (10 GiB): input by input_url or upload
@@ -180,6 +183,9 @@ class Settings:
             sync_budget=read.number("SYNC_TIME_BUDGET_SECONDS", 50.0, minimum=1.0),
             max_input_bytes=read.integer("MAX_INPUT_BYTES", 20 * MIB, minimum=1),
             max_input_files=read.integer("MAX_INPUT_FILES", 10000, minimum=1),
+            max_parallelism=read.integer(
+                "MAX_PARALLELISM", DEFAULT_MAX_PARALLELISM, minimum=1, maximum=10_000
+            ),
             max_input_uncompressed=read.integer("MAX_INPUT_UNCOMPRESSED_BYTES", 1024 * MIB),
             max_body_bytes=read.integer("MAX_REQUEST_BYTES", 32 * MIB, minimum=1024),
             max_input_url_bytes=read.integer("MAX_INPUT_URL_BYTES", 10 * 1024 * MIB, minimum=1),

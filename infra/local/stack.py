@@ -58,6 +58,18 @@ EVENTS_FUNCTION = "publish_job_events"  # Firestore's write trigger on the jobs 
 FUNCTIONS_SOURCE = REPO_ROOT / "functions" / "main.py"
 FINALIZE_FUNCTION = "on_output_finalized"
 SYNC_FUNCTION = "synchronize_batch_jobs"
+# Threads of each function's server (functions-framework's gunicorn gthread worker, THREADS;
+# its default is 4 per core). On Google Cloud the front end receives a whole request before
+# it reaches the function, so a slow client never holds a worker; here clients talk to the
+# server directly, and gthread reads a request's body in one of its threads: 8 slow POSTs
+# took every thread of batch_api and a plain GET waited. Threads are started as needed.
+FUNCTION_THREADS = 64
+# The most tasks one job may run at once here (MAX_PARALLELISM; 100 on Google Cloud): every
+# pod of the local cloud is a sandbox of real processes on this one machine, and kubesim,
+# the functions and the emulators must keep answering beside them (make bench measures it:
+# tests/bench/bench_ceiling.py).
+LOCAL_MAX_PARALLELISM = 20
+LOCAL_DEFAULTS = {"MAX_PARALLELISM": str(LOCAL_MAX_PARALLELISM)}
 # Every other port is API_PORT's or LOCAL_FUNCTIONS_PORT + its index here.
 OTHER_FUNCTIONS = (
     SYNC_FUNCTION,
@@ -199,19 +211,28 @@ class Stack:
         self.stop_signal = stop_signal or StopSignal()
         self.servers: list[ServerProcess] = []
         self.endpoints: list[tuple[str, str]] = []
-        # What every server of ours sees: the emulators, the configuration, the package.
-        self.env = {**os.environ, **client_env(settings), "PYTHONPATH": str(REPO_ROOT)}
+        # What every server of ours sees: the local cloud's defaults (the environment may
+        # override them), the emulators, the configuration, the package.
+        self.env = {
+            **LOCAL_DEFAULTS,
+            **os.environ,
+            **client_env(settings),
+            "PYTHONPATH": str(REPO_ROOT),
+        }
 
     def _track(self, *starting: Starting) -> None:
         self.servers.extend(pending.proc for pending in starting)
 
-    def _python(self, name: str, module: str, *args: str) -> ServerProcess:
-        """Spawn `python -m module args` from the repository root, logged as `name`."""
+    def _python(
+        self, name: str, module: str, *args: str, env: dict[str, str] | None = None
+    ) -> ServerProcess:
+        """Spawn `python -m module args` from the repository root, logged as `name`, with
+        the stack's environment and `env`."""
         return spawn(
             name,
             [sys.executable, "-m", module, *args],
             log_dir=self.settings.log_dir,
-            env=self.env,
+            env={**self.env, **(env or {})},
             cwd=REPO_ROOT,
         )
 
@@ -333,6 +354,7 @@ class Stack:
                 f"--target={name}",
                 "--host=127.0.0.1",
                 f"--port={ports[name]}",
+                env={"THREADS": str(FUNCTION_THREADS)},
             )
             starting.append((name, Starting(proc, tcp_open(ports[name]), 60.0)))
             self._track(starting[-1][1])

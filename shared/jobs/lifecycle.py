@@ -81,7 +81,7 @@ def create(body: Any, *, backends: Backends, submission: Submission | None = Non
     settings, store = backends.settings, backends.store
     if submission is not None:
         _refuse_input_sources(body)
-    request = validate_create(body)
+    request = validate_create(body, max_parallelism=settings.max_parallelism)
     key = RequestKey(request.request_id, request.fingerprint) if request.request_id else None
     if key is not None and (seen := store.request(key.request_id)) is not None:
         return _repeat(key, *seen, store=store)

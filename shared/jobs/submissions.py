@@ -30,7 +30,7 @@ from shared.jobs import lifecycle
 from shared.logs import log_context
 from shared.model.job import Job, Status
 from shared.model.manifests import SUBMISSION_BODY
-from shared.model.validation import name_error, validate_create
+from shared.model.validation import MAX_TASKS, name_error, validate_create
 from shared.quantity import parse_quantity
 from shared.stager.config import Limits
 from shared.stager.errors import InputRejected
@@ -230,7 +230,8 @@ def start(job: Job, backends: Backends) -> tuple[Job, str]:
             body, _ = _read(job.submission, info, backends)
         except ObjectGoneError:
             return _fail_unstartable(job, backends), ""
-        environments = validate_create({**body, "name": job.name}).task_environments
+        again = validate_create({**body, "name": job.name}, max_parallelism=MAX_TASKS)
+        environments = again.task_environments
         assert environments is not None  # the same body made this job
         lifecycle.write_task_environments(job, environments, backends)
         log.info("wrote the task environments its first start did not")

@@ -22,7 +22,7 @@ from urllib.parse import SplitResult
 from shared.errors import InvalidParameters
 from shared.model.job import now_ms
 from shared.quantity import parse_quantity
-from shared.settings import MAX_JOB_SECONDS
+from shared.settings import DEFAULT_MAX_PARALLELISM, MAX_JOB_SECONDS
 
 REQUIRED = "Field is required"
 
@@ -58,6 +58,7 @@ MAX_START_AHEAD_MS = 30 * 24 * 3600 * 1000  # start_after: at most 30 days ahead
 # the Job, so they may total more than one job's environment.
 MAX_TASKS = 10_000
 DEFAULT_PARALLELISM = 100
+PARALLELISM_BOUND = "Must be at most MAX_PARALLELISM"
 MAX_TASK_ENVIRONMENTS_BYTES = 4 * 1024 * 1024  # UTF-8, every task's names and values
 TASK_COUNT_BOUND = "Must be at most task_count"
 SHELL_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # task variables are set through sh
@@ -320,7 +321,7 @@ def _bool_error(value: Any) -> str | None:
     return None if isinstance(value, bool) else "Must be true or false"
 
 
-def _parameter_errors(params: dict[str, Any]) -> dict[str, Any]:
+def _parameter_errors(params: dict[str, Any], max_parallelism: int) -> dict[str, Any]:
     errors: dict[str, Any] = {key: "Unknown field" for key in params if key not in PARAMETERS}
     image = params.get("docker_image")
     if image is None or image == "":
@@ -347,7 +348,7 @@ def _parameter_errors(params: dict[str, Any]) -> dict[str, Any]:
                 errors[key] = error
     if "command" not in errors and "args" not in errors and (error := _argv_size_error(params)):
         errors["args" if params.get("args") else "command"] = error
-    errors.update(_array_errors(params))
+    errors.update(_array_errors(params, max_parallelism))
     sources = [key for key in INPUT_SOURCES if params.get(key) not in (None, False, "")]
     if len(sources) > 1:
         for key in sources:
@@ -378,7 +379,7 @@ def _task_environments_error(value: Any) -> Any:
     return None
 
 
-def _array_errors(params: dict[str, Any]) -> dict[str, Any]:
+def _array_errors(params: dict[str, Any], max_parallelism: int) -> dict[str, Any]:
     """task_count, parallelism, task_environments and max_failed_tasks, alone and together.
 
     task_environments reach the user's container through a shell that sources them before
@@ -415,11 +416,15 @@ def _array_errors(params: dict[str, Any]) -> dict[str, Any]:
             errors[key] = error
         elif (_whole(params[key]) or 0) > tasks:
             errors[key] = f"{TASK_COUNT_BOUND} ({tasks})"
+        elif key == "parallelism" and (_whole(params[key]) or 0) > max_parallelism:
+            limit = f"{PARALLELISM_BOUND} ({max_parallelism})"
+            errors[key] = f"{limit}: the most tasks one job may run at once here"
     return errors
 
 
-def validate_create(body: Any) -> JobRequest:
-    """The request, checked; InvalidParameters with every field's error otherwise."""
+def validate_create(body: Any, *, max_parallelism: int = DEFAULT_MAX_PARALLELISM) -> JobRequest:
+    """The request, checked; InvalidParameters with every field's error otherwise.
+    `max_parallelism` is the installation's MAX_PARALLELISM."""
     if not isinstance(body, dict):
         raise InvalidParameters("Request body must be a JSON object", data="")
     errors: dict[str, Any] = {key: "Unknown field" for key in body if key not in TOP_LEVEL}
@@ -450,7 +455,7 @@ def validate_create(body: Any) -> JobRequest:
     elif not isinstance(params, dict):
         errors["job_parameters"] = "Must be an object"
     else:
-        param_errors = _parameter_errors(params)
+        param_errors = _parameter_errors(params, max_parallelism)
         if param_errors:
             errors["job_parameters"] = param_errors
     if errors:
@@ -470,7 +475,8 @@ def validate_create(body: Any) -> JobRequest:
         kept.setdefault("task_count", len(environments))
         environments = [_env_strings(env) for env in environments]
     if "task_count" in kept:
-        kept.setdefault("parallelism", min(_whole(kept["task_count"]) or 1, DEFAULT_PARALLELISM))
+        most = min(DEFAULT_PARALLELISM, max_parallelism)
+        kept.setdefault("parallelism", min(_whole(kept["task_count"]) or 1, most))
         kept.setdefault("max_failed_tasks", 0)
     for key in ("timeout_seconds", "retries", *ARRAY_FIELDS[:2], "max_failed_tasks"):
         if key in kept:

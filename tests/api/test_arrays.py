@@ -11,11 +11,13 @@ from typing import Any
 import pytest
 import requests
 
+from infra.local.stack import LOCAL_MAX_PARALLELISM
 from shared.jobs import arrays
 from shared.model.job import Status
 from tests.api.conftest import status_is
 from tests.api.test_lifecycle import assert_cluster_empty, assert_path_allowed, transitions
 from tests.kubesim.helpers import HOST_IMAGE, wait_for
+from tests.robustness.helpers import reconfigure
 
 FINAL = status_is(Status.SUCCEEDED, Status.FAILED, Status.KILLED)
 REPORT = 'echo "$TASK_INDEX of $TASK_COUNT: $X" > /output/who.txt; echo "log of $TASK_INDEX"'
@@ -242,3 +244,32 @@ def test_logs_of_a_task_that_is_not_there(fn, backends):
     assert status == 400 and "Only for array jobs" in body["data"]["task"]
     status, body = fn.api("GET", f"/batch/{plain['id']}/outputs/0")
     assert status == 400 and "Only for array jobs" in body["data"]["index"]
+
+
+def test_the_largest_job_allowed_leaves_the_local_cloud_answering(
+    fn, monkeypatch, batch_v1, core_v1, namespace
+):
+    """10,000 tasks at the local cloud's MAX_PARALLELISM, each a sandboxed sleep: the
+    health check answers 200 while they run, and the kill takes them all down. A job
+    asking for more at once is refused, naming the limit."""
+    reconfigure(monkeypatch, MAX_PARALLELISM=str(LOCAL_MAX_PARALLELISM))
+    params = {"command": ["sleep", "600"], "task_count": 10_000}
+    status, refused = fn.api(
+        "POST",
+        "/batch/",
+        json={"job_parameters": {"docker_image": "alpine:3", **params, "parallelism": 21}},
+    )
+    assert status == 400
+    assert refused["data"]["job_parameters"]["parallelism"].startswith(
+        f"Must be at most MAX_PARALLELISM ({LOCAL_MAX_PARALLELISM})"
+    )
+    job = create(fn, **params)
+    assert job["job_parameters"]["parallelism"] == LOCAL_MAX_PARALLELISM
+    fn.sync_until(job["id"], lambda j: j["tasks"]["running"] == LOCAL_MAX_PARALLELISM)
+    running = core_v1.list_namespaced_pod(namespace).items
+    assert len(running) == LOCAL_MAX_PARALLELISM
+    status, health = fn.api("GET", "/healthcheck")
+    assert (status, health["result"]) == (200, True), health
+    status, body = fn.api("DELETE", f"/batch/{job['id']}")
+    assert (status, body["data"]["status"]) == (200, "killed"), body
+    assert_cluster_empty(batch_v1, core_v1, namespace)

@@ -106,7 +106,10 @@ def end_to_end(tasks: int) -> dict[str, float]:
 
     with tempfile.TemporaryDirectory(prefix="bench-arrays-") as temp:
         state = Path(temp) / "state"
-        stack, _ = start_stack(state, JOB_SYNCHRONIZATION_INTERVAL="5")
+        # All tasks at once, as before MAX_PARALLELISM: the local cloud's own cap is lower.
+        stack, _ = start_stack(
+            state, JOB_SYNCHRONIZATION_INTERVAL="5", MAX_PARALLELISM=str(max(tasks, 1))
+        )
         try:
             api = read_env_file(state / "env")["API_URL"]
 

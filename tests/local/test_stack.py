@@ -123,6 +123,7 @@ def test_make_run_serves_everything_and_leaves_nothing_behind(tmp_path):
             "result": True,
             "next_page_token": "",
         }
+        assert_answers_beside_slow_clients(f"http://127.0.0.1:{env['API_PORT']}")
         assert_callbacks_delivered(cloud, env)
         sync_port = int(env["LOCAL_FUNCTIONS_PORT"])  # synchronize_batch_jobs comes first
         sync = requests.post(f"http://127.0.0.1:{sync_port}/", timeout=30)
@@ -146,6 +147,24 @@ def test_make_run_serves_everything_and_leaves_nothing_behind(tmp_path):
     assert not (state / "env").exists()
     assert spawned, "the stack runs its servers as child processes"
     wait_all_gone(spawned)
+
+
+def assert_answers_beside_slow_clients(api: str, slow: int = 16) -> None:
+    """Twice as many POSTs as batch_api once had threads, each sending its body slowly (it
+    never ends): a GET is still answered."""
+    port = int(api.rsplit(":", 1)[1])
+    clients = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(slow)]
+    try:
+        for client in clients:
+            client.sendall(
+                b"POST /batch/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 1000\r\n\r\n{"
+            )
+        answer = requests.get(f"{api}/batch/", timeout=30)
+        assert answer.status_code == 200, answer.text
+    finally:
+        for client in clients:
+            client.close()
 
 
 def assert_callbacks_delivered(cloud: dict[str, str], env: dict[str, str]) -> None:

@@ -163,6 +163,7 @@ RULES_IN_WORDS = (
     f"The object name must be at most {MAX_OBJECT_NAME} bytes",  # gs://, counted as UTF-8
     # Array jobs: how their fields relate, and the task_environments' total size.
     "Must be at most task_count",
+    "Must be at most MAX_PARALLELISM",
     "Only for array jobs: give task_count",
     "Must hold one object per task",
     "Needs a command",

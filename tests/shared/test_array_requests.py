@@ -40,6 +40,24 @@ def test_task_count_alone_fills_in_the_defaults():
     assert small.job_parameters["parallelism"] == 2
 
 
+def test_parallelism_is_capped_by_the_installation():
+    """MAX_PARALLELISM: the most pods one job may run at once. Above it, a 400 naming it;
+    the default parallelism never exceeds it."""
+    refused = errors_of(params(task_count=10_000, parallelism=10_000))
+    assert refused["parallelism"] == (
+        "Must be at most MAX_PARALLELISM (100): the most tasks one job may run at once here"
+    )
+    with pytest.raises(InvalidParameters) as caught:
+        validate_create(params(task_count=50, parallelism=21), max_parallelism=20)
+    assert "MAX_PARALLELISM (20)" in caught.value.data["job_parameters"]["parallelism"]
+    capped = validate_create(params(task_count=10_000), max_parallelism=20)
+    assert capped.job_parameters["parallelism"] == 20
+    assert (
+        validate_create(params(task_count=10_000, parallelism=100)).job_parameters["parallelism"]
+        == 100
+    )
+
+
 def test_task_environments_give_the_count_and_stay_out_of_the_record():
     request = validate_create(params(task_environments=[{"X": "1"}, {"X": 2}, {}]))
     assert request.job_parameters["task_count"] == 3
