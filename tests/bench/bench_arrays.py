@@ -101,8 +101,7 @@ def creates_and_sync(creates: int) -> dict[str, float]:
 
 def end_to_end(tasks: int) -> dict[str, float]:
     from infra.local.stack import read_env_file
-    from tests.bench.bench_local_cloud import start_stack
-    from tests.local.test_stack import descendants
+    from tests.bench.bench_local_cloud import start_stack, stop_stack
 
     with tempfile.TemporaryDirectory(prefix="bench-arrays-") as temp:
         state = Path(temp) / "state"
@@ -135,16 +134,7 @@ def end_to_end(tasks: int) -> dict[str, float]:
             single = statistics.median(run(1) for _ in range(3))
             many = run(tasks)
         finally:
-            import signal
-
-            spawned = descendants(stack.pid)
-            os.killpg(stack.pid, signal.SIGTERM)
-            stack.wait(timeout=60)
-            for pid in spawned:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            stop_stack(stack)
     return {
         f"array_e2e_seconds_{tasks}": many,
         "array_e2e_seconds_1": single,

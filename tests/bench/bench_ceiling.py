@@ -15,8 +15,6 @@ answering while it runs.
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import tempfile
 import time
 from pathlib import Path
@@ -25,9 +23,8 @@ from typing import Any
 from infra.local.stack import LOCAL_MAX_PARALLELISM, read_env_file
 from shared.model.manifests import job_selector
 from tests.bench.bench_e2e import _http
-from tests.bench.bench_local_cloud import start_stack
+from tests.bench.bench_local_cloud import start_stack, stop_stack
 from tests.bench.results import record, table
-from tests.local.test_stack import descendants
 
 KILL_FLOOR_SECONDS = 5.0
 
@@ -84,14 +81,7 @@ def measure(parallelism: int) -> dict[str, float]:
 
             cleared_seconds = _until(cleared, "the job's pods gone")
         finally:
-            spawned = descendants(stack.pid)
-            os.killpg(stack.pid, signal.SIGTERM)
-            stack.wait(timeout=60)
-            for pid in spawned:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            stop_stack(stack)
     return {
         "ceiling_parallelism": parallelism,
         "ceiling_start_seconds": start,

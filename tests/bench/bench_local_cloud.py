@@ -7,6 +7,7 @@ a finalized object takes to reach a CloudEvent endpoint through Pub/Sub and the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import statistics
@@ -48,6 +49,19 @@ def start_stack(state: Path, **overrides: str) -> tuple[subprocess.Popen[bytes],
             raise SystemExit("the local cloud was not up after 180 s")
         time.sleep(0.05)
     return stack, time.monotonic() - started
+
+
+def stop_stack(stack: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the stack's session, as make sends it; then SIGKILL to whatever of it is
+    left."""
+    from tests.local.test_stack import descendants
+
+    spawned = descendants(stack.pid)
+    os.killpg(stack.pid, signal.SIGTERM)
+    stack.wait(timeout=60)
+    for pid in spawned:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def relay_latencies(state: Path, events: int) -> list[float]:

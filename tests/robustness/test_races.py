@@ -19,7 +19,7 @@ import pytest
 
 from shared.jobs import lifecycle
 from shared.model.job import Status, now_ms
-from tests.fixtures.api import MAIN
+from tests.fixtures.api import MAIN, finalize_event
 from tests.robustness.helpers import create, env, sync_until_final
 from tests.robustness.invariants import assert_settled
 
@@ -145,7 +145,9 @@ def test_concurrent_submissions_keep_their_names(fn, monkeypatch, storage_client
     later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
     job = {"job_parameters": {"docker_image": "alpine:3", "start_after": later.isoformat()}}
     events = [upload(storage_client, bucket, name, submission(job)) for name in names]
-    finalize = [partial(deliver, client("on_output_finalized"), e, e["name"]) for e in events]
+    finalize = [
+        partial(finalize_event, client("on_output_finalized"), e, e["name"]) for e in events
+    ]
     assert set(at_once(finalize)) == {200}
     for name in names[:-1]:
         made = outcome(storage_client, bucket, name, "job")
@@ -156,24 +158,6 @@ def test_concurrent_submissions_keep_their_names(fn, monkeypatch, storage_client
         "name": "A job with this name already exists"
     }
     assert fn.api("DELETE", f"/batch/{taken['id']}")[0] == 200
-
-
-def deliver(finalizer: Any, data: dict[str, Any], event_id: str) -> int:
-    """A finalize event to on_output_finalized, in binary mode as Eventarc posts it."""
-    from cloudevents.conversion import to_binary
-    from cloudevents.http import CloudEvent
-
-    event = CloudEvent(
-        {
-            "type": "google.cloud.storage.object.v1.finalized",
-            "source": f"//storage.googleapis.com/projects/_/buckets/{data['bucket']}",
-            "subject": f"objects/{data['name']}",
-            "id": event_id,
-        },
-        data,
-    )
-    headers, body = to_binary(event)
-    return int(finalizer.post("/", headers=headers, data=body).status_code)
 
 
 def test_fifty_concurrent_creates_of_one_name(fn, settled, batch_v1, namespace):
@@ -235,7 +219,7 @@ def test_finalize_events_duplicated_and_out_of_order(
         events += [(data, f"{job['id']}-{n}") for n in range(3)]  # each delivered three times
     events.reverse()  # and the jobs' events in the opposite order
 
-    calls = [partial(deliver, client("on_output_finalized"), *event) for event in events]
+    calls = [partial(finalize_event, client("on_output_finalized"), *event) for event in events]
     assert set(at_once(calls)) == {200}
     fn.sync()
     for job in settled():
