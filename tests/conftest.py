@@ -8,6 +8,7 @@ pytest_plugins = [
     "tests.fixtures.api",
     "tests.fixtures.identity",
     "tests.fixtures.network",
+    "tests.fixtures.controlplane",
 ]
 
 # How fast hypothesis generates a case depends on how busy the machine is: no test may fail

@@ -15,12 +15,28 @@ MANIFESTS = ("namespace.yaml", "serviceaccounts.yaml", "role.yaml", "rolebinding
 
 def render_manifests(config: DeployConfig) -> str:
     """infra/k8s's files with this deploy's names, as one multi-document YAML."""
+    return render(
+        namespace=config.namespace,
+        job_ksa=config.job_ksa,
+        users=(
+            config.email(config.api_account),
+            config.email(config.sync_account),
+            config.email(config.finalize_account),
+        ),
+    )
+
+
+def render(*, namespace: str, job_ksa: str, users: tuple[str, str, str]) -> str:
+    """infra/k8s's files for a namespace, the job pods' service account and the three
+    users the Role is bound to (the API's, the sync's, the finalize function's): what
+    `make deploy` applies to GKE, and the local cloud to its own control plane."""
+    api, sync, finalize = users
     values = {
-        "NAMESPACE": config.namespace,
-        "JOB_KSA": config.job_ksa,
-        "API_GSA": config.email(config.api_account),
-        "SYNC_GSA": config.email(config.sync_account),
-        "FINALIZE_GSA": config.email(config.finalize_account),
+        "NAMESPACE": namespace,
+        "JOB_KSA": job_ksa,
+        "API_GSA": api,
+        "SYNC_GSA": sync,
+        "FINALIZE_GSA": finalize,
     }
     documents = [Template((K8S_DIR / name).read_text()).substitute(values) for name in MANIFESTS]
     return "---\n".join(documents)

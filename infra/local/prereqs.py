@@ -5,7 +5,8 @@ cannot run.
 needs when they are missing and this is root on a Debian-like host (`apt-get update` once,
 then `apt-get install -y` of the missing ones): bubblewrap, which kubesim runs the stand-in
 images' commands in, and with `--tests` (`make test`) chromium, the headless browser of the
-status page's tests. Once installed it costs a stat each.
+status page's tests. Once installed it costs a stat each. Go must be there, and for the
+tests the control plane's binaries: Go builds them on a machine's first run (build.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.local.controlplane import build
 from infra.local.emulators import MissingPrerequisiteError, check_prerequisites, fake_gcs_binary
 from infra.local.kubesim.sandbox import BWRAP
 
@@ -73,7 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         check_prerequisites()
         fake_gcs_binary()
         ensure_packages(packages)
-    except MissingPrerequisiteError as error:
+        build.check_go()
+        if args:  # only the tests start the control plane yet; make run keeps kubesim
+            build.binaries_dir()  # built on a machine's first run
+    except (MissingPrerequisiteError, build.BuildError) as error:
         print(error, file=sys.stderr)
         return 1
     return 0

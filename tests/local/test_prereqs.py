@@ -73,3 +73,25 @@ def test_missing_emulator_component(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert "missing prerequisite: the gcloud component cloud-firestore-emulator" in lines[0]
+
+
+def test_missing_go(tmp_path):
+    """Everything else there (gcloud, java, the emulators, bubblewrap), but not Go."""
+    for tool in ("gcloud", "java"):
+        found = shutil.which(tool)
+        assert found
+        (tmp_path / tool).symlink_to(found)
+    result = subprocess.run(
+        [sys.executable, "-m", "infra.local.prereqs"],
+        cwd=REPO_ROOT,
+        env={
+            **{k: v for k, v in os.environ.items() if k != "KUBE_BINARIES_DIR"},
+            "PATH": f"{tmp_path}:/usr/sbin:/sbin",
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("missing prerequisite: go (Go 1.26"), lines

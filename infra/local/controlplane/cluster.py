@@ -1,0 +1,250 @@
+"""The local cloud's Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager
+and kube-scheduler of one release (infra/local/controlplane/build.py), on 127.0.0.1 only.
+
+The API server serves with certificates of its own CA (pki.py) and authorizes with Node
+and RBAC, with the release's default admission plugins (Pod Security among them) and
+NodeRestriction. The controller manager runs the release's default controllers, each with
+its own service account's credentials, as kubeadm sets it up; the scheduler is the
+release's. `admin.kubeconfig` in the state folder is a cluster administrator's (the group
+system:masters), and `kubeconfig_for` writes one for any other user.
+
+    with start(state_dir, log_dir) as plane:
+        plane.admin_kubeconfig ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import ssl
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from infra.local.controlplane import build
+from infra.local.controlplane.pki import Authority, KeyPair, service_account_keys
+from infra.local.procs import ServerProcess, free_port, spawn, stop_servers, wait_until_ready
+
+SERVICE_IP_RANGE = "10.0.0.0/24"
+ISSUER = "https://kubernetes.default.svc.cluster.local"
+READY_SECONDS = 120.0  # the first start of the API server migrates etcd's storage
+
+
+@dataclass
+class ControlPlane:
+    folder: Path
+    url: str  # https://127.0.0.1:PORT
+    authority: Authority
+    admin_kubeconfig: Path
+    servers: list[ServerProcess] = field(default_factory=list)
+
+    def kubeconfig_for(self, name: str, user: str, groups: tuple[str, ...] = ()) -> Path:
+        """A kubeconfig in the state folder that authenticates as `user` in `groups`."""
+        pair = self.authority.issue(name, user, groups)
+        return write_kubeconfig(self.folder / f"{name}.kubeconfig", self.url, self.authority, pair)
+
+    def stop(self) -> None:
+        """Stop every component, the newest first (etcd last)."""
+        stop_servers(list(reversed(self.servers)), 10.0)
+        self.servers.clear()
+
+
+def write_kubeconfig(path: Path, url: str, authority: Authority, client: KeyPair) -> Path:
+    """A kubeconfig (JSON, which kubectl and the client libraries read as YAML) for the
+    API server at `url`, authenticating with `client`'s certificate."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "local",
+                "cluster": {"server": url, "certificate-authority": str(authority.pair.cert)},
+            }
+        ],
+        "users": [
+            {
+                "name": "user",
+                "user": {
+                    "client-certificate": str(client.cert),
+                    "client-key": str(client.key),
+                },
+            }
+        ],
+        "contexts": [{"name": "local", "context": {"cluster": "local", "user": "user"}}],
+        "current-context": "local",
+    }
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def _https_ok(url: str, context: ssl.SSLContext) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2, context=context) as answer:
+                return int(answer.status) == 200
+        except OSError:
+            return False
+
+    return check
+
+
+def _unverified() -> ssl.SSLContext:
+    """For the controller manager's and scheduler's health ports: they serve with
+    certificates they make themselves, on loopback."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+@contextlib.contextmanager
+def start(folder: Path, log_dir: Path) -> Iterator[ControlPlane]:
+    """Start the control plane with its state in `folder`; stopped on leaving."""
+    plane = launch(folder, log_dir)
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
+def launch(folder: Path, log_dir: Path) -> ControlPlane:
+    """Start etcd, the API server, the controller manager and the scheduler, each once it
+    is needed and the one before answers; stopped by ControlPlane.stop."""
+    binaries = build.binaries_dir()
+    pki = folder / "pki"
+    authority = Authority(pki)
+    port = free_port()
+    url = f"https://127.0.0.1:{port}"
+    admin = authority.issue("admin", "local-admin", ("system:masters",))
+    plane = ControlPlane(
+        folder=folder,
+        url=url,
+        authority=authority,
+        admin_kubeconfig=write_kubeconfig(folder / "admin.kubeconfig", url, authority, admin),
+    )
+    try:
+        etcd_url = _start_etcd(plane, binaries, log_dir)
+        _start_apiserver(plane, binaries, log_dir, port, etcd_url)
+        _start_controllers(plane, binaries, log_dir)
+    except BaseException:
+        plane.stop()
+        raise
+    return plane
+
+
+def _start_etcd(plane: ControlPlane, binaries: Path, log_dir: Path) -> str:
+    client, peer = free_port(), free_port()
+    client_url, peer_url = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
+    argv = [
+        str(binaries / "etcd"),
+        "--name=local",
+        f"--data-dir={plane.folder / 'etcd'}",
+        f"--listen-client-urls={client_url}",
+        f"--advertise-client-urls={client_url}",
+        f"--listen-peer-urls={peer_url}",
+        f"--initial-advertise-peer-urls={peer_url}",
+        f"--initial-cluster=local={peer_url}",
+        "--unsafe-no-fsync",  # a local cloud's state: speed over durability
+        "--log-level=warn",
+    ]
+    etcd = spawn("etcd", argv, log_dir=log_dir)
+    plane.servers.append(etcd)
+    wait_until_ready(etcd, _http_ok(f"{client_url}/health"), READY_SECONDS)
+    return client_url
+
+
+def _http_ok(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                return int(answer.status) == 200
+        except OSError:
+            return False
+
+    return check
+
+
+def _start_apiserver(
+    plane: ControlPlane, binaries: Path, log_dir: Path, port: int, etcd_url: str
+) -> None:
+    authority = plane.authority
+    serving = authority.issue("apiserver", "kube-apiserver", server=True)
+    to_kubelets = authority.issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client")
+    accounts = service_account_keys(plane.folder / "pki")
+    argv = [
+        str(binaries / "kube-apiserver"),
+        f"--etcd-servers={etcd_url}",
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",  # a machine without a default route needs it
+        f"--secure-port={port}",
+        f"--cert-dir={plane.folder / 'apiserver'}",
+        f"--tls-cert-file={serving.cert}",
+        f"--tls-private-key-file={serving.key}",
+        f"--client-ca-file={authority.pair.cert}",
+        f"--service-account-issuer={ISSUER}",
+        f"--service-account-key-file={accounts.cert}",
+        f"--service-account-signing-key-file={accounts.key}",
+        f"--service-cluster-ip-range={SERVICE_IP_RANGE}",
+        "--authorization-mode=Node,RBAC",
+        "--enable-admission-plugins=NodeRestriction",  # beside the release's defaults
+        f"--kubelet-client-certificate={to_kubelets.cert}",
+        f"--kubelet-client-key={to_kubelets.key}",
+        f"--kubelet-certificate-authority={authority.pair.cert}",
+        "--kubelet-preferred-address-types=InternalIP",
+        "--profiling=false",
+    ]
+    apiserver = spawn("kube-apiserver", argv, log_dir=log_dir)
+    plane.servers.append(apiserver)
+    admin = authority.issue("admin", "local-admin", ("system:masters",))
+    context = ssl.create_default_context(cafile=str(authority.pair.cert))
+    context.load_cert_chain(str(admin.cert), str(admin.key))
+    wait_until_ready(apiserver, _https_ok(f"{plane.url}/readyz", context), READY_SECONDS)
+
+
+def _start_controllers(plane: ControlPlane, binaries: Path, log_dir: Path) -> None:
+    authority = plane.authority
+    accounts = service_account_keys(plane.folder / "pki")
+    manager = plane.kubeconfig_for("controller-manager", "system:kube-controller-manager")
+    scheduler = plane.kubeconfig_for("scheduler", "system:kube-scheduler")
+    manager_port, scheduler_port = free_port(), free_port()
+    delegated = ("--authentication-kubeconfig", "--authorization-kubeconfig")
+    components = [
+        (
+            "kube-controller-manager",
+            manager_port,
+            [
+                str(binaries / "kube-controller-manager"),
+                f"--kubeconfig={manager}",
+                *(f"{flag}={manager}" for flag in delegated),
+                "--bind-address=127.0.0.1",
+                f"--secure-port={manager_port}",
+                "--leader-elect=false",
+                "--use-service-account-credentials=true",
+                f"--service-account-private-key-file={accounts.key}",
+                f"--root-ca-file={authority.pair.cert}",
+                f"--cluster-signing-cert-file={authority.pair.cert}",
+                f"--cluster-signing-key-file={authority.pair.key}",
+            ],
+        ),
+        (
+            "kube-scheduler",
+            scheduler_port,
+            [
+                str(binaries / "kube-scheduler"),
+                f"--kubeconfig={scheduler}",
+                *(f"{flag}={scheduler}" for flag in delegated),
+                "--bind-address=127.0.0.1",
+                f"--secure-port={scheduler_port}",
+                "--leader-elect=false",
+            ],
+        ),
+    ]
+    started = []
+    for name, health_port, argv in components:
+        process = spawn(name, argv, log_dir=log_dir)
+        plane.servers.append(process)
+        started.append((process, f"https://127.0.0.1:{health_port}/healthz"))
+    for process, health in started:
+        wait_until_ready(process, _https_ok(health, _unverified()), READY_SECONDS)
