@@ -113,14 +113,18 @@ def build(folder: Path) -> None:
         flush=True,
     )
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".building-") as scratch:
-        staging = Path(scratch)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".building-"))
+    try:
         for number, (name, package) in enumerate(COMMANDS.items(), start=1):
             _build_one(name, package, staging, f"{number}/{len(COMMANDS)}", started)
-        if folder.exists():
-            shutil.rmtree(folder)
-        staging.rename(folder)
-        staging.mkdir()  # for TemporaryDirectory's own clean-up
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    staging.chmod(0o755)
+    if folder.exists():
+        shutil.rmtree(folder)
+    staging.rename(folder)
     print(f"built in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
 
 
