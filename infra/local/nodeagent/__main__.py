@@ -1,26 +1,37 @@
-"""python -m infra.local.nodeagent --kubeconfig NODE=PATH ... [--kubelet-port PORT]
+"""python -m infra.local.nodeagent --kubeconfig NODE=PATH ... --data-dir DIR
+       [--kubelet-port PORT] [--speed F] [--stager-image IMAGE]
 
-Registers each NODE (infra/local/nodeagent/nodes.py: local-node, local-spot-node), speaking
-as that node through its kubeconfig, and keeps them alive until SIGTERM or SIGINT."""
+Registers each NODE (nodes.py: local-node, local-spot-node), speaking as that node through
+its kubeconfig, keeps them alive, and runs the pods bound to them (pods.py) until SIGTERM
+or SIGINT, which stops their containers too. --speed divides the KUBESIM_* simulated
+durations and grace periods, as kubesim's does."""
 
 from __future__ import annotations
 
 import argparse
 import signal
 import threading
+from pathlib import Path
 
+from infra.local.kubesim.clock import Clock
+from infra.local.kubesim.runtime import Runtime
 from infra.local.nodeagent.nodes import NODES, Node
+from infra.local.nodeagent.pods import PodRunner
 from shared.logs import configure
+
+STOP_SECONDS = 2.0  # the pods' containers get this long after SIGTERM when the agent stops
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kubeconfig", action="append", default=[], metavar="NODE=PATH")
+    parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--kubelet-port", type=int, default=10250)
+    parser.add_argument("--speed", type=float, default=1.0)
+    parser.add_argument("--stager-image")
     args = parser.parse_args()
     configs = dict(item.split("=", 1) for item in args.kubeconfig)
-    unknown = set(configs) - {spec.name for spec in NODES}
-    if unknown or len(configs) != len(NODES):
+    if set(configs) != {spec.name for spec in NODES}:
         parser.error(f"give one --kubeconfig for each of {[spec.name for spec in NODES]}")
     configure("INFO")
     from kubernetes import config
@@ -28,14 +39,21 @@ def main() -> None:
     stopped = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())
-    nodes = [
-        Node(spec, config.new_client_from_config(configs[spec.name]), args.kubelet_port)
-        for spec in NODES
-    ]
+    clock = Clock(args.speed)
+    runtime = Runtime(clock, args.stager_image)
+    nodes, runners = [], []
+    for spec in NODES:
+        api = config.new_client_from_config(configs[spec.name])
+        nodes.append(Node(spec, api, args.kubelet_port))
+        runners.append(PodRunner(spec.name, api, args.data_dir / spec.name, runtime, clock))
     for node in nodes:
         node.start()
+    for runner in runners:
+        runner.start()
     print("nodes registered", flush=True)
     stopped.wait()
+    for runner in runners:
+        runner.stop(STOP_SECONDS)
     for node in nodes:
         node.stop()
 

@@ -1,0 +1,342 @@
+"""The pods bound to one node, run as the kubelet runs them, through the API server.
+
+Every POLL_SECONDS the runner lists the pods bound to its node (the only pods the Node
+authorizer shows a node) and acts on what changed:
+- A new pod gets a worker thread: its emptyDir volumes are made, its init containers run
+  in order and then its containers together, through kubesim's runtime (a bubblewrap
+  sandbox for the images the local cloud stands in for, KUBESIM_* simulation otherwise).
+  Its status (phase, conditions, container states with exit codes, reasons and
+  termination messages) is written after each step, as the kubelet's status manager
+  writes it (kubesim's podstatus.py: the same rules).
+- A pod past its spec.activeDeadlineSeconds is stopped and Failed with DeadlineExceeded.
+- A deleted pod (deletionTimestamp set) gets SIGTERM, its grace period, then SIGKILL; its
+  terminal phase is written before it is removed (the Job controller counts a failed pod
+  by its phase), and then it is deleted with grace period 0 and its UID as precondition.
+
+A pod whose spec restartPolicy is OnFailure or Always is run as Never: its containers are
+not restarted in place. Volumes other than emptyDir are not made.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infra.local.kubesim import podstatus, volumes
+from infra.local.kubesim.clock import Clock
+from infra.local.kubesim.runtime import Container, Result, Runtime, Stopper
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.2
+HOST_IP = "127.0.0.1"
+DEFAULT_GRACE = 30.0  # terminationGracePeriodSeconds' default
+DEADLINE = ("DeadlineExceeded", "Pod was active on the node longer than the specified deadline")
+TERMINAL = ("Succeeded", "Failed")
+
+
+@dataclass
+class Worker:
+    pod: dict[str, Any]
+    status: dict[str, Any]
+    stopper: Stopper = field(default_factory=Stopper)
+    started: float = field(default_factory=time.monotonic)
+    stopped_for: tuple[str, str] | None = None  # (reason, message) of a stop by the node
+    thread: threading.Thread | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def uid(self) -> str:
+        return str(self.pod["metadata"]["uid"])
+
+    def alive(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+
+class PodRunner:
+    def __init__(self, node: str, api: Any, data_dir: Path, runtime: Runtime, clock: Clock) -> None:
+        from kubernetes import client
+
+        self.node = node
+        self.core: Any = client.CoreV1Api(api)
+        self.data_dir = data_dir
+        self.runtime = runtime
+        self.clock = clock
+        self.workers: dict[str, Worker] = {}
+        self.removing: set[str] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name=f"pods-{self.node}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop watching, and every pod's containers (SIGTERM, then SIGKILL at `timeout`)."""
+        self._stop.set()
+        kill_at = time.monotonic() + timeout
+        for worker in list(self.workers.values()):
+            worker.stopper.request(kill_at)
+        for worker in list(self.workers.values()):
+            if worker.thread is not None:
+                worker.thread.join(max(0.0, kill_at - time.monotonic()) + 1)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # -- the node's view of its pods ------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stop.wait(POLL_SECONDS):
+            try:
+                pods = self._bound_pods()
+            except Exception as error:  # noqa: BLE001 - the API server may be restarting
+                log.warning("listing the node's pods failed", extra={"error": str(error)})
+                continue
+            for pod in pods:
+                self._consider(pod)
+
+    def _bound_pods(self) -> list[dict[str, Any]]:
+        answer = self.core.list_pod_for_all_namespaces(
+            field_selector=f"spec.nodeName={self.node}", _preload_content=False
+        )
+        return list(json.loads(answer.data)["items"])
+
+    def _consider(self, pod: dict[str, Any]) -> None:
+        uid = pod["metadata"]["uid"]
+        worker = self.workers.get(uid)
+        deleting = pod["metadata"].get("deletionTimestamp") is not None
+        phase = (pod.get("status") or {}).get("phase")
+        if worker is None and not deleting and phase not in TERMINAL:
+            self._start(pod)
+            return
+        if worker is not None:
+            worker.pod = pod
+            self._check_deadline(worker)
+        if deleting and uid not in self.removing:
+            grace = pod["metadata"].get("deletionGracePeriodSeconds")
+            self.removing.add(uid)
+            threading.Thread(
+                target=self._remove, args=(pod, worker, grace), name=f"remove-{uid}", daemon=True
+            ).start()
+
+    def _start(self, pod: dict[str, Any]) -> None:
+        status = podstatus.initial(pod["spec"], HOST_IP, HOST_IP)
+        worker = Worker(pod=pod, status=status)
+        self.workers[worker.uid] = worker
+        worker.thread = threading.Thread(
+            target=self._run, args=(worker,), name=f"pod-{worker.uid}", daemon=True
+        )
+        worker.thread.start()
+
+    def _check_deadline(self, worker: Worker) -> None:
+        deadline = worker.pod["spec"].get("activeDeadlineSeconds")
+        if deadline is None or not worker.alive() or worker.stopped_for is not None:
+            return
+        if time.monotonic() - worker.started >= self.clock.wall(float(deadline)):
+            worker.stopped_for = DEADLINE
+            worker.stopper.request(time.monotonic() + self._grace(worker.pod))
+
+    def _grace(self, pod: dict[str, Any], given: float | None = None) -> float:
+        seconds = given if given is not None else pod["spec"].get("terminationGracePeriodSeconds")
+        return self.clock.wall(DEFAULT_GRACE if seconds is None else float(seconds))
+
+    def _remove(self, pod: dict[str, Any], worker: Worker | None, grace: float | None) -> None:
+        """A deleted pod: its containers stopped within its grace period, its terminal phase
+        written, then the pod deleted for good (grace 0, on condition it is still this
+        pod)."""
+        meta = pod["metadata"]
+        try:
+            if worker is not None and worker.alive():
+                worker.stopper.request(time.monotonic() + self._grace(pod, grace))
+                assert worker.thread is not None
+                worker.thread.join()
+            elif (pod.get("status") or {}).get("phase") not in TERMINAL:
+                status = dict(pod.get("status") or {})
+                status["phase"] = "Failed"
+                podstatus.terminate(status)
+                podstatus.update_ready(status)
+                self._write(pod, status)
+            body = {"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}}
+            self.core.delete_namespaced_pod(meta["name"], meta["namespace"], body=body)
+        except Exception as error:  # noqa: BLE001 - the next list tries again
+            log.warning("removing a pod failed", extra={"pod": meta["name"], "error": str(error)})
+            self.removing.discard(meta["uid"])
+            return
+        self.workers.pop(meta["uid"], None)
+        shutil.rmtree(volumes.pod_dir(self.data_dir, meta["uid"]), ignore_errors=True)
+
+    def _write(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        self.core.patch_namespaced_pod_status(meta["name"], meta["namespace"], {"status": status})
+
+    # -- one pod ----------------------------------------------------------------------------
+
+    def _update(self, worker: Worker, change: Any) -> None:
+        with worker.lock:
+            change(worker.status)
+            try:
+                self._write(worker.pod, worker.status)
+            except Exception as error:  # noqa: BLE001 - the pod may be gone: stop it
+                log.warning("writing a pod's status failed", extra={"error": str(error)})
+                worker.stopper.request(time.monotonic())
+
+    def _run(self, worker: Worker) -> None:
+        try:
+            self._lifecycle(worker)
+        except Exception as error:  # noqa: BLE001 - report, never end the thread silently
+            log.error("pod worker failed", extra={"pod": worker.uid, "error": repr(error)})
+
+    def _lifecycle(self, worker: Worker) -> None:
+        spec = worker.pod["spec"]
+        paths = self._volumes(worker)
+        self._update(
+            worker, lambda s: podstatus.set_condition(s, "PodReadyToStartContainers", True)
+        )
+        initialized = True
+        for container in spec.get("initContainers") or []:
+            if self._container(worker, container, paths, init=True) != 0:
+                initialized = False
+                break
+        if initialized and not worker.stopper.stopping:
+            threads = [
+                threading.Thread(target=self._container, args=(worker, c, paths), daemon=True)
+                for c in spec["containers"]
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        stopped_for = worker.stopped_for
+        self._update(worker, lambda s: _finished(s, stopped_for))
+
+    def _volumes(self, worker: Worker) -> dict[str, Path]:
+        base = volumes.pod_dir(self.data_dir, worker.uid)
+        paths = {}
+        for volume in worker.pod["spec"].get("volumes") or []:
+            if "emptyDir" in volume:
+                paths[volume["name"]] = base / "volumes" / volume["name"]
+                paths[volume["name"]].mkdir(parents=True, exist_ok=True)
+        (base / "logs").mkdir(parents=True, exist_ok=True)
+        return paths
+
+    def _container(
+        self, worker: Worker, container: dict[str, Any], paths: dict[str, Path], init: bool = False
+    ) -> int | None:
+        """Run one container to its end; its exit code, or None if it never started."""
+        name = container["name"]
+
+        def set_state(change: Any) -> None:
+            def apply(s: dict[str, Any]) -> None:
+                if (item := podstatus.entry(s, init, name)) is not None:
+                    change(s, item)
+
+            self._update(worker, apply)
+
+        if worker.stopper.stopping:
+            return None
+        log_path = volumes.log_path(self.data_dir, worker.uid, name, init=init)
+        message_path = volumes.termination_path(self.data_dir, worker.uid, name, init=init)
+        message_path.parent.mkdir(parents=True, exist_ok=True)
+        message_path.write_bytes(b"")
+        mounts = volumes.mounts(container, paths)
+        mounts.append(
+            (container.get("terminationMessagePath") or "/dev/termination-log", message_path)
+        )
+        set_state(lambda s, i: _started(s, i, init))
+        result = self.runtime.run(
+            Container(
+                name=name,
+                image=container.get("image", ""),
+                command=[str(a) for a in container.get("command") or []],
+                args=[str(a) for a in container.get("args") or []],
+                env=container_env(worker.pod, container, self.node),
+                mounts=mounts,
+                log_path=log_path,
+                work_dir=volumes.pod_dir(self.data_dir, worker.uid) / "work",
+                read_only=volumes.read_only_paths(container, worker.pod["spec"]),
+                working_dir=str(container.get("workingDir") or ""),
+                memory_limit=volumes.memory_limit(container),
+            ),
+            worker.stopper,
+        )
+        message = _termination_message(message_path)
+        set_state(lambda s, i: _ended(s, i, init, result, message))
+        return result.exit_code
+
+
+def container_env(pod: dict[str, Any], container: dict[str, Any], node: str) -> dict[str, str]:
+    """The container's `env`: values, and fields of its pod (fieldRef), as the kubelet
+    resolves them. Secrets and config maps are not read yet."""
+    meta = pod["metadata"]
+    fields = {
+        "metadata.name": meta["name"],
+        "metadata.namespace": meta["namespace"],
+        "metadata.uid": meta["uid"],
+        "spec.nodeName": node,
+        "spec.serviceAccountName": pod["spec"].get("serviceAccountName", ""),
+        "status.hostIP": HOST_IP,
+        "status.podIP": HOST_IP,
+    }
+    env: dict[str, str] = {}
+    for var in container.get("env") or []:
+        source = var.get("valueFrom") or {}
+        if "fieldRef" in source:
+            env[var["name"]] = _field(meta, fields, source["fieldRef"].get("fieldPath", ""))
+        elif not source:
+            env[var["name"]] = str(var.get("value", ""))
+    return env
+
+
+def _field(meta: dict[str, Any], fields: dict[str, str], path: str) -> str:
+    """fieldpath.ExtractFieldPathAsString: a plain field, or a label or an annotation by
+    key (`metadata.annotations['k']`), as an Indexed Job's pod reads its index."""
+    for kind in ("labels", "annotations"):
+        prefix = f"metadata.{kind}['"
+        if path.startswith(prefix) and path.endswith("']"):
+            return str((meta.get(kind) or {}).get(path[len(prefix) : -2], ""))
+    return fields.get(path, "")
+
+
+def _termination_message(path: Path) -> str:
+    """The last 4,096 bytes of the container's terminationMessagePath."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return ""
+    return data[-4096:].decode(errors="replace")
+
+
+def _started(s: dict[str, Any], item: dict[str, Any], init: bool) -> None:
+    podstatus.running(item)
+    if not init:
+        item["ready"] = True
+        s["phase"] = "Running"
+        podstatus.update_ready(s)
+
+
+def _ended(
+    s: dict[str, Any], item: dict[str, Any], init: bool, result: Result, message: str
+) -> None:
+    podstatus.terminated(item, result.exit_code, result.reason, message, init=init)
+    if init:
+        podstatus.update_initialized(s)
+    else:
+        podstatus.update_ready(s)
+
+
+def _finished(s: dict[str, Any], stopped_for: tuple[str, str] | None) -> None:
+    """The pod's terminal phase: Succeeded when every container exited 0 by itself."""
+    main = [i["state"].get("terminated") for i in s.get("containerStatuses") or []]
+    ok = all(t is not None and t["exitCode"] == 0 for t in main)
+    s["phase"] = "Succeeded" if ok and stopped_for is None else "Failed"
+    if stopped_for is not None:
+        s["reason"], s["message"] = stopped_for
+    podstatus.terminate(s)
+    podstatus.update_ready(s)
+    podstatus.set_condition(s, "PodReadyToStartContainers", False)

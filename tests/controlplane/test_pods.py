@@ -1,0 +1,169 @@
+"""Pods run by the node agent under the real control plane: Jobs completed and failed by
+the real Job controller, init containers in order, an Indexed Job whose pods read their
+index, a Spot job on the Spot node, a graceful deletion, an active deadline. Commands run
+for real in the sandbox, as they do on kubesim."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.controlplane.test_control_plane import as_json, kubectl
+from tests.controlplane.test_nodes import SPOT
+from tests.fixtures.waiting import wait_for
+
+pytestmark = pytest.mark.usefixtures("node_agent")
+
+
+@pytest.fixture
+def namespace(control_plane) -> str:
+    name = f"pods-{uuid.uuid4().hex[:8]}"
+    admin = control_plane.admin_kubeconfig
+    kubectl(admin, "create", "namespace", name)
+
+    def default_account() -> bool:
+        return kubectl(admin, "get", "sa", "default", "-n", name, check=False).returncode == 0
+
+    wait_for(default_account, what="the namespace's default service account")
+    return name
+
+
+def job(name: str, script: str, **spec: Any) -> str:
+    pod_spec = spec.pop("pod", {})
+    body = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {
+            "backoffLimit": 0,
+            **spec,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {"name": "main", "image": "busybox:1.36", "command": ["sh", "-c", script]}
+                    ],
+                    **pod_spec,
+                }
+            },
+        },
+    }
+    return json.dumps(body)
+
+
+def finished(control_plane, namespace: str, name: str) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        found = as_json(control_plane.admin_kubeconfig, "get", "job", name, "-n", namespace)
+        conditions = {c["type"]: c for c in found["status"].get("conditions", [])}
+        if conditions.get("Complete", {}).get("status") == "True":
+            return dict(found)
+        if conditions.get("Failed", {}).get("status") == "True":
+            return dict(found)
+        return None
+
+    return wait_for(done, what=f"job {name} to finish")
+
+
+def pods_of(control_plane, namespace: str, name: str) -> list[dict[str, Any]]:
+    admin = control_plane.admin_kubeconfig
+    return list(as_json(admin, "get", "pods", "-n", namespace, "-l", f"job-name={name}")["items"])
+
+
+def test_a_job_completes(control_plane, namespace):
+    admin = control_plane.admin_kubeconfig
+    kubectl(admin, "create", "-n", namespace, "-f", "-", stdin=job("ok", "echo hello"))
+    done = finished(control_plane, namespace, "ok")
+    assert done["status"]["succeeded"] == 1
+    (pod,) = pods_of(control_plane, namespace, "ok")
+    assert pod["status"]["phase"] == "Succeeded"
+    assert pod["spec"]["nodeName"] == "local-node"
+    (state,) = pod["status"]["containerStatuses"]
+    assert state["state"]["terminated"]["exitCode"] == 0
+    assert state["state"]["terminated"]["reason"] == "Completed"
+
+
+def test_a_job_fails_with_the_containers_exit_code(control_plane, namespace):
+    admin = control_plane.admin_kubeconfig
+    script = "echo broken > /dev/termination-log; exit 3"
+    kubectl(admin, "create", "-n", namespace, "-f", "-", stdin=job("bad", script))
+    done = finished(control_plane, namespace, "bad")
+    failed = {c["type"]: c for c in done["status"]["conditions"]}["Failed"]
+    assert failed["reason"] == "BackoffLimitExceeded"
+    (pod,) = pods_of(control_plane, namespace, "bad")
+    assert pod["status"]["phase"] == "Failed"
+    terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (terminated["exitCode"], terminated["reason"]) == (3, "Error")
+    assert terminated["message"] == "broken\n"
+
+
+def test_init_containers_run_first_and_share_volumes(control_plane, namespace):
+    admin = control_plane.admin_kubeconfig
+    pod = {
+        "volumes": [{"name": "work", "emptyDir": {}}],
+        "initContainers": [
+            {
+                "name": "first",
+                "image": "busybox:1.36",
+                "command": ["sh", "-c", "echo staged > /work/in.txt"],
+                "volumeMounts": [{"name": "work", "mountPath": "/work"}],
+            }
+        ],
+    }
+    body = json.loads(job("staged", "grep -q staged /work/in.txt", pod=pod))
+    main = body["spec"]["template"]["spec"]["containers"][0]
+    main["volumeMounts"] = [{"name": "work", "mountPath": "/work"}]
+    kubectl(admin, "create", "-n", namespace, "-f", "-", stdin=json.dumps(body))
+    done = finished(control_plane, namespace, "staged")
+    assert done["status"].get("succeeded") == 1, done["status"]
+
+
+def test_an_indexed_job_gives_each_pod_its_index(control_plane, namespace):
+    admin = control_plane.admin_kubeconfig
+    # the Job controller sets it from the pod's index annotation (a fieldRef)
+    script = 'case "$JOB_COMPLETION_INDEX" in 0|1|2) exit 0;; esac; exit 1'
+    spec = {"completionMode": "Indexed", "completions": 3, "parallelism": 3}
+    kubectl(admin, "create", "-n", namespace, "-f", "-", stdin=job("idx", script, **spec))
+    done = finished(control_plane, namespace, "idx")
+    assert done["status"]["completedIndexes"] == "0-2", done["status"]
+
+
+def test_a_spot_job_runs_on_the_spot_node(control_plane, namespace):
+    admin = control_plane.admin_kubeconfig
+    kubectl(admin, "create", "-n", namespace, "-f", "-", stdin=job("spot", "true", pod=SPOT))
+    assert finished(control_plane, namespace, "spot")["status"]["succeeded"] == 1
+    (pod,) = pods_of(control_plane, namespace, "spot")
+    assert pod["spec"]["nodeName"] == "local-spot-node"
+
+
+def test_a_deleted_pod_is_stopped_and_removed(control_plane, namespace):
+    admin = control_plane.admin_kubeconfig
+    kubectl(admin, "create", "-n", namespace, "-f", "-", stdin=job("long", "sleep 600"))
+
+    def running() -> str | None:
+        for pod in pods_of(control_plane, namespace, "long"):
+            if pod["status"].get("phase") == "Running":
+                return str(pod["metadata"]["name"])
+        return None
+
+    name = wait_for(running, what="the pod to run")
+    kubectl(admin, "delete", "pod", name, "-n", namespace, "--wait=false")
+
+    def gone() -> bool:
+        return kubectl(admin, "get", "pod", name, "-n", namespace, check=False).returncode != 0
+
+    wait_for(gone, what="the deleted pod to be removed")
+    kubectl(admin, "delete", "job", "long", "-n", namespace)
+
+
+def test_a_pod_past_its_deadline_fails(control_plane, namespace):
+    admin = control_plane.admin_kubeconfig
+    # 20 simulated seconds: one wall second at the tests' speed
+    body = job("late", "sleep 600", pod={"activeDeadlineSeconds": 20})
+    kubectl(admin, "create", "-n", namespace, "-f", "-", stdin=body)
+    finished(control_plane, namespace, "late")
+    (pod,) = pods_of(control_plane, namespace, "late")
+    assert pod["status"]["phase"] == "Failed"
+    assert pod["status"]["reason"] == "DeadlineExceeded"
