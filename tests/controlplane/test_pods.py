@@ -167,3 +167,40 @@ def test_a_pod_past_its_deadline_fails(control_plane, namespace):
     (pod,) = pods_of(control_plane, namespace, "late")
     assert pod["status"]["phase"] == "Failed"
     assert pod["status"]["reason"] == "DeadlineExceeded"
+
+
+def test_logs_come_through_the_api_server(control_plane, namespace):
+    """`kubectl logs` asks the API server, which asks the node's kubelet endpoint over TLS."""
+    admin = control_plane.admin_kubeconfig
+    script = "echo first; echo second"
+    kubectl(admin, "create", "-n", namespace, "-f", "-", stdin=job("talk", script))
+    finished(control_plane, namespace, "talk")
+    (pod,) = pods_of(control_plane, namespace, "talk")
+    name = pod["metadata"]["name"]
+    assert kubectl(admin, "logs", name, "-n", namespace).stdout == "first\nsecond\n"
+    assert kubectl(admin, "logs", name, "-n", namespace, "--tail=1").stdout == "second\n"
+
+
+def test_a_followed_log_streams_until_the_container_ends(control_plane, namespace):
+    admin = control_plane.admin_kubeconfig
+    script = "echo one; sleep 1; echo two"
+    kubectl(admin, "create", "-n", namespace, "-f", "-", stdin=job("slow", script))
+
+    def running() -> str | None:
+        for pod in pods_of(control_plane, namespace, "slow"):
+            if pod["status"].get("phase") == "Running":
+                return str(pod["metadata"]["name"])
+        return None
+
+    name = wait_for(running, what="the pod to run")
+    followed = kubectl(admin, "logs", "-f", name, "-n", namespace)
+    assert followed.stdout == "one\ntwo\n"
+
+
+def test_a_container_not_started_has_no_log_yet(control_plane, namespace):
+    admin = control_plane.admin_kubeconfig
+    body = job("never", "true", pod={"nodeSelector": {"example.com/no-such-node": "true"}})
+    kubectl(admin, "create", "-n", namespace, "-f", "-", stdin=body)
+    (pod,) = wait_for(lambda: pods_of(control_plane, namespace, "never"), what="the pod")
+    logs = kubectl(admin, "logs", pod["metadata"]["name"], "-n", namespace, check=False)
+    assert logs.returncode == 0 and logs.stdout == ""  # not scheduled: an empty log

@@ -1,10 +1,12 @@
 """python -m infra.local.nodeagent --kubeconfig NODE=PATH ... --data-dir DIR
+       --serving-cert PEM --serving-key PEM --client-ca PEM
        [--kubelet-port PORT] [--speed F] [--stager-image IMAGE]
 
 Registers each NODE (nodes.py: local-node, local-spot-node), speaking as that node through
-its kubeconfig, keeps them alive, and runs the pods bound to them (pods.py) until SIGTERM
-or SIGINT, which stops their containers too. --speed divides the KUBESIM_* simulated
-durations and grace periods, as kubesim's does."""
+its kubeconfig, keeps them alive, runs the pods bound to them (pods.py) and serves their
+logs to the API server (logs.py) until SIGTERM or SIGINT, which stops their containers
+too. --speed divides the KUBESIM_* simulated durations and grace periods, as kubesim's
+does."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from infra.local.kubesim.clock import Clock
 from infra.local.kubesim.runtime import Runtime
+from infra.local.nodeagent.logs import LogServer
 from infra.local.nodeagent.nodes import NODES, Node
 from infra.local.nodeagent.pods import PodRunner
 from shared.logs import configure
@@ -29,6 +32,9 @@ def main() -> None:
     parser.add_argument("--kubelet-port", type=int, default=10250)
     parser.add_argument("--speed", type=float, default=1.0)
     parser.add_argument("--stager-image")
+    parser.add_argument("--serving-cert", type=Path, required=True, help="for 127.0.0.1")
+    parser.add_argument("--serving-key", type=Path, required=True)
+    parser.add_argument("--client-ca", type=Path, required=True, help="the API server's CA")
     args = parser.parse_args()
     configs = dict(item.split("=", 1) for item in args.kubeconfig)
     if set(configs) != {spec.name for spec in NODES}:
@@ -50,8 +56,17 @@ def main() -> None:
         node.start()
     for runner in runners:
         runner.start()
+    logs = LogServer(
+        args.kubelet_port,
+        runners,
+        cert=args.serving_cert,
+        key=args.serving_key,
+        client_ca=args.client_ca,
+    )
+    logs.start()
     print("nodes registered", flush=True)
     stopped.wait()
+    logs.stop()
     for runner in runners:
         runner.stop(STOP_SECONDS)
     for node in nodes:
