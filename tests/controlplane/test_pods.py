@@ -204,3 +204,42 @@ def test_a_container_not_started_has_no_log_yet(control_plane, namespace):
     (pod,) = wait_for(lambda: pods_of(control_plane, namespace, "never"), what="the pod")
     logs = kubectl(admin, "logs", pod["metadata"]["name"], "-n", namespace, check=False)
     assert logs.returncode == 0 and logs.stdout == ""  # not scheduled: an empty log
+
+
+def test_an_image_that_cannot_be_pulled_waits(control_plane, namespace):
+    admin = control_plane.admin_kubeconfig
+    body = json.loads(job("nopull", "true"))
+    main = body["spec"]["template"]["spec"]["containers"][0]
+    main["env"] = [{"name": "KUBESIM_IMAGE_PULL_ERROR", "value": "1"}]
+    kubectl(admin, "create", "-n", namespace, "-f", "-", stdin=json.dumps(body))
+
+    def backing_off() -> dict[str, Any] | None:
+        for pod in pods_of(control_plane, namespace, "nopull"):
+            for state in pod["status"].get("containerStatuses") or []:
+                waiting = state["state"].get("waiting") or {}
+                if waiting.get("reason") == "ImagePullBackOff":
+                    return dict(pod)
+        return None
+
+    pod = wait_for(backing_off, what="ImagePullBackOff")
+    assert pod["status"]["phase"] == "Pending"
+
+
+def test_an_emptydir_past_its_size_limit_is_evicted(control_plane, namespace):
+    """The kubelet's emptyDirLimitEviction: Failed, Evicted, and no DisruptionTarget, so the
+    Job counts an ordinary failure (backoffLimit 0: it fails)."""
+    admin = control_plane.admin_kubeconfig
+    pod = {"volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "1Mi"}}]}
+    script = "head -c 3000000 /dev/zero > /scratch/big; sleep 600"
+    body = json.loads(job("full", script, pod=pod))
+    main = body["spec"]["template"]["spec"]["containers"][0]
+    main["volumeMounts"] = [{"name": "scratch", "mountPath": "/scratch"}]
+    kubectl(admin, "create", "-n", namespace, "-f", "-", stdin=json.dumps(body))
+    done = finished(control_plane, namespace, "full")
+    assert {c["type"] for c in done["status"]["conditions"]} >= {"Failed"}
+    (evicted,) = pods_of(control_plane, namespace, "full")
+    assert evicted["status"]["phase"] == "Failed"
+    assert evicted["status"]["reason"] == "Evicted"
+    assert evicted["status"]["message"].startswith('Usage of EmptyDir volume "scratch"')
+    kinds = {c["type"] for c in evicted["status"]["conditions"]}
+    assert "DisruptionTarget" not in kinds

@@ -9,12 +9,19 @@ authorizer shows a node) and acts on what changed:
   termination messages) is written after each step, as the kubelet's status manager
   writes it (kubesim's podstatus.py: the same rules).
 - A pod past its spec.activeDeadlineSeconds is stopped and Failed with DeadlineExceeded.
+- Every EVICTION_SECONDS, a pod whose emptyDir holds more than its sizeLimit is evicted as
+  the kubelet's eviction manager does (emptyDirLimitEviction): killed at once, Failed with
+  reason Evicted and emptyDirMessageFmt, and no DisruptionTarget condition (evictPod is
+  given none there), so a Job counts it as an ordinary failure.
+- A container whose environment says KUBESIM_IMAGE_PULL_ERROR=1 stands for an image that
+  cannot be pulled: it waits with ErrImagePull, then ImagePullBackOff, and never starts.
 - A deleted pod (deletionTimestamp set) gets SIGTERM, its grace period, then SIGKILL; its
   terminal phase is written before it is removed (the Job controller counts a failed pod
   by its phase), and then it is deleted with grace period 0 and its UID as precondition.
 
 A pod whose spec restartPolicy is OnFailure or Always is run as Never: its containers are
-not restarted in place. Volumes other than emptyDir are not made.
+not restarted in place. Volumes other than emptyDir are not made, and a pod's
+ephemeral-storage limit is not enforced (only emptyDir sizeLimits are).
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.local.kubesim import podstatus, volumes
+from infra.local.kubesim import podstatus, quantity, volumes
 from infra.local.kubesim.clock import Clock
 from infra.local.kubesim.runtime import Container, Result, Runtime, Stopper
 
@@ -38,6 +45,9 @@ POLL_SECONDS = 0.2
 HOST_IP = "127.0.0.1"
 DEFAULT_GRACE = 30.0  # terminationGracePeriodSeconds' default
 DEADLINE = ("DeadlineExceeded", "Pod was active on the node longer than the specified deadline")
+EVICTION_SECONDS = 10.0  # simulated: the eviction manager's evictionMonitoringPeriod
+EMPTY_DIR_MESSAGE = 'Usage of EmptyDir volume "{}" exceeds the limit "{}". '  # emptyDirMessageFmt
+PULL_BACKOFF_AFTER = 1.0  # simulated seconds of ErrImagePull before ImagePullBackOff
 TERMINAL = ("Succeeded", "Failed")
 
 
@@ -92,6 +102,7 @@ class PodRunner:
     # -- the node's view of its pods ------------------------------------------------------
 
     def _loop(self) -> None:
+        measured = time.monotonic()
         while not self._stop.wait(POLL_SECONDS):
             try:
                 pods = self._bound_pods()
@@ -100,6 +111,29 @@ class PodRunner:
                 continue
             for pod in pods:
                 self._consider(pod)
+            if time.monotonic() - measured >= self.clock.wall(EVICTION_SECONDS):
+                measured = time.monotonic()
+                for worker in list(self.workers.values()):
+                    self._evict_if_full(worker)
+
+    def _evict_if_full(self, worker: Worker) -> None:
+        if not worker.alive() or worker.stopper.stopping:
+            return
+        base = volumes.pod_dir(self.data_dir, worker.uid)
+        for volume in worker.pod["spec"].get("volumes") or []:
+            limit = (volume.get("emptyDir") or {}).get("sizeLimit")
+            if limit is None:
+                continue
+            size = quantity.parse(limit)
+            if (
+                size.value > 0
+                and volumes.disk_usage(base / "volumes" / volume["name"]) > size.value
+            ):
+                message = EMPTY_DIR_MESSAGE.format(volume["name"], size)
+                log.info("evicting pod", extra={"pod": worker.uid, "reason": message})
+                worker.stopped_for = ("Evicted", message)
+                worker.stopper.request(time.monotonic())  # immediateEvictionGracePeriodSeconds
+                return
 
     def _bound_pods(self) -> list[dict[str, Any]]:
         answer = self.core.list_pod_for_all_namespaces(
@@ -240,6 +274,10 @@ class PodRunner:
 
         if worker.stopper.stopping:
             return None
+        env = container_env(worker.pod, container, self.node)
+        if env.get("KUBESIM_IMAGE_PULL_ERROR") == "1":
+            self._cannot_pull(worker, container, set_state)
+            return None
         log_path = volumes.log_path(self.data_dir, worker.uid, name, init=init)
         message_path = volumes.termination_path(self.data_dir, worker.uid, name, init=init)
         message_path.parent.mkdir(parents=True, exist_ok=True)
@@ -255,7 +293,7 @@ class PodRunner:
                 image=container.get("image", ""),
                 command=[str(a) for a in container.get("command") or []],
                 args=[str(a) for a in container.get("args") or []],
-                env=container_env(worker.pod, container, self.node),
+                env=env,
                 mounts=mounts,
                 log_path=log_path,
                 work_dir=volumes.pod_dir(self.data_dir, worker.uid) / "work",
@@ -268,6 +306,20 @@ class PodRunner:
         message = _termination_message(message_path)
         set_state(lambda s, i: _ended(s, i, init, result, message))
         return result.exit_code
+
+    def _cannot_pull(self, worker: Worker, container: dict[str, Any], set_state: Any) -> None:
+        """ErrImagePull, then ImagePullBackOff, in the words containerd gives a kubelet for an
+        image that does not exist; the container waits until its pod is deleted."""
+        image = container.get("image", "")
+        message = (
+            f'failed to pull and unpack image "{image}": failed to resolve reference '
+            f'"{image}": {image}: not found'
+        )
+        set_state(lambda s, i: podstatus.waiting(i, "ErrImagePull", message))
+        if not worker.stopper.event.wait(self.clock.wall(PULL_BACKOFF_AFTER)):
+            backoff = f'Back-off pulling image "{image}"'
+            set_state(lambda s, i: podstatus.waiting(i, "ImagePullBackOff", backoff))
+            worker.stopper.event.wait()
 
 
 def container_env(pod: dict[str, Any], container: dict[str, Any], node: str) -> dict[str, str]:
