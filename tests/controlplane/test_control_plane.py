@@ -6,19 +6,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from infra.deploy.cluster import render
 from infra.local.controlplane import build
-from infra.local.controlplane.cluster import ControlPlane
+from infra.local.controlplane.cluster import FUNCTION_USERS
 from tests.fixtures.waiting import wait_for
 
-API_USER = "task-runner-api@local.iam"
-USERS = (API_USER, "task-runner-sync@local.iam", "task-runner-finalize@local.iam")
+API_USER = FUNCTION_USERS[0]
 
 
 def kubectl(
@@ -39,23 +34,6 @@ def kubectl(
 
 def as_json(config: Path, *args: str) -> Any:
     return json.loads(kubectl(config, *args, "-o", "json").stdout)
-
-
-@pytest.fixture
-def jobs_namespace(control_plane: ControlPlane) -> str:
-    """A namespace set up from infra/k8s/ exactly as `make deploy` renders it."""
-    namespace = f"jobs-{uuid.uuid4().hex[:8]}"
-    manifests = render(namespace=namespace, job_ksa="task-runner-job", users=USERS)
-    admin = control_plane.admin_kubeconfig
-    kubectl(admin, "apply", "--server-side", "-f", "-", stdin=manifests)
-    # The service-account controller gives every namespace its `default` account; until
-    # then the API server refuses pods there.
-
-    def made() -> bool:
-        return kubectl(admin, "get", "sa", "default", "-n", namespace, check=False).returncode == 0
-
-    wait_for(made, what="the namespace's default service account")
-    return namespace
 
 
 def test_it_is_the_pinned_release(control_plane):

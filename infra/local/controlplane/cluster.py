@@ -6,7 +6,9 @@ and RBAC, with the release's default admission plugins (Pod Security among them)
 NodeRestriction. The controller manager runs the release's default controllers, each with
 its own service account's credentials, as kubeadm sets it up; the scheduler is the
 release's. `admin.kubeconfig` in the state folder is a cluster administrator's (the group
-system:masters), and `kubeconfig_for` writes one for any other user.
+system:masters), and `kubeconfig_for` writes one for any other user; the functions' users
+(FUNCTION_USERS) authenticate with bearer tokens (`token`), as the product's
+KUBERNETES_API_KEY sends one.
 
     with start(state_dir, log_dir) as plane:
         plane.admin_kubeconfig ...
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import ssl
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -27,6 +30,14 @@ from infra.local.controlplane.pki import Authority, KeyPair, service_account_key
 from infra.local.procs import ServerProcess, free_port, spawn, stop_servers, wait_until_ready
 
 SERVICE_IP_RANGE = "10.0.0.0/24"
+# The functions' users, as infra/k8s/rolebinding.yaml binds them: on GKE the emails of their
+# Google service accounts (a Google token each); here each has a bearer token of the API
+# server's token file, which the functions send as KUBERNETES_API_KEY.
+FUNCTION_USERS = (
+    "task-runner-api@local-cloud.iam",
+    "task-runner-sync@local-cloud.iam",
+    "task-runner-finalize@local-cloud.iam",
+)
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 READY_SECONDS = 120.0  # the first start of the API server migrates etcd's storage
 
@@ -38,6 +49,10 @@ class ControlPlane:
     authority: Authority
     admin_kubeconfig: Path
     servers: list[ServerProcess] = field(default_factory=list)
+
+    def token(self, user: str) -> str:
+        """The bearer token of one of FUNCTION_USERS."""
+        return _tokens(self.folder)[user]
 
     def kubeconfig_for(self, name: str, user: str, groups: tuple[str, ...] = ()) -> Path:
         """A kubeconfig in the state folder that authenticates as `user` in `groups`."""
@@ -77,6 +92,26 @@ def write_kubeconfig(path: Path, url: str, authority: Authority, client: KeyPair
     path.write_text(json.dumps(config, indent=2) + "\n")
     path.chmod(0o600)
     return path
+
+
+def _tokens(folder: Path) -> dict[str, str]:
+    """user -> bearer token for FUNCTION_USERS, from the token file (made once, random)."""
+    path = folder / "tokens.csv"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        lines = [f"{secrets.token_urlsafe(32)},{user},{user}" for user in FUNCTION_USERS]
+        path.write_text("\n".join(lines) + "\n")
+        path.chmod(0o600)
+    tokens = {}
+    for line in path.read_text().splitlines():
+        token, user, _ = line.split(",", 2)
+        tokens[user] = token
+    return tokens
+
+
+def _token_file(folder: Path) -> Path:
+    _tokens(folder)
+    return folder / "tokens.csv"
 
 
 def _https_ok(url: str, context: ssl.SSLContext) -> Callable[[], bool]:
@@ -183,6 +218,7 @@ def _start_apiserver(
         f"--tls-cert-file={serving.cert}",
         f"--tls-private-key-file={serving.key}",
         f"--client-ca-file={authority.pair.cert}",
+        f"--token-auth-file={_token_file(plane.folder)}",
         f"--service-account-issuer={ISSUER}",
         f"--service-account-key-file={accounts.cert}",
         f"--service-account-signing-key-file={accounts.key}",

@@ -161,6 +161,10 @@ class PodRunner:
 
     def _start(self, pod: dict[str, Any]) -> None:
         status = podstatus.initial(pod["spec"], HOST_IP, HOST_IP)
+        # The API server sets the QoS class when the pod is created; it may not change.
+        status.pop("qosClass", None)
+        if qos := (pod.get("status") or {}).get("qosClass"):
+            status["qosClass"] = qos
         worker = Worker(pod=pod, status=status)
         self.workers[worker.uid] = worker
         worker.thread = threading.Thread(
