@@ -130,3 +130,24 @@ def test_a_namespace_is_deleted_with_what_it_holds(control_plane, jobs_namespace
         return kubectl(admin, "get", "namespace", jobs_namespace, check=False).returncode != 0
 
     wait_for(gone, what="the namespace controller to finish")
+
+
+def test_with_an_audit_log_every_write_is_recorded(tmp_path):
+    """What the benchmarks count a job's Kubernetes writes with: who wrote what, reads not."""
+    from infra.local.controlplane import cluster
+
+    with cluster.start(tmp_path / "state", tmp_path / "logs", audit=True) as plane:
+        admin = plane.admin_kubeconfig
+        kubectl(admin, "create", "namespace", "audited")
+        kubectl(admin, "get", "namespaces")
+        assert plane.audit_log is not None
+
+        def mine() -> list[tuple[str, str]]:
+            lines = [json.loads(line) for line in plane.audit_log.read_text().splitlines()]
+            return [
+                (line["verb"], line["objectRef"]["resource"])
+                for line in lines
+                if line["user"]["username"] == "local-admin"
+            ]
+
+        assert wait_for(mine, what="the write in the audit log") == [("create", "namespaces")]

@@ -39,7 +39,14 @@ FUNCTION_USERS = (
     "task-runner-finalize@local-cloud.iam",
 )
 ISSUER = "https://kubernetes.default.svc.cluster.local"
-READY_SECONDS = 120.0  # the first start of the API server migrates etcd's storage
+READY_SECONDS = 120.0
+WRITE_VERBS = ["create", "update", "patch", "delete", "deletecollection"]
+AUDIT_WRITES = {  # the audit policy of `audit`: every write, at the Metadata level
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [{"level": "Metadata", "verbs": WRITE_VERBS}, {"level": "None"}],
+}  # the first start of the API server migrates etcd's storage
 
 
 @dataclass
@@ -49,6 +56,7 @@ class ControlPlane:
     authority: Authority
     admin_kubeconfig: Path
     servers: list[ServerProcess] = field(default_factory=list)
+    audit_log: Path | None = None  # with `audit`: one JSON line per write request
 
     def token(self, user: str) -> str:
         """The bearer token of one of FUNCTION_USERS."""
@@ -135,18 +143,20 @@ def _unverified() -> ssl.SSLContext:
 
 
 @contextlib.contextmanager
-def start(folder: Path, log_dir: Path) -> Iterator[ControlPlane]:
+def start(folder: Path, log_dir: Path, *, audit: bool = False) -> Iterator[ControlPlane]:
     """Start the control plane with its state in `folder`; stopped on leaving."""
-    plane = launch(folder, log_dir)
+    plane = launch(folder, log_dir, audit=audit)
     try:
         yield plane
     finally:
         plane.stop()
 
 
-def launch(folder: Path, log_dir: Path) -> ControlPlane:
+def launch(folder: Path, log_dir: Path, *, audit: bool = False) -> ControlPlane:
     """Start etcd, the API server, the controller manager and the scheduler, each once it
-    is needed and the one before answers; stopped by ControlPlane.stop."""
+    is needed and the one before answers; stopped by ControlPlane.stop. With `audit`, the
+    API server logs every write request (who, what verb, which object) to
+    ControlPlane.audit_log: the benchmarks count a job's writes there."""
     binaries = build.binaries_dir()
     pki = folder / "pki"
     authority = Authority(pki)
@@ -158,6 +168,7 @@ def launch(folder: Path, log_dir: Path) -> ControlPlane:
         url=url,
         authority=authority,
         admin_kubeconfig=write_kubeconfig(folder / "admin.kubeconfig", url, authority, admin),
+        audit_log=folder / "audit.log" if audit else None,
     )
     try:
         etcd_url = _start_etcd(plane, binaries, log_dir)
@@ -231,6 +242,10 @@ def _start_apiserver(
         "--kubelet-preferred-address-types=InternalIP",
         "--profiling=false",
     ]
+    if plane.audit_log is not None:
+        policy = plane.folder / "audit-policy.json"
+        policy.write_text(json.dumps(AUDIT_WRITES))
+        argv += [f"--audit-policy-file={policy}", f"--audit-log-path={plane.audit_log}"]
     apiserver = spawn("kube-apiserver", argv, log_dir=log_dir)
     plane.servers.append(apiserver)
     admin = authority.issue("admin", "local-admin", ("system:masters",))
