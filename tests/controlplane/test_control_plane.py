@@ -140,10 +140,11 @@ def test_with_an_audit_log_every_write_is_recorded(tmp_path):
         admin = plane.admin_kubeconfig
         kubectl(admin, "create", "namespace", "audited")
         kubectl(admin, "get", "namespaces")
-        assert plane.audit_log is not None
+        audit_log = plane.audit_log
+        assert audit_log is not None
 
         def mine() -> list[tuple[str, str]]:
-            lines = [json.loads(line) for line in plane.audit_log.read_text().splitlines()]
+            lines = [json.loads(line) for line in audit_log.read_text().splitlines()]
             return [
                 (line["verb"], line["objectRef"]["resource"])
                 for line in lines
