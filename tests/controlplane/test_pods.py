@@ -72,6 +72,18 @@ def pods_of(control_plane, namespace: str, name: str) -> list[dict[str, Any]]:
     return list(as_json(admin, "get", "pods", "-n", namespace, "-l", f"job-name={name}")["items"])
 
 
+def running_pod(control_plane, namespace: str, name: str) -> str:
+    """The name of the job's pod, once it runs."""
+
+    def running() -> str | None:
+        for pod in pods_of(control_plane, namespace, name):
+            if pod["status"].get("phase") == "Running":
+                return str(pod["metadata"]["name"])
+        return None
+
+    return wait_for(running, what=f"job {name}'s pod to run")
+
+
 def test_a_job_completes(control_plane, namespace):
     admin = control_plane.admin_kubeconfig
     kubectl(admin, "create", "-n", namespace, "-f", "-", stdin=job("ok", "echo hello"))
@@ -142,13 +154,7 @@ def test_a_deleted_pod_is_stopped_and_removed(control_plane, namespace):
     admin = control_plane.admin_kubeconfig
     kubectl(admin, "create", "-n", namespace, "-f", "-", stdin=job("long", "sleep 600"))
 
-    def running() -> str | None:
-        for pod in pods_of(control_plane, namespace, "long"):
-            if pod["status"].get("phase") == "Running":
-                return str(pod["metadata"]["name"])
-        return None
-
-    name = wait_for(running, what="the pod to run")
+    name = running_pod(control_plane, namespace, "long")
     kubectl(admin, "delete", "pod", name, "-n", namespace, "--wait=false")
 
     def gone() -> bool:
@@ -186,13 +192,7 @@ def test_a_followed_log_streams_until_the_container_ends(control_plane, namespac
     script = "echo one; sleep 1; echo two"
     kubectl(admin, "create", "-n", namespace, "-f", "-", stdin=job("slow", script))
 
-    def running() -> str | None:
-        for pod in pods_of(control_plane, namespace, "slow"):
-            if pod["status"].get("phase") == "Running":
-                return str(pod["metadata"]["name"])
-        return None
-
-    name = wait_for(running, what="the pod to run")
+    name = running_pod(control_plane, namespace, "slow")
     followed = kubectl(admin, "logs", "-f", name, "-n", namespace)
     assert followed.stdout == "one\ntwo\n"
 
