@@ -329,6 +329,8 @@ def test_a_long_log_keeps_its_end(
 def test_kill_while_running(fn, backends, batch_v1, core_v1, namespace, storage_client, bucket):
     job = create(fn, **env(KUBESIM_SH="echo working; sleep 600"))
     wait_user_running(core_v1, namespace, job["id"])
+    # Running is reported as the command starts: the kill waits until it has said its line.
+    wait_for(lambda: "working" in fn.api("GET", f"/batch/{job['id']}/logs")[1]["data"]["log"])
     fn.sync()
     status, body = fn.api("DELETE", f"/batch/{job['id']}")
     assert status == 200, body

@@ -558,6 +558,9 @@ def _count_new_fields(body: Any, response: Response) -> None:
     deadline=None,
     suppress_health_check=list(HealthCheck),
     database=None,
+    # The same cases every run: test_enough_cases asserts what they reached (every newer
+    # field accepted and refused), which a random draw reaches only most of the time.
+    derandomize=True,
 )
 def test_every_answer_is_documented(case: Case, target: Target) -> None:
     """Schemathesis' checks (not_a_server_error, status_code_conformance,
