@@ -349,18 +349,7 @@ class Kubelet:
                 for thread in threads:
                     thread.join()
         stopped_for = worker.stopped_for
-        self._update(worker, lambda s: self._finished(s, stopped_for))
-
-    @staticmethod
-    def _finished(s: dict[str, Any], stopped_for: tuple[str, str] | None) -> None:
-        main = [i["state"].get("terminated") for i in s.get("containerStatuses") or []]
-        ok = all(t is not None and t["exitCode"] == 0 for t in main)
-        s["phase"] = "Succeeded" if ok and stopped_for is None else "Failed"
-        if stopped_for is not None:
-            s["reason"], s["message"] = stopped_for
-        podstatus.terminate(s)
-        podstatus.update_ready(s)
-        podstatus.set_condition(s, "PodReadyToStartContainers", False)
+        self._update(worker, lambda s: podstatus.finished(s, stopped_for))
 
     def _container(
         self, worker: Worker, container: dict[str, Any], paths: dict[str, Path], *, init: bool
@@ -406,7 +395,7 @@ class Kubelet:
         mounts = volumes.mounts(container, paths)
         target = container.get("terminationMessagePath") or "/dev/termination-log"
         mounts.append((target, message_path))
-        set_state(lambda s, i: self._started(s, i, init))
+        set_state(lambda s, i: podstatus.started(s, i, init))
         result = self.runtime.run(
             Container(
                 name=name,
@@ -424,7 +413,7 @@ class Kubelet:
             worker.stopper,
         )
         text = self._termination_message(container, result, message_path, log_path)
-        set_state(lambda s, i: self._ended(s, i, init, result, text))
+        set_state(lambda s, i: podstatus.ended(s, i, init, result.exit_code, result.reason, text))
         return result.exit_code
 
     @staticmethod
@@ -448,22 +437,3 @@ class Kubelet:
         if not text and fallback:
             text = tail_message(log_path)
         return text
-
-    @staticmethod
-    def _started(s: dict[str, Any], item: dict[str, Any], init: bool) -> None:
-        podstatus.running(item)
-        if init:
-            return
-        item["ready"] = True
-        s["phase"] = "Running"
-        podstatus.update_ready(s)
-
-    @staticmethod
-    def _ended(
-        s: dict[str, Any], item: dict[str, Any], init: bool, result: Result, message: str
-    ) -> None:
-        podstatus.terminated(item, result.exit_code, result.reason, message, init=init)
-        if init:
-            podstatus.update_initialized(s)
-            return
-        podstatus.update_ready(s)

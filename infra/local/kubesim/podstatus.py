@@ -214,3 +214,37 @@ def is_ready(status: Status) -> bool:
     return any(
         c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions") or []
     )
+
+
+def started(status: Status, item: dict[str, Any], init: bool) -> None:
+    """A container has started; a regular one makes the pod Running."""
+    running(item)
+    if init:
+        return
+    item["ready"] = True
+    status["phase"] = "Running"
+    update_ready(status)
+
+
+def ended(
+    status: Status, item: dict[str, Any], init: bool, exit_code: int, reason: str, message: str
+) -> None:
+    """A container has ended, with its exit code, reason and termination message."""
+    terminated(item, exit_code, reason, message, init=init)
+    if init:
+        update_initialized(status)
+        return
+    update_ready(status)
+
+
+def finished(status: Status, stopped_for: tuple[str, str] | None) -> None:
+    """The pod's terminal phase: Succeeded when every container exited 0 by itself;
+    `stopped_for` (reason, message) when the node stopped it."""
+    main = [i["state"].get("terminated") for i in status.get("containerStatuses") or []]
+    ok = all(t is not None and t["exitCode"] == 0 for t in main)
+    status["phase"] = "Succeeded" if ok and stopped_for is None else "Failed"
+    if stopped_for is not None:
+        status["reason"], status["message"] = stopped_for
+    terminate(status)
+    update_ready(status)
+    set_condition(status, "PodReadyToStartContainers", False)

@@ -162,11 +162,11 @@ def container_env(store: Store, pod: dict[str, Any], container: dict[str, Any]) 
                     raise NotReadyError("CreateContainerConfigError", what)
                 env[var["name"]] = base64.b64decode(data[ref["key"]]).decode(errors="replace")
             elif "fieldRef" in source:
-                env[var["name"]] = _field(pod, fields, source["fieldRef"].get("fieldPath", ""))
+                env[var["name"]] = field_path(pod, fields, source["fieldRef"].get("fieldPath", ""))
     return env
 
 
-def _field(pod: dict[str, Any], fields: dict[str, str], path: str) -> str:
+def field_path(pod: dict[str, Any], fields: dict[str, str], path: str) -> str:
     """fieldpath.ExtractFieldPathAsString: a plain field, or one label or annotation by key
     (`metadata.labels['k']`, `metadata.annotations['k']`; a missing key is empty), as a Job's
     JOB_COMPLETION_INDEX reads its pod's index."""

@@ -37,7 +37,7 @@ from typing import Any
 
 from infra.local.kubesim import podstatus, quantity, volumes
 from infra.local.kubesim.clock import Clock
-from infra.local.kubesim.runtime import Container, Result, Runtime, Stopper
+from infra.local.kubesim.runtime import Container, Runtime, Stopper
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +251,7 @@ class PodRunner:
             for thread in threads:
                 thread.join()
         stopped_for = worker.stopped_for
-        self._update(worker, lambda s: _finished(s, stopped_for))
+        self._update(worker, lambda s: podstatus.finished(s, stopped_for))
 
     def _volumes(self, worker: Worker) -> dict[str, Path]:
         base = volumes.pod_dir(self.data_dir, worker.uid)
@@ -290,7 +290,7 @@ class PodRunner:
         mounts.append(
             (container.get("terminationMessagePath") or "/dev/termination-log", message_path)
         )
-        set_state(lambda s, i: _started(s, i, init))
+        set_state(lambda s, i: podstatus.started(s, i, init))
         result = self.runtime.run(
             Container(
                 name=name,
@@ -308,7 +308,9 @@ class PodRunner:
             worker.stopper,
         )
         message = _termination_message(message_path)
-        set_state(lambda s, i: _ended(s, i, init, result, message))
+        set_state(
+            lambda s, i: podstatus.ended(s, i, init, result.exit_code, result.reason, message)
+        )
         return result.exit_code
 
     def _cannot_pull(self, worker: Worker, container: dict[str, Any], set_state: Any) -> None:
@@ -343,20 +345,12 @@ def container_env(pod: dict[str, Any], container: dict[str, Any], node: str) -> 
     for var in container.get("env") or []:
         source = var.get("valueFrom") or {}
         if "fieldRef" in source:
-            env[var["name"]] = _field(meta, fields, source["fieldRef"].get("fieldPath", ""))
+            env[var["name"]] = volumes.field_path(
+                pod, fields, source["fieldRef"].get("fieldPath", "")
+            )
         elif not source:
             env[var["name"]] = str(var.get("value", ""))
     return env
-
-
-def _field(meta: dict[str, Any], fields: dict[str, str], path: str) -> str:
-    """fieldpath.ExtractFieldPathAsString: a plain field, or a label or an annotation by
-    key (`metadata.annotations['k']`), as an Indexed Job's pod reads its index."""
-    for kind in ("labels", "annotations"):
-        prefix = f"metadata.{kind}['"
-        if path.startswith(prefix) and path.endswith("']"):
-            return str((meta.get(kind) or {}).get(path[len(prefix) : -2], ""))
-    return fields.get(path, "")
 
 
 def _termination_message(path: Path) -> str:
@@ -366,33 +360,3 @@ def _termination_message(path: Path) -> str:
     except OSError:
         return ""
     return data[-4096:].decode(errors="replace")
-
-
-def _started(s: dict[str, Any], item: dict[str, Any], init: bool) -> None:
-    podstatus.running(item)
-    if not init:
-        item["ready"] = True
-        s["phase"] = "Running"
-        podstatus.update_ready(s)
-
-
-def _ended(
-    s: dict[str, Any], item: dict[str, Any], init: bool, result: Result, message: str
-) -> None:
-    podstatus.terminated(item, result.exit_code, result.reason, message, init=init)
-    if init:
-        podstatus.update_initialized(s)
-    else:
-        podstatus.update_ready(s)
-
-
-def _finished(s: dict[str, Any], stopped_for: tuple[str, str] | None) -> None:
-    """The pod's terminal phase: Succeeded when every container exited 0 by itself."""
-    main = [i["state"].get("terminated") for i in s.get("containerStatuses") or []]
-    ok = all(t is not None and t["exitCode"] == 0 for t in main)
-    s["phase"] = "Succeeded" if ok and stopped_for is None else "Failed"
-    if stopped_for is not None:
-        s["reason"], s["message"] = stopped_for
-    podstatus.terminate(s)
-    podstatus.update_ready(s)
-    podstatus.set_condition(s, "PodReadyToStartContainers", False)
