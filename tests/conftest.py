@@ -4,11 +4,10 @@ from hypothesis import HealthCheck, settings
 
 pytest_plugins = [
     "tests.fixtures.cloud",
-    "tests.fixtures.kubesim",
+    "tests.fixtures.controlplane",
     "tests.fixtures.api",
     "tests.fixtures.identity",
     "tests.fixtures.network",
-    "tests.fixtures.controlplane",
 ]
 
 # How fast hypothesis generates a case depends on how busy the machine is: no test may fail

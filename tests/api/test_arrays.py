@@ -16,7 +16,8 @@ from shared.jobs import arrays
 from shared.model.job import Status
 from tests.api.conftest import status_is
 from tests.api.test_lifecycle import assert_cluster_empty, assert_path_allowed, transitions
-from tests.kubesim.helpers import HOST_IMAGE, wait_for
+from tests.fixtures.controlplane import HOST_IMAGE
+from tests.fixtures.waiting import wait_for
 from tests.robustness.helpers import reconfigure
 
 FINAL = status_is(Status.SUCCEEDED, Status.FAILED, Status.KILLED)
@@ -85,7 +86,7 @@ def test_a_sweep_of_five_tasks(fn, backends, batch_v1, core_v1, namespace, stora
 
 
 def flaky(tmp_path, *, fail_for_good: int | None = None, fail_once: int | None = None) -> str:
-    """A host script (kubesim's HOST_IMAGE): task `fail_once` fails on its first try only
+    """A host script (the node agent's HOST_IMAGE): task `fail_once` fails on its first try only
     (a marker in tmp_path), task `fail_for_good` always; the others write their index."""
     return (
         f'if [ "$TASK_INDEX" = "{fail_once}" ] && [ ! -e {tmp_path}/tried ]; then '

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-import time
+from typing import Any
 
 import pytest
 from cloudevents.http import CloudEvent
@@ -21,6 +21,7 @@ from shared.jobs.notify import steps
 from shared.model.job import Job, Status
 from tests.api.conftest import status_is
 from tests.fixtures.cloud import EventReader
+from tests.fixtures.waiting import wait_for
 from tests.robustness.helpers import reconfigure
 
 FINAL = status_is(Status.SUCCEEDED, Status.FAILED, Status.KILLED)
@@ -83,17 +84,19 @@ def test_no_account_id_attribute_without_one(fn, job_events):
 
 
 @pytest.mark.slow
-def test_none_lost_when_one_sync_moves_many_jobs(fn, job_events, core_v1, namespace):
+def test_none_lost_when_one_sync_moves_many_jobs(fn, job_events, batch_v1, namespace):
     count = 25
     jobs = [create(fn, **env(KUBESIM_SH="echo hi > /output/o.txt")) for _ in range(count)]
     ids = {job["id"] for job in jobs}
-    deadline = time.monotonic() + 120
-    while True:  # every pod done before the one sync that finishes them all
-        pods = core_v1.list_namespaced_pod(namespace).items
-        if len(pods) >= count and all(p.status.phase == "Succeeded" for p in pods):
-            break
-        assert time.monotonic() < deadline, [p.status.phase for p in pods]
-        time.sleep(0.2)
+
+    def complete(job: Any) -> bool:
+        return any(c.type == "Complete" and c.status == "True" for c in job.status.conditions or [])
+
+    def all_complete() -> bool:  # every Job done before the one sync that finishes them all
+        found = batch_v1.list_namespaced_job(namespace).items
+        return len(found) >= count and all(complete(job) for job in found)
+
+    wait_for(all_complete, what="every Job complete")
     report = fn.sync()
     assert report["transitions"].get("succeeded") == count, report
     job_events.until(
@@ -105,9 +108,9 @@ def test_none_lost_when_one_sync_moves_many_jobs(fn, job_events, core_v1, namesp
         assert statuses == ["created", "running", "cleaning", "succeeded"], (job_id, statuses)
 
 
-def test_a_failed_create_is_announced_as_failed(fn, job_events, kubesim, namespace):
+def test_a_failed_create_is_announced_as_failed(fn, job_events, cluster_faults, namespace):
     # A cluster that refuses the Job: the create answers 500 and the record says failed.
-    kubesim.inject_fault(
+    cluster_faults.inject_fault(
         verb="create", path=f"/apis/batch/v1/namespaces/{namespace}/jobs", status=500, count=1
     )
     status, body = fn.api("POST", "/batch/", json={"job_parameters": {"docker_image": "x"}})

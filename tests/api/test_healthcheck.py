@@ -29,8 +29,8 @@ def assert_down(fn, failed: str) -> dict:
     return body
 
 
-def test_up_with_each_latency(fn, kubesim, backends, storage_client, bucket):
-    kubesim.reset_stats()
+def test_up_with_each_latency(fn, cluster_faults, backends, storage_client, bucket):
+    cluster_faults.reset_stats()
     status, body = check(fn)
     assert status == 200, body
     assert set(body["data"]) == DEPENDENCIES
@@ -41,7 +41,7 @@ def test_up_with_each_latency(fn, kubesim, backends, storage_client, bucket):
     for collection in (store.jobs, store.names, store.requests):
         assert list(collection.limit(1).stream()) == []
     assert list(storage_client.list_blobs(bucket)) == []
-    verbs = kubesim.stats()["by_verb"]
+    verbs = cluster_faults.stats()["by_verb"]
     assert set(verbs) <= {"get", "list", "watch"}, verbs
 
 
@@ -67,17 +67,17 @@ def test_firestore_too_slow_to_answer(fn, monkeypatch, firestore_emulator):
         listener.close()
 
 
-def test_cluster_refuses(fn, kubesim, namespace):
-    kubesim.inject_fault(
+def test_cluster_refuses(fn, cluster_faults, namespace):
+    cluster_faults.inject_fault(
         verb="list", path=f"/apis/batch/v1/namespaces/{namespace}/jobs", status=500, count=1
     )
     body = assert_down(fn, "cluster")
     assert "500" in body["data"]["cluster"]["error"]
 
 
-def test_cluster_stalls(fn, kubesim, namespace, monkeypatch):
+def test_cluster_stalls(fn, cluster_faults, namespace, monkeypatch):
     reconfigure(monkeypatch, BACKEND_TIMEOUT_SECONDS="1")
-    kubesim.inject_fault(
+    cluster_faults.inject_fault(
         verb="list", path=f"/apis/batch/v1/namespaces/{namespace}/jobs", delay_seconds=3
     )
     assert_down(fn, "cluster")

@@ -215,7 +215,7 @@ def test_a_failed_upload_never_reruns_the_users_container(
     from tests.fixtures.storage_proxy import expired_sessions
     from tests.robustness.helpers import reconfigure
 
-    runs = tmp_path / "runs"  # a host path: kubesim runs KUBESIM_SH on this machine
+    runs = tmp_path / "runs"  # a host path: the node agent runs KUBESIM_SH on this machine
     with expired_sessions(os.environ["STORAGE_EMULATOR_HOST"]) as storage:
         reconfigure(monkeypatch, STORAGE_EMULATOR_HOST=storage)
         job = create(
@@ -360,9 +360,9 @@ def test_kill_while_cleaning(fn, backends, batch_v1, core_v1, namespace):
 
 
 def test_a_failure_part_way_through_create_leaves_nothing(
-    fn, backends, kubesim, batch_v1, core_v1, namespace, storage_client, bucket
+    fn, backends, cluster_faults, batch_v1, core_v1, namespace, storage_client, bucket
 ):
-    kubesim.inject_fault(
+    cluster_faults.inject_fault(
         verb="create", path=f"/apis/batch/v1/namespaces/{namespace}/jobs", status=500, count=1
     )
     status, body = fn.api(

@@ -1,7 +1,7 @@
 """What a job runs and where its input comes from: command and args, input_url (gs:// and
 https://), input_upload started by its finalize event, start_after, and Spot.
 
-Jobs of the `python` and `alpine` images run their real command in kubesim's sandbox, so
+Jobs of the `python` and `alpine` images run their real command in the node agent's sandbox, so
 data really flows from /input to /output.
 """
 
@@ -390,12 +390,16 @@ def test_a_job_being_created_is_not_killable(fn_store, backends):
 def test_spot_pods_go_to_spot_nodes(fn, core_v1, namespace):
     job = create(fn, docker_image="alpine:3", spot=True, command=["sh", "-c", "sleep 30"])
     assert job["job_parameters"]["spot"] is True
-    pods = wait_for(lambda: core_v1.list_namespaced_pod(namespace).items, what="the job's pod")
-    spec = pods[0].spec
+
+    def bound() -> Any:
+        pods = core_v1.list_namespaced_pod(namespace).items
+        return pods[0].spec if pods and pods[0].spec.node_name else None
+
+    spec = wait_for(bound, what="the job's pod on a node")
     assert spec.node_selector == {"cloud.google.com/gke-spot": "true"}
-    assert [(t.key, t.operator, t.value, t.effect) for t in spec.tolerations] == [
-        ("cloud.google.com/gke-spot", "Equal", "true", "NoSchedule")
-    ]
+    tolerations = [(t.key, t.operator, t.value, t.effect) for t in spec.tolerations]
+    assert ("cloud.google.com/gke-spot", "Equal", "true", "NoSchedule") in tolerations
+    assert spec.node_name == "local-spot-node"  # the real scheduler's choice
     fn.api("DELETE", f"/batch/{job['id']}")
 
 

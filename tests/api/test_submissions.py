@@ -3,7 +3,7 @@ from its root job.json, the rest of the zip being the job's input. Its finalize 
 delivered to the function as Eventarc delivers it; the outcome is written beside it, as
 `<name>.job.json` or `<name>.error.json`.
 
-Jobs of the `python` and `alpine` images run their real command in kubesim's sandbox, so
+Jobs of the `python` and `alpine` images run their real command in the node agent's sandbox, so
 data really flows from /input to /output.
 """
 
@@ -316,12 +316,14 @@ def test_another_upload_under_a_taken_name_is_refused(fn, storage_client, bucket
     assert [job["id"] for job in jobs_of(fn)] == [accepted["job_id"]]
 
 
-def test_a_transient_failure_is_delivered_again(fn, storage_client, bucket, kubesim, namespace):
+def test_a_transient_failure_is_delivered_again(
+    fn, storage_client, bucket, cluster_faults, namespace
+):
     """The cluster fails for a moment: the function fails (Eventarc delivers again), the
     job waits `created`, and the next delivery starts it."""
     data = submission(body(args=["python3", "-c", COPY]), r=b"r")
     event = upload(storage_client, bucket, "sub-retry", data)
-    kubesim.inject_fault(verb="create", path=jobs_path(namespace), status=503, count=1)
+    cluster_faults.inject_fault(verb="create", path=jobs_path(namespace), status=503, count=1)
     assert fn.finalize(event) == 500
     assert outcome(storage_client, bucket, "sub-retry", "job") is None
     assert outcome(storage_client, bucket, "sub-retry", "error") is None
@@ -335,11 +337,11 @@ def test_a_transient_failure_is_delivered_again(fn, storage_client, bucket, kube
 
 
 def test_the_sync_starts_a_submission_whose_start_was_cut_short(
-    fn, monkeypatch, storage_client, bucket, kubesim, namespace
+    fn, monkeypatch, storage_client, bucket, cluster_faults, namespace
 ):
     data = submission(body(args=["python3", "-c", COPY]), s=b"s")
     event = upload(storage_client, bucket, "sub-synced", data)
-    kubesim.inject_fault(verb="create", path=jobs_path(namespace), status=503, count=1)
+    cluster_faults.inject_fault(verb="create", path=jobs_path(namespace), status=503, count=1)
     assert fn.finalize(event) == 500
     (waiting,) = jobs_of(fn)
     reconfigure(monkeypatch, CREATE_GRACE_SECONDS="0")
@@ -407,10 +409,10 @@ def test_a_submission_gone_before_its_task_environments_were_written(
     )
 
 
-def test_a_job_the_cluster_refuses_is_failed(fn, storage_client, bucket, kubesim, namespace):
+def test_a_job_the_cluster_refuses_is_failed(fn, storage_client, bucket, cluster_faults, namespace):
     """A refusal no retry can change: the job exists, failed with the cluster's reason."""
     event = upload(storage_client, bucket, "sub-403", submission(body()))
-    kubesim.inject_fault(verb="create", path=jobs_path(namespace), status=403, count=1)
+    cluster_faults.inject_fault(verb="create", path=jobs_path(namespace), status=403, count=1)
     assert fn.finalize(event) == 200
     accepted = outcome(storage_client, bucket, "sub-403", "job")
     assert accepted["data"]["status"] == "failed" and accepted["data"]["reason"] == "ClusterError"

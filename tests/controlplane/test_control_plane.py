@@ -47,11 +47,11 @@ def test_kubectl_lists_with_the_usual_columns(control_plane):
     assert any(line.split()[:2] == ["default", "Active"] for line in listed[1:])
 
 
-def test_the_role_of_infra_k8s_is_what_the_functions_may_do(control_plane, jobs_namespace):
+def test_the_role_of_infra_k8s_is_what_the_functions_may_do(control_plane, namespace):
     api = control_plane.kubeconfig_for("api", API_USER)
 
     def can(verb: str, resource: str, config: Path = api) -> bool:
-        asked = kubectl(config, "auth", "can-i", verb, resource, "-n", jobs_namespace, check=False)
+        asked = kubectl(config, "auth", "can-i", verb, resource, "-n", namespace, check=False)
         return asked.stdout.strip() == "yes"
 
     for verb, resource in [
@@ -69,11 +69,11 @@ def test_the_role_of_infra_k8s_is_what_the_functions_may_do(control_plane, jobs_
     assert not kubectl(api, "get", "jobs", "-n", "default", check=False).returncode == 0
 
 
-def test_pod_security_refuses_host_namespaces(control_plane, jobs_namespace):
+def test_pod_security_refuses_host_namespaces(control_plane, namespace):
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": "hostile", "namespace": jobs_namespace},
+        "metadata": {"name": "hostile", "namespace": namespace},
         "spec": {"hostNetwork": True, "containers": [{"name": "c", "image": "alpine:3"}]},
     }
     refused = kubectl(
@@ -83,14 +83,12 @@ def test_pod_security_refuses_host_namespaces(control_plane, jobs_namespace):
     assert 'violates PodSecurity "baseline:latest"' in refused.stderr, refused.stderr
 
 
-def test_the_job_controller_the_scheduler_and_the_garbage_collector_act(
-    control_plane, jobs_namespace
-):
+def test_the_job_controller_the_scheduler_and_the_garbage_collector_act(control_plane, namespace):
     api = control_plane.kubeconfig_for("api", API_USER)
     job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": "first", "namespace": jobs_namespace},
+        "metadata": {"name": "first", "namespace": namespace},
         "spec": {
             "backoffLimit": 0,
             "template": {
@@ -106,7 +104,7 @@ def test_the_job_controller_the_scheduler_and_the_garbage_collector_act(
     kubectl(api, "create", "-f", "-", stdin=json.dumps(job))
 
     def pods() -> list[dict[str, Any]]:
-        found = as_json(api, "get", "pods", "-n", jobs_namespace, "-l", "job-name=first")
+        found = as_json(api, "get", "pods", "-n", namespace, "-l", "job-name=first")
         return list(found["items"])
 
     def unschedulable() -> dict[str, Any] | None:
@@ -118,16 +116,16 @@ def test_the_job_controller_the_scheduler_and_the_garbage_collector_act(
 
     condition = wait_for(unschedulable, what="the scheduler to find no node for the pod")
     assert "available" in condition["message"], condition
-    kubectl(api, "delete", "job", "first", "-n", jobs_namespace, "--cascade=background")
+    kubectl(api, "delete", "job", "first", "-n", namespace, "--cascade=background")
     wait_for(lambda: not pods(), what="the garbage collector to delete the job's pod")
 
 
-def test_a_namespace_is_deleted_with_what_it_holds(control_plane, jobs_namespace):
+def test_a_namespace_is_deleted_with_what_it_holds(control_plane, namespace):
     admin = control_plane.admin_kubeconfig
-    kubectl(admin, "delete", "namespace", jobs_namespace, "--wait=false")
+    kubectl(admin, "delete", "namespace", namespace, "--wait=false")
 
     def gone() -> bool:
-        return kubectl(admin, "get", "namespace", jobs_namespace, check=False).returncode != 0
+        return kubectl(admin, "get", "namespace", namespace, check=False).returncode != 0
 
     wait_for(gone, what="the namespace controller to finish")
 

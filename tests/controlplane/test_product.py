@@ -14,14 +14,14 @@ import pytest
 from infra.local.controlplane.cluster import FUNCTION_USERS
 from tests.api.test_lifecycle import saved_log, wait_for_output
 from tests.controlplane.test_control_plane import as_json
-from tests.fixtures.api import STAGER_IMAGE, _use, zip_b64
-from tests.fixtures.controlplane import JOB_KSA
+from tests.fixtures.api import _use, zip_b64
+from tests.fixtures.controlplane import JOB_KSA, STAGER_IMAGE
 from tests.fixtures.waiting import wait_for
 
 
 @pytest.fixture
 def on_control_plane(
-    monkeypatch, store_env, control_plane, node_agent, jobs_namespace
+    monkeypatch, store_env, control_plane, node_agent, namespace
 ) -> Iterator[dict[str, str]]:
     yield from _use(
         monkeypatch,
@@ -30,7 +30,7 @@ def on_control_plane(
             "KUBERNETES_API_URL": control_plane.url,
             "KUBERNETES_API_KEY": control_plane.token(FUNCTION_USERS[0]),
             "KUBERNETES_CA_FILE": str(control_plane.authority.pair.cert),
-            "KUBERNETES_NAMESPACE": jobs_namespace,
+            "KUBERNETES_NAMESPACE": namespace,
             "STAGER_IMAGE": STAGER_IMAGE,
             "JOB_SERVICE_ACCOUNT": JOB_KSA,
         },

@@ -16,6 +16,7 @@ import requests
 
 from infra.deploy.bundle import BundleError, build
 from infra.local.procs import ServerProcess, free_port, spawn, tcp_open, wait_until_ready
+from tests.fixtures.controlplane import JOB_KSA, STAGER_IMAGE
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,14 +76,15 @@ def test_the_bundle_imports_only_its_own_code(bundle):
 
 @pytest.fixture
 def served(
-    bundle, tmp_path, bucket, collection_prefix, kubesim, namespace, firestore_emulator
+    bundle, tmp_path, bucket, collection_prefix, cluster_kubeconfig, namespace, firestore_emulator
 ) -> Iterator[dict[str, str]]:
     settings = {
         "GC_BUCKET_NAME": bucket,
         "FIRESTORE_COLLECTION": f"{collection_prefix}jobs",
-        "KUBECONFIG": str(kubesim.kubeconfig),
+        "KUBECONFIG": str(cluster_kubeconfig),
         "KUBERNETES_NAMESPACE": namespace,
-        "STAGER_IMAGE": "stager:test",
+        "STAGER_IMAGE": STAGER_IMAGE,
+        "JOB_SERVICE_ACCOUNT": JOB_KSA,
     }
     procs: list[ServerProcess] = []
     urls = {}

@@ -33,8 +33,8 @@ def claims_path(namespace: str) -> str:
 
 
 @pytest.mark.parametrize("status", [500, 403, 503])
-def test_create_when_the_cluster_refuses(fn, kubesim, namespace, settled, status):
-    kubesim.inject_fault(verb="create", path=jobs_path(namespace), status=status, count=1)
+def test_create_when_the_cluster_refuses(fn, cluster_faults, namespace, settled, status):
+    cluster_faults.inject_fault(verb="create", path=jobs_path(namespace), status=status, count=1)
     code, body = fn.api(
         "POST",
         "/batch/",
@@ -47,8 +47,8 @@ def test_create_when_the_cluster_refuses(fn, kubesim, namespace, settled, status
     assert job.status is Status.FAILED and job.reason == "ClusterError"
 
 
-def test_create_survives_a_slow_cluster(fn, kubesim, namespace, settled):
-    kubesim.inject_fault(verb="create", path=jobs_path(namespace), status=0, delay_seconds=2)
+def test_create_survives_a_slow_cluster(fn, cluster_faults, namespace, settled):
+    cluster_faults.inject_fault(verb="create", path=jobs_path(namespace), status=0, delay_seconds=2)
     job = create(fn, "slow", **env(KUBESIM_RUN_SECONDS=0))
     assert job["status"] == "running"
     sync_until_final(fn, [job["id"]])
@@ -152,14 +152,14 @@ def test_a_log_that_cannot_be_saved_keeps_the_pod_until_it_is(
 # -- kill --------------------------------------------------------------------------------
 
 
-def test_kill_when_the_cluster_refuses_the_deletes(fn, kubesim, namespace, settled):
+def test_kill_when_the_cluster_refuses_the_deletes(fn, cluster_faults, namespace, settled):
     job = create(fn, "sticky", **env(KUBESIM_RUN_SECONDS=600))
-    kubesim.inject_fault(verb="delete", path=".*", status=500, count=10)
+    cluster_faults.inject_fault(verb="delete", path=".*", status=500, count=10)
     code, body = fn.api("DELETE", f"/batch/{job['id']}")
     assert code == 200, body
     assert body["data"]["status"] == "killed"
     assert "next synchronization" in body["msg"]
-    kubesim.clear_faults()
+    cluster_faults.clear_faults()
     fn.sync()
     (killed,) = settled()
     assert killed.status is Status.KILLED
@@ -169,39 +169,41 @@ def test_kill_when_the_cluster_refuses_the_deletes(fn, kubesim, namespace, settl
 
 
 @pytest.mark.parametrize("listing", ["jobs", "claims", "pods"])
-def test_a_failed_listing_fails_no_job(fn, kubesim, namespace, settled, listing):
+def test_a_failed_listing_fails_no_job(fn, cluster_faults, namespace, settled, listing):
     job = create(fn, f"listed-{listing}", **env(KUBESIM_EXIT_CODE=3))
     path = {
         "jobs": jobs_path(namespace),
         "claims": claims_path(namespace),
         "pods": f"/api/v1/namespaces/{namespace}/pods",
     }[listing]
-    kubesim.inject_fault(verb="list", path=path, status=500, count=3)
+    cluster_faults.inject_fault(verb="list", path=path, status=500, count=3)
     for _ in range(3):
         fn.clients["synchronize_batch_jobs"].post("/")  # may answer 500: nothing is decided
         status = fn.job(job["id"])["status"]
         assert status in ("running", "cleaning", "failed")
         if status == "failed":
             assert fn.job(job["id"])["reason"] == "Error"  # never JobMissing
-    kubesim.clear_faults()
+    cluster_faults.clear_faults()
     sync_until_final(fn, [job["id"]])
     (failed,) = settled()
     assert failed.reason == "Error"
 
 
-def test_a_slow_cluster_during_the_sync(fn, kubesim, settled):
+def test_a_slow_cluster_during_the_sync(fn, cluster_faults, settled):
     job = create(fn, "slow-sync", **env(KUBESIM_RUN_SECONDS=0))
-    kubesim.inject_fault(verb="list", status=0, delay_seconds=1.5, count=2)
+    cluster_faults.inject_fault(verb="list", status=0, delay_seconds=1.5, count=2)
     sync_until_final(fn, [job["id"]])
     (done,) = settled()
     assert done.status is Status.SUCCEEDED
 
 
-def test_deletes_refused_after_success_are_swept_later(fn, kubesim, settled, batch_v1, namespace):
+def test_deletes_refused_after_success_are_swept_later(
+    fn, cluster_faults, settled, batch_v1, namespace
+):
     job = create(fn, "swept", **env(KUBESIM_RUN_SECONDS=0))
-    kubesim.inject_fault(verb="delete", path=".*", status=500, count=4)
+    cluster_faults.inject_fault(verb="delete", path=".*", status=500, count=4)
     sync_until_final(fn, [job["id"]])
-    kubesim.clear_faults()
+    cluster_faults.clear_faults()
     fn.sync()
     (done,) = settled()
     assert done.status is Status.SUCCEEDED
@@ -211,17 +213,17 @@ def test_deletes_refused_after_success_are_swept_later(fn, kubesim, settled, bat
 
 
 def test_finalize_when_the_cluster_refuses_the_deletes(
-    fn, kubesim, storage_client, bucket, batch_v1, namespace, settled
+    fn, cluster_faults, storage_client, bucket, batch_v1, namespace, settled
 ):
     from tests.api.test_lifecycle import wait_for_output
 
     job = create(fn, "finalized", **env(KUBESIM_SH="echo hi > /output/x"))
     blob = wait_for_output(storage_client, bucket, job["name"])
-    kubesim.inject_fault(verb="delete", path=".*", status=500, count=10)
+    cluster_faults.inject_fault(verb="delete", path=".*", status=500, count=10)
     data = {"bucket": bucket, "name": blob.name, "metadata": blob.metadata}
     assert fn.finalize(data, "f1") == 200
     assert fn.job(job["id"])["status"] == "succeeded"
-    kubesim.clear_faults()
+    cluster_faults.clear_faults()
     fn.sync()
     (done,) = settled()
     assert done.status is Status.SUCCEEDED
@@ -264,7 +266,9 @@ def test_firestore_out_of_reach(fn, monkeypatch, batch_v1, namespace, bucket, se
     assert done.status is Status.SUCCEEDED
 
 
-def test_a_stalled_cluster_call_gives_up(fn, kubesim, monkeypatch, batch_v1, namespace, settled):
+def test_a_stalled_cluster_call_gives_up(
+    fn, cluster_faults, monkeypatch, batch_v1, namespace, settled
+):
     """The API server accepts the request and never answers in time: create fails cleanly
     after BACKEND_TIMEOUT_SECONDS instead of hanging the function."""
     import time
@@ -274,7 +278,9 @@ def test_a_stalled_cluster_call_gives_up(fn, kubesim, monkeypatch, batch_v1, nam
     assert fn.api("GET", "/batch/?status=running")[0] == 200
     assert fn.api("POST", "/batch/", json={"name": "warm", "job_parameters": {}})[0] == 400
     # No status: after the delay the request goes through, too late for the create.
-    kubesim.inject_fault(verb="create", path=jobs_path(namespace), status=0, delay_seconds=10)
+    cluster_faults.inject_fault(
+        verb="create", path=jobs_path(namespace), status=0, delay_seconds=10
+    )
     started = time.monotonic()
     code, body = fn.api(
         "POST", "/batch/", json={"name": "stalled", "job_parameters": {"docker_image": "alpine"}}

@@ -723,11 +723,11 @@ def test_the_examples_are_what_they_document():
     assert seen >= 12
 
 
-def test_backend_failures_answer_as_documented(fn, kubesim, namespace, monkeypatch):
+def test_backend_failures_answer_as_documented(fn, cluster_faults, namespace, monkeypatch):
     """500 ClusterError with the cluster's answer, 413, and 503 DatabaseError, each as the
     spec describes it."""
     jobs = f"/apis/batch/v1/namespaces/{namespace}/jobs"
-    kubesim.inject_fault(verb="create", path=jobs, status=500)
+    cluster_faults.inject_fault(verb="create", path=jobs, status=500)
     body = {"name": "refused", "job_parameters": {"docker_image": "alpine:3"}}
     code, refused = call(fn, "POST", "/batch/", json=body)
     assert (code, refused["error"]) == (500, "ClusterError")

@@ -47,10 +47,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.local.kubesim import podlogs, podstatus, quantity, scheduling, volumes
+from infra.local.kubesim import podstatus, quantity, scheduling, volumes
 from infra.local.kubesim import resources as r
 from infra.local.kubesim.clock import Clock, log
-from infra.local.kubesim.runtime import Container, Result, Runtime, Stopper
+from infra.local.kubesim.runtime import Container, Runtime, Stopper
 from infra.local.kubesim.store import Obj, Store, meta
 
 TICK = 0.02  # wall seconds between passes over the pods
@@ -59,9 +59,6 @@ IMAGE_PULL_BACKOFF_AFTER = 1.0  # simulated seconds of ErrImagePull before Image
 EVICTION_MONITORING_PERIOD = 10.0  # simulated seconds (kubelet.go evictionMonitoringPeriod)
 HOST_IP = "10.0.0.1"
 POD_STOP_SECONDS = 2.0  # wall seconds kubesim waits for its pods' processes when it stops
-TERMINATION_MESSAGE_LENGTH = 4 * 1024  # kubecontainer.MaxContainerTerminationMessageLength
-TERMINATION_LOG_LENGTH = 2 * 1024  # kubecontainer.MaxContainerTerminationMessageLogLength
-TERMINATION_LOG_LINES = 80  # kubecontainer.MaxContainerTerminationMessageLogLines
 DEADLINE_REASON = "DeadlineExceeded"  # active_deadline.go
 DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
 DEFAULT_GRACE = 30.0  # simulated seconds: terminationGracePeriodSeconds' default
@@ -102,16 +99,6 @@ def pod_ephemeral_limit(spec: dict[str, Any]) -> quantity.Quantity | None:
             if total is None or parsed.value > total.value:
                 total = parsed
     return total
-
-
-def tail_message(log_path: Path) -> str:
-    """readLastStringFromContainerLogs: the last 80 lines, then their last 2048 bytes."""
-    try:
-        data = log_path.read_bytes()
-    except OSError:
-        return ""
-    data = podlogs.tail_lines(data, TERMINATION_LOG_LINES)[-TERMINATION_LOG_LENGTH:]
-    return data.decode(errors="replace")
 
 
 class Kubelet:
@@ -412,28 +399,8 @@ class Kubelet:
             ),
             worker.stopper,
         )
-        text = self._termination_message(container, result, message_path, log_path)
+        text = podstatus.termination_message(
+            container, result.exit_code, result.reason, message_path, log_path
+        )
         set_state(lambda s, i: podstatus.ended(s, i, init, result.exit_code, result.reason, text))
         return result.exit_code
-
-    @staticmethod
-    def _termination_message(
-        container: dict[str, Any], result: Result, message_path: Path, log_path: Path
-    ) -> str:
-        """getTerminationMessage, then the log tail when FallbackToLogsOnError applies."""
-        try:
-            with message_path.open("rb") as handle:
-                handle.seek(0, 2)
-                size = handle.tell()
-                handle.seek(max(0, size - TERMINATION_MESSAGE_LENGTH))
-                text = handle.read().decode(errors="replace")
-        except OSError:
-            text = ""
-        fallback = (
-            container.get("terminationMessagePolicy") == "FallbackToLogsOnError"
-            and result.exit_code != 0
-            and result.reason != "ContainerCannotRun"
-        )
-        if not text and fallback:
-            text = tail_message(log_path)
-        return text

@@ -7,11 +7,44 @@ product's diagnosis read) is in one place.
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
+from infra.local.kubesim import podlogs
 from infra.local.kubesim.clock import now_rfc3339
 
 Status = dict[str, Any]
+TERMINATION_MESSAGE_LENGTH = 4 * 1024  # kubecontainer.MaxContainerTerminationMessageLength
+TERMINATION_LOG_LENGTH = 2 * 1024  # kubecontainer.MaxContainerTerminationMessageLogLength
+TERMINATION_LOG_LINES = 80  # kubecontainer.MaxContainerTerminationMessageLogLines
+
+
+def termination_message(
+    container: dict[str, Any], exit_code: int, reason: str, message_path: Path, log_path: Path
+) -> str:
+    """getTerminationMessage: the last 4,096 bytes of the terminationMessagePath, else, with
+    FallbackToLogsOnError and a failure, the log's tail (readLastStringFromContainerLogs:
+    the last 80 lines, then their last 2,048 bytes)."""
+    try:
+        with message_path.open("rb") as handle:
+            handle.seek(0, 2)
+            handle.seek(max(0, handle.tell() - TERMINATION_MESSAGE_LENGTH))
+            text = handle.read().decode(errors="replace")
+    except OSError:
+        text = ""
+    fallback = (
+        container.get("terminationMessagePolicy") == "FallbackToLogsOnError"
+        and exit_code != 0
+        and reason != "ContainerCannotRun"
+    )
+    if text or not fallback:
+        return text
+    try:
+        data = log_path.read_bytes()
+    except OSError:
+        return ""
+    data = podlogs.tail_lines(data, TERMINATION_LOG_LINES)[-TERMINATION_LOG_LENGTH:]
+    return data.decode(errors="replace")
 
 
 def set_condition(

@@ -307,7 +307,9 @@ class PodRunner:
             ),
             worker.stopper,
         )
-        message = _termination_message(message_path)
+        message = podstatus.termination_message(
+            container, result.exit_code, result.reason, message_path, log_path
+        )
         set_state(
             lambda s, i: podstatus.ended(s, i, init, result.exit_code, result.reason, message)
         )
@@ -351,12 +353,3 @@ def container_env(pod: dict[str, Any], container: dict[str, Any], node: str) -> 
         elif not source:
             env[var["name"]] = str(var.get("value", ""))
     return env
-
-
-def _termination_message(path: Path) -> str:
-    """The last 4,096 bytes of the container's terminationMessagePath."""
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return ""
-    return data[-4096:].decode(errors="replace")
