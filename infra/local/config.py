@@ -44,7 +44,7 @@ def isolated_env(state_dir: Path, **overrides: str) -> dict[str, str]:
         LOCAL_FIRESTORE_PORT=str(free_port()),
         LOCAL_PUBSUB_PORT=str(free_port()),
         LOCAL_GCS_PORT=str(free_port()),
-        LOCAL_KUBESIM_PORT=str(free_port()),
+        LOCAL_KUBE_API_PORT=str(free_port()),
         LOCAL_FUNCTIONS_PORT=str(free_port_block(8)),  # one per stack.OTHER_FUNCTIONS
         API_PORT=str(free_port()),
     )
@@ -62,10 +62,10 @@ class LocalCloudSettings:
     firestore_port: int  # LOCAL_FIRESTORE_PORT
     pubsub_port: int  # LOCAL_PUBSUB_PORT
     gcs_port: int  # LOCAL_GCS_PORT
-    kubesim_port: int  # LOCAL_KUBESIM_PORT
+    kube_api_port: int  # LOCAL_KUBE_API_PORT: the Kubernetes API server
     functions_port: int  # LOCAL_FUNCTIONS_PORT: first port of the other functions
-    kubesim_speed: float  # KUBESIM_SPEED: simulated durations are divided by it
-    stager_image: str  # STAGER_IMAGE: run for real as a host process by kubesim
+    node_speed: float  # KUBESIM_SPEED: the node agent's simulated durations are divided by it
+    stager_image: str  # STAGER_IMAGE: run for real as a host process by the node agent
     state_dir: Path  # LOCAL_CLOUD_DIR: env file, kubeconfig, logs, volumes
     callback_secret: str  # CALLBACK_SECRET: random per run unless set
 
@@ -80,9 +80,9 @@ class LocalCloudSettings:
             firestore_port=_int("LOCAL_FIRESTORE_PORT", 8681),
             pubsub_port=_int("LOCAL_PUBSUB_PORT", 8682),
             gcs_port=_int("LOCAL_GCS_PORT", 8683),
-            kubesim_port=_int("LOCAL_KUBESIM_PORT", 8684),
+            kube_api_port=_int("LOCAL_KUBE_API_PORT", 8684),
             functions_port=_int("LOCAL_FUNCTIONS_PORT", 8690),
-            kubesim_speed=_float("KUBESIM_SPEED", 1.0),
+            node_speed=_float("KUBESIM_SPEED", 1.0),
             stager_image=os.environ.get("STAGER_IMAGE", "kubernetes-task-runner/stager:local"),
             state_dir=Path(os.environ.get("LOCAL_CLOUD_DIR", REPO_ROOT / ".local-cloud")),
             callback_secret=os.environ.get("CALLBACK_SECRET") or secrets.token_hex(32),

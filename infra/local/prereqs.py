@@ -3,10 +3,10 @@ cannot run.
 
 `make run` and `make test` call it first. It installs the Debian packages the local cloud
 needs when they are missing and this is root on a Debian-like host (`apt-get update` once,
-then `apt-get install -y` of the missing ones): bubblewrap, which kubesim runs the stand-in
+then `apt-get install -y` of the missing ones): bubblewrap, which the node agent runs the stand-in
 images' commands in, and with `--tests` (`make test`) chromium, the headless browser of the
-status page's tests. Once installed it costs a stat each. Go must be there, and for the
-tests the control plane's binaries: Go builds them on a machine's first run (build.py).
+status page's tests. Once installed it costs a stat each. Go must be there, and the
+control plane's binaries: Go builds them on a machine's first run (build.py).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class Package:
     purpose: str
 
 
-BUBBLEWRAP = Package("bubblewrap", BWRAP, "kubesim's sandbox")
+BUBBLEWRAP = Package("bubblewrap", BWRAP, "the node agent's sandbox")
 CHROMIUM_PACKAGE = Package("chromium", CHROMIUM, "the status page's browser tests")
 
 
@@ -76,8 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         fake_gcs_binary()
         ensure_packages(packages)
         build.check_go()
-        if args:  # only the tests start the control plane yet; make run keeps kubesim
-            build.binaries_dir()  # built on a machine's first run
+        build.binaries_dir()  # the control plane's, built on a machine's first run
     except (MissingPrerequisiteError, build.BuildError) as error:
         print(error, file=sys.stderr)
         return 1

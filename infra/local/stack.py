@@ -1,15 +1,18 @@
 """`make run`: the whole local cloud on loopback, until Ctrl-C or SIGTERM.
 
 Brings up the Firestore and Pub/Sub emulators, fake-gcs-server (announcing finalized
-objects on Pub/Sub), the Kubernetes simulator, the functions (functions-framework, one
-process per entry point, `batch_api` on API_PORT), the Eventarc relays (finalize, callbacks)
-and Firestore trigger (the jobs' writes -> publish_job_events), and the scheduler loop;
-writes `.local-cloud/env` and `.local-cloud/kubeconfig` for other shells; stops everything
-when told to, or as soon as one server dies.
+objects on Pub/Sub), the Kubernetes control plane (etcd, the API server, the controller
+manager and the scheduler; a fresh cluster each time) with the node agent that runs its
+pods, the jobs' namespace from infra/k8s/, the functions (functions-framework, one process
+per entry point, `batch_api` on API_PORT, each reaching the cluster as the user its Google
+service account is on GKE), the Eventarc relays (finalize, callbacks) and Firestore trigger
+(the jobs' writes -> publish_job_events), and the scheduler loop; writes
+`.local-cloud/env` and `.local-cloud/kubeconfig` (a cluster administrator's) for other
+shells; stops everything when told to, or as soon as one server dies.
 
 Stopping takes at most STOP_SECONDS (8 s), whatever the servers do: first what calls the
 functions and the functions themselves, so that a request in flight can finish against
-live backends, then the backends (emulators, fake-gcs-server, kubesim). Each tier gets
+live backends, then the backends (emulators, fake-gcs-server, the cluster). Each tier gets
 SIGTERM, and SIGKILL once its grace period is over (see procs.py). A stop requested while
 the stack is still starting stops it at once.
 """
@@ -21,6 +24,7 @@ import fcntl
 import logging
 import os
 import shlex
+import shutil
 import sys
 import threading
 import time
@@ -33,6 +37,9 @@ from typing import IO, TypeVar
 
 from infra.local import emulators
 from infra.local.config import REPO_ROOT, LocalCloudSettings
+from infra.local.controlplane import cluster
+from infra.local.controlplane.cluster import ControlPlane
+from infra.local.nodeagent.launch import start_agent
 from infra.local.procs import (
     KILL_WAIT,
     ServerProcess,
@@ -81,8 +88,28 @@ OTHER_FUNCTIONS = (
     CALLBACKS_FUNCTION,
     EVENTS_FUNCTION,
 )
+# The job pods' Kubernetes service account, as infra/k8s/ makes it (JOB_SERVICE_ACCOUNT).
+JOB_KSA = "task-runner-job"
+# Who each function is in the cluster: the user infra/k8s/rolebinding.yaml binds for its
+# Google service account (infra/deploy), or None for the two that hold no cluster access.
+API_USER, SYNC_USER, FINALIZE_USER = cluster.FUNCTION_USERS
+CLUSTER_USERS: dict[str, str | None] = {
+    SYNC_FUNCTION: SYNC_USER,
+    FINALIZE_FUNCTION: FINALIZE_USER,
+    CALLBACKS_FUNCTION: None,
+    EVENTS_FUNCTION: None,
+}
 # Servers that others call; stopped last, once nothing calls them any more.
-BACKENDS = ("firestore-emulator", "pubsub-emulator", "fake-gcs-server", "kubesim")
+BACKENDS = (
+    "firestore-emulator",
+    "pubsub-emulator",
+    "fake-gcs-server",
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "nodeagent",
+)
 FRONT_GRACE = 4.0  # seconds the functions, the relay and the scheduler get to exit
 STOP_GRACE = 6.0  # seconds both tiers get together, as long as
 BACK_MIN_GRACE = 2.0  # the backends get at least this many
@@ -185,7 +212,7 @@ def check_ports_free(settings: LocalCloudSettings, functions: list[str]) -> None
         "LOCAL_FIRESTORE_PORT": settings.firestore_port,
         "LOCAL_PUBSUB_PORT": settings.pubsub_port,
         "LOCAL_GCS_PORT": settings.gcs_port,
-        "LOCAL_KUBESIM_PORT": settings.kubesim_port,
+        "LOCAL_KUBE_API_PORT": settings.kube_api_port,
     }
     ports = function_ports(settings)
     for name in functions:
@@ -211,6 +238,7 @@ class Stack:
         self.stop_signal = stop_signal or StopSignal()
         self.servers: list[ServerProcess] = []
         self.endpoints: list[tuple[str, str]] = []
+        self.plane: ControlPlane | None = None
         # What every server of ours sees: the local cloud's defaults (the environment may
         # override them), the emulators, the configuration, the package.
         self.env = {
@@ -282,21 +310,8 @@ class Stack:
         pubsub = emulators.start_pubsub(
             port=s.pubsub_port, project=s.project, log_dir=logs_dir, data_dir=s.state_dir / "pubsub"
         )
-        kubesim = Starting(
-            self._python(
-                "kubesim",
-                "infra.local.kubesim",
-                "--host=127.0.0.1",
-                f"--port={s.kubesim_port}",
-                f"--kubeconfig={s.kubeconfig}",
-                f"--data-dir={s.state_dir / 'kubesim'}",
-                f"--speed={s.kubesim_speed}",
-                f"--stager-image={s.stager_image}",
-            ),
-            tcp_open(s.kubesim_port),
-            30.0,
-        )
-        self._track(firestore, pubsub, kubesim)
+        self._track(firestore, pubsub)
+        self._start_cluster()
         self._started(pubsub, f"127.0.0.1:{s.pubsub_port} (PUBSUB_EMULATOR_HOST)")
         self._call(ensure_topic_and_subscription, s.project, GCS_TOPIC, RELAY_SUBSCRIPTION)
         self._call(ensure_topic_and_subscription, s.project, EVENTS_TOPIC, CALLBACKS_SUBSCRIPTION)
@@ -309,7 +324,6 @@ class Stack:
         )
         self._track(gcs)
         self._started(firestore, f"127.0.0.1:{s.firestore_port} (FIRESTORE_EMULATOR_HOST)")
-        self._started(kubesim, f"http://127.0.0.1:{s.kubesim_port} (KUBECONFIG={s.kubeconfig})")
         self._started(gcs, f"http://127.0.0.1:{s.gcs_port} (STORAGE_EMULATOR_HOST)")
         self._call(self._prepare_cloud)
         if functions:
@@ -319,12 +333,36 @@ class Stack:
         # Written last: its presence tells other shells (and tests) that everything is up.
         write_env_file(s.env_file, client_env(s))
 
+    def _start_cluster(self) -> None:
+        """A fresh cluster: the control plane on LOCAL_KUBE_API_PORT, the node agent, and
+        the administrator's kubeconfig for other shells."""
+        s = self.settings
+        folder = s.state_dir / "cluster"
+        shutil.rmtree(folder, ignore_errors=True)
+        self.plane = cluster.launch(
+            folder / "control-plane", s.log_dir, port=s.kube_api_port, stop=self.stop_signal
+        )
+        self.servers.extend(self.plane.servers)
+        shutil.copyfile(self.plane.admin_kubeconfig, s.kubeconfig)
+        s.kubeconfig.chmod(0o600)
+        self.endpoints.append(("kube-apiserver", f"{self.plane.url} (KUBECONFIG={s.kubeconfig})"))
+        agent = start_agent(
+            self.plane,
+            folder / "nodes",
+            speed=s.node_speed,
+            stager_image=s.stager_image,
+            log_dir=s.log_dir,
+            env=self.env,
+            stop=self.stop_signal,
+        )
+        self.servers.append(agent)
+        self.endpoints.append(("nodeagent", "local-node, local-spot-node"))
+
     def _prepare_cloud(self) -> None:
-        """The bucket and the namespace the functions expect."""
+        """The bucket, and the namespace from infra/k8s/ that the functions expect."""
         from google.api_core import exceptions
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
-        from kubernetes import client, config
 
         s = self.settings
         gcs = storage.Client(project=s.project, credentials=AnonymousCredentials())
@@ -332,15 +370,22 @@ class Stack:
             gcs.create_bucket(s.bucket)
         except exceptions.Conflict:
             pass
-        if s.namespace != "default":
-            api = client.CoreV1Api(config.new_client_from_config(str(s.kubeconfig)))
-            try:
-                api.create_namespace(
-                    client.V1Namespace(metadata=client.V1ObjectMeta(name=s.namespace))
-                )
-            except client.ApiException as error:
-                if error.status != 409:
-                    raise
+        assert self.plane is not None
+        cluster.apply_namespace(self.plane, s.namespace, JOB_KSA)
+
+    def _cluster_env(self, function: str) -> dict[str, str]:
+        """How `function` reaches the cluster: its user's bearer token, as on GKE its
+        Google token; none for a function whose account has no access there."""
+        assert self.plane is not None
+        user = CLUSTER_USERS.get(function, API_USER)
+        if user is None:
+            return {"KUBECONFIG": str(self.settings.state_dir / "no-cluster-access")}
+        return {
+            "KUBERNETES_API_URL": self.plane.url,
+            "KUBERNETES_API_KEY": self.plane.token(user),
+            "KUBERNETES_CA_FILE": str(self.plane.authority.pair.cert),
+            "JOB_SERVICE_ACCOUNT": JOB_KSA,
+        }
 
     def _start_functions(self, functions: list[str]) -> None:
         s = self.settings
@@ -354,7 +399,7 @@ class Stack:
                 f"--target={name}",
                 "--host=127.0.0.1",
                 f"--port={ports[name]}",
-                env={"THREADS": str(FUNCTION_THREADS)},
+                env={"THREADS": str(FUNCTION_THREADS), **self._cluster_env(name)},
             )
             starting.append((name, Starting(proc, tcp_open(ports[name]), 60.0)))
             self._track(starting[-1][1])

@@ -1,6 +1,8 @@
 """Benchmark of a job's whole life on the local cloud that `make run` starts (functions,
-scheduler, Eventarc relay, kubesim at speed 1): create to `succeeded`, beside the pod's own
-run, at two sync intervals; and what one job costs the cluster.
+scheduler, Eventarc relay, the Kubernetes control plane and the node agent at speed 1):
+create to `succeeded`, beside the pod's own run, at two sync intervals; and what one job
+leaves in the cluster (its writes are counted by bench_controlplane, from the API server's
+audit log).
 
     .venv/bin/python -m tests.bench.bench_e2e [--jobs 5]
 
@@ -8,11 +10,9 @@ run, at two sync intervals; and what one job costs the cluster.
   GET that answers `succeeded` (polled every 20 ms), for a job with a small input that
   copies it to /output, at JOB_SYNCHRONIZATION_INTERVAL=30 and =300.
 - e2e_floor_seconds_*: the pod's own run, its floor: from the Job's creation to stage-out's
-  exit, both as a watch on kubesim sees them.
+  exit, both as a watch on the API server sees them.
 - e2e_gap_seconds_*: median of (e2e - floor) per job. Goal: at most 2 s, and the same at
   both intervals: no step waits for a sync.
-- k8s_writes_per_job: create, update, patch and delete requests kubesim served in one
-  job's life (the sync only lists). Goal 2: the Job's create and delete.
 - k8s_objects_per_job: Jobs, pods and volume claims labelled with the job's id. Goal 2:
   one Job, one pod, no claim (k8s_claims_per_job: 0).
 """
@@ -35,10 +35,8 @@ from typing import Any
 
 from infra.local.stack import read_env_file
 from tests.bench.bench_local_cloud import start_stack
-from tests.bench.cloud import Cloud
 from tests.bench.results import record, table
 
-WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
 POLL = 0.02
 
 
@@ -66,7 +64,6 @@ class Watcher:
         from kubernetes import client, config
 
         api = config.new_client_from_config(config_file=kubeconfig)
-        self.kubesim = Cloud(kubesim_url=api.configuration.host, kubeconfig=Path(kubeconfig))
         self.core, self.batch = client.CoreV1Api(api), client.BatchV1Api(api)
         self.namespace = namespace
         self.events: list[tuple[float, str, dict[str, Any]]] = []
@@ -126,7 +123,6 @@ def run_job(api: str, watcher: Watcher, number: int, interval: int) -> dict[str,
             "environment_variables": {"KUBESIM_SH": "cp -r /input/. /output/"},
         },
     }
-    watcher.kubesim.reset_kubesim_stats()
     sent = time.monotonic()
     job = _http("POST", f"{api}/batch/", body)["data"]
     while True:
@@ -140,7 +136,6 @@ def run_job(api: str, watcher: Watcher, number: int, interval: int) -> dict[str,
             raise SystemExit(f"the job was not done after 600 s: {current}")
         time.sleep(POLL)
     time.sleep(1.0)  # the Job's deletion, after the success, is part of its life
-    writes = sum(watcher.kubesim.kubesim_stats()["by_verb"].get(verb, 0) for verb in WRITE_VERBS)
     events = watcher.of_job(job["id"])
     created = min(at for at, kind, _ in events if kind == "Job")
     exited = min(at for at, kind, obj in events if kind == "Pod" and _stage_out_exited(obj))
@@ -148,7 +143,6 @@ def run_job(api: str, watcher: Watcher, number: int, interval: int) -> dict[str,
     return {
         "e2e": done - sent,
         "floor": exited - created,
-        "writes": writes,
         "objects": len(objects),
         "claims": sum(1 for kind, _ in objects if kind == "PersistentVolumeClaim"),
     }
@@ -172,7 +166,6 @@ def measure(interval: int, jobs: int) -> tuple[dict[str, float], dict[str, float
         f"e2e_gap_seconds_{interval}": statistics.median(r["e2e"] - r["floor"] for r in runs),
     }
     costs = {
-        "k8s_writes_per_job": max(r["writes"] for r in runs),
         "k8s_objects_per_job": max(r["objects"] for r in runs),
         "k8s_claims_per_job": max(r["claims"] for r in runs),
     }

@@ -3,10 +3,12 @@ Firestore query and the cluster listings it cannot avoid, made raw in the same r
 
     .venv/bin/python -m tests.bench.bench_sync [--small 1000] [--large 10000]
 
-Jobs are seeded straight into Firestore (status running) and kubesim (each job's one Job,
-as the create makes it). The seeded Jobs are suspended, so kubesim runs no pod for them:
-10,000 simulated pods would measure the simulator instead. The sync lists pods in pages
-all the same, so its request count holds for pods too: one page per 500. Figures:
+Jobs are seeded straight into Firestore (status running) and the API server (each job's
+one Job, as the create makes it). The seeded Jobs are suspended, so the Job controller
+makes no pod for them: 10,000 pods on one machine's node agent would measure the agent
+instead. The sync lists pods in pages all the same, so its request count holds for pods
+too: one page per 500. Its requests are counted by the proxy it reaches the API server
+through. Figures:
 
 - sync_seconds_1k, sync_seconds_10k, sync_scaling (10k / 1k), sync_k8s_requests_10k;
 - sync_firestore_writes_10k_unchanged: documents whose update time moved in a sync that
@@ -126,9 +128,9 @@ def sync(client: Any) -> tuple[float, dict[str, Any]]:
 def measure(cloud: Cloud, seeder: Seeder, client: Any, jobs: int) -> dict[str, float]:
     sync(client)  # warm: clients built, first listing paid
     before = seeder.versions()
-    cloud.reset_kubesim_stats()
+    cloud.reset_k8s_stats()
     seconds, report = sync(client)
-    requests = cloud.kubesim_stats()["total"]
+    requests = cloud.k8s_stats()["total"]
     after = seeder.versions()
     if report["checked"] != jobs or report["transitions"] or report["errors"]:
         raise SystemExit(f"the sync did not find {jobs} unchanged jobs: {report}")

@@ -1,6 +1,8 @@
 """The local cloud for the request and sync benchmarks: the Firestore and Pub/Sub emulators,
-fake-gcs-server and kubesim on free loopback ports, with the environment the product reads
-pointing at them. No scheduler and no Eventarc relay: nothing runs that is not measured.
+fake-gcs-server, and the Kubernetes control plane with the node agent (speed 20), on free
+loopback ports, with the environment the product reads pointing at them. The product
+reaches the API server as the functions' API user through a fault proxy that counts its
+requests. No scheduler and no Eventarc relay: nothing runs that is not measured.
 
     with local_cloud() as cloud:
         ...  # os.environ now holds FIRESTORE_EMULATOR_HOST, KUBECONFIG, GC_BUCKET_NAME, ...
@@ -9,21 +11,24 @@ pointing at them. No scheduler and no Eventarc relay: nothing runs that is not m
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import sys
 import tempfile
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from infra.local import emulators
-from infra.local.procs import ServerProcess, free_port, http_ok, spawn, wait_until_ready
+from infra.local.controlplane import cluster
+from infra.local.faultproxy import FaultProxy
+from infra.local.nodeagent.launch import start_agent
+from infra.local.procs import free_port
 from infra.local.pubsub import ensure_topic_and_subscription
 
+API_USER = cluster.FUNCTION_USERS[0]
 REPO_ROOT = Path(__file__).resolve().parents[2]
+JOB_KSA = "task-runner-job"
+STAGER_IMAGE = "stager:bench"
 PROJECT = "bench"
 BUCKET = "bench-jobs"
 NAMESPACE = "bench"
@@ -33,34 +38,35 @@ EVENTS_TOPIC = "job-events"  # JOB_EVENTS_TOPIC: the benchmarks run with notific
 
 @dataclass(frozen=True)
 class Cloud:
-    kubesim_url: str
-    kubeconfig: Path
+    kubeconfig: Path  # the functions' (KUBECONFIG)
+    plane: cluster.ControlPlane
+    proxy: FaultProxy
 
-    def kubesim_stats(self) -> dict[str, Any]:
-        """kubesim's request counters: {"total": N, "by_verb": ..., "by_resource": ...}."""
-        with urllib.request.urlopen(f"{self.kubesim_url}/_kubesim/stats", timeout=10) as answer:
-            stats: dict[str, Any] = json.loads(answer.read())
-        return stats
+    def k8s_stats(self) -> dict[str, Any]:
+        """The product's Kubernetes requests: {"total": N, "by_verb": ..., "by_resource": ...}."""
+        return self.proxy.stats()
 
-    def reset_kubesim_stats(self) -> None:
-        request = urllib.request.Request(f"{self.kubesim_url}/_kubesim/stats/reset", method="POST")
-        urllib.request.urlopen(request, timeout=10).close()
+    def reset_k8s_stats(self) -> None:
+        self.proxy.reset_stats()
 
 
-def _kubesim(base: Path) -> tuple[ServerProcess, str, Path]:
-    port = free_port()
-    kubeconfig = base / "kubeconfig"
-    argv = [sys.executable, "-m", "infra.local.kubesim", "--host", "127.0.0.1"]
-    argv += ["--port", str(port), "--kubeconfig", str(kubeconfig)]
-    argv += ["--data-dir", str(base / "kubesim"), "--speed", "20"]
-    proc = spawn("kubesim", argv, log_dir=base, cwd=REPO_ROOT)
-    url = f"http://127.0.0.1:{port}"
-    wait_until_ready(proc, http_ok(f"{url}/healthz"), timeout=30)
-    return proc, url, kubeconfig
+def _cluster(base: Path, stack: contextlib.ExitStack, audit: bool) -> Cloud:
+    """The control plane, the node agent (after STORAGE_EMULATOR_HOST: its stagers inherit
+    it), the namespace from infra/k8s/, and the proxy the functions' kubeconfig goes through."""
+    plane = stack.enter_context(cluster.start(base / "cluster", base, audit=audit))
+    agent = start_agent(plane, base / "nodes", speed=20.0, stager_image=STAGER_IMAGE)
+    stack.callback(agent.stop)
+    cluster.apply_namespace(plane, NAMESPACE, JOB_KSA)
+    serving = plane.authority.issue("fault-proxy", "fault-proxy", server=True)
+    proxy = FaultProxy(plane.url, plane.authority.pair.cert, serving.cert, serving.key)
+    stack.callback(proxy.stop)
+    kubeconfig = plane.token_kubeconfig(base / "functions.kubeconfig", API_USER, proxy.url)
+    return Cloud(kubeconfig=kubeconfig, plane=plane, proxy=proxy)
 
 
 @contextlib.contextmanager
-def local_cloud() -> Iterator[Cloud]:
+def local_cloud(*, audit: bool = False) -> Iterator[Cloud]:
+    """The cloud; with `audit`, the API server logs every write (ControlPlane.audit_log)."""
     emulators.check_prerequisites()
     with (
         tempfile.TemporaryDirectory(prefix="bench-cloud-") as temp,
@@ -89,12 +95,13 @@ def local_cloud() -> Iterator[Cloud]:
         firestore.wait()
         os.environ["FIRESTORE_EMULATOR_HOST"] = f"127.0.0.1:{firestore_port}"
         os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{gcs_port}"
-        kubesim, kubesim_url, kubeconfig = _kubesim(base)  # inherits STORAGE_EMULATOR_HOST
-        stack.callback(kubesim.stop)
+        cloud = _cluster(base, stack, audit)
         os.environ.update(
             {
-                "KUBECONFIG": str(kubeconfig),
+                "KUBECONFIG": str(cloud.kubeconfig),
                 "KUBERNETES_NAMESPACE": NAMESPACE,
+                "JOB_SERVICE_ACCOUNT": JOB_KSA,
+                "STAGER_IMAGE": STAGER_IMAGE,
                 "GC_BUCKET_NAME": BUCKET,
                 "FIRESTORE_COLLECTION": "bench_jobs",
                 "LOG_LEVEL": "WARNING",
@@ -102,17 +109,12 @@ def local_cloud() -> Iterator[Cloud]:
                 "JOB_EVENTS_TOPIC": os.environ.get("BENCH_EVENTS_TOPIC", EVENTS_TOPIC),
             }
         )
-        _prepare(kubeconfig)
-        yield Cloud(kubesim_url=kubesim_url, kubeconfig=kubeconfig)
+        _prepare()
+        yield cloud
 
 
-def _prepare(kubeconfig: Path) -> None:
+def _prepare() -> None:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
-    from kubernetes import client, config
 
     storage.Client(project=PROJECT, credentials=AnonymousCredentials()).create_bucket(BUCKET)
-    api = config.new_client_from_config(config_file=str(kubeconfig))
-    core: Any = client.CoreV1Api(api)  # takes the plain-dict manifest
-    core.create_namespace({"metadata": {"name": NAMESPACE}})
-    api.close()

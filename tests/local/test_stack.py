@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -226,9 +225,18 @@ def wait_all_gone(pids: set[int]) -> None:
 
 def relay_of(stack: int) -> int | None:
     """The pid of the finalize events' relay (not of its supervisor), if it runs."""
+    return _server_of(stack, "-m infra.local.relay")
+
+
+def apiserver_of(stack: int) -> int | None:
+    """The pid of the Kubernetes API server (not of its supervisor), if it runs."""
+    return _server_of(stack, "kube-apiserver --etcd-servers")
+
+
+def _server_of(stack: int, marker: str) -> int | None:
     for pid in descendants(stack):
         line = command_line(pid)
-        if "-m infra.local.relay" in line and "procs.py" not in line:
+        if marker in line and "procs.py" not in line:
             return pid
     return None
 
@@ -255,8 +263,9 @@ def test_a_stop_is_bounded_whatever_the_servers_are_doing(tmp_path):
     """SIGTERM to the process group, twice as make sends it, with a second SIGTERM raised
     inside the handler of the first (tests/local/nested_signals.py), while: two pods run
     host processes that ignore SIGTERM in sessions of their own, the sync is stuck in a
-    request to kubesim, batch_api holds a half-sent request, and the relay is stopped
-    (SIGSTOP). The command returns within 10 s and leaves nothing behind."""
+    request to the API server (stopped: SIGSTOP), batch_api holds a half-sent request, and
+    the relay is stopped (SIGSTOP). The command returns within 10 s and leaves nothing
+    behind."""
     from kubernetes import client, config
 
     state = tmp_path / "state"
@@ -291,17 +300,9 @@ def test_a_stop_is_bounded_whatever_the_servers_are_doing(tmp_path):
 
         wait_for(lambda: len(pods()) >= 2, what="the pods' processes to start")
 
-        kubesim = json.loads(Path(cloud["KUBECONFIG"]).read_text())["clusters"][0]
-        fault = {"path": ".*/jobs.*", "count": 1000, "delay_seconds": 60}
-        urllib.request.urlopen(
-            urllib.request.Request(
-                f"{kubesim['cluster']['server']}/_kubesim/faults",
-                data=json.dumps(fault).encode(),
-                headers={"Content-Type": "application/json"},
-                method="POST",
-            ),
-            timeout=10,
-        ).close()
+        # The API server stops answering: what calls it waits, on a connection it accepted.
+        apiserver = wait_for(lambda: apiserver_of(stack.pid), what="the API server's process")
+        os.kill(apiserver, signal.SIGSTOP)
         sync_url = f"http://127.0.0.1:{env['LOCAL_FUNCTIONS_PORT']}/"
 
         def call_sync() -> None:

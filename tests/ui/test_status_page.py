@@ -1,5 +1,5 @@
 """The status page (`/ui/` on `batch_api`) in headless Chromium, against `make run`'s stack:
-real jobs run by cluster_faults, the page reading the JSON API as a browser would.
+real jobs run on the local cloud, the page reading the JSON API as a browser would.
 
 Takes a screenshot of the list and of a job's page: into SCREENSHOT_DIR when it is set
 (`make screenshots` sets it to docs/, the README's pictures), else into a temporary folder,

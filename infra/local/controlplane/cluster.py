@@ -20,14 +20,23 @@ import contextlib
 import json
 import secrets
 import ssl
+import subprocess
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from infra.deploy.cluster import render
 from infra.local.controlplane import build
 from infra.local.controlplane.pki import Authority, KeyPair, service_account_keys
-from infra.local.procs import ServerProcess, free_port, spawn, stop_servers, wait_until_ready
+from infra.local.procs import (
+    ServerProcess,
+    StopSignal,
+    free_port,
+    spawn,
+    stop_servers,
+    wait_until_ready,
+)
 
 SERVICE_IP_RANGE = "10.0.0.0/24"
 # The functions' users, as infra/k8s/rolebinding.yaml binds them: on GKE the emails of their
@@ -57,6 +66,7 @@ class ControlPlane:
     admin_kubeconfig: Path
     servers: list[ServerProcess] = field(default_factory=list)
     audit_log: Path | None = None  # with `audit`: one JSON line per write request
+    stop: StopSignal | None = None  # set: a start in progress gives up (StartCancelledError)
 
     def token(self, user: str) -> str:
         """The bearer token of one of FUNCTION_USERS."""
@@ -67,15 +77,55 @@ class ControlPlane:
         pair = self.authority.issue(name, user, groups)
         return write_kubeconfig(self.folder / f"{name}.kubeconfig", self.url, self.authority, pair)
 
-    def stop(self) -> None:
+    def token_kubeconfig(self, path: Path, user: str, server: str | None = None) -> Path:
+        """A kubeconfig at `path` for one of FUNCTION_USERS (its bearer token), reaching the
+        API server at `server` (a proxy in front of it) or its own URL."""
+        return _write_config(
+            path,
+            server or self.url,
+            self.authority,
+            user,
+            {"token": self.token(user)},
+        )
+
+    def wait(self, process: ServerProcess, ready: Callable[[], bool]) -> None:
+        wait_until_ready(process, ready, READY_SECONDS, stop=self.stop)
+
+    def shut_down(self) -> None:
         """Stop every component, the newest first (etcd last)."""
         stop_servers(list(reversed(self.servers)), 10.0)
         self.servers.clear()
 
 
+def apply_namespace(plane: ControlPlane, namespace: str, job_ksa: str) -> None:
+    """infra/k8s/ for `namespace`, the job pods' service account `job_ksa` and the
+    functions' users, rendered by the deploy's own code and applied as `make deploy` applies
+    it (kubectl apply --server-side), as the administrator."""
+    manifests = render(namespace=namespace, job_ksa=job_ksa, users=FUNCTION_USERS)
+    admin = ["kubectl", f"--kubeconfig={plane.admin_kubeconfig}"]
+    done = subprocess.run(
+        [*admin, "apply", "--server-side", "-f", "-"],
+        input=manifests,
+        text=True,
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"kubectl apply of infra/k8s/ failed: {done.stderr.strip()}")
+
+
 def write_kubeconfig(path: Path, url: str, authority: Authority, client: KeyPair) -> Path:
-    """A kubeconfig (JSON, which kubectl and the client libraries read as YAML) for the
-    API server at `url`, authenticating with `client`'s certificate."""
+    """A kubeconfig for the API server at `url`, authenticating with `client`'s
+    certificate."""
+    credentials = {"client-certificate": str(client.cert), "client-key": str(client.key)}
+    return _write_config(path, url, authority, "user", credentials)
+
+
+def _write_config(
+    path: Path, url: str, authority: Authority, user: str, credentials: dict[str, str]
+) -> Path:
+    """A kubeconfig (JSON, which kubectl and the client libraries read as YAML), private."""
     config = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -85,16 +135,8 @@ def write_kubeconfig(path: Path, url: str, authority: Authority, client: KeyPair
                 "cluster": {"server": url, "certificate-authority": str(authority.pair.cert)},
             }
         ],
-        "users": [
-            {
-                "name": "user",
-                "user": {
-                    "client-certificate": str(client.cert),
-                    "client-key": str(client.key),
-                },
-            }
-        ],
-        "contexts": [{"name": "local", "context": {"cluster": "local", "user": "user"}}],
+        "users": [{"name": user, "user": credentials}],
+        "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
         "current-context": "local",
     }
     path.write_text(json.dumps(config, indent=2) + "\n")
@@ -149,18 +191,26 @@ def start(folder: Path, log_dir: Path, *, audit: bool = False) -> Iterator[Contr
     try:
         yield plane
     finally:
-        plane.stop()
+        plane.shut_down()
 
 
-def launch(folder: Path, log_dir: Path, *, audit: bool = False) -> ControlPlane:
-    """Start etcd, the API server, the controller manager and the scheduler, each once it
-    is needed and the one before answers; stopped by ControlPlane.stop. With `audit`, the
-    API server logs every write request (who, what verb, which object) to
+def launch(
+    folder: Path,
+    log_dir: Path,
+    *,
+    audit: bool = False,
+    port: int | None = None,
+    stop: StopSignal | None = None,
+) -> ControlPlane:
+    """Start etcd, the API server (on `port`, else a free one), the controller manager and
+    the scheduler, each once it is needed and the one before answers; stopped by
+    ControlPlane.shut_down, or at once when `stop` is set while starting. With `audit`,
+    the API server logs every write request (who, what verb, which object) to
     ControlPlane.audit_log: the benchmarks count a job's writes there."""
     binaries = build.binaries_dir()
     pki = folder / "pki"
     authority = Authority(pki)
-    port = free_port()
+    port = port or free_port()
     url = f"https://127.0.0.1:{port}"
     admin = authority.issue("admin", "local-admin", ("system:masters",))
     plane = ControlPlane(
@@ -169,13 +219,14 @@ def launch(folder: Path, log_dir: Path, *, audit: bool = False) -> ControlPlane:
         authority=authority,
         admin_kubeconfig=write_kubeconfig(folder / "admin.kubeconfig", url, authority, admin),
         audit_log=folder / "audit.log" if audit else None,
+        stop=stop,
     )
     try:
         etcd_url = _start_etcd(plane, binaries, log_dir)
         _start_apiserver(plane, binaries, log_dir, port, etcd_url)
         _start_controllers(plane, binaries, log_dir)
     except BaseException:
-        plane.stop()
+        plane.shut_down()
         raise
     return plane
 
@@ -197,7 +248,7 @@ def _start_etcd(plane: ControlPlane, binaries: Path, log_dir: Path) -> str:
     ]
     etcd = spawn("etcd", argv, log_dir=log_dir)
     plane.servers.append(etcd)
-    wait_until_ready(etcd, _http_ok(f"{client_url}/health"), READY_SECONDS)
+    plane.wait(etcd, _http_ok(f"{client_url}/health"))
     return client_url
 
 
@@ -251,7 +302,7 @@ def _start_apiserver(
     admin = authority.issue("admin", "local-admin", ("system:masters",))
     context = ssl.create_default_context(cafile=str(authority.pair.cert))
     context.load_cert_chain(str(admin.cert), str(admin.key))
-    wait_until_ready(apiserver, _https_ok(f"{plane.url}/readyz", context), READY_SECONDS)
+    plane.wait(apiserver, _https_ok(f"{plane.url}/readyz", context))
 
 
 def _start_controllers(plane: ControlPlane, binaries: Path, log_dir: Path) -> None:
@@ -298,4 +349,4 @@ def _start_controllers(plane: ControlPlane, binaries: Path, log_dir: Path) -> No
         plane.servers.append(process)
         started.append((process, f"https://127.0.0.1:{health_port}/healthz"))
     for process, health in started:
-        wait_until_ready(process, _https_ok(health, _unverified()), READY_SECONDS)
+        plane.wait(process, _https_ok(health, _unverified()))

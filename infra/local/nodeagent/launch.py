@@ -9,16 +9,24 @@ from pathlib import Path
 
 from infra.local.controlplane.cluster import ControlPlane
 from infra.local.nodeagent.nodes import NODES
-from infra.local.procs import ServerProcess, free_port, spawn, wait_until_ready
+from infra.local.procs import ServerProcess, StopSignal, free_port, spawn, wait_until_ready
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 READY_SECONDS = 60.0
 
 
 def start_agent(
-    plane: ControlPlane, folder: Path, *, speed: float, stager_image: str
+    plane: ControlPlane,
+    folder: Path,
+    *,
+    speed: float,
+    stager_image: str,
+    log_dir: Path | None = None,
+    env: dict[str, str] | None = None,
+    stop: StopSignal | None = None,
 ) -> ServerProcess:
-    """The node agent, its data and log in `folder`, once its nodes are registered."""
+    """The node agent, its data in `folder` and its log there or in `log_dir`, with `env`
+    (else this process's), once its nodes are registered; given up when `stop` is set."""
     argv = [sys.executable, "-m", "infra.local.nodeagent", f"--kubelet-port={free_port()}"]
     argv += [f"--data-dir={folder / 'data'}", f"--speed={speed}"]
     argv += [f"--stager-image={stager_image}"]
@@ -29,10 +37,14 @@ def start_agent(
         identity = f"system:node:{spec.name}"
         config = plane.kubeconfig_for(f"node-{spec.name}", identity, ("system:nodes",))
         argv.append(f"--kubeconfig={spec.name}={config}")
-    agent = spawn("nodeagent", argv, log_dir=folder, cwd=REPO_ROOT)
+    agent = spawn("nodeagent", argv, log_dir=log_dir or folder, env=env, cwd=REPO_ROOT)
     try:
-        wait_until_ready(agent, lambda: "nodes registered" in agent.log_tail(), READY_SECONDS)
+        wait_until_ready(agent, lambda: _registered(agent), READY_SECONDS, stop=stop)
     except BaseException:
         agent.stop()
         raise
     return agent
+
+
+def _registered(agent: ServerProcess) -> bool:
+    return "nodes registered" in agent.log_tail()
