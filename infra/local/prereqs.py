@@ -20,7 +20,7 @@ from pathlib import Path
 
 from infra.local.controlplane import build
 from infra.local.emulators import MissingPrerequisiteError, check_prerequisites, fake_gcs_binary
-from infra.local.kubesim.sandbox import BWRAP
+from infra.local.nodeagent.sandbox import BWRAP
 
 CHROMIUM = Path("/usr/bin/chromium")
 

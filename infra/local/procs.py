@@ -3,7 +3,7 @@
 Every server runs under a tiny supervisor (this file run as a script) that leads a new
 session. A server's processes are the supervisor, everything descended from it, and
 everyone in the sessions those processes lead: `gcloud emulators ... start` moves itself
-and its JVM into a process group of their own, which a plain killpg would miss, and kubesim
+and its JVM into a process group of their own, which a plain killpg would miss, and the node agent
 runs each pod's host process in a session of its own. The supervisor is a child subreaper
 (PR_SET_CHILD_SUBREAPER), so a process whose parent died stays in its tree instead of
 moving to init. It also asks the kernel to signal it when its parent dies
@@ -459,7 +459,7 @@ def _supervise(argv: list[str], parent: int) -> int:
     signal.signal(signal.SIGINT, stop)
     if not _die_with_parent(parent):
         return 128 + signal.SIGTERM
-    # Orphans of the server (kubesim's pods when kubesim dies) become our children.
+    # Orphans of the server (the node agent's pods when it dies) become our children.
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     popen = subprocess.Popen(argv)
     child = popen.pid

@@ -72,7 +72,7 @@ SYNC_FUNCTION = "synchronize_batch_jobs"
 # took every thread of batch_api and a plain GET waited. Threads are started as needed.
 FUNCTION_THREADS = 64
 # The most tasks one job may run at once here (MAX_PARALLELISM; 100 on Google Cloud): every
-# pod of the local cloud is a sandbox of real processes on this one machine, and kubesim,
+# pod of the local cloud is a sandbox of real processes on this one machine, and the control plane,
 # the functions and the emulators must keep answering beside them (make bench measures it:
 # tests/bench/bench_ceiling.py).
 LOCAL_MAX_PARALLELISM = 20

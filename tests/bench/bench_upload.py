@@ -1,6 +1,6 @@
 """Benchmark of input by upload (`job_parameters.input_upload`): the create that answers an
 upload URL, beside its raw calls; and, on the local cloud that `make run` starts (relay
-included, kubesim at speed 1), how soon a job runs once its input has landed, beside the
+included, the node agent at speed 1), how soon a job runs once its input has landed, beside the
 moment its finalize notification could first be seen.
 
     .venv/bin/python -m tests.bench.bench_upload [--creates 40] [--jobs 3] [--size-mib 100]

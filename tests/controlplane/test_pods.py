@@ -1,7 +1,7 @@
 """Pods run by the node agent under the real control plane: Jobs completed and failed by
 the real Job controller, init containers in order, an Indexed Job whose pods read their
 index, a Spot job on the Spot node, a graceful deletion, an active deadline. Commands run
-for real in the sandbox, as they do on kubesim."""
+for real in the sandbox, as they would in a container."""
 
 from __future__ import annotations
 

@@ -94,7 +94,7 @@ def test_a_server_that_dies_at_start_is_reported_with_its_log(tmp_path):
 
 
 # Ignores SIGTERM, and starts a child in a session of its own that ignores it too, as
-# kubesim runs a pod's host process.
+# the node agent runs a pod's host process.
 STUBBORN_SERVER = textwrap.dedent(
     """
     import signal, subprocess, sys, time

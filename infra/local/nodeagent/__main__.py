@@ -15,11 +15,11 @@ import signal
 import threading
 from pathlib import Path
 
-from infra.local.kubesim.clock import Clock
-from infra.local.kubesim.runtime import Runtime
+from infra.local.nodeagent.clock import Clock
 from infra.local.nodeagent.logs import LogServer
 from infra.local.nodeagent.nodes import NODES, Node
 from infra.local.nodeagent.pods import PodRunner
+from infra.local.nodeagent.runtime import Runtime
 from shared.logs import configure
 
 STOP_SECONDS = 2.0  # the pods' containers get this long after SIGTERM when the agent stops

@@ -7,8 +7,8 @@ The server's certificate is the local CA's, for 127.0.0.1, as the API server's
 that CA (the API server's --kubelet-client-certificate). A kubelet would also ask the API
 server whether that caller may read node logs (a SubjectAccessReview); this one trusts any
 certificate of the CA, which only the control plane holds. What a log holds, tailLines,
-limitBytes, follow and the refusal of a container not yet started are kubesim's podlogs
-rules, the kubelet's.
+limitBytes, follow and the refusal of a container not yet started are the kubelet's rules
+(podlogs.py).
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from infra.local.kubesim import podlogs
-from infra.local.kubesim.status import ApiError
+from infra.local.nodeagent import podlogs
 from infra.local.nodeagent.pods import PodRunner, Worker
 
 
@@ -92,7 +91,7 @@ class LogServer:
                 still_running=lambda: _running(worker, container),
                 stopped=lambda: not worker.alive(),
             )
-        except ApiError as error:
+        except podlogs.LogError as error:
             self._send(handler, error.code, f"{error.message}\n".encode())
             return
         if isinstance(body, bytes):

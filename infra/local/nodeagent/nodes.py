@@ -114,7 +114,7 @@ def node_object(spec: NodeSpec, kubelet_port: int) -> dict[str, Any]:
             "nodeInfo": {
                 "kubeletVersion": RELEASE,
                 "kubeProxyVersion": "",
-                "containerRuntimeVersion": "kubesim://local",
+                "containerRuntimeVersion": "nodeagent://local",
                 "operatingSystem": "linux",
                 "architecture": "amd64",
                 "osImage": "local cloud",

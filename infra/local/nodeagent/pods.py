@@ -3,11 +3,11 @@
 Every POLL_SECONDS the runner lists the pods bound to its node (the only pods the Node
 authorizer shows a node) and acts on what changed:
 - A new pod gets a worker thread: its emptyDir volumes are made, its init containers run
-  in order and then its containers together, through kubesim's runtime (a bubblewrap
+  in order and then its containers together, through runtime.py (a bubblewrap
   sandbox for the images the local cloud stands in for, KUBESIM_* simulation otherwise).
   Its status (phase, conditions, container states with exit codes, reasons and
   termination messages) is written after each step, as the kubelet's status manager
-  writes it (kubesim's podstatus.py: the same rules).
+  writes it (podstatus.py).
 - A pod past its spec.activeDeadlineSeconds is stopped and Failed with DeadlineExceeded.
 - Every EVICTION_SECONDS, a pod whose emptyDir holds more than its sizeLimit is evicted as
   the kubelet's eviction manager does (emptyDirLimitEviction): killed at once, Failed with
@@ -20,7 +20,9 @@ authorizer shows a node) and acts on what changed:
   by its phase), and then it is deleted with grace period 0 and its UID as precondition.
 
 A pod whose spec restartPolicy is OnFailure or Always is run as Never: its containers are
-not restarted in place. Volumes other than emptyDir are not made, and a pod's
+not restarted in place. Volumes other than emptyDir are not made (no secret, config map,
+projected or persistent volume: the product's pods need none, and mount no service account
+token), environment variables from secrets and config maps are not read, and a pod's
 ephemeral-storage limit is not enforced (only emptyDir sizeLimits are).
 """
 
@@ -35,9 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.local.kubesim import podstatus, quantity, volumes
-from infra.local.kubesim.clock import Clock
-from infra.local.kubesim.runtime import Container, Runtime, Stopper
+from infra.local.nodeagent import podstatus, quantity, volumes
+from infra.local.nodeagent.clock import Clock
+from infra.local.nodeagent.runtime import Container, Runtime, Stopper
 
 log = logging.getLogger(__name__)
 

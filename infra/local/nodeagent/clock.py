@@ -55,7 +55,7 @@ def log(severity: str, message: str, **fields: Any) -> None:
     """One JSON object a line on stderr: what the lead's log tooling and Cloud Logging read."""
     if _LEVELS.get(severity, 20) < _min_level:
         return
-    record = {"severity": severity, "message": message, "component": "kubesim", **fields}
+    record = {"severity": severity, "message": message, "component": "nodeagent", **fields}
     line = json.dumps(record, default=str)
     with _log_lock:
         sys.stderr.write(line + "\n")

@@ -95,5 +95,5 @@ def bwrap_args(
 
 def environment(image_env: dict[str, str], container_env: dict[str, str]) -> dict[str, str]:
     """What the command sees: the image's ENV (PATH, HOME) under the container's own;
-    nothing of kubesim's environment."""
+    nothing of the node agent's environment."""
     return {"PATH": PATH, "HOME": "/root", **image_env, **container_env}

@@ -4,7 +4,7 @@ memory.limit_in_bytes on v1). The kernel's OOM killer then SIGKILLs the process 
 and counts the kill (oom_kill in memory.events, or memory.oom_control on v1), which is how
 the runtime tells OOMKilled from another SIGKILL.
 
-The cgroup is a child of kubesim's own, so kubesim must be able to write there (root on
+The cgroup is a child of the node agent's own, so it must be able to write there (root on
 a host or a privileged container). When it cannot, `create` answers None and the runtime
 falls back to `prlimit --as`, a limit on address space rather than resident memory.
 """
@@ -61,7 +61,7 @@ class Cgroup:
 
 
 def _own_paths() -> dict[str, str]:
-    """kubesim's cgroup by hierarchy: "" for the v2 one, controller names for v1."""
+    """The node agent's cgroup by hierarchy: "" for the v2 one, controller names for v1."""
     paths: dict[str, str] = {}
     try:
         lines = PROC_CGROUP.read_text().splitlines()
@@ -109,12 +109,12 @@ def _limit(path: Path, version: int, limit: int) -> None:
 
 
 def create(limit: int) -> Cgroup | None:
-    """A new memory cgroup limited to `limit` bytes, or None where kubesim cannot make one."""
+    """A new memory cgroup limited to `limit` bytes, or None where the agent cannot make one."""
     own = _own_paths()
     for version, parent in ((2, _v2_parent(own)), (1, _v1_parent(own))):
         if parent is None:
             continue
-        path = parent / f"kubesim-{os.getpid()}-{next(_names)}"
+        path = parent / f"nodeagent-{os.getpid()}-{next(_names)}"
         try:
             path.mkdir()
         except OSError:

@@ -1,16 +1,14 @@
-"""The kubelet: container states, KUBESIM_* behaviours, init containers, volumes, the
-stager image running for real, and pods/log."""
+"""The node agent as the kubelet: container states, KUBESIM_* behaviours, init containers,
+volumes, the stager image running for real, and pods/log through the API server."""
 
 from __future__ import annotations
 
-import base64
-
 from kubernetes import watch
 
-from tests.kubesim.helpers import (
+from tests.nodeagent.helpers import (
     api_error,
-    claim,
     container,
+    empty_dir,
     job,
     job_finished,
     pod,
@@ -88,21 +86,21 @@ def test_image_pull_error_stays_pending(core_v1, namespace):
     assert later["status"]["phase"] == "Pending"
     status, body = api_error(core_v1.read_namespaced_pod_log, "pull", namespace)
     assert status == 400
-    # The kubelet words the common pull failures itself (validateContainerLogStatus).
+    # The kubelet words the common pull failures itself (validateContainerLogStatus), and
+    # ends its errors with a newline.
     assert body["message"] == (
-        'container "main" in pod "pull" is waiting to start: trying and failing to pull image'
+        'container "main" in pod "pull" is waiting to start: trying and failing to pull image\n'
     )
 
 
-def test_init_containers_run_in_order_on_a_pvc(kubesim, core_v1, namespace):
-    core_v1.create_namespaced_persistent_volume_claim(namespace, claim("work"))
+def test_init_containers_run_in_order_on_a_shared_volume(node_folder, core_v1, namespace):
     mount = [{"name": "w", "mountPath": "/work"}]
     inits = [
         {**container(f"init-{i}", KUBESIM_SH=f"echo step{i} >> /work/trace"), "volumeMounts": mount}
         for i in (1, 2, 3)
     ]
     main = {**container("main", KUBESIM_SH="cat /work/trace; echo done"), "volumeMounts": mount}
-    volumes = [{"name": "w", "persistentVolumeClaim": {"claimName": "work"}}]
+    volumes = [{"name": "w", "emptyDir": {}}]
     core_v1.create_namespaced_pod(
         namespace, pod("ordered", main, initContainers=inits, volumes=volumes)
     )
@@ -116,7 +114,7 @@ def test_init_containers_run_in_order_on_a_pvc(kubesim, core_v1, namespace):
     ]
     log = core_v1.read_namespaced_pod_log("ordered", namespace, container="main")
     assert log == "step1\nstep2\nstep3\ndone\n"
-    assert (kubesim.claim_dir(namespace, "work") / "trace").read_text() == "step1\nstep2\nstep3\n"
+    assert (empty_dir(node_folder, done, "w") / "trace").read_text() == "step1\nstep2\nstep3\n"
     assert (
         core_v1.read_namespaced_pod_log("ordered", namespace, container="main", tail_lines=1)
         == "done\n"
@@ -133,52 +131,6 @@ def test_failed_init_container_fails_the_pod(core_v1, namespace):
     assert (setup["exitCode"], setup["reason"]) == (4, "Error")
     assert "waiting" in statuses(done)["main"]["state"]  # never started
     assert core_v1.read_namespaced_pod_log("initfail", namespace, container="setup") == "broken\n"
-
-
-def test_missing_pvc_keeps_pod_pending_until_it_exists(kubesim, core_v1, namespace):
-    volumes = [{"name": "v", "persistentVolumeClaim": {"claimName": "later"}}]
-    main = {
-        **container(KUBESIM_SH="echo hi > /data/out"),
-        "volumeMounts": [{"name": "v", "mountPath": "/data"}],
-    }
-    core_v1.create_namespaced_pod(namespace, pod("waits", main, volumes=volumes))
-
-    def unschedulable():
-        obj = raw(core_v1.read_namespaced_pod, "waits", namespace)
-        cond = {c["type"]: c for c in obj["status"].get("conditions") or []}.get("PodScheduled")
-        return cond if cond and cond["status"] == "False" else None
-
-    cond = wait_for(unschedulable)
-    assert cond["reason"] == "Unschedulable"
-    assert 'persistentvolumeclaim "later" not found' in cond["message"]
-    assert raw(core_v1.read_namespaced_pod, "waits", namespace)["status"]["phase"] == "Pending"
-    core_v1.create_namespaced_persistent_volume_claim(namespace, claim("later"))
-    wait_for(pod_phase(core_v1, namespace, "waits", "Succeeded"))
-    assert (kubesim.claim_dir(namespace, "later") / "out").read_text() == "hi\n"
-
-
-def test_missing_secret_keeps_container_creating(core_v1, namespace):
-    volumes = [{"name": "s", "secret": {"secretName": "creds"}}]
-    main = {
-        **container(KUBESIM_SH="cat /etc/creds/key"),
-        "volumeMounts": [{"name": "s", "mountPath": "/etc/creds"}],
-    }
-    core_v1.create_namespaced_pod(namespace, pod("sec", main, volumes=volumes))
-
-    def creating():
-        obj = raw(core_v1.read_namespaced_pod, "sec", namespace)
-        waiting = statuses(obj).get("main", {}).get("state", {}).get("waiting") or {}
-        return (
-            obj
-            if waiting.get("reason") == "ContainerCreating" and obj["status"].get("startTime")
-            else None
-        )
-
-    assert wait_for(creating)["status"]["phase"] == "Pending"
-    secret = {"metadata": {"name": "creds"}, "data": {"key": base64.b64encode(b"s3cret").decode()}}
-    core_v1.create_namespaced_secret(namespace, secret)
-    wait_for(pod_phase(core_v1, namespace, "sec", "Succeeded"))
-    assert core_v1.read_namespaced_pod_log("sec", namespace) == "s3cret"
 
 
 def test_kubesim_sh_sees_container_env_and_empty_dir(core_v1, namespace):
@@ -210,8 +162,7 @@ STAGER_SCRIPT = (
 )
 
 
-def test_stager_image_runs_for_real(kubesim, batch_v1, core_v1, namespace):
-    core_v1.create_namespaced_persistent_volume_claim(namespace, claim("output"))
+def test_stager_image_runs_for_real(node_folder, batch_v1, core_v1, namespace):
     stager = {
         "name": "stage-out",
         "image": "stager:v2",  # the tag is ignored: same repository as the stager image
@@ -220,17 +171,17 @@ def test_stager_image_runs_for_real(kubesim, batch_v1, core_v1, namespace):
         "env": [{"name": "PAYLOAD", "value": "data"}, {"name": "TARGET", "value": "/output/x"}],
         "volumeMounts": [{"name": "out", "mountPath": "/output"}],
     }
-    volumes = [{"name": "out", "persistentVolumeClaim": {"claimName": "output"}}]
+    volumes = [{"name": "out", "emptyDir": {}}]
     batch_v1.create_namespaced_job(
         namespace, job("stage", stager, pod_spec={"volumes": volumes}, backoffLimit=0)
     )
     done = wait_for(job_finished(batch_v1, namespace, "stage"))
     assert done["status"].get("succeeded") == 1, done["status"]
-    host = kubesim.claim_dir(namespace, "output")
-    assert (host / "result.txt").read_text() == f"data:{host}/x"
     [p] = raw(core_v1.list_namespaced_pod, namespace, label_selector="job-name=stage")["items"]
+    host = empty_dir(node_folder, p, "out")
+    assert (host / "result.txt").read_text() == f"data:{host}/x"
     log = core_v1.read_namespaced_pod_log(p["metadata"]["name"], namespace)
-    assert log == "wrote output\n"
+    assert log == "wrote out\n"
 
 
 def test_other_images_are_simulated_not_run(core_v1, namespace):
@@ -257,20 +208,6 @@ def test_pod_log_errors(core_v1, namespace):
     status, body = api_error(core_v1.read_namespaced_pod_log, "two", namespace, container="zz")
     assert status == 400 and body["message"] == "container zz is not valid for pod two"
     assert api_error(core_v1.read_namespaced_pod_log, "nope", namespace)[0] == 404
-
-
-def test_secret_env_and_items(core_v1, namespace):
-    core_v1.create_namespaced_secret(
-        namespace, {"metadata": {"name": "s"}, "stringData": {"k": "v1"}}
-    )
-    main = container(KUBESIM_SH='echo "$FROM_SECRET $POD"')
-    main["env"] += [
-        {"name": "FROM_SECRET", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
-        {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-    ]
-    core_v1.create_namespaced_pod(namespace, pod("refs", main))
-    wait_for(pod_phase(core_v1, namespace, "refs", "Succeeded"))
-    assert core_v1.read_namespaced_pod_log("refs", namespace) == "v1 refs\n"
 
 
 def test_a_pod_past_its_active_deadline_is_failed_and_kept(core_v1, namespace):

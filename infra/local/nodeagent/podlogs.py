@@ -1,8 +1,7 @@
-"""GET pods/NAME/log: a container's output, init containers' included.
+"""The kubelet's side of pods/NAME/log: a container's output, init containers' included.
 
-The API server checks the container name (pkg/registry/core/pod/strategy.go, LogLocation
-and validateContainer) and serves an empty log for a pod not yet scheduled; the kubelet
-refuses a container that has not started (pkg/kubelet/kubelet_pods.go,
+The API server validates the options and the container name before it asks the node. The
+kubelet refuses a container that has not started (pkg/kubelet/kubelet_pods.go,
 validateContainerLogStatus), and the API server passes that on as a 400 BadRequest with
 the kubelet's words (`container "job" in pod "p" is waiting to start: PodInitializing`).
 tailLines and limitBytes apply as the kubelet applies them (the last lines, then at most
@@ -16,11 +15,23 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from infra.local.kubesim import volumes
-from infra.local.kubesim.status import ApiError, bad_request, invalid_value
+from infra.local.nodeagent import volumes
 
 CHUNK = 64 * 1024
 FOLLOW_POLL = 0.02  # wall seconds between looks at a followed log
+
+
+class LogError(Exception):
+    """A refusal, with the HTTP status the kubelet answers it with."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def bad_request(message: str) -> LogError:
+    return LogError(400, message)
 
 
 def _int(query: dict[str, str], key: str) -> int | None:
@@ -121,7 +132,6 @@ def read(
     `still_running()` says the container stopped (and its output has been sent)."""
     tail = _int(query, "tailLines")
     limit = _int(query, "limitBytes")
-    _validate(pod["metadata"]["name"], tail, limit)
     container, init = pick_container(pod, query)
     if not (pod.get("spec") or {}).get("nodeName"):
         return b""  # LogLocation: no node yet, so an empty stream
@@ -135,24 +145,6 @@ def read(
     if not _flag(query, "follow") or still_running is None:
         return text[:limit] if limit is not None else text
     return _follow(path, len(whole), text, limit, still_running, stopped)
-
-
-def _validate(name: str, tail: int | None, limit: int | None) -> None:
-    """ValidatePodLogOptions (pkg/apis/core/validation): a 422 for PodLogOptions."""
-    causes = []
-    if tail is not None and tail < 0:
-        causes.append(invalid_value("tailLines", tail, "must be greater than or equal to 0"))
-    if limit is not None and limit < 1:
-        causes.append(invalid_value("limitBytes", limit, "must be greater than 0"))
-    if causes:
-        texts = [c.text() for c in causes]
-        summary = texts[0] if len(texts) == 1 else "[" + ", ".join(texts) + "]"
-        raise ApiError(
-            422,
-            "Invalid",
-            f'PodLogOptions "{name}" is invalid: {summary}',
-            {"name": name, "kind": "PodLogOptions", "causes": [c.to_dict() for c in causes]},
-        )
 
 
 def _follow(

@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from infra.local.kubesim import commands, memcg, sandbox
-from infra.local.kubesim.clock import Clock
+from infra.local.nodeagent import commands, memcg, sandbox
+from infra.local.nodeagent.clock import Clock
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 POLL_SECONDS = 0.02
@@ -238,7 +238,7 @@ class Runtime:
                     pass_fds=pass_fds,
                 )
             except OSError as error:
-                log.write(f"kubesim: cannot start {argv[0]}: {error}\n".encode())
+                log.write(f"nodeagent: cannot start {argv[0]}: {error}\n".encode())
                 return Result(CANNOT_RUN, "ContainerCannotRun")
             termed = False
             while proc.poll() is None:
@@ -264,14 +264,14 @@ def _sandbox_argv(container: Container, image: commands.Image, status_fd: int) -
 
 
 def _host_env(container: Container) -> dict[str, str]:
-    """A host process's environment: kubesim's, then the container's with paths rewritten."""
+    """A host process's environment: the node agent's, then the container's with paths rewritten."""
     mapped = {k: map_paths(v, container.mounts) for k, v in container.env.items()}
     return {**os.environ, **mapped}
 
 
 def _log_line(container: Container, text: str) -> None:
     with container.log_path.open("a") as log:
-        log.write(f"kubesim: {text}\n")
+        log.write(f"nodeagent: {text}\n")
 
 
 def _size(path: Path) -> int:

@@ -7,7 +7,7 @@ on this host), so no check depends on catching a state within a time window."""
 
 from __future__ import annotations
 
-from tests.kubesim.helpers import (
+from tests.nodeagent.helpers import (
     HOST_IMAGE,
     api_error,
     conditions,
@@ -132,8 +132,8 @@ def test_init_container_log(batch_v1, core_v1, namespace, tmp_path):
     for which in ("job", "stage-out"):
         status, body = api_error(core_v1.read_namespaced_pod_log, name, namespace, container=which)
         assert status == 400 and body["reason"] == "BadRequest"
-        assert body["message"] == (
-            f'container "{which}" in pod "{name}" is waiting to start: PodInitializing'
+        assert body["message"] == (  # the kubelet's, ending with a newline
+            f'container "{which}" in pod "{name}" is waiting to start: PodInitializing\n'
         )
 
     go.touch()
@@ -151,7 +151,8 @@ def test_init_container_log(batch_v1, core_v1, namespace, tmp_path):
     )
     status, body = api_error(read, name, namespace, container="job", previous=True)
     assert status == 400
-    assert body["message"] == f'previous terminated container "job" in pod "{name}" not found'
+    # the kubelet ends its errors with a newline
+    assert body["message"] == f'previous terminated container "job" in pod "{name}" not found\n'
 
 
 def test_follow_streams_until_the_container_ends(batch_v1, core_v1, namespace, tmp_path):

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from infra.local.kubesim.sandbox import BWRAP
-from tests.kubesim.helpers import (
+from infra.local.nodeagent.sandbox import BWRAP
+from tests.nodeagent.helpers import (
     HOST_IMAGE,
-    claim,
+    empty_dir,
     env,
     is_gone,
     pod,
@@ -39,14 +39,37 @@ def finished(core_v1, namespace: str, name: str, *containers: dict, **spec: Any)
     return statuses(done)["main"]["state"]["terminated"], log
 
 
-def with_claim(kubesim, core_v1, namespace: str, name: str, mount: str, **options: Any):
-    """A claim, its host directory, and what a pod needs to mount it at `mount`."""
-    core_v1.create_namespaced_persistent_volume_claim(namespace, claim(name))
-    host = kubesim.claim_dir(namespace, name)
-    host.mkdir(parents=True, exist_ok=True)
+def with_volume(name: str, mount: str, **options: Any):
+    """What a pod needs to mount an emptyDir volume `name` at `mount`."""
     mounts = [{"name": name, "mountPath": mount, **options}]
-    volumes = [{"name": name, "persistentVolumeClaim": {"claimName": name}}]
-    return host, mounts, volumes
+    volumes = [{"name": name, "emptyDir": {}}]
+    return mounts, volumes
+
+
+def volume_of(node_folder, core_v1, namespace: str, pod_name: str, volume: str):
+    """The node's directory behind a pod's emptyDir volume (gone with the pod)."""
+    found = raw(core_v1.read_namespaced_pod, pod_name, namespace)
+    return empty_dir(node_folder, found, volume)
+
+
+def until_gone(core_v1, namespace: str, name: str, since: str) -> list[dict]:
+    """Every version of the pod from resourceVersion `since` until it is deleted."""
+    from kubernetes import watch
+
+    seen = []
+    selector = f"metadata.name={name}"
+    stream = watch.Watch().stream(
+        core_v1.list_namespaced_pod,
+        namespace,
+        field_selector=selector,
+        resource_version=since,
+        timeout_seconds=60,
+    )
+    for event in stream:
+        seen.append(event["raw_object"])
+        if event["type"] == "DELETED":
+            break
+    return seen
 
 
 def test_command_alone_replaces_the_images_command(core_v1, namespace):
@@ -91,25 +114,32 @@ def test_variables_expand_in_command_and_args(core_v1, namespace):
     assert finished(core_v1, namespace, "vars", box)[1] == "hello $(GREETING) $(MISSING) cost $5\n"
 
 
-def test_files_written_to_output_reach_the_volume(kubesim, core_v1, namespace):
-    host, mounts, volumes = with_claim(kubesim, core_v1, namespace, "out", "/output")
+def test_files_written_to_output_reach_the_volume(node_folder, core_v1, namespace):
+    mounts, volumes = with_volume("out", "/output")
     script = "open('/output/result.txt', 'w').write('computed\\n')"
     box = main(command=["python3", "-c", script], volumeMounts=mounts)
     term, _ = finished(core_v1, namespace, "writer", box, volumes=volumes)
     assert term["exitCode"] == 0
+    host = volume_of(node_folder, core_v1, namespace, "writer", "out")
     assert (host / "result.txt").read_text() == "computed\n"
 
 
-def test_a_read_only_input_can_be_read_not_written(kubesim, core_v1, namespace):
-    host, mounts, volumes = with_claim(kubesim, core_v1, namespace, "in", "/input", readOnly=True)
-    (host / "in.txt").write_text("given\n")
+def test_a_read_only_input_can_be_read_not_written(node_folder, core_v1, namespace):
+    mounts, volumes = with_volume("in", "/input", readOnly=True)
+    writer = main("alpine", command=["sh", "-c", "echo given > /input/in.txt"])
+    writer |= {"name": "fill", "volumeMounts": with_volume("in", "/input")[0]}
     box = main("debian:12", command=["sh", "-c", "cat /input/in.txt; touch /input/new"])
     term, log = finished(
-        core_v1, namespace, "reader", {**box, "volumeMounts": mounts}, volumes=volumes
+        core_v1,
+        namespace,
+        "reader",
+        {**box, "volumeMounts": mounts},
+        volumes=volumes,
+        initContainers=[writer],
     )
     assert log.startswith("given\n") and "Read-only file system" in log
     assert term["exitCode"] != 0
-    assert not (host / "new").exists()
+    assert not (volume_of(node_folder, core_v1, namespace, "reader", "in") / "new").exists()
 
 
 def test_the_working_directory(core_v1, namespace):
@@ -156,34 +186,44 @@ def test_the_hosts_tmp_and_environment_stay_outside(core_v1, namespace, tmp_path
     assert log.split() == ["0", "/root:none"]
 
 
-def test_kubesim_sh_runs_inside_the_sandbox_unrewritten(kubesim, core_v1, namespace):
-    host, mounts, volumes = with_claim(kubesim, core_v1, namespace, "data", "/data")
+def test_kubesim_sh_runs_inside_the_sandbox_unrewritten(node_folder, core_v1, namespace):
+    mounts, volumes = with_volume("data", "/data")
     script = "echo /data; echo $PWD; echo in > /data/f"
     box = main("busybox:1.36", env=env(KUBESIM_SH=script), volumeMounts=mounts)
     term, log = finished(core_v1, namespace, "sh", box, volumes=volumes)
     assert (term["exitCode"], log) == (0, "/data\n/\n")
-    assert (host / "f").read_text() == "in\n"
+    assert (volume_of(node_folder, core_v1, namespace, "sh", "data") / "f").read_text() == "in\n"
 
 
-def test_sigterm_on_delete_reaches_the_command(kubesim, core_v1, namespace):
-    host, mounts, volumes = with_claim(kubesim, core_v1, namespace, "m", "/m")
-    script = (
-        "trap 'echo got TERM > /m/note; exit 5' TERM; echo up > /m/up; while :; do sleep 0.05; done"
-    )
+def running(node_folder, core_v1, namespace: str, name: str) -> None:
+    """Until the pod's command has written /m/up."""
+
+    def up() -> bool:
+        return (volume_of(node_folder, core_v1, namespace, name, "m") / "up").exists()
+
+    wait_for(up, what="the command to start")
+
+
+def test_sigterm_on_delete_reaches_the_command(node_folder, core_v1, namespace):
+    mounts, volumes = with_volume("m", "/m")
+    script = "trap 'exit 5' TERM; echo up > /m/up; while :; do sleep 0.05; done"
     box = main("bash", command=["bash", "-c", script], volumeMounts=mounts)
     core_v1.create_namespaced_pod(namespace, pod("term", box, volumes=volumes))
-    wait_for(lambda: (host / "up").exists(), what="the command to start")
-    core_v1.delete_namespaced_pod("term", namespace, grace_period_seconds=600)  # 30 s wall
-    wait_for(lambda: is_gone(core_v1.read_namespaced_pod, "term", namespace), timeout=20)
-    assert (host / "note").read_text() == "got TERM\n"
+    running(node_folder, core_v1, namespace, "term")
+    deleted = core_v1.delete_namespaced_pod("term", namespace, grace_period_seconds=600)  # 30 s
+    versions = until_gone(core_v1, namespace, "term", deleted.metadata.resource_version)
+    last = statuses(versions[-1])["main"]["state"]["terminated"]
+    assert last["exitCode"] == 5  # the trap ran, long before the grace period's end
 
 
-def test_a_command_ignoring_sigterm_lives_until_the_grace_period_ends(kubesim, core_v1, namespace):
-    host, mounts, volumes = with_claim(kubesim, core_v1, namespace, "m", "/m")
+def test_a_command_ignoring_sigterm_lives_until_the_grace_period_ends(
+    node_folder, core_v1, namespace
+):
+    mounts, volumes = with_volume("m", "/m")
     script = "trap '' TERM; echo up > /m/up; while :; do sleep 0.05; done"
     box = main("alpine", command=["sh", "-c", script], volumeMounts=mounts)
     core_v1.create_namespaced_pod(namespace, pod("stubborn", box, volumes=volumes))
-    wait_for(lambda: (host / "up").exists(), what="the command to start")
+    running(node_folder, core_v1, namespace, "stubborn")
     core_v1.delete_namespaced_pod("stubborn", namespace, grace_period_seconds=40)  # 2 s wall
     time.sleep(1.0)
     assert raw(core_v1.read_namespaced_pod, "stubborn", namespace)["metadata"]["deletionTimestamp"]

@@ -3,7 +3,7 @@ FallbackToLogsOnError and a failure, the tail of its log (80 lines, 2048 bytes).
 
 from __future__ import annotations
 
-from tests.kubesim.helpers import container, pod, pod_phase, statuses, wait_for
+from tests.nodeagent.helpers import container, pod, pod_phase, statuses, wait_for
 
 
 def ended(core_v1, namespace, name, main):

@@ -1,18 +1,18 @@
-"""Small helpers for the kubesim tests: bounded polling, manifests, raw JSON calls."""
+"""Small helpers for the node agent's tests: bounded polling, manifests, raw JSON calls."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from kubernetes.client import ApiException
 
-from tests.fixtures.waiting import wait_for as wait_for  # the kubesim tests' one way to wait
-
-# An image kubesim stands in for by no sandbox: its KUBESIM_SH runs as a host process with
-# mount paths rewritten, so a script may use host paths (a pytest tmp_path) and host PIDs.
-HOST_IMAGE = "example.com/sim/worker"
+from infra.local.nodeagent import volumes
+from tests.fixtures.controlplane import HOST_IMAGE as HOST_IMAGE
+from tests.fixtures.controlplane import STAGER_IMAGE
+from tests.fixtures.waiting import wait_for as wait_for  # the node tests' one way to wait
 
 
 def env(**values: Any) -> list[dict[str, str]]:
@@ -39,11 +39,10 @@ def job(name: str, *containers: dict, pod_spec: dict | None = None, **spec: Any)
     }
 
 
-def claim(name: str, size: str = "1Gi") -> dict:
-    return {
-        "metadata": {"name": name},
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}},
-    }
+def empty_dir(node_folder: Path, pod: dict, volume: str) -> Path:
+    """The node agent's directory behind the emptyDir `volume` of `pod` (a pod's JSON)."""
+    node = node_folder / "data" / (pod["spec"].get("nodeName") or "unscheduled")
+    return volumes.pod_dir(node, pod["metadata"]["uid"]) / "volumes" / volume
 
 
 def raw(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -113,7 +112,7 @@ def must_condition(job_obj: dict, kind: str) -> dict:
     return found
 
 
-STAGER = "stager:test"  # the image kubesim runs for real (tests/fixtures/kubesim.py)
+STAGER = STAGER_IMAGE  # the image the node agent runs for real
 STAGE_IN_CODES = [64, 65, 66, 73]
 
 
@@ -213,22 +212,3 @@ def conditions(obj: dict) -> dict[str, dict]:
 
 def statuses(obj: dict, key: str = "containerStatuses") -> dict[str, dict]:
     return {s["name"]: s for s in (obj.get("status") or {}).get(key) or []}
-
-
-def http(kubesim: Any, method: str, path: str, body: Any = None) -> tuple[int, dict]:
-    """A request by plain HTTP, for bodies the client refuses to send; (status, JSON)."""
-    import urllib.error
-    import urllib.request
-
-    token = json.loads(kubesim.kubeconfig.read_text())["users"][0]["user"]["token"]
-    request = urllib.request.Request(
-        kubesim.url + path,
-        data=json.dumps(body).encode() if body is not None else None,
-        method=method,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())

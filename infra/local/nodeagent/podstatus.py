@@ -10,8 +10,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from infra.local.kubesim import podlogs
-from infra.local.kubesim.clock import now_rfc3339
+from infra.local.nodeagent import podlogs
+from infra.local.nodeagent.clock import now_rfc3339
 
 Status = dict[str, Any]
 TERMINATION_MESSAGE_LENGTH = 4 * 1024  # kubecontainer.MaxContainerTerminationMessageLength

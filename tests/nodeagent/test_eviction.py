@@ -7,7 +7,7 @@ import re
 
 from kubernetes.client import V1DeleteOptions, V1Eviction, V1ObjectMeta, V1Preconditions
 
-from tests.kubesim.helpers import (
+from tests.nodeagent.helpers import (
     HOST_IMAGE,
     api_error,
     conditions,
