@@ -5,8 +5,8 @@
 Registers each NODE (nodes.py: local-node, local-spot-node), speaking as that node through
 its kubeconfig, keeps them alive, runs the pods bound to them (pods.py) and serves their
 logs to the API server (logs.py) until SIGTERM or SIGINT, which stops their containers
-too. --speed divides the KUBESIM_* simulated durations and grace periods, as kubesim's
-does."""
+too. --speed divides the KUBESIM_* simulated durations and the grace periods (the
+local cloud's KUBESIM_SPEED)."""
 
 from __future__ import annotations
 

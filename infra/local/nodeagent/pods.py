@@ -9,10 +9,11 @@ authorizer shows a node) and acts on what changed:
   termination messages) is written after each step, as the kubelet's status manager
   writes it (podstatus.py).
 - A pod past its spec.activeDeadlineSeconds is stopped and Failed with DeadlineExceeded.
-- Every EVICTION_SECONDS, a pod whose emptyDir holds more than its sizeLimit is evicted as
-  the kubelet's eviction manager does (emptyDirLimitEviction): killed at once, Failed with
-  reason Evicted and emptyDirMessageFmt, and no DisruptionTarget condition (evictPod is
-  given none there), so a Job counts it as an ordinary failure.
+- Every EVICTION_SECONDS, a pod whose emptyDir holds more than its sizeLimit, or whose
+  files hold more than its ephemeral-storage limit (storage.py), is evicted as the
+  kubelet's eviction manager does: killed at once, Failed with reason Evicted and the
+  kubelet's message, and no DisruptionTarget condition (evictPod is given none there), so
+  a Job counts it as an ordinary failure.
 - A container whose environment says KUBESIM_IMAGE_PULL_ERROR=1 stands for an image that
   cannot be pulled: it waits with ErrImagePull, then ImagePullBackOff, and never starts.
 - A deleted pod (deletionTimestamp set) gets SIGTERM, its grace period, then SIGKILL; its
@@ -22,8 +23,7 @@ authorizer shows a node) and acts on what changed:
 A pod whose spec restartPolicy is OnFailure or Always is run as Never: its containers are
 not restarted in place. Volumes other than emptyDir are not made (no secret, config map,
 projected or persistent volume: the product's pods need none, and mount no service account
-token), environment variables from secrets and config maps are not read, and a pod's
-ephemeral-storage limit is not enforced (only emptyDir sizeLimits are).
+token), and environment variables from secrets and config maps are not read.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.local.nodeagent import podstatus, quantity, volumes
+from infra.local.nodeagent import podstatus, storage, volumes
 from infra.local.nodeagent.clock import Clock
 from infra.local.nodeagent.runtime import Container, Runtime, Stopper
 
@@ -48,7 +48,6 @@ HOST_IP = "127.0.0.1"
 DEFAULT_GRACE = 30.0  # terminationGracePeriodSeconds' default
 DEADLINE = ("DeadlineExceeded", "Pod was active on the node longer than the specified deadline")
 EVICTION_SECONDS = 10.0  # simulated: the eviction manager's evictionMonitoringPeriod
-EMPTY_DIR_MESSAGE = 'Usage of EmptyDir volume "{}" exceeds the limit "{}". '  # emptyDirMessageFmt
 PULL_BACKOFF_AFTER = 1.0  # simulated seconds of ErrImagePull before ImagePullBackOff
 TERMINAL = ("Succeeded", "Failed")
 
@@ -122,20 +121,11 @@ class PodRunner:
         if not worker.alive() or worker.stopper.stopping:
             return
         base = volumes.pod_dir(self.data_dir, worker.uid)
-        for volume in worker.pod["spec"].get("volumes") or []:
-            limit = (volume.get("emptyDir") or {}).get("sizeLimit")
-            if limit is None:
-                continue
-            size = quantity.parse(limit)
-            if (
-                size.value > 0
-                and volumes.disk_usage(base / "volumes" / volume["name"]) > size.value
-            ):
-                message = EMPTY_DIR_MESSAGE.format(volume["name"], size)
-                log.info("evicting pod", extra={"pod": worker.uid, "reason": message})
-                worker.stopped_for = ("Evicted", message)
-                worker.stopper.request(time.monotonic())  # immediateEvictionGracePeriodSeconds
-                return
+        message = storage.verdict(worker.pod["spec"], base)
+        if message is not None:
+            log.info("evicting pod", extra={"pod": worker.uid, "reason": message})
+            worker.stopped_for = ("Evicted", message)
+            worker.stopper.request(time.monotonic())  # immediateEvictionGracePeriodSeconds
 
     def _bound_pods(self) -> list[dict[str, Any]]:
         answer = self.core.list_pod_for_all_namespaces(
