@@ -77,8 +77,10 @@ def container_state(pod: dict[str, Any], container: str, init: bool) -> dict[str
     return None
 
 
-def check_started(pod: dict[str, Any], container: str, init: bool, previous: bool) -> None:
-    """validateContainerLogStatus: the kubelet's answer for a container without logs."""
+def check_started(pod: dict[str, Any], container: str, init: bool, previous: bool) -> bool:
+    """validateContainerLogStatus: the kubelet's answer for a container without logs, or
+    whether the log to read is the previous run's (asked for, or the current run has not
+    started yet after a restart)."""
     name = pod["metadata"]["name"]
     entry = container_state(pod, container, init)
     if entry is None:
@@ -90,13 +92,17 @@ def check_started(pod: dict[str, Any], container: str, init: bool, previous: boo
             raise bad_request(
                 f'previous terminated container "{container}" in pod "{name}" not found'
             )
-        return
+        return True
     if "running" in state:
-        return
+        return False
     if "terminated" in state:
-        if state["terminated"].get("containerID") or (last and last.get("containerID")):
-            return
+        if state["terminated"].get("containerID"):
+            return False
+        if last and last.get("containerID"):
+            return True
         raise bad_request(f'container "{container}" in pod "{name}" is terminated')
+    if last and last.get("containerID"):
+        return True
     if "waiting" in state:
         reason = state["waiting"].get("reason", "")
         if reason == "ErrImagePull":
@@ -135,8 +141,10 @@ def read(
     container, init = pick_container(pod, query)
     if not (pod.get("spec") or {}).get("nodeName"):
         return b""  # LogLocation: no node yet, so an empty stream
-    check_started(pod, container, init, _flag(query, "previous"))
+    previous = check_started(pod, container, init, _flag(query, "previous"))
     path = volumes.log_path(data_dir, pod["metadata"]["uid"], container, init=init)
+    if previous:
+        path = volumes.previous_log(path)
     try:
         whole = path.read_bytes()
     except OSError:

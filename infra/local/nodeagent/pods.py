@@ -19,11 +19,14 @@ authorizer shows a node) and acts on what changed:
 - A deleted pod (deletionTimestamp set) gets SIGTERM, its grace period, then SIGKILL; its
   terminal phase is written before it is removed (the Job controller counts a failed pod
   by its phase), and then it is deleted with grace period 0 and its UID as precondition.
+- A container that ends is started again in place as the pod's restartPolicy says
+  (OnFailure, Always), after the kubelet's crash-loop back-off, its run kept as
+  lastState and counted in restartCount (which the Job controller counts against a Job's
+  backoffLimit under OnFailure).
 
-A pod whose spec restartPolicy is OnFailure or Always is run as Never: its containers are
-not restarted in place. Volumes other than emptyDir are not made (no secret, config map,
-projected or persistent volume: the product's pods need none, and mount no service account
-token), and environment variables from secrets and config maps are not read.
+Volumes other than emptyDir are not made (no secret, config map, projected or persistent
+volume: the product's pods need none, and mount no service account token), and
+environment variables from secrets and config maps are not read.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ from infra.local.nodeagent.runtime import Container, Runtime, Stopper
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.2
+RESTART_BACKOFF = 10.0  # the kubelet's first crash-loop back-off (simulated seconds)
+RESTART_BACKOFF_MAX = 300.0  # and its longest
 HOST_IP = "127.0.0.1"
 DEFAULT_GRACE = 30.0  # terminationGracePeriodSeconds' default
 DEADLINE = ("DeadlineExceeded", "Pod was active on the node longer than the specified deadline")
@@ -230,12 +235,12 @@ class PodRunner:
         )
         initialized = True
         for container in spec.get("initContainers") or []:
-            if self._container(worker, container, paths, init=True) != 0:
+            if self._restarting(worker, container, paths, init=True) != 0:
                 initialized = False
                 break
         if initialized and not worker.stopper.stopping:
             threads = [
-                threading.Thread(target=self._container, args=(worker, c, paths), daemon=True)
+                threading.Thread(target=self._restarting, args=(worker, c, paths), daemon=True)
                 for c in spec["containers"]
             ]
             for thread in threads:
@@ -244,6 +249,38 @@ class PodRunner:
                 thread.join()
         stopped_for = worker.stopped_for
         self._update(worker, lambda s: podstatus.finished(s, stopped_for))
+
+    def _restarting(
+        self, worker: Worker, container: dict[str, Any], paths: dict[str, Path], init: bool = False
+    ) -> int | None:
+        """Run a container, and again as the pod's restartPolicy says (OnFailure: after a
+        failure; Always: after any end, an init container only after a failure), after the
+        kubelet's crash-loop back-off: 10 s, doubling up to 5 minutes. Its last exit code."""
+        policy = worker.pod["spec"].get("restartPolicy") or "Always"
+        backoff = RESTART_BACKOFF
+        while True:
+            code = self._container(worker, container, paths, init=init)
+            again = policy != "Never" and (code != 0 or (policy == "Always" and not init))
+            if code is None or not again or worker.stopper.stopping:
+                return code
+            meta = worker.pod["metadata"]
+            message = (
+                f"back-off {backoff:g}s restarting failed container={container['name']} "
+                f"pod={meta['name']}_{meta['namespace']}({meta['uid']})"
+            )
+
+            def loop(s: dict[str, Any], name: str = container["name"], text: str = message) -> None:
+                if (item := podstatus.entry(s, init, name)) is not None:
+                    podstatus.crash_loop(item, text)
+                    podstatus.update_ready(s)
+
+            self._update(worker, loop)
+            log_path = volumes.log_path(self.data_dir, worker.uid, container["name"], init=init)
+            if log_path.exists():  # the next run's log starts empty
+                log_path.replace(volumes.previous_log(log_path))
+            if worker.stopper.event.wait(self.clock.wall(backoff)):
+                return code
+            backoff = min(backoff * 2, RESTART_BACKOFF_MAX)
 
     def _volumes(self, worker: Worker) -> dict[str, Path]:
         base = volumes.pod_dir(self.data_dir, worker.uid)

@@ -167,6 +167,14 @@ def waiting(item: dict[str, Any], reason: str, message: str | None = None) -> No
     item["state"] = {"waiting": {"reason": reason, **({"message": message} if message else {})}}
 
 
+def crash_loop(item: dict[str, Any], message: str) -> None:
+    """A container that ended waits to be started again: its run becomes lastState, and
+    restartCount counts it (the kubelet's CrashLoopBackOff)."""
+    item["lastState"] = {"terminated": item["state"]["terminated"]}
+    item["restartCount"] = int(item.get("restartCount") or 0) + 1
+    waiting(item, "CrashLoopBackOff", message)
+
+
 def running(item: dict[str, Any]) -> None:
     item["state"] = {"running": {"startedAt": now_rfc3339()}}
     item["started"] = True

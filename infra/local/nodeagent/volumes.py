@@ -21,6 +21,11 @@ def log_path(data_dir: Path, uid: str, container: str, *, init: bool = False) ->
     return pod_dir(data_dir, uid) / "logs" / f"{'init-' if init else ''}{container}.log"
 
 
+def previous_log(path: Path) -> Path:
+    """Where a container's log goes when it is restarted: `kubectl logs --previous`."""
+    return path.with_suffix(".previous")
+
+
 PREEMPTION = "preemption: 0/1 nodes are available: 1 Preemption is not helpful for scheduling."
 
 
