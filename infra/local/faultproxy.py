@@ -24,7 +24,10 @@ from collections import Counter
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from infra.local.controlplane.cluster import ControlPlane
 
 VERBS = ("create", "get", "list", "watch", "update", "patch", "delete", "deletecollection", "*")
 REASONS = {
@@ -129,6 +132,12 @@ class FaultProxy:
         self.url = f"https://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
+
+    @classmethod
+    def in_front_of(cls, plane: ControlPlane) -> FaultProxy:
+        """A proxy for `plane`'s API server, serving a certificate of the plane's CA."""
+        serving = plane.authority.issue("fault-proxy", "fault-proxy", server=True)
+        return cls(plane.url, plane.authority.pair.cert, serving.cert, serving.key)
 
     def inject_fault(self, **fields: Any) -> None:
         """Add a Fault(**fields): the next requests it matches fail or stall."""

@@ -88,8 +88,7 @@ OTHER_FUNCTIONS = (
     CALLBACKS_FUNCTION,
     EVENTS_FUNCTION,
 )
-# The job pods' Kubernetes service account, as infra/k8s/ makes it (JOB_SERVICE_ACCOUNT).
-JOB_KSA = "task-runner-job"
+JOB_KSA = cluster.JOB_KSA
 # Who each function is in the cluster: the user infra/k8s/rolebinding.yaml binds for its
 # Google service account (infra/deploy), or None for the two that hold no cluster access.
 API_USER, SYNC_USER, FINALIZE_USER = cluster.FUNCTION_USERS

@@ -27,7 +27,7 @@ from infra.local.pubsub import ensure_topic_and_subscription
 
 API_USER = cluster.FUNCTION_USERS[0]
 REPO_ROOT = Path(__file__).resolve().parents[2]
-JOB_KSA = "task-runner-job"
+JOB_KSA = cluster.JOB_KSA
 STAGER_IMAGE = "stager:bench"
 PROJECT = "bench"
 BUCKET = "bench-jobs"
@@ -57,8 +57,7 @@ def _cluster(base: Path, stack: contextlib.ExitStack, audit: bool) -> Cloud:
     agent = start_agent(plane, base / "nodes", speed=20.0, stager_image=STAGER_IMAGE)
     stack.callback(agent.stop)
     cluster.apply_namespace(plane, NAMESPACE, JOB_KSA)
-    serving = plane.authority.issue("fault-proxy", "fault-proxy", server=True)
-    proxy = FaultProxy(plane.url, plane.authority.pair.cert, serving.cert, serving.key)
+    proxy = FaultProxy.in_front_of(plane)
     stack.callback(proxy.stop)
     kubeconfig = plane.token_kubeconfig(base / "functions.kubeconfig", API_USER, proxy.url)
     return Cloud(kubeconfig=kubeconfig, plane=plane, proxy=proxy)

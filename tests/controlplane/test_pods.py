@@ -6,7 +6,6 @@ for real in the sandbox, as they would in a container."""
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 import pytest
@@ -16,19 +15,6 @@ from tests.controlplane.test_nodes import SPOT
 from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.usefixtures("node_agent")
-
-
-@pytest.fixture
-def namespace(control_plane) -> str:
-    name = f"pods-{uuid.uuid4().hex[:8]}"
-    admin = control_plane.admin_kubeconfig
-    kubectl(admin, "create", "namespace", name)
-
-    def default_account() -> bool:
-        return kubectl(admin, "get", "sa", "default", "-n", name, check=False).returncode == 0
-
-    wait_for(default_account, what="the namespace's default service account")
-    return name
 
 
 def job(name: str, script: str, **spec: Any) -> str:

@@ -47,6 +47,9 @@ FUNCTION_USERS = (
     "task-runner-sync@local-cloud.iam",
     "task-runner-finalize@local-cloud.iam",
 )
+# The job pods' Kubernetes service account in the local cloud's namespaces, as infra/k8s/
+# makes it (JOB_SERVICE_ACCOUNT; make deploy's default too).
+JOB_KSA = "task-runner-job"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 READY_SECONDS = 120.0
 WRITE_VERBS = ["create", "update", "patch", "delete", "deletecollection"]
