@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 
+from shared.contract.env import EnvReader
+
 MIB = 1024 * 1024
 # A V4 signed URL and a resumable upload session live at most 7 days; a job's pod must be
 # done with both by then, an hour of margin included (see shared/model/validation.py MAX_TIMEOUT).
@@ -23,37 +25,7 @@ class SettingsError(RuntimeError):
     """A configuration variable is missing or malformed; the message names it."""
 
 
-class _Reader:
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-
-    def text(self, name: str, default: str | None = None) -> str:
-        value = self.env.get(name, "").strip()
-        if value:
-            return value
-        if default is None:
-            raise SettingsError(f"{name} is required but not set")
-        return default
-
-    def optional(self, name: str) -> str | None:
-        return self.env.get(name, "").strip() or None
-
-    def integer(
-        self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None
-    ) -> int:
-        raw = self.env.get(name, "").strip()
-        if not raw:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
-        if value < minimum:
-            raise SettingsError(f"{name} must be at least {minimum}, got {value}")
-        if maximum is not None and value > maximum:
-            raise SettingsError(f"{name} must be at most {maximum}, got {value}")
-        return value
-
+class _Reader(EnvReader):
     def quantity(self, name: str, default: str) -> str:
         """A Kubernetes quantity such as "10Gi", checked here rather than by the cluster."""
         from shared.quantity import parse_quantity
@@ -62,27 +34,6 @@ class _Reader:
         number = parse_quantity(value)
         if number is None or number <= 0:
             raise SettingsError(f"{name} must be a positive Kubernetes quantity, got {value!r}")
-        return value
-
-    def flag(self, name: str) -> bool:
-        """A boolean: 1/true/yes/on or 0/false/no/off (any case); unset is false."""
-        raw = self.env.get(name, "").strip().lower()
-        if raw in ("", "0", "false", "no", "off"):
-            return False
-        if raw in ("1", "true", "yes", "on"):
-            return True
-        raise SettingsError(f"{name} must be true or false, got {raw!r}")
-
-    def number(self, name: str, default: float, *, minimum: float = 0.0) -> float:
-        raw = self.env.get(name, "").strip()
-        if not raw:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-        if value < minimum:
-            raise SettingsError(f"{name} must be at least {minimum}, got {value}")
         return value
 
 
@@ -148,7 +99,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        read = _Reader(os.environ if env is None else env)
+        read = _Reader(os.environ if env is None else env, SettingsError)
         topic = read.optional("JOB_EVENTS_TOPIC")
         if topic is not None and "/" in topic:
             topic_path(topic, None)  # a malformed path fails at start, not at a publish

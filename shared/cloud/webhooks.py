@@ -1,7 +1,7 @@
 """One POST to a user's callback URL, to the address that was checked.
 
 The host is resolved once, every address checked (no loopback, link-local or private one
-unless allowed), and the connection made to a checked address (shared/stager/pinned.py): a
+unless allowed), and the connection made to a checked address (shared/contract/pinned.py): a
 name that resolves elsewhere between the check and the connection (DNS rebinding) cannot
 redirect the POST. Redirects are never followed: a 3xx answer is a failed delivery.
 Standard library only: nothing to import on a cold start.
@@ -12,8 +12,8 @@ from __future__ import annotations
 import http.client
 from dataclasses import dataclass
 
-from shared.stager.addresses import AddressRefusedError, destination
-from shared.stager.pinned import opened
+from shared.contract.addresses import AddressRefusedError, destination
+from shared.contract.pinned import opened
 
 TIMEOUT_SECONDS = 10.0  # connect, and each read of the answer
 MAX_ANSWER_BYTES = 2000  # of the answer's body kept for the record and the log

@@ -23,11 +23,11 @@ from typing import Any
 
 from shared.cloud import webhooks
 from shared.cloud.backends import Backends
+from shared.contract.addresses import AddressRefusedError, check_url
 from shared.errors import InvalidParameters
 from shared.logs import log_context
 from shared.model.job import FINAL, Status, now_ms
 from shared.settings import Settings
-from shared.stager.addresses import AddressRefusedError, check_url
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """A create request's `input_zip`: strict base64 of a zip that the stager will accept.
 
-The API applies the stager's own checks (`inspect_zip`) before anything is created, so an
-unsafe or oversized zip is a 400 at once rather than a failed job later.
+The API applies the checks stage-in applies (shared/contract/zips.py) before anything is
+created, so an unsafe or oversized zip is a 400 at once rather than a failed job later.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ def _refuse(message: str) -> InvalidParameters:
 
 def decode_input(text: str, settings: Settings) -> bytes:
     """The zip's bytes; InvalidParameters naming what is wrong. Never echoes the input."""
-    from shared.stager.config import Limits
-    from shared.stager.errors import InputRejected
-    from shared.stager.extract import inspect_zip
+    from shared.contract.exits import InputRejected
+    from shared.contract.zips import Limits, inspect_zip
 
     # Base64 from `base64.encodebytes` (the earlier clients) carries newlines: allowed.
     compact = b"".join(text.encode("ascii", errors="replace").split())

@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from shared.cloud.backends import Backends
+from shared.contract.addresses import AddressRefusedError, check_url
 from shared.errors import BucketError, InvalidParameters
-from shared.stager.addresses import AddressRefusedError, check_url
 
 FIELD = "input_url"
 

@@ -25,6 +25,8 @@ from typing import IO, Any, BinaryIO
 
 from shared.cloud.backends import Backends
 from shared.cloud.bucket import ObjectGoneError, ObjectInfo
+from shared.contract.exits import InputRejected
+from shared.contract.zips import Limits, inspect_zip, open_zip
 from shared.errors import ApiError, InvalidParameters, PayloadTooLarge, TransitionRefusedError
 from shared.jobs import lifecycle
 from shared.logs import log_context
@@ -32,9 +34,6 @@ from shared.model.job import Job, Status
 from shared.model.manifests import SUBMISSION_BODY
 from shared.model.validation import MAX_TASKS, name_error, validate_create
 from shared.quantity import parse_quantity
-from shared.stager.config import Limits
-from shared.stager.errors import InputRejected
-from shared.stager.extract import inspect_zip, open_zip
 
 log = logging.getLogger(__name__)
 

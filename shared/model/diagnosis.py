@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from shared.contract.exits import ExitCode
 from shared.model.manifests import STAGE_IN, STAGE_OUT, USER_CONTAINER
-from shared.stager.errors import ExitCode
 
 IMAGE_PULL_REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName")
 MAX_DISRUPTED_PODS = 100  # pod names kept on a record to count disruptions once each

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.contract.exits import PERMANENT_CODES
 from shared.model.job import Job
 from shared.settings import MAX_JOB_SECONDS, MIB, Settings
-from shared.stager.errors import PERMANENT_CODES
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "kubernetes-task-runner"

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from shared import logs
+from shared.contract.exits import ExitCode, StagerError, UsageError
 from shared.stager.config import STAGE_IN, STAGE_OUT, TASK_ENV, StagerConfig, build_config
-from shared.stager.errors import ExitCode, StagerError, UsageError
 
 log = logging.getLogger("shared.stager")
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from shared.contract.exits import UsageError
+from shared.contract.zips import Limits
 from shared.stager import archive, extract, fetch, tasks, upload
-from shared.stager.config import Limits
-from shared.stager.errors import UsageError
 from shared.stager.tasks import UploadPlan
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shared.stager.errors import UsageError
+from shared.contract.env import EnvReader
+from shared.contract.exits import UsageError
+from shared.contract.zips import Limits
 
 if TYPE_CHECKING:
     from shared.stager.tasks import UploadPlan
@@ -18,54 +20,6 @@ MIB = 1024 * 1024
 STAGE_IN = "stage-in"
 STAGE_OUT = "stage-out"
 TASK_ENV = "task-env"
-
-
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise UsageError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < minimum:
-        raise UsageError(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise UsageError(f"{name} must be a number, got {raw!r}") from None
-    if value < minimum:
-        raise UsageError(f"{name} must be at least {minimum}, got {value}")
-    return value
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Bounds on an input zip, shared by the API's upload check and the stager."""
-
-    max_files: int = 10_000  # MAX_INPUT_FILES: entries (files and directories)
-    max_uncompressed_bytes: int = 1024 * MIB  # MAX_INPUT_UNCOMPRESSED_BYTES: all entries, B
-    max_compression_ratio: float = 100.0  # MAX_INPUT_COMPRESSION_RATIO: per entry
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Limits:
-        env = os.environ if env is None else env
-        return cls(
-            max_files=_int(env, "MAX_INPUT_FILES", cls.max_files, 1),
-            max_uncompressed_bytes=_int(
-                env, "MAX_INPUT_UNCOMPRESSED_BYTES", cls.max_uncompressed_bytes, 0
-            ),
-            max_compression_ratio=_float(
-                env, "MAX_INPUT_COMPRESSION_RATIO", cls.max_compression_ratio, 1.0
-            ),
-        )
 
 
 @dataclass(frozen=True)
@@ -135,10 +89,9 @@ def build_config(
     chosen_url = need(url, flag, variable) if plan is None else plan.url
     if not chosen_url.startswith(("https://", "http://")):
         raise UsageError(f"{command}: {flag} must be an http(s) URL")
-    level = _int(env, "STAGER_COMPRESS_LEVEL", 6, 0)
-    if level > 9:
-        raise UsageError(f"STAGER_COMPRESS_LEVEL must be 0-9, got {level}")
-    chunk_mib = _int(env, "STAGER_CHUNK_MIB", 24, 1)
+    read = EnvReader(env, UsageError)
+    level = read.integer("STAGER_COMPRESS_LEVEL", 6, maximum=9)
+    chunk_mib = read.integer("STAGER_CHUNK_MIB", 24, minimum=1)
     return StagerConfig(
         command=command,
         url=chosen_url,
@@ -148,8 +101,8 @@ def build_config(
         # Whole MiB: always a multiple of 256 KiB, as every upload request but the last must be.
         chunk_size=chunk_mib * MIB,
         compress_level=level,
-        retry_deadline=_float(env, "STAGER_RETRY_SECONDS", 120.0, 0.0),
-        max_download_bytes=_int(env, "MAX_INPUT_BYTES", 20 * MIB, 1),
+        retry_deadline=read.number("STAGER_RETRY_SECONDS", 120.0),
+        max_download_bytes=read.integer("MAX_INPUT_BYTES", 20 * MIB, minimum=1),
         public_only=env.get("INPUT_URL_PUBLIC_ONLY", "").strip() == "1",
         skip=_skip(skip or env.get("STAGER_SKIP", "").split(",")),
         upload_plan=plan,

@@ -16,9 +16,10 @@ import time
 from typing import IO
 from urllib.parse import urljoin, urlsplit
 
-from shared.stager import addresses, pinned
-from shared.stager.addresses import AddressRefusedError, UnresolvedHostError
-from shared.stager.errors import InputMissing, InputRejected, StagerError, TransientStorageError
+from shared.contract import addresses, pinned
+from shared.contract.addresses import AddressRefusedError, UnresolvedHostError
+from shared.contract.exits import InputRejected, StagerError
+from shared.stager.errors import InputMissing, TransientStorageError
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def download(
 
 def _attempt(url: str, dest: IO[bytes], max_bytes: int, public_only: bool) -> int:
     """One download, following redirects: each to a destination checked again, connected to
-    at the addresses checked (shared/stager/pinned.py)."""
+    at the addresses checked (shared/contract/pinned.py)."""
     for _ in range(MAX_REDIRECTS + 1):
         try:
             destination = addresses.destination(url, allow_private=not public_only)

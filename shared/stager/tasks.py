@@ -27,15 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from shared.contract.exits import InputRejected, StagerError, UsageError
 from shared.stager import archive, fetch
-from shared.stager.errors import (
-    InputRejected,
-    OutputExistsError,
-    StagerError,
-    TransientStorageError,
-    UploadSessionError,
-    UsageError,
-)
+from shared.stager.errors import OutputExistsError, TransientStorageError, UploadSessionError
 from shared.stager.upload import (
     GONE_STATUS,
     REFUSED_STATUS,

@@ -65,11 +65,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from shared.contract.exits import StagerError
 from shared.stager.errors import (
     MixedAttemptsError,
     OutputExistsError,
     ProtocolError,
-    StagerError,
     TransientStorageError,
     UploadSessionError,
 )

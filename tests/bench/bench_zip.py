@@ -29,9 +29,9 @@ ENTRIES = 2_000_000
 CHILD = """
 import json, sys, zipfile
 import functions_framework
-from shared.stager.config import Limits
-from shared.stager.errors import InputRejected
-from shared.stager.extract import inspect_zip
+from shared.contract.zips import Limits
+from shared.contract.exits import InputRejected
+from shared.contract.zips import inspect_zip
 
 def peak_mb():
     for line in open("/proc/self/status"):

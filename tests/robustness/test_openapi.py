@@ -41,11 +41,11 @@ from schemathesis import (
 from schemathesis.core import NotSet
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from shared.contract import addresses
 from shared.errors import InvalidParameters
 from shared.http import routes
 from shared.model import validation
 from shared.model.validation import MAX_ARGV_BYTES, MAX_ENV_BYTES, MAX_OBJECT_NAME, validate_create
-from shared.stager import addresses
 from tests.fixtures.api import Functions, zip_bytes
 from tests.robustness.helpers import create, env, reconfigure, sync_until_final
 from tests.robustness.invariants import assert_only_jobs
@@ -405,7 +405,7 @@ class Target:
 
 
 class _NoLookups:
-    """The socket module as the create's address check (shared/stager/addresses.py) sees it
+    """The socket module as the create's address check (shared/contract/addresses.py) sees it
     in the generated requests: no host resolves, at once. A generated `https://` input_url
     is then refused before anything could fetch it; with real lookups, a name or an address
     literal that happens to be public would be accepted, and its pod's stage-in (a host

@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from shared.cloud.bucket import Bucket, ObjectGoneError
+from shared.contract.zips import Limits
 from shared.jobs.submissions import _read_body
-from shared.stager.config import Limits
 
 MIB = 1024 * 1024
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from shared.stager.config import Limits
+from shared.contract.zips import Limits
 from tests.stager.resumable import ResumableServer, serve
 
 SMALL_LIMITS = Limits(max_files=50, max_uncompressed_bytes=8 * 1024 * 1024)

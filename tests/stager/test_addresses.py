@@ -8,7 +8,7 @@ import ipaddress
 
 import pytest
 
-from shared.stager.addresses import AddressRefusedError, destination, host_of, is_public
+from shared.contract.addresses import AddressRefusedError, destination, host_of, is_public
 
 # (a block of the registry, an address in it, globally reachable?)
 IPV4_REGISTRY = [

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from shared.contract.exits import PERMANENT_CODES, ExitCode
 from shared.stager import cli
 from shared.stager.config import build_config
-from shared.stager.errors import PERMANENT_CODES, ExitCode
 from tests.stager.resumable import ResumableServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -103,14 +103,7 @@ def test_the_image_needs_nothing_but_the_standard_library(
     ] == []
     assert "pip install" not in (image / "Dockerfile").read_text()
     app = tmp_path / "app"
-    (app / "shared").mkdir(parents=True)
-    for name in ("__init__.py", "logs.py"):
-        shutil.copy(REPO_ROOT / "shared" / name, app / "shared" / name)
-    shutil.copytree(
-        REPO_ROOT / "shared" / "stager",
-        app / "shared" / "stager",
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
+    copy_like_the_dockerfile(app)
     output = tmp_path / "output"
     output.mkdir()
     (output / "out.txt").write_text("result")
@@ -162,3 +155,20 @@ def test_exit_code_values_are_the_ones_the_pod_failure_policy_uses() -> None:
         "OUTPUT_CONFLICT": 73,
         "TRANSIENT": 75,
     }
+
+
+def copy_like_the_dockerfile(app: Path) -> None:
+    """The files the Dockerfile's COPY lines put under WORKDIR /app, into `app`."""
+    dockerfile = (REPO_ROOT / "infra" / "images" / "stager" / "Dockerfile").read_text()
+    copies = [line.split()[1:] for line in dockerfile.splitlines() if line.startswith("COPY ")]
+    assert copies
+    for *sources, target in copies:
+        destination = app / target.removeprefix("/app/")
+        for source in sources:
+            path = REPO_ROOT / source
+            if path.is_dir():
+                ignore = shutil.ignore_patterns("__pycache__")
+                shutil.copytree(path, destination, ignore=ignore, dirs_exist_ok=True)
+            else:
+                destination.mkdir(parents=True, exist_ok=True)
+                shutil.copy(path, destination / path.name)

@@ -9,10 +9,9 @@ import zipfile
 
 import pytest
 
-from shared.stager.config import Limits
-from shared.stager.directory import check_directory, end_record
-from shared.stager.errors import InputRejected
-from shared.stager.extract import MAX_PATH_BYTES, inspect_zip
+from shared.contract.exits import InputRejected
+from shared.contract.zipdirectory import check_directory, end_record
+from shared.contract.zips import MAX_PATH_BYTES, Limits, inspect_zip
 from tests.fixtures.zips import directory_bomb
 from tests.stager.conftest import make_zip
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.stager.config import Limits
-from shared.stager.errors import InputRejected
-from shared.stager.extract import extract_zip, inspect_zip, remove_leftovers
+from shared.contract.exits import InputRejected
+from shared.contract.zips import Limits, inspect_zip
+from shared.stager.extract import extract_zip, remove_leftovers
 from tests.stager.conftest import (
     SMALL_LIMITS,
     entry,

@@ -13,8 +13,9 @@ from urllib.parse import quote
 
 import pytest
 
+from shared.contract.exits import ExitCode, InputRejected
 from shared.stager import fetch
-from shared.stager.errors import ExitCode, InputMissing, InputRejected, TransientStorageError
+from shared.stager.errors import InputMissing, TransientStorageError
 from tests.stager.conftest import make_zip
 from tests.stager.test_cli import stager
 

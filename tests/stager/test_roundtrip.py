@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from shared.contract.exits import ExitCode
 from shared.stager import upload
 from shared.stager.cli import main
-from shared.stager.errors import ExitCode, MixedAttemptsError
+from shared.stager.errors import MixedAttemptsError
 from tests.stager.conftest import entry, make_zip, open_session
 
 pytestmark = pytest.mark.usefixtures("gcs")

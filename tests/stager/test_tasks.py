@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from shared.cloud.bucket import Bucket
-from shared.stager.errors import ExitCode
+from shared.contract.exits import ExitCode
 from tests.fixtures.keys import key_credentials, new_key
 from tests.stager.test_cli import stager
 

@@ -15,14 +15,13 @@ from pathlib import Path
 import pytest
 
 from infra.local.procs import free_port
+from shared.contract.exits import ExitCode, StagerError
 from shared.stager import upload
 from shared.stager.cli import main
 from shared.stager.commands import stage_out
 from shared.stager.errors import (
-    ExitCode,
     MixedAttemptsError,
     OutputExistsError,
-    StagerError,
     TransientStorageError,
     UploadSessionError,
 )

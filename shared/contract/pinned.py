@@ -1,6 +1,6 @@
 """HTTP to the addresses that were checked, and nowhere else.
 
-A `Destination` (shared/stager/addresses.py) holds a URL's host, as it is connected to, and
+A `Destination` (shared/contract/addresses.py) holds a URL's host, as it is connected to, and
 the addresses its one lookup gave, each checked. The connection goes to the first of those
 addresses that answers; the host name serves only TLS (the certificate is verified for it)
 and the Host header. So a name that resolves elsewhere between the check and the
@@ -16,7 +16,7 @@ import ssl
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-from shared.stager.addresses import Destination
+from shared.contract.addresses import Destination
 
 
 def _connect(destination: Destination, timeout: float | None) -> socket.socket:

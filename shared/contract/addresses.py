@@ -9,7 +9,7 @@ IPv4 one (IPv4-mapped, -compatible and -translated, NAT64, 6to4, Teredo) is judg
 IPv4 address it carries, since that is where a translator or relay sends it.
 
 `destination` resolves a URL's host once, exactly as it will be connected to, and checks
-every address: shared/stager/pinned.py then connects to those addresses only, so a name
+every address: shared/contract/pinned.py then connects to those addresses only, so a name
 that resolves elsewhere by then (DNS rebinding) cannot move the request. Standard library
 only: the stager image copies this package alone.
 """

@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from shared.stager.errors import InputRejected
+from shared.contract.exits import InputRejected
 
 END = struct.Struct("<4s4H2LH")  # zipfile.structEndArchive
 END_SIGNATURE = b"PK\x05\x06"
