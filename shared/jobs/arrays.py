@@ -12,28 +12,22 @@
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import re
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 from shared.cloud.backends import Backends
+from shared.jobs.tasks import each, pods_of, task_of
 from shared.model import diagnosis
 from shared.model.diagnosis import Failure, Pod
 from shared.model.job import Job
 
-T = TypeVar("T")
 log = logging.getLogger(__name__)
-# Set on an Indexed Job's pods, as annotation and label (pkg/apis/batch/types.go).
-COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 MAX_FAILED_TASKS = 100
 # task_output_urls are kept on the record up to this many tasks: a signed URL is up to about
 # 800 bytes, and a Firestore document holds 1 MiB. Any task's output, in any array job, is
 # also at GET /batch/<id>/outputs/<index>, a redirect to a URL signed for that request.
 MAX_LISTED_OUTPUTS = 1000
-SIGNING_THREADS = 16  # threads that sign URLs or save logs, one task each
 
 
 def parse_indexes(text: str | None) -> set[int]:
@@ -52,18 +46,6 @@ def completed_indexes(k8s_job: dict[str, Any]) -> set[int]:
 
 def failed_indexes(k8s_job: dict[str, Any]) -> set[int]:
     return parse_indexes((k8s_job.get("status") or {}).get("failedIndexes"))
-
-
-def task_of(pod: Pod) -> int | None:
-    meta = pod.get("metadata") or {}
-    raw = (meta.get("annotations") or {}).get(COMPLETION_INDEX) or (meta.get("labels") or {}).get(
-        COMPLETION_INDEX
-    )
-    return int(raw) if raw is not None and str(raw).isdigit() else None
-
-
-def pods_of(pods: list[Pod], index: int) -> list[Pod]:
-    return [pod for pod in pods if task_of(pod) == index]
 
 
 def counts(job: Job, k8s_job: dict[str, Any]) -> dict[str, int]:
@@ -166,7 +148,7 @@ def output_urls(
             return None
         return backends.bucket.output_url(job.task_output_object(index), lifetime)
 
-    signed = _each(sign, range(job.task_count or 0))
+    signed = each(sign, range(job.task_count or 0))
     expiries = [entry[1] for entry in signed if entry is not None and entry[1] is not None]
     return [entry[0] if entry else None for entry in signed], min(expiries, default=None)
 
@@ -182,22 +164,3 @@ def success_urls(job: Job, backends: Backends, outputs: set[int]) -> dict[str, A
         job.task_output_object(min(outputs)), backends.settings.output_url_lifetime
     )
     return {"task_output_urls": None, "output_file_url": url, "output_url_expires": expires}
-
-
-def save_logs(job: Job, backends: Backends, pods: list[Pod]) -> None:
-    """Each task's log as `<name>-logs-<index>.txt`, from its newest pod that ran. A task
-    that never had a pod (killed, or its job failed, before its turn) has no log."""
-    from shared.jobs import joblogs
-
-    def save(index: int) -> None:
-        joblogs.save(job, backends, pods_of(pods, index), task=index)
-
-    _each(save, sorted({index for pod in pods if (index := task_of(pod)) is not None}))
-
-
-def _each(work: Callable[[int], T], indexes: Iterable[int]) -> list[T]:
-    """`work` for every index, on a few threads, each in the caller's log context (so
-    every line names the job)."""
-    context = contextvars.copy_context()
-    with ThreadPoolExecutor(max_workers=SIGNING_THREADS) as pool:
-        return list(pool.map(lambda index: context.copy().run(work, index), indexes))

@@ -14,6 +14,7 @@ from typing import Any
 
 from shared.cloud.backends import Backends
 from shared.errors import ClusterApiError, ClusterNotFoundError
+from shared.jobs import tasks
 from shared.model import diagnosis, manifests
 from shared.model.job import FINAL, Job, Status
 
@@ -47,9 +48,7 @@ def save(
     task's, `task` the one whose `pods` these are). Raises BucketError (and ClusterApiError
     when the cluster is out of reach): the caller must then keep the pod."""
     if task is None and job.task_count is not None:
-        from shared.jobs.arrays import save_logs
-
-        save_logs(job, backends, pods)
+        _save_tasks(job, backends, pods)
         return
     keep = backends.settings.max_log_bytes
     text, truncated = _final_text(job, backends, pods, keep)
@@ -63,6 +62,16 @@ def save(
         "log saved" if saved else "log was saved already",
         extra={"bytes": len(text), "task": task},
     )
+
+
+def _save_tasks(job: Job, backends: Backends, pods: list[dict[str, Any]]) -> None:
+    """Each task's log as `<name>-logs-<index>.txt`, from its newest pod that ran. A task
+    that never had a pod (killed, or its job failed, before its turn) has no log."""
+
+    def save_task(index: int) -> None:
+        save(job, backends, tasks.pods_of(pods, index), task=index)
+
+    tasks.each(save_task, tasks.indexes_of(pods))
 
 
 def _final_text(
@@ -112,9 +121,7 @@ def read(job: Job, backends: Backends, *, tail: int | None, task: int | None = N
     try:
         pods = job_pods(job, backends)
         if task is not None:
-            from shared.jobs.arrays import pods_of
-
-            pods = pods_of(pods, task)
+            pods = tasks.pods_of(pods, task)
         pod = diagnosis.user_pod(pods)
         if pod is None:
             return LogView("(The job's pod does not exist yet.)\n", complete=False, truncated=False)
