@@ -59,3 +59,15 @@ def configure(level: str | int = "INFO", *, stream: Any = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper() if isinstance(level, str) else level)
+
+
+_configured = False
+
+
+def configure_once(level: str | int) -> None:
+    """`configure`, on a function's first request (its settings are read then, not at
+    import), and never again in the process."""
+    global _configured
+    if not _configured:
+        configure(level)
+        _configured = True

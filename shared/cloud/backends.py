@@ -19,8 +19,14 @@ if TYPE_CHECKING:
 
 
 class Backends:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
+    def __init__(self, settings: Settings | None = None) -> None:
+        self._given = settings
+
+    @cached_property
+    def settings(self) -> Settings:
+        """The settings given, or the environment's, read on first use: a misconfigured
+        function answers each request with an error naming the variable."""
+        return self._given or get_settings()
 
     @cached_property
     def store(self) -> JobStore:
@@ -62,5 +68,6 @@ class Backends:
 
 @cache
 def default_backends() -> Backends:
-    """The process's backends, from the environment's settings."""
-    return Backends(get_settings())
+    """The process's backends, from the environment's settings. Building them reads
+    nothing: the settings and each client wait for their first use."""
+    return Backends()

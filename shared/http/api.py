@@ -8,10 +8,14 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Concatenate, ParamSpec
+
+from flask import Request, Response
+from flask import request as current_request
+from werkzeug.exceptions import HTTPException
 
 from shared import logs
-from shared.cloud.backends import Backends, default_backends
+from shared.cloud.backends import Backends
 from shared.errors import (
     ApiError,
     BucketError,
@@ -27,18 +31,16 @@ from shared.errors import (
     StoreError,
     Unavailable,
 )
-from shared.model.job import Job, Status, now_ms
+from shared.http import paging
+from shared.jobs import health, lifecycle, queries, reconciler
+from shared.model.job import Status
 from shared.model.validation import MAX_ACCOUNT_ID
 from shared.settings import SettingsError
 
-if TYPE_CHECKING:
-    from flask import Request, Response
-    from werkzeug.exceptions import HTTPException
-
 log = logging.getLogger(__name__)
-Handler = Callable[..., "Response"]
-T = TypeVar("T")
-_logging_ready = False
+P = ParamSpec("P")
+# A handler: the request, the process's backends, and what its route took from the path.
+Handler = Callable[Concatenate[Request, Backends, P], Response]
 # json.loads joins escaped surrogate pairs, so a surrogate left in a string stands alone: it
 # is not Unicode, and no backend (nor the response's own UTF-8) can carry it.
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -54,8 +56,6 @@ def envelope(
     extra: dict[str, Any] | None = None,
 ) -> Response:
     """The earlier API's envelope; `extra` adds top-level fields (a list's next_page_token)."""
-    from flask import Response
-
     body = {"data": data, "error": error, "msg": msg, "result": not error, **(extra or {})}
     return Response(
         json.dumps(body, ensure_ascii=False),
@@ -65,22 +65,16 @@ def envelope(
     )
 
 
-def _configure_logging(backends: Backends) -> None:
-    global _logging_ready
-    if not _logging_ready:
-        logs.configure(backends.settings.log_level)
-        _logging_ready = True
-
-
-def respond_errors(handler: Handler) -> Handler:
+def respond_errors(handler: Handler[P]) -> Handler[P]:
     """Every failure answers in the envelope; unexpected ones are logged with a traceback."""
 
     @functools.wraps(handler)
-    def guarded(*args: Any, **kwargs: Any) -> Response:
+    def guarded(
+        request: Request, backends: Backends, /, *args: P.args, **kwargs: P.kwargs
+    ) -> Response:
         try:
-            backends = kwargs.get("backends") or default_backends()
-            _configure_logging(backends)
-            return handler(*args, **{**kwargs, "backends": backends})
+            logs.configure_once(backends.settings.log_level)
+            return handler(request, backends, *args, **kwargs)
         except (ApiError, StoreError, BucketError, ClusterApiError) as raised:
             error = _as_api_error(raised)
             if error.status_code >= 500:
@@ -98,18 +92,6 @@ def respond_errors(handler: Handler) -> Handler:
         except Exception:
             log.exception("unexpected error")
             return envelope("", msg="Internal error", error="InternalError", status=500)
-
-    return guarded
-
-
-def event_handler(handler: Callable[..., T]) -> Callable[..., T]:
-    """The event functions' one wrapper: the backends, and logging set up."""
-
-    @functools.wraps(handler)
-    def guarded(*args: Any, backends: Backends | None = None, **kwargs: Any) -> T:
-        backends = backends or default_backends()
-        _configure_logging(backends)
-        return handler(*args, backends=backends, **kwargs)
 
     return guarded
 
@@ -164,65 +146,25 @@ def _has_lone_surrogate(value: Any) -> bool:
     return False
 
 
-def _refresh_output_url(job: Job, backends: Backends) -> Job:
-    """A succeeded job's signed URL, signed again on read once it has expired."""
-    if job.status is not Status.SUCCEEDED or job.output_url_expires is None:
-        return job
-    if job.output_url_expires > now_ms():
-        return job
-    changes: dict[str, Any]
-    if job.task_count is not None:
-        from shared.jobs import arrays
-
-        if job.task_output_urls is not None:
-            landed = {index for index, url in enumerate(job.task_output_urls) if url}
-        else:
-            landed = arrays.landed(job, backends)
-        changes = arrays.success_urls(job, backends, landed)
-    else:
-        url, expires = backends.bucket.output_url(
-            job.output_object, backends.settings.output_url_lifetime
-        )
-        changes = {"output_file_url": url, "output_url_expires": expires}
-    backends.store.update(job.id, changes, status=Status.SUCCEEDED)
-    for key, value in changes.items():
-        setattr(job, key, value)
-    return job
-
-
 # -- the four actions ----------------------------------------------------------------------
 
 
 @respond_errors
-def create(request: Request, *, backends: Backends) -> Response:
-    from shared.jobs import lifecycle
-
+def create(request: Request, backends: Backends) -> Response:
     body = read_json(request, backends.settings.max_body_bytes)
-    job, msg, repeat = lifecycle.create(body, backends=backends)
-    if repeat:
-        return envelope(_refresh_output_url(job, backends).to_api(), msg=msg)
-    if backends.settings.create_wait > 0 and job.status is Status.RUNNING:
-        from shared.jobs.reconciler import watch_start
-
-        with logs.log_context(job_id=job.id, job_name=job.name):
-            job, msg = watch_start(job, backends)
+    job, msg, _ = lifecycle.create(body, backends)
     return envelope(job.to_api(), msg=msg)
 
 
 @respond_errors
-def get(request: Request, job_id: str, *, backends: Backends) -> Response:
-    from shared.jobs import lifecycle
-
-    job = lifecycle.get(job_id, store=backends.store)
-    return envelope(_refresh_output_url(job, backends).to_api())
+def get(request: Request, backends: Backends, job_id: str) -> Response:
+    return envelope(queries.get(job_id, backends).to_api())
 
 
 @respond_errors
-def list_jobs(request: Request, *, backends: Backends) -> Response:
+def list_jobs(request: Request, backends: Backends) -> Response:
     """A page of the jobs in one status, oldest first, and the token of the next page ("" on
     the last). Without page_size, pages of 1000: the earlier API's list, while it is shorter."""
-    from shared.http import paging
-
     raw = request.args.get("status", Status.RUNNING.value)
     try:
         status = Status(raw)
@@ -235,24 +177,17 @@ def list_jobs(request: Request, *, backends: Backends) -> Response:
         raise InvalidParameters(data={"account_id": f"At most {MAX_ACCOUNT_ID} characters"})
     size = paging.page_size(request.args)
     after = paging.cursor(request.args.get("page_token"), status, account_id)
-    # One more than the page: whether it exists says whether there is a next page.
-    jobs = backends.store.find_page(status, account_id, limit=size + 1, after=after)
-    page = jobs[:size]
-    next_token = paging.token(status, account_id, page[-1]) if len(jobs) > size else ""
-    return envelope(
-        [_refresh_output_url(job, backends).to_api() for job in page],
-        extra={"next_page_token": next_token},
-    )
+    jobs, more = queries.page(status, account_id, backends, size=size, after=after)
+    next_token = paging.token(status, account_id, jobs[-1]) if more else ""
+    return envelope([job.to_api() for job in jobs], extra={"next_page_token": next_token})
 
 
 MAX_TAIL_LINES = 100_000
 
 
 @respond_errors
-def job_log(request: Request, job_id: str, *, backends: Backends) -> Response:
-    """The user container's log: from the cluster while the job runs, saved after."""
-    from shared.jobs import joblogs, lifecycle
-
+def job_log(request: Request, backends: Backends, job_id: str) -> Response:
+    """The user container's log (an array job's: `?task=<index>`, the first by default)."""
     tail = None
     if "tail" in request.args:
         raw = request.args["tail"]
@@ -261,52 +196,27 @@ def job_log(request: Request, job_id: str, *, backends: Backends) -> Response:
                 data={"tail": f"Must be a whole number from 1 to {MAX_TAIL_LINES}"}
             )
         tail = int(raw)
-    job = lifecycle.get(job_id, store=backends.store)
-    task = None
-    if "task" in request.args:
-        raw, count = request.args["task"], job.task_count
-        if count is None:
-            raise InvalidParameters(data={"task": "Only for array jobs (task_count)"})
-        if not raw.isascii() or not raw.isdigit() or not int(raw) < count:
-            raise InvalidParameters(data={"task": f"Must be a task index from 0 to {count - 1}"})
-        task = int(raw)
-    return envelope(joblogs.read(job, backends, tail=tail, task=task).as_dict())
+    view = queries.log(job_id, backends, tail=tail, task=request.args.get("task"))
+    return envelope(view.as_dict())
 
 
 @respond_errors
-def task_output(request: Request, job_id: str, index: str, *, backends: Backends) -> Response:
-    """An array job's task's output: 302 to a URL signed for this request, any number of
-    tasks (the record lists them only up to arrays.MAX_LISTED_OUTPUTS)."""
-    from shared.jobs import lifecycle
-
-    job = lifecycle.get(job_id, store=backends.store)
-    count = job.task_count
-    if count is None:
-        raise InvalidParameters(data={"index": "Only for array jobs (task_count)"})
-    if not index.isascii() or not index.isdigit() or not int(index) < count:
-        raise InvalidParameters(data={"index": f"Must be a task index from 0 to {count - 1}"})
-    name = job.task_output_object(int(index))
-    metadata = backends.bucket.metadata(name)
-    if metadata is None or metadata.get("job-id") != job.id:
-        raise NotFound(msg=f"Task {index} of job {job.id} has no output (yet)")
-    url, _ = backends.bucket.output_url(name, backends.settings.output_url_lifetime)
+def task_output(request: Request, backends: Backends, job_id: str, index: str) -> Response:
+    """An array job's task's output: 302 to a URL signed for this request."""
+    url = queries.task_output_url(job_id, index, backends)
     return envelope({"url": url}, status=302, headers={"Location": url})
 
 
 @respond_errors
-def kill(request: Request, job_id: str, *, backends: Backends) -> Response:
-    from shared.jobs import lifecycle
-
-    job, msg = lifecycle.kill(job_id, backends=backends)
+def kill(request: Request, backends: Backends, job_id: str) -> Response:
+    job, msg = lifecycle.kill(job_id, backends)
     return envelope(job.to_api(), msg=msg)
 
 
 @respond_errors
-def healthcheck(request: Request, *, backends: Backends) -> Response:
+def healthcheck(request: Request, backends: Backends) -> Response:
     """200 with each dependency's latency when all answered in time; 503 naming those that
     did not. Reads only."""
-    from shared.jobs import health
-
     probes = health.check(backends)
     report = {name: probe.as_dict() for name, probe in probes.items()}
     failed = [name for name, probe in probes.items() if not probe.ok]
@@ -317,70 +227,23 @@ def healthcheck(request: Request, *, backends: Backends) -> Response:
 
 
 @respond_errors
-def synchronize(request: Request, *, backends: Backends) -> Response:
-    from shared.jobs.reconciler import synchronize as run_sync
-
-    report = run_sync(backends)
+def synchronize(request: Request, backends: Backends) -> Response:
+    report = reconciler.synchronize(backends)
     return envelope(report.as_dict(), msg="Synchronization finished")
 
 
-@event_handler
-def handle_finalized(data: dict[str, Any], *, backends: Backends) -> str:
-    """The finalize event. A transient failure is raised: the function answers 500 and
-    Eventarc delivers the event again. Anything else is logged and the event dropped."""
-    from shared.jobs import finalize
-
-    try:
-        return finalize.handle(data, backends=backends)
-    except (StoreError, BucketError):
-        log.exception("finalize failed; the event will be delivered again")
-        raise
-    except ClusterApiError as error:
-        if error.transient:
-            log.exception("finalize failed; the event will be delivered again")
-            raise
-        log.exception("finalize could not clean up; the sync will")
-        return "cleanup pending"
-
-
-@event_handler
-def handle_job_event(event: dict[str, Any], *, backends: Backends) -> str:
-    """A status notification (Pub/Sub messagePublished): deliver the job's callback if it
-    reached a final status. A failed delivery is raised, so Eventarc delivers the event
-    again with backoff, until CALLBACK_RETRY_SECONDS after the status; then it is recorded."""
-    from shared.jobs import callbacks
-
-    try:
-        return callbacks.handle(event, backends=backends)
-    except StoreError:
-        log.exception("callback bookkeeping failed; the event will be delivered again")
-        raise
-
-
-@event_handler
-def handle_job_written(data: bytes, *, backends: Backends) -> str:
-    """A write of a job's document (Firestore's trigger): publish its status steps. A
-    failed publish is raised, so the function answers 500 and Eventarc delivers the event
-    again (consumers drop the messages they have seen)."""
-    from shared.jobs import notify
-
-    return notify.handle(data, backends=backends)
-
-
 @respond_errors
-def not_found(request: Request, *, backends: Backends) -> Response:
+def not_found(request: Request, backends: Backends) -> Response:
     raise NotFound(msg=f"No route for {request.method} {request.path}")
 
 
 @respond_errors
-def no_such_job(request: Request, job_id: str, *, backends: Backends) -> Response:
+def no_such_job(request: Request, backends: Backends, job_id: str) -> Response:
     raise DoesNotExist(job_id)
 
 
 @respond_errors
-def method_not_allowed(
-    request: Request, allowed: tuple[str, ...], *, backends: Backends
-) -> Response:
+def method_not_allowed(request: Request, backends: Backends, allowed: tuple[str, ...]) -> Response:
     raise MethodNotAllowed(
         msg=f"Method {request.method} not allowed on {request.path}", allowed=allowed
     )
@@ -397,12 +260,14 @@ _FRAMEWORK_ERRORS: dict[int, type[ApiError]] = {
 def framework_error(error: HTTPException) -> Response:
     """An HTTP error raised by Flask or Werkzeug themselves (no route matched the path, a
     malformed request), in the envelope like every other answer."""
-    from flask import request
-
     status = error.code or 500
     kind = _FRAMEWORK_ERRORS.get(status)
     name = kind.error if kind else type(error).__name__
-    msg = f"No route for {request.method} {request.path}" if status == 404 else error.description
+    msg = (
+        f"No route for {current_request.method} {current_request.path}"
+        if status == 404
+        else error.description
+    )
     allowed = getattr(error, "valid_methods", None)
     headers = {"Allow": ", ".join(allowed)} if status == 405 and allowed else None
     return envelope("", msg=msg or "", error=name, status=status, headers=headers)

@@ -11,12 +11,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from shared.errors import InvalidParameters
-from shared.model.job import Job, Status
+from shared.model.job import Job, Status, canonical_id
 
 MAX_PAGE_SIZE = 1000  # also the size of a page when page_size is not given
 MAX_TOKEN = 1024  # characters: a token of ours is about 200
@@ -75,13 +74,6 @@ def _decode(raw: str) -> dict[str, Any] | None:
         return None
     if not isinstance(value["s"], str) or not (account_id is None or isinstance(account_id, str)):
         return None
-    if not isinstance(job_id, str) or _canonical_uuid(job_id) != job_id:
+    if not isinstance(job_id, str) or canonical_id(job_id) != job_id:
         return None  # a job id is a UUID; anything else could name another path
     return value
-
-
-def _canonical_uuid(text: str) -> str | None:
-    try:
-        return str(uuid.UUID(text))
-    except ValueError:
-        return None

@@ -3,13 +3,12 @@ conventions of the single-purpose functions. All of them call the same handlers.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from flask import Request, Response
+from flask import request as current_request
+from werkzeug.exceptions import HTTPException
 
-from shared.http import api
-
-if TYPE_CHECKING:
-    from flask import Request, Response
-    from werkzeug.exceptions import HTTPException
+from shared.cloud.backends import Backends
+from shared.http import api, ui
 
 
 def _parts(request: Request) -> list[str]:
@@ -29,10 +28,10 @@ UI = "ui"
 UI_METHODS = ("GET",)  # /ui, /ui/ and its files
 
 
-def _logs(request: Request, job_id: str) -> Response:
+def _logs(request: Request, backends: Backends, job_id: str) -> Response:
     if request.method != "GET":
-        return api.method_not_allowed(request, LOGS_METHODS)
-    return api.job_log(request, job_id)
+        return api.method_not_allowed(request, backends, LOGS_METHODS)
+    return api.job_log(request, backends, job_id)
 
 
 def _job_path(parts: list[str]) -> tuple[str, tuple[str, ...]] | None:
@@ -49,52 +48,50 @@ def _job_path(parts: list[str]) -> tuple[str, tuple[str, ...]] | None:
     return None
 
 
-def _ui(request: Request, parts: list[str]) -> Response:
+def _ui(request: Request, backends: Backends, parts: list[str]) -> Response:
     """The status page: /ui redirects to /ui/, which serves index.html, with its two files
     beside it. Anything else under /ui/ is the API's 404, another method its 405."""
-    from shared.http import ui
-
     if parts == [UI]:
         name = "" if request.path.endswith("/") else None  # None: /ui, redirected
     elif len(parts) == 2 and ui.is_asset(parts[1]) and not request.path.endswith("/"):
         name = parts[1]
     else:
-        return api.not_found(request)
+        return api.not_found(request, backends)
     if request.method != "GET":
-        return api.method_not_allowed(request, UI_METHODS)
+        return api.method_not_allowed(request, backends, UI_METHODS)
     return ui.redirect_to_page(request) if name is None else ui.serve(request, name)
 
 
-def batch_api(request: Request) -> Response:
+def batch_api(request: Request, backends: Backends) -> Response:
     """GET /batch/, POST /batch/, GET /batch/<id>, DELETE /batch/<id>, GET /batch/<id>/logs,
     GET /batch/<id>/outputs/<index>, GET /healthcheck, and the status page: GET /ui,
     GET /ui/, GET /ui/app.js, GET /ui/style.css."""
     parts = _parts(request)
     if parts[:1] == [UI]:
-        return _ui(request, parts)
+        return _ui(request, backends, parts)
     if parts == [HEALTHCHECK]:
         if request.method != "GET":
-            return api.method_not_allowed(request, HEALTHCHECK_METHODS)
-        return api.healthcheck(request)
+            return api.method_not_allowed(request, backends, HEALTHCHECK_METHODS)
+        return api.healthcheck(request, backends)
     if len(parts) == 3 and _job_path(parts):
-        return _logs(request, parts[1])
+        return _logs(request, backends, parts[1])
     if len(parts) == 4 and _job_path(parts):
         if request.method != "GET":
-            return api.method_not_allowed(request, OUTPUTS_METHODS)
-        return api.task_output(request, parts[1], parts[3])
+            return api.method_not_allowed(request, backends, OUTPUTS_METHODS)
+        return api.task_output(request, backends, parts[1], parts[3])
     if not parts or parts[0] != "batch" or len(parts) > 2:
-        return api.not_found(request)
+        return api.not_found(request, backends)
     if len(parts) == 1:
         if request.method == "GET":
-            return api.list_jobs(request)
+            return api.list_jobs(request, backends)
         if request.method == "POST":
-            return api.create(request)
-        return api.method_not_allowed(request, COLLECTION_METHODS)
+            return api.create(request, backends)
+        return api.method_not_allowed(request, backends, COLLECTION_METHODS)
     if request.method == "GET":
-        return api.get(request, parts[1])
+        return api.get(request, backends, parts[1])
     if request.method == "DELETE":
-        return api.kill(request, parts[1])
-    return api.method_not_allowed(request, JOB_METHODS)
+        return api.kill(request, backends, parts[1])
+    return api.method_not_allowed(request, backends, JOB_METHODS)
 
 
 def _job_id(request: Request) -> str | None:
@@ -105,52 +102,50 @@ def _job_id(request: Request) -> str | None:
     return request.args.get("id") or None
 
 
-def create_job(request: Request) -> Response:
+def create_job(request: Request, backends: Backends) -> Response:
     if request.method != "POST":
-        return api.method_not_allowed(request, ("POST",))
-    return api.create(request)
+        return api.method_not_allowed(request, backends, ("POST",))
+    return api.create(request, backends)
 
 
-def get_job(request: Request) -> Response:
+def get_job(request: Request, backends: Backends) -> Response:
     """`/<id>`, `?id=<id>`, or the job's log at `/<id>/logs`."""
     parts = _parts(request)
     if len(parts) == 2 and parts[1] == LOGS:
-        return _logs(request, parts[0])
+        return _logs(request, backends, parts[0])
     job_id = _job_id(request)
     if request.method != "GET":
-        return api.method_not_allowed(request, ("GET",))
-    return api.get(request, job_id) if job_id else api.not_found(request)
+        return api.method_not_allowed(request, backends, ("GET",))
+    return api.get(request, backends, job_id) if job_id else api.not_found(request, backends)
 
 
-def list_jobs(request: Request) -> Response:
+def list_jobs(request: Request, backends: Backends) -> Response:
     if request.method != "GET" or _parts(request):
         if _parts(request):
-            return api.not_found(request)
-        return api.method_not_allowed(request, ("GET",))
-    return api.list_jobs(request)
+            return api.not_found(request, backends)
+        return api.method_not_allowed(request, backends, ("GET",))
+    return api.list_jobs(request, backends)
 
 
-def kill_job(request: Request) -> Response:
+def kill_job(request: Request, backends: Backends) -> Response:
     job_id = _job_id(request)
     if request.method not in ("DELETE", "POST"):
-        return api.method_not_allowed(request, ("DELETE", "POST"))
-    return api.kill(request, job_id) if job_id else api.not_found(request)
+        return api.method_not_allowed(request, backends, ("DELETE", "POST"))
+    return api.kill(request, backends, job_id) if job_id else api.not_found(request, backends)
 
 
-def synchronize_batch_jobs(request: Request) -> Response:
+def synchronize_batch_jobs(request: Request, backends: Backends) -> Response:
     if request.method not in ("POST", "GET"):
-        return api.method_not_allowed(request, ("POST", "GET"))
-    return api.synchronize(request)
+        return api.method_not_allowed(request, backends, ("POST", "GET"))
+    return api.synchronize(request, backends)
 
 
-def framework_error(error: HTTPException) -> Response:
+def framework_error(error: HTTPException, backends: Backends) -> Response:
     """What functions-framework (Flask) refuses before a function runs, in the envelope.
 
     Its routes match no path holding a newline, so `GET /batch/a%0Ab` lands here: on a job's
     path that is still a malformed job id, answered as `batch_api` answers one."""
-    from flask import request
-
-    job_path = _job_path(_parts(request))
-    if error.code == 404 and job_path and request.method in job_path[1]:
-        return api.no_such_job(request, job_path[0])
+    job_path = _job_path(_parts(current_request))
+    if error.code == 404 and job_path and current_request.method in job_path[1]:
+        return api.no_such_job(current_request, backends, job_path[0])
     return api.framework_error(error)

@@ -7,7 +7,7 @@
 - the input of a job created with `input_upload` landed, so the job is deployed
   (`created` -> `running`, or its suspended Job made when it has a start time ahead).
 - a submission `submissions/<name>.zip` landed, so job `<name>` is created from it
-  (shared/jobs/submissions.py).
+  (shared/jobs/start/submission.py).
 
 Idempotent and order-tolerant: delivery is at least once, so a duplicate or late event,
 or one for an object that is not a job's output, is logged and ignored. A transient
@@ -22,25 +22,24 @@ from typing import Any
 
 from shared.cloud.backends import Backends
 from shared.errors import TransitionRefusedError
-from shared.jobs import arrays, submissions
-from shared.jobs.lifecycle import start_uploaded
-from shared.jobs.reconciler import complete_success
+from shared.jobs import arrays
+from shared.jobs.completion import complete_success
+from shared.jobs.start import submission, upload
 from shared.logs import log_context
 from shared.model.job import Status
 
 log = logging.getLogger(__name__)
 OUTPUT_SUFFIX = "-output.zip"
-INPUT_SUFFIX = "-input.zip"
 TASK_OUTPUT = re.compile(r"(.+)-output-(\d+)\.zip")
 
 
 def handle(data: dict[str, Any], *, backends: Backends) -> str:
     """Act on one finalized object; returns what was done, for the log and the tests."""
     bucket, name = data.get("bucket"), str(data.get("name", ""))
-    if bucket == backends.settings.bucket and submissions.is_submission(name):
-        return submissions.handle(data, backends=backends)
-    if bucket == backends.settings.bucket and name.endswith(INPUT_SUFFIX):
-        return _input_uploaded(name, backends)
+    if bucket == backends.settings.bucket and submission.is_submission(name):
+        return submission.handle(data, backends=backends)
+    if bucket == backends.settings.bucket and upload.is_input(name):
+        return upload.input_landed(name, backends)
     if bucket == backends.settings.bucket and (task := TASK_OUTPUT.fullmatch(name)):
         return _task_output(task.group(1), name, data, backends)
     if bucket != backends.settings.bucket or not name.endswith(OUTPUT_SUFFIX):
@@ -95,21 +94,3 @@ def _task_output(job_name: str, name: str, data: dict[str, Any], backends: Backe
             return "ignored"
         log.info("job succeeded: every task's output landed", extra={"object": name})
         return "succeeded"
-
-
-def _input_uploaded(name: str, backends: Backends) -> str:
-    """Deploy the job waiting for this input. Only the holder of the job's upload URL (or
-    whoever may write the bucket) can write `<name>-input.zip` while it waits; the inputs
-    the create uploads itself belong to jobs that wait for nothing."""
-    job = backends.store.get_by_name(name.removesuffix(INPUT_SUFFIX))
-    if job is None or not job.awaiting_upload:
-        log.info("ignored: no job waits for this input", extra={"object": name})
-        return "ignored"
-    with log_context(job_id=job.id, job_name=job.name):
-        try:
-            _, what = start_uploaded(job, backends)
-        except TransitionRefusedError as refused:
-            log.info("ignored: job became %s meanwhile", refused.current)
-            return "ignored"
-        log.info("input uploaded: job %s", what, extra={"object": name})
-        return what

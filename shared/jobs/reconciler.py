@@ -20,16 +20,16 @@ from typing import Any
 
 from shared.cloud.backends import Backends
 from shared.errors import BucketError, ClusterApiError, TransitionRefusedError
-from shared.jobs import arrays, joblogs, submissions
-from shared.jobs.lifecycle import remove_from_cluster, resume, start_uploaded
+from shared.jobs import arrays, joblogs
+from shared.jobs.cleanup import remove_from_cluster
+from shared.jobs.completion import USER_DONE, USERS_DONE, complete_success, observed
+from shared.jobs.start import scheduled, submission, upload
 from shared.logs import log_context
 from shared.model import manifests
 from shared.model.diagnosis import (
-    MAX_DISRUPTED_PODS,
     Failure,
     condition,
     diagnose,
-    disrupted,
     finished,
     image_pull_error,
     user_started,
@@ -184,14 +184,14 @@ class Reconciler:
             return
         if job.scheduled_for is not None and job.scheduled_for > now_ms():
             return
-        resume(job, self.b)
+        scheduled.resume(job, self.b)
         self.report.count(Status.RUNNING)
 
     def _start_submitted(self, job: Job) -> None:
         """A submission's job whose start was cut short (a transient failure, its event not
         delivered again yet): its input is in the bucket, so the sync starts it."""
         try:
-            started, _ = submissions.start(job, self.b)
+            started, _ = submission.start(job, self.b)
         except TransitionRefusedError:
             return  # started, killed or failed meanwhile
         log.info("finished the start of a submitted job: %s", started.status.value)
@@ -205,7 +205,7 @@ class Reconciler:
             return
         if self.b.bucket.metadata(job.input_object) is not None:
             try:
-                started, _ = start_uploaded(job, self.b)
+                started, _ = upload.start(job, self.b)
             except ClusterApiError as error:
                 if error.transient:
                     raise
@@ -375,8 +375,6 @@ class Reconciler:
                     log.warning("could not delete leftovers", extra={"error": str(error)})
 
 
-USER_DONE = "the job's container finished; stage-out uploads the output"
-USERS_DONE = "every task's container finished; stage-out uploads the outputs"
 WATCH_POLL_SECONDS = 0.25  # how often a create looks at a new job's pod while it waits
 
 
@@ -396,64 +394,6 @@ def watch_start(job: Job, backends: Backends) -> tuple[Job, str]:
         if user_started(pods) is not None or time.monotonic() >= deadline:
             return job, ""
         time.sleep(min(WATCH_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
-
-
-def observed(job: Job, pods: list[dict[str, Any]]) -> dict[str, Any]:
-    """What the pods add to the record: the user container's start, and the pods lost to
-    disruptions (each counted once, by name). Empty when nothing is new."""
-    facts: dict[str, Any] = {}
-    start = user_started(pods)
-    if job.start_time is None and start is not None:
-        facts["start_time"] = max(start, job.created)  # Kubernetes times are whole seconds
-    seen = set(job.disrupted_pods)
-    new = [name for name in disrupted(pods) if name not in seen]
-    if new:
-        facts["disrupted_pods"] = [*job.disrupted_pods, *new][-MAX_DISRUPTED_PODS:]
-        facts["disruptions"] = job.disruptions + len(new)
-    return facts
-
-
-def complete_success(
-    job: Job,
-    backends: Backends,
-    *,
-    reason: str,
-    pods: list[dict[str, Any]] | None = None,
-    updates: dict[str, Any] | None = None,
-    outputs: set[int] | None = None,
-) -> Job:
-    """running or cleaning -> succeeded with the output URL (a running job passes through
-    cleaning in the same write), then save the log and remove the Job from the cluster.
-    Without `pods` (the finalize event), the job's pods are read first: they tell when the
-    user's container started, and hold its log. An array job's `outputs` are the tasks
-    whose outputs landed: see arrays.success_urls."""
-    if pods is None:
-        pods = joblogs.job_pods(job, backends)
-        updates = {**observed(job, pods), **(updates or {})}
-    updates = dict(updates or {})
-    if outputs is not None:
-        updates.update(arrays.success_urls(job, backends, outputs))
-        tasks = dict(job.tasks or {}, **(updates.get("tasks") or {}))
-        count = job.task_count or 0
-        tasks.update(succeeded=len(outputs), failed=count - len(outputs), running=0, pending=0)
-        updates["tasks"] = tasks
-    else:
-        url, expires = backends.bucket.output_url(
-            job.output_object, backends.settings.output_url_lifetime
-        )
-        updates.update(output_file_url=url, output_url_expires=expires)
-    done_why = USERS_DONE if outputs is not None else USER_DONE
-    via = [(Status.CLEANING, done_why)] if job.status is Status.RUNNING else []
-    done = backends.store.transition(
-        job.id,
-        Status.SUCCEEDED,
-        reason=reason,
-        expect={job.status},
-        via=via,
-        updates=updates,
-    )
-    remove_from_cluster(done, backends, pods)
-    return done
 
 
 def synchronize(

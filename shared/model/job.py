@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -38,6 +39,16 @@ def allowed(current: Status, target: Status) -> bool:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def canonical_id(text: str) -> str | None:
+    """A job id as the records hold it, or None if `text` is no UUID. The earlier API read
+    ids with `uuid.UUID` (mongoengine's UUIDField), so it found a job by its id in hex, in
+    capitals, in braces or as a URN too."""
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        return None
 
 
 @dataclass

@@ -17,7 +17,7 @@ from urllib.parse import unquote
 import functions_framework
 import pytest
 
-from shared.jobs import lifecycle
+from shared.jobs.start import draft
 from shared.model.job import Status, now_ms
 from tests.fixtures.api import MAIN, finalize_event
 from tests.robustness.helpers import create, env, sync_until_final
@@ -88,7 +88,7 @@ def test_fifty_concurrent_creates_without_a_name(fn, settled, monkeypatch, targe
     here, so that they surely do): each takes the next free one, in the same format. Each
     job's output lands under its own name, so each succeeds."""
     moment = now_ms()
-    monkeypatch.setattr(lifecycle, "now_ms", lambda: moment)
+    monkeypatch.setattr(draft, "now_ms", lambda: moment)
     body = {"job_parameters": {"docker_image": "alpine:3", **env(KUBESIM_RUN_SECONDS=0)}}
     results = at_once([poster(target, path, body) for _ in range(50)])
     assert [code for code, _ in results] == [200] * 50, [b for c, b in results if c != 200]
@@ -106,7 +106,7 @@ def test_fifty_concurrent_creates_without_a_name(fn, settled, monkeypatch, targe
 def test_concurrent_creates_without_a_name_awaiting_their_input(fn, monkeypatch):
     """A job that waits for its upload is given a URL for its own name's input object."""
     moment = now_ms()
-    monkeypatch.setattr(lifecycle, "now_ms", lambda: moment)
+    monkeypatch.setattr(draft, "now_ms", lambda: moment)
     body = {"job_parameters": {"docker_image": "alpine:3", "input_upload": True}}
     results = at_once([poster("batch_api", "/batch/", body) for _ in range(20)])
     assert [code for code, _ in results] == [200] * 20
@@ -121,7 +121,7 @@ def test_a_chosen_name_is_never_replaced(fn, monkeypatch):
     """A derived name taken by a job that chose it moves the create on; the same name chosen
     again is refused."""
     moment = now_ms()
-    monkeypatch.setattr(lifecycle, "now_ms", lambda: moment)
+    monkeypatch.setattr(draft, "now_ms", lambda: moment)
     first = create(fn, f"alpine-3-{moment}", **env(KUBESIM_RUN_SECONDS=600))
     derived = create(fn, **env(KUBESIM_RUN_SECONDS=600))
     assert DERIVED.fullmatch(derived["name"]) and derived["name"] != first["name"]
@@ -139,7 +139,7 @@ def test_concurrent_submissions_keep_their_names(fn, monkeypatch, storage_client
     from tests.api.test_submissions import outcome, submission, upload
 
     moment = now_ms()
-    monkeypatch.setattr(lifecycle, "now_ms", lambda: moment)
+    monkeypatch.setattr(draft, "now_ms", lambda: moment)
     taken = create(fn, "sub-race-taken", **env(KUBESIM_RUN_SECONDS=600))
     names = [f"sub-race-{i}" for i in range(10)] + ["sub-race-taken"]
     later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)

@@ -17,7 +17,7 @@ import pytest
 
 from shared.cloud.bucket import Bucket, ObjectGoneError
 from shared.contract.zips import Limits
-from shared.jobs.submissions import _read_body
+from shared.jobs.start.submission_zip import read_body
 
 MIB = 1024 * 1024
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
@@ -95,7 +95,7 @@ def test_job_json_of_a_large_zip_costs_a_few_small_reads(
     body, has_input = adapter.read_ranges(
         "submissions/big.zip",
         info,
-        lambda file: _read_body(file, Limits(max_uncompressed_bytes=64 * MIB)),
+        lambda file: read_body(file, Limits(max_uncompressed_bytes=64 * MIB)),
     )
     assert body == {"job_parameters": {"docker_image": "alpine"}} and has_input
     assert 0 < counter.bytes < 2 * MIB, counter.bytes

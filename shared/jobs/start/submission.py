@@ -18,22 +18,24 @@ Storage, the cluster) is raised, so Eventarc delivers the event again.
 
 from __future__ import annotations
 
-import json
 import logging
-import zipfile
-from typing import IO, Any, BinaryIO
+from typing import Any
 
 from shared.cloud.backends import Backends
 from shared.cloud.bucket import ObjectGoneError, ObjectInfo
-from shared.contract.exits import InputRejected
-from shared.contract.zips import Limits, inspect_zip, open_zip
-from shared.errors import ApiError, InvalidParameters, PayloadTooLarge, TransitionRefusedError
-from shared.jobs import lifecycle
+from shared.errors import (
+    ApiError,
+    ClusterApiError,
+    InvalidParameters,
+    PayloadTooLarge,
+    TransitionRefusedError,
+)
+from shared.jobs.start import draft, scheduled, upload
+from shared.jobs.start.records import Created, write_task_environments
+from shared.jobs.start.submission_zip import read
 from shared.logs import log_context
 from shared.model.job import Job, Status
-from shared.model.manifests import SUBMISSION_BODY
 from shared.model.validation import MAX_TASKS, name_error, validate_create
-from shared.quantity import parse_quantity
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,6 @@ PREFIX = "submissions/"
 ZIP_SUFFIX = ".zip"
 JOB_SUFFIX = ".job.json"
 ERROR_SUFFIX = ".error.json"
-MAX_BODY_BYTES = 1024 * 1024  # job.json, uncompressed: a create body without its input
 
 
 def is_submission(object_name: str) -> bool:
@@ -106,7 +107,7 @@ def _submit(
             msg=f"The submission is {info.size} bytes, more than MAX_INPUT_URL_BYTES "
             f"({settings.max_input_url_bytes})"
         )
-    body, has_input = _read(object_name, info, backends)
+    body, has_input = read(object_name, info, backends)
     if isinstance(body, dict):
         given = body.get("name")
         if given not in (None, "", name):
@@ -114,9 +115,9 @@ def _submit(
                 data={"name": f"Must be {name!r}, the submission's own name, or left out"}
             )
         body = {**body, "name": name}
-    submission = lifecycle.Submission(object_name, info.generation, has_input)
+    submission = draft.Submission(object_name, info.generation, has_input)
     try:
-        job, msg, _ = lifecycle.create(body, backends=backends, submission=submission)
+        job, msg, _ = create(body, backends, submission)
     except TransitionRefusedError:
         # Killed (or failed by the sync) while it was deployed: it is what it is.
         made = _made_by(name, object_name, info, backends)
@@ -124,72 +125,6 @@ def _submit(
             raise
         return made, "", "created"
     return job, msg, "created" if job.status is not Status.FAILED else "failed"
-
-
-def _read(object_name: str, info: ObjectInfo, backends: Backends) -> tuple[Any, bool]:
-    """The submission's job.json, and whether the zip holds an input besides it."""
-    settings = backends.settings
-    limits = Limits(
-        max_files=settings.max_input_files,
-        max_uncompressed_bytes=max(settings.max_input_uncompressed, _bytes(settings.volume_size)),
-    )
-    return backends.bucket.read_ranges(object_name, info, lambda file: _read_body(file, limits))
-
-
-def _read_body(file: BinaryIO, limits: Limits) -> tuple[Any, bool]:
-    """job.json's JSON and whether the zip holds anything else; the zip is checked as
-    stage-in will check it, from its central directory alone."""
-    try:
-        summary = inspect_zip(file, limits, skip=(SUBMISSION_BODY,))
-    except InputRejected as rejected:
-        raise InvalidParameters(
-            msg=f"The submission is not a zip a job can take: {rejected}"
-        ) from None
-    if not summary.skipped or SUBMISSION_BODY not in _normalised(summary.skipped):
-        raise InvalidParameters(
-            msg=f"The submission has no {SUBMISSION_BODY} at its root: it holds the create's body"
-        )
-    member = next(n for n in summary.skipped if _normalised((n,)) == {SUBMISSION_BODY})
-    file.seek(0)
-    try:
-        with open_zip(file, limits) as archive:
-            entry = archive.getinfo(member)
-            if entry.file_size > MAX_BODY_BYTES:
-                raise PayloadTooLarge(
-                    msg=f"{SUBMISSION_BODY} is larger than {MAX_BODY_BYTES} bytes"
-                )
-            with archive.open(entry) as source:
-                raw = _bounded(source)
-    except (zipfile.BadZipFile, NotImplementedError, EOFError, ValueError, InputRejected) as error:
-        raise InvalidParameters(msg=f"Cannot read {SUBMISSION_BODY}: {error}") from None
-    try:
-        body = json.loads(raw)
-        json.dumps(body, ensure_ascii=False).encode()  # a lone surrogate is no Unicode
-    except UnicodeEncodeError:
-        raise InvalidParameters(
-            msg=f"Malformed JSON in {SUBMISSION_BODY}: a string holds a lone UTF-16 surrogate"
-        ) from None
-    except (ValueError, RecursionError) as error:
-        detail = "nested too deeply" if isinstance(error, RecursionError) else str(error)
-        raise InvalidParameters(msg=f"Malformed JSON in {SUBMISSION_BODY}: {detail}") from None
-    return body, bool(summary.entries)
-
-
-def _bounded(source: IO[bytes]) -> bytes:
-    raw = source.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(msg=f"{SUBMISSION_BODY} is larger than {MAX_BODY_BYTES} bytes")
-    return raw
-
-
-def _normalised(names: tuple[str, ...]) -> set[str]:
-    return {"/".join(p for p in name.split("/") if p not in ("", ".")) for name in names}
-
-
-def _bytes(quantity: str) -> int:
-    number = parse_quantity(quantity)
-    assert number is not None  # Settings checked it
-    return int(number)
 
 
 def _same(job: Job, object_name: str, info: ObjectInfo) -> bool:
@@ -226,15 +161,54 @@ def start(job: Job, backends: Backends) -> tuple[Job, str]:
         try:
             if info is None or info.generation != job.submission_generation:
                 raise ObjectGoneError(job.submission)
-            body, _ = _read(job.submission, info, backends)
+            body, _ = read(job.submission, info, backends)
         except ObjectGoneError:
             return _fail_unstartable(job, backends), ""
         again = validate_create({**body, "name": job.name}, max_parallelism=MAX_TASKS)
         environments = again.task_environments
         assert environments is not None  # the same body made this job
-        lifecycle.write_task_environments(job, environments, backends)
+        write_task_environments(job, environments, backends)
         log.info("wrote the task environments its first start did not")
-    return lifecycle.start_submitted(job, backends)
+    return deploy(job, backends)
+
+
+def create(body: Any, backends: Backends, submission: draft.Submission) -> Created:
+    """Store the submission's job, then deploy it as an uploaded input is deployed
+    (upload.start). A transient failure (of the cluster, or of the task environments'
+    write) changes nothing more, and is raised for the event to come again; the
+    redelivery, or the sync, finds this job and finishes its start. A cluster refusal
+    fails the job."""
+    drafted = draft.prepare(body, backends, submission)
+    if isinstance(drafted, Created):
+        return drafted
+    stored = draft.store(drafted, backends)
+    if isinstance(stored, Created):
+        return stored
+    job = drafted.job
+    with log_context(job_id=job.id, job_name=job.name):
+        log.info("job created from its submission", extra={"object": job.submission})
+        return Created(*deploy(job, backends))
+
+
+def deploy(job: Job, backends: Backends) -> tuple[Job, str]:
+    """Deploy a stored submission's job (again, after a transient failure: idempotent)."""
+    try:
+        started, what = upload.start(job, backends, reason="submitted; deployed to the cluster")
+    except ClusterApiError as error:
+        if error.transient:
+            raise
+        failed = backends.store.transition(
+            job.id,
+            Status.FAILED,
+            reason=f"create failed: {error}",
+            expect={Status.CREATED},
+            updates={"reason": "ClusterError", "message": f"The cluster refused the job: {error}"},
+        )
+        log.error("the cluster refused the submitted job", extra={"error": str(error)})
+        return failed, f"The cluster refused job {job.name}"
+    if what == "scheduled":
+        return started, scheduled.message(started)
+    return started, ""
 
 
 def _fail_unstartable(job: Job, backends: Backends) -> Job:

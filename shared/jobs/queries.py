@@ -1,0 +1,98 @@
+"""Reading jobs: one by its id, a page of one status, a job's log, an array task's output.
+
+A succeeded job's signed output URL is signed again when it is read after it expired, so a
+reader never gets a URL that no longer works."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.cloud.backends import Backends
+from shared.cloud.store import JobStore
+from shared.errors import DoesNotExist, InvalidParameters, NotFound
+from shared.jobs import arrays, joblogs
+from shared.model.job import Job, Status, canonical_id, now_ms
+
+
+def find(job_id: str, store: JobStore) -> Job:
+    """The job with this id, in any spelling of a UUID the earlier API took."""
+    canonical = canonical_id(job_id)
+    job = store.get(canonical) if canonical else None
+    if job is None:
+        raise DoesNotExist(job_id)
+    return job
+
+
+def get(job_id: str, backends: Backends) -> Job:
+    return fresh(find(job_id, backends.store), backends)
+
+
+def page(
+    status: Status,
+    account_id: str | None,
+    backends: Backends,
+    *,
+    size: int,
+    after: tuple[int, str] | None,
+) -> tuple[list[Job], bool]:
+    """Up to `size` jobs in `status` (of one account, if given), oldest first, after the
+    (created, id) `after`; and whether there are more."""
+    # One more than the page: whether it exists says whether there is a next page.
+    jobs = backends.store.find_page(status, account_id, limit=size + 1, after=after)
+    return [fresh(job, backends) for job in jobs[:size]], len(jobs) > size
+
+
+def log(job_id: str, backends: Backends, *, tail: int | None, task: str | None) -> joblogs.LogView:
+    """The user container's log: from the cluster while the job runs, saved after; an
+    array job's task `task` (an index, as the request gave it), or its first."""
+    job = find(job_id, backends.store)
+    index = None
+    if task is not None:
+        count = job.task_count
+        if count is None:
+            raise InvalidParameters(data={"task": "Only for array jobs (task_count)"})
+        if not task.isascii() or not task.isdigit() or not int(task) < count:
+            raise InvalidParameters(data={"task": f"Must be a task index from 0 to {count - 1}"})
+        index = int(task)
+    return joblogs.read(job, backends, tail=tail, task=index)
+
+
+def task_output_url(job_id: str, index: str, backends: Backends) -> str:
+    """An array job's task's output (`index` as the request gave it): a URL signed for this
+    request, for any number of tasks (the record lists them up to MAX_LISTED_OUTPUTS)."""
+    job = find(job_id, backends.store)
+    count = job.task_count
+    if count is None:
+        raise InvalidParameters(data={"index": "Only for array jobs (task_count)"})
+    if not index.isascii() or not index.isdigit() or not int(index) < count:
+        raise InvalidParameters(data={"index": f"Must be a task index from 0 to {count - 1}"})
+    name = job.task_output_object(int(index))
+    metadata = backends.bucket.metadata(name)
+    if metadata is None or metadata.get("job-id") != job.id:
+        raise NotFound(msg=f"Task {index} of job {job.id} has no output (yet)")
+    url, _ = backends.bucket.output_url(name, backends.settings.output_url_lifetime)
+    return url
+
+
+def fresh(job: Job, backends: Backends) -> Job:
+    """The job, its output URLs signed again if they have expired."""
+    if job.status is not Status.SUCCEEDED or job.output_url_expires is None:
+        return job
+    if job.output_url_expires > now_ms():
+        return job
+    changes: dict[str, Any]
+    if job.task_count is not None:
+        if job.task_output_urls is not None:
+            landed = {index for index, url in enumerate(job.task_output_urls) if url}
+        else:
+            landed = arrays.landed(job, backends)
+        changes = arrays.success_urls(job, backends, landed)
+    else:
+        url, expires = backends.bucket.output_url(
+            job.output_object, backends.settings.output_url_lifetime
+        )
+        changes = {"output_file_url": url, "output_url_expires": expires}
+    backends.store.update(job.id, changes, status=Status.SUCCEEDED)
+    for key, value in changes.items():
+        setattr(job, key, value)
+    return job

@@ -1,0 +1,56 @@
+"""A job with `start_after` ahead, whichever way it started: its Job is made suspended, so
+the cluster has checked it, and the record stays `created` until the sync resumes it when
+its time comes (`resume`)."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+
+from shared.cloud.backends import Backends
+from shared.jobs.start.deploy import deploy, open_output
+from shared.model import manifests
+from shared.model.job import Job, Status, now_ms
+
+log = logging.getLogger(__name__)
+
+
+def record(job: Job, urls_expire: int | None, backends: Backends) -> Job:
+    """The job's suspended Job exists: the record says so, and the sync resumes it."""
+    changes = {"suspended": True, "urls_expire": urls_expire, "input_upload_url": None}
+    changes["input_upload_expires"] = None
+    if not backends.store.update(job.id, changes, status=Status.CREATED):
+        log.info("the job changed while it was deployed; left to the sync")
+    log.info("job scheduled", extra={"scheduled_for": job.scheduled_for})
+    for key, value in changes.items():
+        setattr(job, key, value)
+    return job
+
+
+def message(job: Job) -> str:
+    at = datetime.datetime.fromtimestamp((job.scheduled_for or 0) / 1000, datetime.UTC)
+    return f"Job {job.id} is scheduled to start at {at.isoformat().replace('+00:00', 'Z')}"
+
+
+def resume(job: Job, backends: Backends) -> Job:
+    """Start a scheduled job whose time has come: unsuspend its Job, or, when its URLs
+    would expire before its pod is done, replace it with one with fresh URLs."""
+    settings = backends.settings
+    # The Job's own deadline, with a few minutes for the sync to notice the end.
+    needed = manifests.run_seconds(job, settings) + manifests.JOB_DEADLINE_MARGIN + 300
+    if job.urls_expire is not None and job.urls_expire < now_ms() + needed * 1000:
+        backends.cluster.delete_job(job.name)
+        urls_expire = deploy(job, None, open_output(job, backends), backends, suspend=False)
+        log.info("replaced the scheduled Job: its URLs would have expired")
+    else:
+        backends.cluster.resume_job(job.name)
+        urls_expire = job.urls_expire
+    running = backends.store.transition(
+        job.id,
+        Status.RUNNING,
+        reason="its start time came; resumed",
+        expect={Status.CREATED},
+        updates={"suspended": False, "urls_expire": urls_expire},
+    )
+    log.info("job resumed")
+    return running
