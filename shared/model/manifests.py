@@ -296,6 +296,41 @@ def batch_job(
     (backoffLimitPerIndex), failing once more than `max_failed_tasks` tasks have failed
     (maxFailedIndexes). `upload_url` is then the tasks' upload plan, and `tasks_url` the
     signed URL of their task_environments, if any."""
+    pod = _pod(job, settings, upload_url, input_url, public_input, tasks_url)
+    spec: dict[str, Any] = {
+        "backoffLimit": int(job.job_parameters.get("retries", 0)),
+        "activeDeadlineSeconds": run_seconds(job, settings) + JOB_DEADLINE_MARGIN,
+        "podFailurePolicy": _failure_policy(job),
+        # With a podFailurePolicy, a new pod starts only once the old one has failed.
+        "podReplacementPolicy": "Failed",
+        "template": {"metadata": {"labels": labels(job, "job")}, "spec": pod},
+    }
+    if job.task_count is not None:
+        _indexed(spec, job, settings)
+    if suspend:
+        spec["suspend"] = True
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job.name,
+            "namespace": settings.namespace,
+            "labels": labels(job, "job"),
+        },
+        "spec": spec,
+    }
+
+
+def _pod(
+    job: Job,
+    settings: Settings,
+    upload_url: str,
+    input_url: str | None,
+    public_input: bool,
+    tasks_url: str | None,
+) -> dict[str, Any]:
+    """The pod of the Job: stage-in, the task's environment and the user's container as
+    init containers, in that order, then stage-out."""
     init = [_user_container(job)]
     volumes = [_volume(job, settings, "output")]
     if job.task_environments:
@@ -327,28 +362,7 @@ def batch_job(
         pod["serviceAccountName"] = settings.job_service_account
     if job.job_parameters.get("spot"):
         _on_spot(pod)
-    spec: dict[str, Any] = {
-        "backoffLimit": int(job.job_parameters.get("retries", 0)),
-        "activeDeadlineSeconds": run_seconds(job, settings) + JOB_DEADLINE_MARGIN,
-        "podFailurePolicy": _failure_policy(job),
-        # With a podFailurePolicy, a new pod starts only once the old one has failed.
-        "podReplacementPolicy": "Failed",
-        "template": {"metadata": {"labels": labels(job, "job")}, "spec": pod},
-    }
-    if job.task_count is not None:
-        _indexed(spec, job, settings)
-    if suspend:
-        spec["suspend"] = True
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": job.name,
-            "namespace": settings.namespace,
-            "labels": labels(job, "job"),
-        },
-        "spec": spec,
-    }
+    return pod
 
 
 def _indexed(spec: dict[str, Any], job: Job, settings: Settings) -> None:

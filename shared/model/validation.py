@@ -427,6 +427,27 @@ def validate_create(body: Any, *, max_parallelism: int = DEFAULT_MAX_PARALLELISM
     `max_parallelism` is the installation's MAX_PARALLELISM."""
     if not isinstance(body, dict):
         raise InvalidParameters("Request body must be a JSON object", data="")
+    errors = _body_errors(body, max_parallelism)
+    if errors:
+        raise InvalidParameters(data=errors)
+    params = body["job_parameters"]
+    kept, scheduled_for, environments = _kept_parameters(params, max_parallelism)
+    request_id = body.get("request_id")
+    return JobRequest(
+        name=body.get("name") or None,
+        account_id=body.get("account_id"),
+        job_parameters=kept,
+        input_zip=params.get("input_zip") or None,
+        scheduled_for=scheduled_for,
+        callback_url=body.get("callback_url"),
+        request_id=_uuid(request_id) if request_id is not None else None,
+        fingerprint=fingerprint(body) if request_id is not None else "",
+        task_environments=environments,
+    )
+
+
+def _body_errors(body: dict[str, Any], max_parallelism: int) -> dict[str, Any]:
+    """Each field's error, by field (job_parameters' by parameter); empty when none."""
     errors: dict[str, Any] = {key: "Unknown field" for key in body if key not in TOP_LEVEL}
     # The earlier API's own sample request sends "status": "created", and its test client
     # "status": null (the default); anything else would be a client trying to set a status.
@@ -446,21 +467,23 @@ def validate_create(body: Any, *, max_parallelism: int = DEFAULT_MAX_PARALLELISM
     if callback_url is not None and (error := _callback_url_error(callback_url)):
         errors["callback_url"] = error
     request_id = body.get("request_id")
-    canonical = _uuid(request_id) if request_id is not None else None
-    if request_id is not None and canonical is None:
+    if request_id is not None and _uuid(request_id) is None:
         errors["request_id"] = "Must be a UUID, e.g. 0f2b8c1e-4a8e-4c5e-9a57-1c2d3e4f5a6b"
     params = body.get("job_parameters")
     if params is None:
         errors["job_parameters"] = {"docker_image": REQUIRED}
     elif not isinstance(params, dict):
         errors["job_parameters"] = "Must be an object"
-    else:
-        param_errors = _parameter_errors(params, max_parallelism)
-        if param_errors:
-            errors["job_parameters"] = param_errors
-    if errors:
-        raise InvalidParameters(data=errors)
-    assert isinstance(params, dict)
+    elif param_errors := _parameter_errors(params, max_parallelism):
+        errors["job_parameters"] = param_errors
+    return errors
+
+
+def _kept_parameters(
+    params: dict[str, Any], max_parallelism: int
+) -> tuple[dict[str, Any], int | None, list[dict[str, str]] | None]:
+    """The checked job_parameters as the record keeps them, when the job is scheduled for
+    (None: at once), and an array job's task environments."""
     kept = {key: value for key, value in params.items() if key != "input_zip" and value is not None}
     for flag in ("input_upload", "spot"):
         if kept.get(flag) is False:
@@ -483,17 +506,7 @@ def validate_create(body: Any, *, max_parallelism: int = DEFAULT_MAX_PARALLELISM
             kept[key] = _whole(kept[key])
     if "environment_variables" in kept:
         kept["environment_variables"] = _env_strings(kept["environment_variables"])
-    return JobRequest(
-        name=name or None,
-        account_id=account_id,
-        job_parameters=kept,
-        input_zip=params.get("input_zip") or None,
-        scheduled_for=scheduled_for,
-        callback_url=callback_url,
-        request_id=canonical,
-        fingerprint=fingerprint(body) if request_id is not None else "",
-        task_environments=environments,
-    )
+    return kept, scheduled_for, environments
 
 
 def _env_strings(env: dict[str, Any]) -> dict[str, str]:
