@@ -12,7 +12,7 @@ from shared.errors import BucketError, ClusterApiError
 from shared.jobs.start import scheduled
 from shared.jobs.start.deploy import deploy, open_output, undo
 from shared.jobs.start.draft import Draft, store
-from shared.jobs.start.records import Created, create_failure
+from shared.jobs.start.records import Created, fail
 from shared.logs import log_context
 from shared.model.job import Status
 
@@ -37,14 +37,7 @@ def create(draft: Draft, backends: Backends) -> Created:
             urls_expire = deploy(job, draft.data, upload, backends)
         except (ClusterApiError, BucketError) as error:
             undo(job, backends)
-            reason, answer = create_failure(job, error)
-            backends.store.transition(
-                job.id,
-                Status.FAILED,
-                reason=f"create failed: {error}",
-                updates={"reason": reason, "message": str(error)},
-                known=written,
-            )
+            answer = fail(job, error, backends, known=written)
             log.error("create failed; cleaned up", extra={"error": str(error)})
             raise answer from error
         if job.scheduled_for is not None:

@@ -114,14 +114,26 @@ def _put_task_environments(job: Job, environments: list[Any], backends: Backends
             with log_context(job_id=job.id, job_name=job.name):
                 log.warning("writing the task environments failed; left to the next delivery")
             raise
-        reason, answer = create_failure(job, error)
-        backends.store.transition(
-            job.id,
-            Status.FAILED,
-            reason=f"create failed: {error}",
-            updates={"reason": reason, "message": str(error)},
-        )
-        raise answer from error
+        raise fail(job, error, backends) from error
+
+
+def fail(
+    job: Job,
+    error: ClusterApiError | BucketError,
+    backends: Backends,
+    known: Version | None = None,
+) -> ApiError:
+    """Record a create that failed after its job was stored (`known`: as it was written);
+    what the client is told, to raise."""
+    reason, answer = create_failure(job, error)
+    backends.store.transition(
+        job.id,
+        Status.FAILED,
+        reason=f"create failed: {error}",
+        updates={"reason": reason, "message": str(error)},
+        known=known,
+    )
+    return answer
 
 
 def create_failure(job: Job, error: ClusterApiError | BucketError) -> tuple[str, ApiError]:
