@@ -80,11 +80,6 @@ class Unavailable(ApiError):  # noqa: N818
     error = "Unavailable"
 
 
-class UnsupportedMediaType(ApiError):  # noqa: N818
-    status_code = 415
-    error = "UnsupportedMediaType"
-
-
 class ClusterError(ApiError):
     status_code = 500
     error = "ClusterError"

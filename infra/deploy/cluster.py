@@ -80,12 +80,13 @@ def apply(config: DeployConfig, build: Path) -> Step:
     manifests = build / "k8s.yaml"
     return Step(
         "Namespace, the job pods' service account and RBAC in the cluster",
-        "One Role in the namespace, bound to the three function accounts: Jobs, their pods, "
-        "pods/log (a finished job's log is saved to the bucket before its pod is deleted), "
-        "and only list and delete on volume claims (the sync's sweep of leftovers); no "
-        "secrets. Job pods run as JOB_SERVICE_ACCOUNT, which has no Google identity and "
-        "mounts no token. Credentials go to a kubeconfig of the deploy's own, so yours is "
-        "left as it is. `kubectl apply` leaves objects that already match unchanged.",
+        "One Role in the namespace, bound to the three function accounts: Jobs, their pods "
+        "(read only: a Job's deletion takes them), pods/log (a finished job's log is saved to "
+        "the bucket before its Job is deleted), and only list and delete on volume claims "
+        "(the sync's sweep of leftovers); no secrets. Job pods run as JOB_SERVICE_ACCOUNT, "
+        "which has no Google identity and mounts no token. Credentials go to a kubeconfig "
+        "of the deploy's own, so yours is left as it is. `kubectl apply` leaves objects that "
+        "already match unchanged.",
         (
             WriteFile(manifests, render_manifests(config)),
             Run(

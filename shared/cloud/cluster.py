@@ -199,18 +199,6 @@ class Cluster:
             ),
         )
 
-    def delete_pod(self, name: str) -> bool:
-        return _deleted(
-            f"deleting pod {name}",
-            lambda: self.core.delete_namespaced_pod(
-                name,
-                self.namespace,
-                grace_period_seconds=0,
-                _preload_content=False,
-                _request_timeout=self.timeout,
-            ),
-        )
-
     # -- read ----------------------------------------------------------------------------
 
     def probe(self) -> None:

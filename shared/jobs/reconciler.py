@@ -39,8 +39,6 @@ from shared.model.job import FINAL, Job, Status, now_ms
 
 log = logging.getLogger(__name__)
 
-SELECTOR_CHUNK = 50  # job ids per `in (...)` label selector
-
 
 @dataclass
 class SyncReport:
