@@ -1,7 +1,8 @@
 """The functions' source bundle: what Cloud Functions needs at the root of its upload.
 
     main.py            functions/main.py, the entry points
-    shared/            the package with the logic
+    shared/            the package with the logic, without the stager (the job pods'
+                       program, which the functions never import)
     requirements.txt   the runtime dependencies, pinned (no test or deploy tooling)
     .gcloudignore      keeps caches out of the upload
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 GCLOUDIGNORE = """\
-# Uploaded: main.py, shared/, requirements.txt
+# Uploaded: main.py, shared/ (without its stager), requirements.txt
 .gcloudignore
 __pycache__/
 *.py[cod]
@@ -25,6 +26,14 @@ __pycache__/
 .ruff_cache/
 """
 _CACHES = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".mypy_cache", ".ruff_cache")
+
+
+def _uploaded(directory: str, names: list[str]) -> set[str]:
+    """What copytree leaves out of shared/: caches, and the stager."""
+    left_out = set(_CACHES(directory, names))
+    if Path(directory).name == "shared":
+        left_out |= {"stager"} & set(names)
+    return left_out
 
 
 class BundleError(Exception):
@@ -39,7 +48,7 @@ def build(out: Path, root: Path = ROOT) -> Path:
         shutil.rmtree(out)
     out.mkdir(parents=True)
     shutil.copy2(root / "functions" / "main.py", out / "main.py")
-    shutil.copytree(root / "shared", out / "shared", ignore=_CACHES)
+    shutil.copytree(root / "shared", out / "shared", ignore=_uploaded)
     shutil.copy2(root / "requirements.txt", out / "requirements.txt")
     (out / ".gcloudignore").write_text(GCLOUDIGNORE)
     return out
