@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 N = TypeVar("N", int, float)
@@ -30,24 +30,10 @@ class EnvReader:
     def integer(
         self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None
     ) -> int:
-        raw = self.env.get(name, "").strip()
-        if not raw:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise self.error(f"{name} must be a whole number, got {raw!r}") from None
-        return self._bounded(name, value, minimum, maximum)
+        return self._number(name, default, int, "a whole number", minimum, maximum)
 
     def number(self, name: str, default: float, *, minimum: float = 0.0) -> float:
-        raw = self.env.get(name, "").strip()
-        if not raw:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise self.error(f"{name} must be a number, got {raw!r}") from None
-        return self._bounded(name, value, minimum, None)
+        return self._number(name, default, float, "a number", minimum, None)
 
     def flag(self, name: str) -> bool:
         """A boolean: 1/true/yes/on or 0/false/no/off (any case); unset is false."""
@@ -58,7 +44,22 @@ class EnvReader:
             return True
         raise self.error(f"{name} must be true or false, got {raw!r}")
 
-    def _bounded(self, name: str, value: N, minimum: N, maximum: N | None) -> N:
+    def _number(
+        self,
+        name: str,
+        default: N,
+        kind: Callable[[str], N],
+        what: str,
+        minimum: N,
+        maximum: N | None,
+    ) -> N:
+        raw = self.env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise self.error(f"{name} must be {what}, got {raw!r}") from None
         if value < minimum:
             raise self.error(f"{name} must be at least {minimum}, got {value}")
         if maximum is not None and value > maximum:
