@@ -54,7 +54,11 @@ def test_create_can_wait_for_an_instant_job(fn, monkeypatch):
         json={"job_parameters": {"docker_image": "alpine", **env(KUBESIM_RUN_SECONDS=0)}},
     )
     assert status == 200, body
-    # Its pod may have uploaded the output before the create looked, or not yet.
-    assert body["data"]["status"] in ("cleaning", "succeeded")
-    assert body["msg"] == f"Job {body['data']['id']} finished instantly"
-    assert body["data"]["start_time"] >= body["data"]["created"]
+    # The answer waited for the user's container to start. The node may report the
+    # container running for a moment before it reports it done (a busy machine widens the
+    # moment), and the pod may have uploaded the output before the create looked, or not.
+    job = body["data"]
+    assert job["start_time"] >= job["created"]
+    assert job["status"] in ("running", "cleaning", "succeeded")
+    if job["status"] != "running":
+        assert body["msg"] == f"Job {job['id']} finished instantly"
