@@ -63,6 +63,13 @@ def on_output_finalized(event: CloudEvent) -> None:
 
 
 @functions_framework.cloud_event
+def on_cluster_event(event: CloudEvent) -> None:
+    """Eventarc: google.cloud.pubsub.topic.v1.messagePublished on CLUSTER_EVENTS_TOPIC, where
+    a log sink routes the Kubernetes events that end a job."""
+    triggers.cluster_event(event.get_data() or {}, default_backends())
+
+
+@functions_framework.cloud_event
 def deliver_callbacks(event: CloudEvent) -> None:
     """Eventarc: google.cloud.pubsub.topic.v1.messagePublished on JOB_EVENTS_TOPIC."""
     triggers.job_event(event.get_data() or {}, default_backends())

@@ -1,5 +1,6 @@
 """The event-triggered functions' handlers: an object finalized in the jobs bucket, a
-status notification to deliver as a callback, a job document written. Each calls one
+Kubernetes event that may end a job, a status notification to deliver as a callback, a job
+document written. Each calls one
 function of the job services.
 
 A handler raises what is worth another delivery: the function then answers 500 and
@@ -13,7 +14,7 @@ from typing import Any
 from shared import logs
 from shared.cloud.backends import Backends
 from shared.errors import BucketError, ClusterApiError, StoreError
-from shared.jobs import callbacks, finalize, notify
+from shared.jobs import callbacks, failures, finalize, notify
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,23 @@ def object_finalized(data: dict[str, Any], backends: Backends) -> str:
             raise
         log.exception("finalize could not clean up; the sync will")
         return "cleanup pending"
+
+
+def cluster_event(event: dict[str, Any], backends: Backends) -> str:
+    """A Kubernetes event that may end a job (its log sink's message): reconcile that job.
+    A transient failure is raised, for the event to come again; the sync is the net."""
+    logs.configure_once(backends.settings.log_level)
+    try:
+        return failures.handle(event, backends)
+    except (StoreError, BucketError):
+        log.exception("reconciling the job failed; the event will be delivered again")
+        raise
+    except ClusterApiError as error:
+        if error.transient:
+            log.exception("reconciling the job failed; the event will be delivered again")
+            raise
+        log.exception("could not reconcile the job; the sync will")
+        return "left to the sync"
 
 
 def job_event(event: dict[str, Any], backends: Backends) -> str:

@@ -95,6 +95,9 @@ class DeployConfig:
     events_account: str  # EVENTS_SERVICE_ACCOUNT (task-runner-events): publishes the status
     #   notifications (publish-job-events and its Firestore trigger)
     events_topic: str  # JOB_EVENTS_TOPIC (task-runner-job-events): status notifications
+    cluster_events_topic: str  # CLUSTER_EVENTS_TOPIC (task-runner-cluster-events): where the
+    #   log sink routes the Kubernetes events that end a job, for on-cluster-event
+    cluster_events_sink: str  # CLUSTER_EVENTS_SINK (task-runner-cluster-events): that sink
     callback_secret: str  # CALLBACK_SECRET_NAME (task-runner-callback-secret): in Secret
     #   Manager, made by the operator (the deploy never sees its value)
     job_ksa: str  # JOB_SERVICE_ACCOUNT (task-runner-job): Kubernetes SA of every job pod
@@ -200,6 +203,12 @@ class _Reader:
             callbacks_account=self.account("CALLBACKS_SERVICE_ACCOUNT", "task-runner-callbacks"),
             events_account=self.account("EVENTS_SERVICE_ACCOUNT", "task-runner-events"),
             events_topic=self.resource_id("JOB_EVENTS_TOPIC", "task-runner-job-events"),
+            cluster_events_topic=self.resource_id(
+                "CLUSTER_EVENTS_TOPIC", "task-runner-cluster-events"
+            ),
+            cluster_events_sink=self.resource_id(
+                "CLUSTER_EVENTS_SINK", "task-runner-cluster-events"
+            ),
             callback_secret=self.resource_id("CALLBACK_SECRET_NAME", "task-runner-callback-secret"),
             job_ksa=self.k8s_name("JOB_SERVICE_ACCOUNT", "task-runner-job"),
             firestore_database=self.get("FIRESTORE_DATABASE", "(default)"),

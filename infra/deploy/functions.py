@@ -24,7 +24,8 @@ SECRET_VARIABLE = "CALLBACK_SECRET"
 class Function:
     name: str  # the deployed name (Cloud Run service names take no underscores)
     entry_point: str  # the function in functions/main.py
-    role: str  # whose service account runs it: api, sync, finalize, callbacks or events
+    role: str  # its part: api, sync, cluster-events, finalize, callbacks or events (the
+    #   service account is the role's own, but cluster-events runs as the sync's)
     memory: str
     cpu: str | None  # None: what the memory gets by default
     timeout: int  # seconds
@@ -72,6 +73,14 @@ FUNCTIONS = (
         "jobs are a few hundred MB of JSON), and a finished job's log (at most "
         "MAX_LOG_BYTES) while it saves it; a call starts no pass after "
         "SYNC_TIME_BUDGET_SECONDS, so 180 s leaves room for one slow pass",
+    ),
+    Function(
+        name="on-cluster-event", entry_point="on_cluster_event", role="cluster-events",
+        memory="512Mi", cpu=None, timeout=60,
+        sizing="one job reconciled as a sync pass reconciles it (its Job and pods read, a "
+        "failed job's log of at most MAX_LOG_BYTES saved, its Job deleted); in the "
+        "background, so its cold start keeps no user waiting",
+        event=True,
     ),
     Function(
         name="on-output-finalized", entry_point="on_output_finalized", role="finalize",
@@ -157,6 +166,14 @@ def deploy_command(
             f"--trigger-service-account={account}",
             "--retry",
             f"--set-secrets={SECRET_VARIABLE}={config.callback_secret}:latest",
+        ]
+    elif function.role == "cluster-events":
+        # Eventarc's Pub/Sub trigger on the topic the log sink routes the events that end
+        # a job to, with retry: a transient failure is raised, and the event comes again.
+        argv += [
+            f"--trigger-topic={config.cluster_events_topic}",
+            f"--trigger-service-account={account}",
+            "--retry",
         ]
     elif function.role == "events":
         # Firestore's write trigger on the jobs collection, in the database's location, with

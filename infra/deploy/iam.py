@@ -54,6 +54,7 @@ from dataclasses import dataclass
 
 from infra.deploy.config import DeployConfig
 from infra.deploy.steps import Lookup, Run, Step
+from shared.model import clusterevents
 
 FIRESTORE = "roles/datastore.user"
 CLUSTER_SIGN_IN = "roles/container.clusterViewer"
@@ -169,10 +170,10 @@ def _account_role(config: DeployConfig, account: str, member: str, role: str) ->
     )  # fmt: skip
 
 
-def _topic_role(config: DeployConfig, member: str, role: str) -> Run:
+def _topic_role(config: DeployConfig, member: str, role: str, topic: str | None = None) -> Run:
     return Run(
         _gcloud(
-            config, "pubsub", "topics", "add-iam-policy-binding", config.events_topic,
+            config, "pubsub", "topics", "add-iam-policy-binding", topic or config.events_topic,
             f"--member={member}", f"--role={role}", "--format=none",
         )
     )  # fmt: skip
@@ -219,6 +220,44 @@ def events_topic(config: DeployConfig) -> Step:
     )
 
 
+def cluster_events(config: DeployConfig) -> Step:
+    """The topic and log sink of the Kubernetes events that end a job
+    (shared/model/clusterevents.py), and the sink's right to publish there alone."""
+    topic, sink = config.cluster_events_topic, config.cluster_events_sink
+    destination = f"pubsub.googleapis.com/projects/{config.project}/topics/{topic}"
+    log_filter = clusterevents.log_filter(
+        config.project, config.cluster, config.cluster_location, config.namespace
+    )
+    return Step(
+        "Cluster events",
+        f"A log sink, {sink}, routes the Kubernetes events that end a job (the Job "
+        "controller's failures, the kubelet's failed image pulls), in this cluster's job "
+        f"namespace only, to the topic {topic}; its Eventarc trigger (on-cluster-event) "
+        "reconciles that one job at once. The sink's own writer identity may publish to "
+        "that topic and nothing else. The filter is set again on every deploy:\n"
+        + log_filter,
+        (
+            Run(
+                _gcloud(config, "pubsub", "topics", "create", topic),
+                unless=_gcloud(config, "pubsub", "topics", "describe", topic),
+            ),
+            Run(
+                _gcloud(config, "logging", "sinks", "create", sink, destination,
+                        f"--log-filter={log_filter}"),
+                unless=_gcloud(config, "logging", "sinks", "describe", sink),
+            ),
+            Run(_gcloud(config, "logging", "sinks", "update", sink, destination,
+                        f"--log-filter={log_filter}")),
+            Lookup(
+                "SINK_WRITER",
+                _gcloud(config, "logging", "sinks", "describe", sink,
+                        "--format=value(writerIdentity)"),
+            ),
+            _topic_role(config, "${SINK_WRITER}", PUBLISHER, topic),
+        ),
+    )  # fmt: skip
+
+
 def callback_secret(config: DeployConfig) -> Step:
     return Step(
         "Callback secret",
@@ -249,6 +288,8 @@ def grants(config: DeployConfig) -> Step:
         actions.append(_project_role(config, sa(account), CLUSTER_SIGN_IN))
         actions.append(_account_role(config, account, sa(account), SIGN_OWN_URLS))
     actions.append(_project_role(config, sa(config.finalize_account), EVENT_RECEIVER))
+    # on-cluster-event runs as the sync's account, and its trigger delivers as it.
+    actions.append(_project_role(config, sa(config.sync_account), EVENT_RECEIVER))
     actions.append(_bucket_role(config, sa(config.api_account), OBJECTS_READ_WRITE))
     for account in (config.sync_account, config.finalize_account):
         actions.append(_bucket_role(config, sa(account), OBJECTS_READ))
@@ -274,11 +315,12 @@ def grants(config: DeployConfig) -> Step:
         "account creates the input and opens the output's upload session "
         "(ifGenerationMatch=0), reads, signs and deletes (objectUser); the sync's and "
         "finalize's read metadata, sign the output URL and save job logs as new objects, "
-        "never replacing or deleting one (objectViewer + objectCreator). The finalize "
-        "account receives Eventarc events; the Cloud Storage service agent publishes the "
-        "bucket's events to Pub/Sub for Eventarc. The events account alone publishes the "
-        "status notifications, on JOB_EVENTS_TOPIC only, and receives Eventarc events (the "
-        "jobs' Firestore writes); it reads nothing else. The callbacks account "
+        "never replacing or deleting one (objectViewer + objectCreator). The finalize account"
+        " receives Eventarc events, and so does the sync's (on-cluster-event, which "
+        "reconciles one job as a sync pass does, runs as it); the Cloud Storage service agent"
+        " publishes the bucket's events to Pub/Sub for Eventarc. The events account alone "
+        "publishes the status notifications, on JOB_EVENTS_TOPIC only, and receives Eventarc "
+        "events (the jobs' Firestore writes); it reads nothing else. The callbacks account "
         "reads and records the job (Firestore), receives Eventarc events and reads the "
         "callback secret, that secret only; nothing else. No pod gets a Google identity.",
         tuple(actions),
@@ -292,6 +334,7 @@ def invokers(
     finalize: str,
     callbacks: str,
     events: str,
+    cluster_events: str,
 ) -> Step:
     def invoker(function: str, member: str) -> Run:
         return Run(
@@ -303,6 +346,7 @@ def invokers(
 
     actions = [
         invoker(sync, f"serviceAccount:{config.email(config.scheduler_account)}"),
+        invoker(cluster_events, f"serviceAccount:{config.email(config.sync_account)}"),
         invoker(finalize, f"serviceAccount:{config.email(config.finalize_account)}"),
         invoker(callbacks, f"serviceAccount:{config.email(config.callbacks_account)}"),
         invoker(events, f"serviceAccount:{config.email(config.events_account)}"),
@@ -311,7 +355,8 @@ def invokers(
     return Step(
         "Who may call the functions",
         "Every function refuses unauthenticated calls. The scheduler's account may call the "
-        "sync, each trigger's account its function (finalize, callbacks, events: "
+        "sync, each trigger's account its function (finalize, callbacks, events, and the "
+        "sync's account on-cluster-event: "
         "roles/run.invoker), and API_INVOKERS "
         "the API.",
         tuple(actions),

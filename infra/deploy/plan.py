@@ -17,6 +17,7 @@ def build_plan(config: DeployConfig, build: Path) -> list[Step]:
     env_file = build / "functions.env.yaml"
     _, passes = scheduler.cadence(config.sync_interval)
     account = {"api": config.api_account, "sync": config.sync_account}
+    account["cluster-events"] = config.sync_account  # what it does is the sync's, for one job
     account["finalize"] = config.finalize_account
     account["callbacks"] = config.callbacks_account
     account["events"] = config.events_account
@@ -24,6 +25,7 @@ def build_plan(config: DeployConfig, build: Path) -> list[Step]:
     finalize = next(f.name for f in FUNCTIONS if f.role == "finalize")
     callbacks = next(f.name for f in FUNCTIONS if f.role == "callbacks")
     events = next(f.name for f in FUNCTIONS if f.role == "events")
+    cluster_events = next(f.name for f in FUNCTIONS if f.role == "cluster-events")
     api = [f.name for f in FUNCTIONS if f.role == "api"]
     return [
         iam.enable_apis(config),
@@ -32,6 +34,7 @@ def build_plan(config: DeployConfig, build: Path) -> list[Step]:
         iam.callback_secret(config),
         iam.service_accounts(config),
         iam.events_topic(config),
+        iam.cluster_events(config),
         iam.grants(config),
         cluster.apply(config, build),
         indexes.create_indexes(config),
@@ -62,7 +65,7 @@ def build_plan(config: DeployConfig, build: Path) -> list[Step]:
                 ),
             ),
         ),
-        iam.invokers(config, api, sync, finalize, callbacks, events),
+        iam.invokers(config, api, sync, finalize, callbacks, events, cluster_events),
         Step(
             "Scheduler",
             "The scheduler's account calls the sync with an OIDC token for the sync's URL.",

@@ -7,26 +7,9 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.contract.env import EnvReader
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "")
-    try:
-        return int(raw) if raw else default
-    except ValueError:
-        raise SystemExit(f"{name} must be a whole number, got {raw!r}") from None
-
-
-def _float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "")
-    try:
-        value = float(raw) if raw else default
-    except ValueError:
-        raise SystemExit(f"{name} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise SystemExit(f"{name} must be positive, got {raw!r}")
-    return value
 
 
 def isolated_env(state_dir: Path, **overrides: str) -> dict[str, str]:
@@ -45,7 +28,7 @@ def isolated_env(state_dir: Path, **overrides: str) -> dict[str, str]:
         LOCAL_PUBSUB_PORT=str(free_port()),
         LOCAL_GCS_PORT=str(free_port()),
         LOCAL_KUBE_API_PORT=str(free_port()),
-        LOCAL_FUNCTIONS_PORT=str(free_port_block(8)),  # one per stack.OTHER_FUNCTIONS
+        LOCAL_FUNCTIONS_PORT=str(free_port_block(9)),  # one per stack.OTHER_FUNCTIONS
         API_PORT=str(free_port()),
     )
     env.update(overrides)
@@ -68,24 +51,30 @@ class LocalCloudSettings:
     stager_image: str  # STAGER_IMAGE: run for real as a host process by the node agent
     state_dir: Path  # LOCAL_CLOUD_DIR: env file, kubeconfig, logs, volumes
     callback_secret: str  # CALLBACK_SECRET: random per run unless set
+    simulated_images: tuple[str, ...]  # LOCAL_SIMULATED_IMAGES: comma-separated images (any
+    #   tag) the node agent simulates; any other image it neither runs nor sees KUBESIM_*
+    #   variables for fails to pull, as an unknown image does on GKE
 
     @classmethod
     def from_env(cls) -> LocalCloudSettings:
+        read = EnvReader(os.environ, SystemExit)
+        images = read.text("LOCAL_SIMULATED_IMAGES", "").split(",")
         return cls(
-            project=os.environ.get("GOOGLE_CLOUD_PROJECT", "local-project"),
-            bucket=os.environ.get("GC_BUCKET_NAME", "local-jobs"),
-            namespace=os.environ.get("KUBERNETES_NAMESPACE", "default"),
-            sync_interval=_float("JOB_SYNCHRONIZATION_INTERVAL", 30.0),
-            api_port=_int("API_PORT", 4898),
-            firestore_port=_int("LOCAL_FIRESTORE_PORT", 8681),
-            pubsub_port=_int("LOCAL_PUBSUB_PORT", 8682),
-            gcs_port=_int("LOCAL_GCS_PORT", 8683),
-            kube_api_port=_int("LOCAL_KUBE_API_PORT", 8684),
-            functions_port=_int("LOCAL_FUNCTIONS_PORT", 8690),
-            node_speed=_float("KUBESIM_SPEED", 1.0),
-            stager_image=os.environ.get("STAGER_IMAGE", "kubernetes-task-runner/stager:local"),
-            state_dir=Path(os.environ.get("LOCAL_CLOUD_DIR", REPO_ROOT / ".local-cloud")),
-            callback_secret=os.environ.get("CALLBACK_SECRET") or secrets.token_hex(32),
+            project=read.text("GOOGLE_CLOUD_PROJECT", "local-project"),
+            bucket=read.text("GC_BUCKET_NAME", "local-jobs"),
+            namespace=read.text("KUBERNETES_NAMESPACE", "default"),
+            sync_interval=read.number("JOB_SYNCHRONIZATION_INTERVAL", 30.0, minimum=0.1),
+            api_port=read.integer("API_PORT", 4898),
+            firestore_port=read.integer("LOCAL_FIRESTORE_PORT", 8681),
+            pubsub_port=read.integer("LOCAL_PUBSUB_PORT", 8682),
+            gcs_port=read.integer("LOCAL_GCS_PORT", 8683),
+            kube_api_port=read.integer("LOCAL_KUBE_API_PORT", 8684),
+            functions_port=read.integer("LOCAL_FUNCTIONS_PORT", 8690),
+            node_speed=read.number("KUBESIM_SPEED", 1.0, minimum=0.01),
+            stager_image=read.text("STAGER_IMAGE", "kubernetes-task-runner/stager:local"),
+            state_dir=Path(read.text("LOCAL_CLOUD_DIR", str(REPO_ROOT / ".local-cloud"))),
+            callback_secret=read.optional("CALLBACK_SECRET") or secrets.token_hex(32),
+            simulated_images=tuple(image.strip() for image in images if image.strip()),
         )
 
     @property

@@ -61,6 +61,9 @@ RELAY_SUBSCRIPTION = "eventarc-relay"
 EVENTS_TOPIC = "job-events"  # JOB_EVENTS_TOPIC: the jobs' status notifications
 CALLBACKS_SUBSCRIPTION = "eventarc-callbacks"  # its Eventarc trigger's, to deliver_callbacks
 CALLBACKS_FUNCTION = "deliver_callbacks"
+CLUSTER_EVENTS_TOPIC = "cluster-events"  # where the log sink's stand-in publishes
+CLUSTER_EVENTS_SUBSCRIPTION = "eventarc-cluster-events"  # its trigger's, to on_cluster_event
+CLUSTER_EVENTS_FUNCTION = "on_cluster_event"
 EVENTS_FUNCTION = "publish_job_events"  # Firestore's write trigger on the jobs collection
 FUNCTIONS_SOURCE = REPO_ROOT / "functions" / "main.py"
 FINALIZE_FUNCTION = "on_output_finalized"
@@ -87,6 +90,7 @@ OTHER_FUNCTIONS = (
     "kill_job",
     CALLBACKS_FUNCTION,
     EVENTS_FUNCTION,
+    CLUSTER_EVENTS_FUNCTION,
 )
 JOB_KSA = cluster.JOB_KSA
 # Who each function is in the cluster: the user infra/k8s/rolebinding.yaml binds for its
@@ -94,6 +98,7 @@ JOB_KSA = cluster.JOB_KSA
 API_USER, SYNC_USER, FINALIZE_USER = cluster.FUNCTION_USERS
 CLUSTER_USERS: dict[str, str | None] = {
     SYNC_FUNCTION: SYNC_USER,
+    CLUSTER_EVENTS_FUNCTION: SYNC_USER,  # it reconciles one job as the sync does
     FINALIZE_FUNCTION: FINALIZE_USER,
     CALLBACKS_FUNCTION: None,
     EVENTS_FUNCTION: None,
@@ -314,6 +319,12 @@ class Stack:
         self._started(pubsub, f"127.0.0.1:{s.pubsub_port} (PUBSUB_EMULATOR_HOST)")
         self._call(ensure_topic_and_subscription, s.project, GCS_TOPIC, RELAY_SUBSCRIPTION)
         self._call(ensure_topic_and_subscription, s.project, EVENTS_TOPIC, CALLBACKS_SUBSCRIPTION)
+        self._call(
+            ensure_topic_and_subscription,
+            s.project,
+            CLUSTER_EVENTS_TOPIC,
+            CLUSTER_EVENTS_SUBSCRIPTION,
+        )
         gcs = emulators.start_fake_gcs(
             port=s.gcs_port,
             project=s.project,
@@ -353,6 +364,7 @@ class Stack:
             log_dir=s.log_dir,
             env=self.env,
             stop=self.stop_signal,
+            simulated_images=s.simulated_images,
         )
         self.servers.append(agent)
         self.endpoints.append(("nodeagent", "local-node, local-spot-node"))
@@ -440,6 +452,8 @@ class Stack:
             )
             self.servers.append(relay)
             self.endpoints.append(("eventarc-callbacks", f"{EVENTS_TOPIC} -> {CALLBACKS_FUNCTION}"))
+        if CLUSTER_EVENTS_FUNCTION in functions:
+            self._cluster_events(ports[CLUSTER_EVENTS_FUNCTION])
         if SYNC_FUNCTION in functions:
             scheduler = self._python(
                 "cloud-scheduler",
@@ -451,6 +465,31 @@ class Stack:
             self.endpoints.append(
                 ("cloud-scheduler", f"every {s.sync_interval:g} s -> {SYNC_FUNCTION}")
             )
+
+    def _cluster_events(self, port: int) -> None:
+        """GKE's event logging and the log sink, and the sink topic's Eventarc trigger (with
+        retry, as deploy makes it): a job that fails is reconciled at once. Both waited for:
+        an event of a job created once the stack is up must not precede them."""
+        s = self.settings
+        self._python_ready(
+            "eventarc-cluster-events",
+            "infra.local.relay",
+            f"{CLUSTER_EVENTS_TOPIC} -> {CLUSTER_EVENTS_FUNCTION}",
+            "--events=pubsub",
+            f"--subscription=projects/{s.project}/subscriptions/{CLUSTER_EVENTS_SUBSCRIPTION}",
+            f"--topic=projects/{s.project}/topics/{CLUSTER_EVENTS_TOPIC}",
+            f"--target=http://127.0.0.1:{port}/",
+            *EVENTARC_RETRY,
+        )
+        self._python_ready(
+            "log-sink",
+            "infra.local.eventsink",
+            f"the Job controller's and kubelet's events of {s.namespace} -> {CLUSTER_EVENTS_TOPIC}",
+            f"--kubeconfig={s.kubeconfig}",
+            f"--namespace={s.namespace}",
+            f"--project={s.project}",
+            f"--topic={CLUSTER_EVENTS_TOPIC}",
+        )
 
     def first_dead(self) -> ServerProcess | None:
         return next((server for server in self.servers if not server.alive()), None)

@@ -283,6 +283,20 @@ class Cluster:
     def pods(self, selector: str = OWNED_SELECTOR) -> list[dict[str, Any]]:
         return list(self._pages("pods", self.core.list_namespaced_pod, selector))
 
+    def pod(self, name: str) -> dict[str, Any] | None:
+        """One pod, or None when it is gone."""
+        try:
+            return _wrap(
+                f"reading pod {name}",
+                lambda: _json(
+                    self.core.read_namespaced_pod(
+                        name, self.namespace, _preload_content=False, _request_timeout=self.timeout
+                    )
+                ),
+            )
+        except ClusterNotFoundError:
+            return None
+
     def claims(self, selector: str = OWNED_SELECTOR) -> list[dict[str, Any]]:
         return list(
             self._pages(

@@ -12,7 +12,7 @@ N = TypeVar("N", int, float)
 class EnvReader:
     """Typed reads of `env`; a missing or malformed value raises `error` naming it."""
 
-    def __init__(self, env: Mapping[str, str], error: type[Exception]) -> None:
+    def __init__(self, env: Mapping[str, str], error: type[BaseException]) -> None:
         self.env = env
         self.error = error
 

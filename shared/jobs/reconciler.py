@@ -31,6 +31,7 @@ from shared.model.diagnosis import (
     condition,
     diagnose,
     finished,
+    image_missing,
     image_pull_error,
     user_started,
     user_succeeded,
@@ -333,11 +334,15 @@ class Reconciler:
         remove_from_cluster(failed, self.b, pods)
 
     def _pull_stuck(self, job: Job, pods: list[dict[str, Any]]) -> Failure | None:
-        """An image pull error older than IMAGE_PULL_GRACE_SECONDS: Kubernetes itself
-        never fails a Job for it."""
+        """An image that does not exist, or any other image pull error older than
+        IMAGE_PULL_GRACE_SECONDS (a registry that may answer later): Kubernetes itself never
+        fails a Job for either."""
+        failure = image_pull_error(pods)
+        if failure is None or image_missing(failure):
+            return failure
         if now_ms() - job.updated < self.image_pull_grace_ms:
             return None
-        return image_pull_error(pods)
+        return failure
 
     def _sweep_orphans(self, candidates: list[str], owned: dict[str, Owned]) -> None:
         """Delete what is labelled as ours without an unfinished record, saving the log of

@@ -11,6 +11,9 @@ from shared.contract.exits import ExitCode
 from shared.model.manifests import STAGE_IN, STAGE_OUT, USER_CONTAINER
 
 IMAGE_PULL_REASONS = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName")
+# What a registry answers through containerd for an image that is not there (a misspelled
+# name or tag) or not to be had without credentials: another pull cannot succeed.
+MISSING_IMAGE = ("not found", "repository does not exist", "manifest unknown", "access denied")
 MAX_DISRUPTED_PODS = 100  # pod names kept on a record to count disruptions once each
 
 Pod = dict[str, Any]
@@ -129,6 +132,13 @@ def image_pull_error(pods: list[Pod]) -> Failure | None:
                 detail = waiting.get("message") or f"cannot pull image {status.get('image')}"
                 return Failure(waiting["reason"], detail)
     return None
+
+
+def image_missing(failure: Failure) -> bool:
+    """Whether an image pull failure is final: the image does not exist (or may not be
+    pulled), rather than a registry that did not answer in time."""
+    message = failure.message.lower()
+    return failure.reason == "InvalidImageName" or any(text in message for text in MISSING_IMAGE)
 
 
 def _killed_by_kubelet(pods: list[Pod]) -> Failure | None:

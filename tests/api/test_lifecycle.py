@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from shared.model.job import TRANSITIONS, Status
+from shared.model.manifests import JOB_ID
 from tests.api.conftest import status_is, zip_b64
 from tests.fixtures.waiting import DEADLINE, wait_for
 
@@ -188,20 +189,48 @@ def test_failures_carry_their_reason_and_their_log(
     assert_cluster_empty(batch_v1, core_v1, namespace)
 
 
-def test_an_image_that_cannot_be_pulled(
-    fn, monkeypatch, backends, batch_v1, core_v1, namespace, storage_client, bucket
+def test_a_misspelled_image_fails_at_once(
+    fn, backends, batch_v1, core_v1, namespace, storage_client, bucket
 ):
+    """An image that is not there: no pull can succeed, so the first sync that sees it fails
+    the job, IMAGE_PULL_GRACE_SECONDS (120) notwithstanding."""
+    job = create(fn, docker_image="pyhton:3.11", command=["python", "-c", "print(1)"])
+    failed = fn.sync_until(job["id"], FINAL, timeout=30)
+    assert failed["status"] == "failed"
+    assert failed["reason"] in ("ErrImagePull", "ImagePullBackOff")
+    assert "pyhton:3.11: not found" in failed["message"]
+    assert "never ran" in saved_log(storage_client, bucket, job)
+    assert_cluster_empty(batch_v1, core_v1, namespace)
+
+
+def test_a_registry_that_does_not_answer_gets_the_grace(
+    fn, monkeypatch, backends, batch_v1, core_v1, namespace
+):
+    """A pull that timed out may succeed later: the job waits out IMAGE_PULL_GRACE_SECONDS."""
+    job = create(fn, **env(KUBESIM_IMAGE_PULL_ERROR="timeout"))
+
+    def pull_failing() -> bool:
+        selector = f"{JOB_ID}={job['id']}"
+        pods = core_v1.list_namespaced_pod(namespace, label_selector=selector)
+        return any(
+            (status.state.waiting and status.state.waiting.reason == "ImagePullBackOff")
+            for item in pods.items
+            for status in (item.status.init_container_statuses or [])
+            + (item.status.container_statuses or [])
+        )
+
+    wait_for(pull_failing, what="the pull to fail")
+    fn.sync()
+    assert fn.job(job["id"])["status"] == "running"
     monkeypatch.setenv("IMAGE_PULL_GRACE_SECONDS", "0")
     from shared.cloud.backends import default_backends
     from shared.settings import get_settings
 
     get_settings.cache_clear()
     default_backends.cache_clear()
-    job = create(fn, **env(KUBESIM_IMAGE_PULL_ERROR=1))
     failed = fn.sync_until(job["id"], FINAL)
-    assert failed["status"] == "failed"
-    assert failed["reason"] in ("ErrImagePull", "ImagePullBackOff")
-    assert "never ran" in saved_log(storage_client, bucket, job)
+    assert (failed["status"], failed["reason"]) == ("failed", "ImagePullBackOff")
+    assert "i/o timeout" in failed["message"]
     assert_cluster_empty(batch_v1, core_v1, namespace)
 
 

@@ -21,6 +21,9 @@ SYNC_URL = "https://synchronize-batch-jobs-abc123-ew.a.run.app"
 FIRESTORE_LOCATION = "eur3"
 
 
+WRITER_IDENTITY = "serviceAccount:service-123@gcp-sa-logging.iam.gserviceaccount.com"
+
+
 def _value(args: list[str], flag: str) -> str:
     return next(a.split("=", 1)[1] for a in args if a.startswith(f"{flag}="))
 
@@ -87,7 +90,23 @@ def gcloud(args: list[str], state: dict[str, Any]) -> int:
             return _fail("ALREADY_EXISTS: topic exists")
         state["topics"].append(words[3])
         return 0
+    if words[:2] == ["logging", "sinks"]:
+        return _sinks(words[2:], args, state.setdefault("sinks", {}))
     return _fail(f"fake gcloud does not know: {' '.join(args)}")
+
+
+def _sinks(words: list[str], args: list[str], sinks: dict[str, Any]) -> int:
+    """Log sinks: describe (its writer identity), create, and update (which needs one)."""
+    verb, name = words[0], words[1]
+    if verb == "describe":
+        if name not in sinks:
+            return _fail("NOT_FOUND: sink")
+        print(WRITER_IDENTITY)
+        return 0
+    if (verb == "create") == (name in sinks):
+        return _fail("ALREADY_EXISTS: sink" if verb == "create" else "NOT_FOUND: sink")
+    sinks[name] = {"destination": words[2], "filter": _value(args, "--log-filter")}
+    return 0
 
 
 def kubectl(args: list[str], state: dict[str, Any]) -> int:

@@ -64,8 +64,10 @@ def test_a_second_deploy_changes_nothing(tools, tmp_path):
     assert not [a for a in first["accounts"] if "stager" in a]
     assert len(first["indexes"]) == 2
     assert first["ttls"] == {"batch_jobs_requests/expires_at": True}
-    assert len(first["functions"]) == 9
-    assert first["topics"] == ["task-runner-job-events"]
+    assert len(first["functions"]) == 10
+    # The sink's filter is set again, to the same text: nothing changes.
+    assert list(first["sinks"]) == ["task-runner-cluster-events"]
+    assert first["topics"] == ["task-runner-job-events", "task-runner-cluster-events"]
     assert "# scheduler job created" in first_out
     # the second run: same cloud, nothing created, the scheduler job left alone
     for key in ("accounts", "indexes", "ttls", "bindings", "applied", "topics"):
@@ -75,7 +77,8 @@ def test_a_second_deploy_changes_nothing(tools, tmp_path):
     }
     second_calls = second["calls"][len(first["calls"]) :]
     assert not [c for c in second_calls if c[1:4] == ["iam", "service-accounts", "create"]]
-    assert second_out.count("# exists: nothing to do") == 7  # 6 accounts and the topic
+    # 6 accounts, the two topics and the cluster events' sink
+    assert second_out.count("# exists: nothing to do") == 9
     assert second_out.count("# already exists: nothing to do") == 2
     assert "# scheduler job unchanged" in second_out
     assert scheduler_state.jobs == job_after_first

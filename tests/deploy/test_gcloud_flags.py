@@ -30,6 +30,9 @@ NAMES = (
         CONFIG.project,
         CONFIG.cluster,
         CONFIG.events_topic,
+        CONFIG.cluster_events_topic,
+        CONFIG.cluster_events_sink,
+        f"pubsub.googleapis.com/projects/{CONFIG.project}/topics/{CONFIG.cluster_events_topic}",
         CONFIG.callback_secret,
         "latest",  # a secret's version
         TTL_FIELD,

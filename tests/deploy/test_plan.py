@@ -120,6 +120,8 @@ def test_each_function_runs_as_its_own_account(plan, config):
         for argv in commands(plan, "gcloud", "functions", "deploy")
     }
     assert accounts.pop("synchronize_batch_jobs") == config.email(config.sync_account)
+    # It reconciles one job as a sync pass does: the sync's account and cluster user.
+    assert accounts.pop("on_cluster_event") == config.email(config.sync_account)
     assert accounts.pop("on_output_finalized") == config.email(config.finalize_account)
     assert accounts.pop("deliver_callbacks") == config.email(config.callbacks_account)
     assert accounts.pop("publish_job_events") == config.email(config.events_account)
@@ -146,6 +148,7 @@ def test_the_functions_get_the_cluster_endpoint_read_while_deploying(plan, confi
         "SYNC_URL",
         "CALLBACK_SECRET_VERSION",
         "FIRESTORE_LOCATION",
+        "SINK_WRITER",
     }
 
 
@@ -269,6 +272,7 @@ def test_the_plan_has_no_stager_identity(plan, config):
     assert members <= {
         *(f"serviceAccount:{config.email(a)}" for a in functions),
         "serviceAccount:${STORAGE_AGENT}",
+        "${SINK_WRITER}",  # the cluster events' log sink, on its topic only
         *config.invokers,
     }
 
@@ -377,13 +381,17 @@ def test_dry_run_prints_the_plan_and_changes_nothing(tmp_path):
 
 def test_the_events_topic_is_created_before_anyone_is_granted_on_it(plan, config):
     text = [" ".join(run.argv) for run in actions(plan, Run)]
-    created = text.index(
-        f"gcloud pubsub topics create {config.events_topic} --project={config.project}"
-    )
-    granted = [i for i, t in enumerate(text) if t.startswith("gcloud pubsub topics add-iam")]
-    assert granted and created < min(granted)
-    (create,) = [r for r in actions(plan, Run) if r.argv[1:4] == ("pubsub", "topics", "create")]
-    assert create.unless is not None and "describe" in create.unless
+    for topic in (config.events_topic, config.cluster_events_topic):
+        created = text.index(f"gcloud pubsub topics create {topic} --project={config.project}")
+        granted = [
+            i
+            for i, t in enumerate(text)
+            if t.startswith(f"gcloud pubsub topics add-iam-policy-binding {topic} ")
+        ]
+        assert granted and created < min(granted)
+    creates = [r for r in actions(plan, Run) if r.argv[1:4] == ("pubsub", "topics", "create")]
+    assert len(creates) == 2
+    assert all(create.unless is not None and "describe" in create.unless for create in creates)
 
 
 def test_only_the_events_account_may_publish_and_only_on_the_topic(plan, config):
@@ -392,14 +400,41 @@ def test_only_the_events_account_may_publish_and_only_on_the_topic(plan, config)
         given = flags(argv)
         if given.get("--role") == [iam.PUBLISHER]:
             publishers.setdefault(argv[1:3], set()).update(given["--member"])
-    # The functions that write jobs never publish: the write's trigger does.
+    # The functions that write jobs never publish: the write's trigger does. The cluster
+    # events' log sink publishes as its own writer identity, on its own topic.
     assert publishers[("pubsub", "topics")] == {
-        f"serviceAccount:{config.email(config.events_account)}"
+        f"serviceAccount:{config.email(config.events_account)}",
+        "${SINK_WRITER}",
     }
     # Project-wide, the storage agent alone publishes (the bucket's Eventarc events).
     assert publishers[("projects", "add-iam-policy-binding")] == {"serviceAccount:${STORAGE_AGENT}"}
     for argv in commands(plan, "gcloud", "pubsub", "topics", "add-iam-policy-binding"):
-        assert argv[4] == config.events_topic
+        sink = flags(argv)["--member"] == ["${SINK_WRITER}"]
+        assert argv[4] == (config.cluster_events_topic if sink else config.events_topic)
+
+
+def test_the_cluster_events_sink_routes_what_ends_a_job_to_its_trigger(plan, config):
+    """The sink's filter names this cluster and namespace and the events that end a job;
+    the filter is set again on every deploy; on-cluster-event is that topic's trigger."""
+    (create,) = commands(plan, "gcloud", "logging", "sinks", "create")
+    (update,) = commands(plan, "gcloud", "logging", "sinks", "update")
+    destination = f"pubsub.googleapis.com/projects/{config.project}/topics/"
+    assert create[4:6] == (config.cluster_events_sink, destination + config.cluster_events_topic)
+    assert flags(create)["--log-filter"] == flags(update)["--log-filter"]
+    (text,) = flags(create)["--log-filter"]
+    assert f'resource.labels.cluster_name="{config.cluster}"' in text
+    assert f'jsonPayload.involvedObject.namespace="{config.namespace}"' in text
+    assert '"BackoffLimitExceeded"' in text and 'jsonPayload.source.component="kubelet"' in text
+    given = deploy_flags(plan, "on_cluster_event")
+    assert given["--trigger-topic"] == [config.cluster_events_topic]
+    assert "--retry" in given
+    assert given["--trigger-service-account"] == [config.email(config.sync_account)]
+    invoked = [
+        flags(argv)["--member"]
+        for argv in commands(plan, "gcloud", "functions", "add-invoker-policy-binding")
+        if argv[3] == "on-cluster-event"
+    ]
+    assert invoked == [[f"serviceAccount:{config.email(config.sync_account)}"]]
 
 
 def test_the_callbacks_function_is_a_pubsub_trigger_with_retry_and_its_own_secret(plan, config):

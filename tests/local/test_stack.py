@@ -66,6 +66,7 @@ def test_make_run_serves_everything_and_leaves_nothing_behind(tmp_path):
         GC_BUCKET_NAME="stack-bucket",
         KUBERNETES_NAMESPACE="jobs",
         JOB_SYNCHRONIZATION_INTERVAL="2",
+        LOG_LEVEL="INFO",  # the functions log each job they act on
     )
     stack = subprocess.Popen(
         [sys.executable, "-m", "infra.local.stack"],
@@ -124,6 +125,7 @@ def test_make_run_serves_everything_and_leaves_nothing_behind(tmp_path):
         }
         assert_answers_beside_slow_clients(f"http://127.0.0.1:{env['API_PORT']}")
         assert_callbacks_delivered(cloud, env)
+        assert_failures_reach_their_function(state, env)
         sync_port = int(env["LOCAL_FUNCTIONS_PORT"])  # synchronize_batch_jobs comes first
         sync = requests.post(f"http://127.0.0.1:{sync_port}/", timeout=30)
         assert sync.json()["result"] is True
@@ -164,6 +166,32 @@ def assert_answers_beside_slow_clients(api: str, slow: int = 16) -> None:
     finally:
         for client in clients:
             client.close()
+
+
+def assert_failures_reach_their_function(state: Path, env: dict[str, str]) -> None:
+    """A job whose container exits 3: the Job controller's event goes through the log sink's
+    stand-in and its topic's relay to on_cluster_event, which names the job in its log
+    (reconciling it, or finding the sync was first)."""
+    body = {
+        "job_parameters": {
+            "docker_image": "alpine:3",
+            "environment_variables": {"KUBESIM_RUN_SECONDS": "0", "KUBESIM_EXIT_CODE": "3"},
+        },
+    }
+    api = f"http://127.0.0.1:{env['API_PORT']}/batch/"
+    job = requests.post(api, json=body, timeout=30).json()["data"]
+    log = state / "logs" / "function-on_cluster_event.log"
+
+    def told() -> bool:
+        return log.exists() and job["name"] in log.read_text()
+
+    wait_for(told, what="on_cluster_event to hear of the failed job")
+
+    def failed() -> dict[str, Any] | None:
+        data = requests.get(f"{api}{job['id']}", timeout=30).json()["data"]
+        return data if data["status"] == "failed" else None
+
+    assert wait_for(failed, what="the job to fail")["exit_code"] == 3
 
 
 def assert_callbacks_delivered(cloud: dict[str, str], env: dict[str, str]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from kubernetes import watch
 
+from tests.fixtures.controlplane import SIMULATED_IMAGE
 from tests.nodeagent.helpers import (
     api_error,
     container,
@@ -91,6 +92,34 @@ def test_image_pull_error_stays_pending(core_v1, namespace):
     assert body["message"] == (
         'container "main" in pod "pull" is waiting to start: trying and failing to pull image\n'
     )
+
+
+def test_an_image_the_node_does_not_have_cannot_be_pulled(core_v1, namespace):
+    """A misspelled image with a real command: neither the stager, a stand-in, a listed
+    simulated image nor given a KUBESIM_* variable. It fails to pull as on GKE, and the
+    back-off keeps the pull's error, as the kubelet's image manager words it."""
+    typo = {"name": "main", "image": "pyhton:3.11", "command": ["python", "-c", "print(1)"]}
+    core_v1.create_namespaced_pod(namespace, pod("typo", typo))
+
+    def backing_off() -> dict | None:
+        obj = raw(core_v1.read_namespaced_pod, "typo", namespace)
+        waiting = statuses(obj).get("main", {}).get("state", {}).get("waiting") or {}
+        return waiting if waiting.get("reason") == "ImagePullBackOff" else None
+
+    waiting = wait_for(backing_off)
+    assert waiting["message"].startswith(
+        'Back-off pulling image "pyhton:3.11": ErrImagePull: rpc error: code = NotFound desc = '
+        'failed to pull and unpack image "pyhton:3.11"'
+    )
+    assert waiting["message"].endswith("pyhton:3.11: not found")
+    assert raw(core_v1.read_namespaced_pod, "typo", namespace)["status"]["phase"] == "Pending"
+
+
+def test_a_listed_image_is_simulated_without_kubesim_variables(core_v1, namespace):
+    listed = {"name": "main", "image": f"{SIMULATED_IMAGE}:2.1"}
+    core_v1.create_namespaced_pod(namespace, pod("listed", listed))
+    done = wait_for(pod_phase(core_v1, namespace, "listed", "Succeeded"))
+    assert statuses(done)["main"]["state"]["terminated"]["exitCode"] == 0
 
 
 def test_init_containers_run_in_order_on_a_shared_volume(node_folder, core_v1, namespace):

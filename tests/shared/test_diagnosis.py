@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from shared.model.diagnosis import (
+    Failure,
     diagnose,
     disrupted,
     finished,
+    image_missing,
     user_pod,
     user_started,
     user_succeeded,
@@ -92,6 +94,30 @@ def test_image_pull_and_fallback():
     pulled = diagnose(k8s_job(), [pod("t", init=[waiting("job", "ImagePullBackOff")])], retries=0)
     assert pulled.reason == "ImagePullBackOff"
     assert diagnose(k8s_job("Whatever", "m"), [], retries=0).reason == "Whatever"
+
+
+def test_an_image_that_is_not_there_is_final_and_a_registry_timeout_is_not():
+    missing = (
+        'Back-off pulling image "pyhton:3.11": ErrImagePull: rpc error: code = NotFound desc = '
+        'failed to pull and unpack image "docker.io/library/pyhton:3.11": failed to resolve '
+        'reference "docker.io/library/pyhton:3.11": docker.io/library/pyhton:3.11: not found'
+    )
+    assert image_missing(Failure("ImagePullBackOff", missing))
+    denied = (
+        "rpc error: code = Unknown desc = failed to pull and unpack image "
+        '"docker.io/acme/private:1": pull access denied, repository does not exist or may '
+        "require authorization: server message: insufficient_scope"
+    )
+    assert image_missing(Failure("ErrImagePull", denied))
+    assert image_missing(Failure("InvalidImageName", 'invalid reference format: "UPPER"'))
+    slow = (
+        "rpc error: code = Unknown desc = failed to pull and unpack image "
+        '"gcr.io/p/worker:1": failed to do request: Head "https://gcr.io/v2/p/worker": '
+        "dial tcp 10.0.0.1:443: i/o timeout"
+    )
+    assert not image_missing(Failure("ErrImagePull", slow))
+    unavailable = "image pull failed for r.example/w because the registry is unavailable"
+    assert not image_missing(Failure("ErrImagePull", unavailable))
 
 
 def test_finished():

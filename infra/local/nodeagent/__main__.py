@@ -1,12 +1,14 @@
 """python -m infra.local.nodeagent --kubeconfig NODE=PATH ... --data-dir DIR
        --serving-cert PEM --serving-key PEM --client-ca PEM
-       [--kubelet-port PORT] [--speed F] [--stager-image IMAGE]
+       [--kubelet-port PORT] [--speed F] [--stager-image IMAGE] [--simulated-image IMAGE]...
 
 Registers each NODE (nodes.py: local-node, local-spot-node), speaking as that node through
 its kubeconfig, keeps them alive, runs the pods bound to them (pods.py) and serves their
 logs to the API server (logs.py) until SIGTERM or SIGINT, which stops their containers
 too. --speed divides the KUBESIM_* simulated durations and the grace periods (the
-local cloud's KUBESIM_SPEED)."""
+local cloud's KUBESIM_SPEED). Each --simulated-image (any tag) is simulated without
+KUBESIM_* variables; an image that is neither that, the stager, a stand-in nor given KUBESIM_*
+variables fails to pull (the local cloud's LOCAL_SIMULATED_IMAGES)."""
 
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ def main() -> None:
     parser.add_argument("--kubelet-port", type=int, default=10250)
     parser.add_argument("--speed", type=float, default=1.0)
     parser.add_argument("--stager-image")
+    parser.add_argument("--simulated-image", action="append", default=[], metavar="IMAGE")
     parser.add_argument("--serving-cert", type=Path, required=True, help="for 127.0.0.1")
     parser.add_argument("--serving-key", type=Path, required=True)
     parser.add_argument("--client-ca", type=Path, required=True, help="the API server's CA")
@@ -46,7 +49,7 @@ def main() -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())
     clock = Clock(args.speed)
-    runtime = Runtime(clock, args.stager_image)
+    runtime = Runtime(clock, args.stager_image, tuple(args.simulated_image))
     nodes, runners = [], []
     for spec in NODES:
         api = config.new_client_from_config(configs[spec.name])

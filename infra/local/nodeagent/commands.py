@@ -25,6 +25,7 @@ STAND_INS: dict[str, tuple[list[str], list[str]]] = {
 }
 # The official images' ENV besides PATH (python sets LANG for its own build).
 IMAGE_ENV: dict[str, dict[str, str]] = {"python": {"LANG": "C.UTF-8"}}
+SIMULATION_PREFIX = "KUBESIM_"  # a container with any such variable asks to be simulated
 # Variables that ask for a simulated container (runtime._simulate) when nothing is to run.
 SIMULATION_VARS = (
     "KUBESIM_RUN_SECONDS",

@@ -24,12 +24,15 @@ def start_agent(
     log_dir: Path | None = None,
     env: dict[str, str] | None = None,
     stop: StopSignal | None = None,
+    simulated_images: tuple[str, ...] = (),
 ) -> ServerProcess:
     """The node agent, its data in `folder` and its log there or in `log_dir`, with `env`
-    (else this process's), once its nodes are registered; given up when `stop` is set."""
+    (else this process's), once its nodes are registered; given up when `stop` is set.
+    `simulated_images` are simulated as KUBESIM_* variables would have them (runtime.py)."""
     argv = [sys.executable, "-m", "infra.local.nodeagent", f"--kubelet-port={free_port()}"]
     argv += [f"--data-dir={folder / 'data'}", f"--speed={speed}"]
     argv += [f"--stager-image={stager_image}"]
+    argv += [f"--simulated-image={image}" for image in simulated_images]
     serving = plane.authority.issue("kubelet-serving", "local-node-agent", server=True)
     argv += [f"--serving-cert={serving.cert}", f"--serving-key={serving.key}"]
     argv += [f"--client-ca={plane.authority.pair.cert}"]

@@ -14,8 +14,11 @@ authorizer shows a node) and acts on what changed:
   kubelet's eviction manager does: killed at once, Failed with reason Evicted and the
   kubelet's message, and no DisruptionTarget condition (evictPod is given none there), so
   a Job counts it as an ordinary failure.
-- A container whose environment says KUBESIM_IMAGE_PULL_ERROR=1 stands for an image that
-  cannot be pulled: it waits with ErrImagePull, then ImagePullBackOff, and never starts.
+- A container of an image the node does not have (runtime.Runtime.pullable: not the
+  stager, not a stand-in, not listed as simulated, and no KUBESIM_* variable), or whose
+  environment says KUBESIM_IMAGE_PULL_ERROR=1, waits with ErrImagePull, then
+  ImagePullBackOff, and never starts, as a misspelled image does on GKE; with
+  KUBESIM_IMAGE_PULL_ERROR=timeout, its message is a registry's that did not answer.
 - A deleted pod (deletionTimestamp set) gets SIGTERM, its grace period, then SIGKILL; its
   terminal phase is written before it is removed (the Job controller counts a failed pod
   by its phase), and then it is deleted with grace period 0 and its UID as precondition.
@@ -37,6 +40,7 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -210,6 +214,33 @@ class PodRunner:
         meta = pod["metadata"]
         self.core.patch_namespaced_pod_status(meta["name"], meta["namespace"], {"status": status})
 
+    def _event(self, pod: dict[str, Any], reason: str, message: str) -> None:
+        """A Warning Event about the pod, as the kubelet records one (best effort, as its
+        event recorder is)."""
+        meta = pod["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+            },
+            "reason": reason,
+            "message": message,
+            "type": "Warning",
+            "source": {"component": "kubelet", "host": self.node},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            self.core.create_namespaced_event(meta["namespace"], event)
+        except Exception as error:  # noqa: BLE001 - an event is never worth a pod
+            log.warning("recording an event failed", extra={"error": str(error)})
+
     # -- one pod ----------------------------------------------------------------------------
 
     def _update(self, worker: Worker, change: Any) -> None:
@@ -308,8 +339,10 @@ class PodRunner:
         if worker.stopper.stopping:
             return None
         env = container_env(worker.pod, container, self.node)
-        if env.get("KUBESIM_IMAGE_PULL_ERROR") == "1":
-            self._cannot_pull(worker, container, set_state)
+        image = container.get("image", "")
+        pull_error = env.get("KUBESIM_IMAGE_PULL_ERROR")
+        if pull_error in ("1", "timeout") or not self.runtime.pullable(image, env):
+            self._cannot_pull(worker, image, set_state, timeout=pull_error == "timeout")
             return None
         log_path = volumes.log_path(self.data_dir, worker.uid, name, init=init)
         message_path = volumes.termination_path(self.data_dir, worker.uid, name, init=init)
@@ -323,7 +356,7 @@ class PodRunner:
         result = self.runtime.run(
             Container(
                 name=name,
-                image=container.get("image", ""),
+                image=image,
                 command=[str(a) for a in container.get("command") or []],
                 args=[str(a) for a in container.get("args") or []],
                 env=env,
@@ -344,17 +377,22 @@ class PodRunner:
         )
         return result.exit_code
 
-    def _cannot_pull(self, worker: Worker, container: dict[str, Any], set_state: Any) -> None:
+    def _cannot_pull(self, worker: Worker, image: str, set_state: Any, *, timeout: bool) -> None:
         """ErrImagePull, then ImagePullBackOff, in the words containerd gives a kubelet for an
-        image that does not exist; the container waits until its pod is deleted."""
-        image = container.get("image", "")
+        image that does not exist (or, `timeout`, for a registry that did not answer), and
+        the kubelet's back-off message wrapping the pull's error (pkg/kubelet/images/
+        image_manager.go); the container waits until its pod is deleted."""
+        code, cause = "NotFound", f"{image}: not found"
+        if timeout:
+            code, cause = "Unknown", f'failed to do request: Head "https://{image}": i/o timeout'
         message = (
-            f'failed to pull and unpack image "{image}": failed to resolve reference '
-            f'"{image}": {image}: not found'
+            f'rpc error: code = {code} desc = failed to pull and unpack image "{image}": '
+            f'failed to resolve reference "{image}": {cause}'
         )
         set_state(lambda s, i: podstatus.waiting(i, "ErrImagePull", message))
+        self._event(worker.pod, "Failed", f'Failed to pull image "{image}": {message}')
         if not worker.stopper.event.wait(self.clock.wall(PULL_BACKOFF_AFTER)):
-            backoff = f'Back-off pulling image "{image}"'
+            backoff = f'Back-off pulling image "{image}": ErrImagePull: {message}'
             set_state(lambda s, i: podstatus.waiting(i, "ImagePullBackOff", backoff))
             worker.stopper.event.wait()
 

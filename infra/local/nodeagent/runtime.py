@@ -16,8 +16,10 @@ stands in for in a bubblewrap sandbox, or a simulation driven by its KUBESIM_* e
   OOMKilled, 137), or where no cgroup can be made, `prlimit --as` (then a SIGKILL or an
   out-of-memory message in the log is OOMKilled). SIGTERM goes to the command, not to
   bwrap, which would take the sandbox down at once.
-- Anything else is simulated: KUBESIM_LOG, KUBESIM_RUN_SECONDS, KUBESIM_EXIT_CODE,
-  KUBESIM_IGNORE_SIGTERM; KUBESIM_OOMKILLED=1 makes any container end OOMKilled.
+- An image whose container sets a KUBESIM_* variable, or that the local cloud lists as
+  simulated (LOCAL_SIMULATED_IMAGES), is simulated: KUBESIM_LOG, KUBESIM_RUN_SECONDS,
+  KUBESIM_EXIT_CODE, KUBESIM_IGNORE_SIGTERM; KUBESIM_OOMKILLED=1 makes any container end
+  OOMKilled. Any other image cannot be pulled (`pullable`; pods.py reports ErrImagePull).
 
 Real processes are what let data actually flow through the pipeline in tests; their
 output (stdout and stderr) becomes the container log.
@@ -119,9 +121,24 @@ class Container:
 
 
 class Runtime:
-    def __init__(self, clock: Clock, stager_image: str | None) -> None:
+    def __init__(
+        self, clock: Clock, stager_image: str | None, simulated_images: tuple[str, ...] = ()
+    ) -> None:
         self.clock = clock
         self.stager_image = stager_image
+        self.simulated = {image_repository(image) for image in simulated_images}
+
+    def pullable(self, image: str, env: dict[str, str]) -> bool:
+        """Whether the image is one this node has: the stager, a stand-in, one listed as
+        simulated, or one its container asks to simulate (a KUBESIM_* variable). Any other
+        image, a misspelled one included, cannot be pulled, as on GKE."""
+        repository = image_repository(image)
+        return (
+            is_stager(image, self.stager_image)
+            or commands.stand_in(repository) is not None
+            or repository in self.simulated
+            or any(name.startswith(commands.SIMULATION_PREFIX) for name in env)
+        )
 
     def run(self, container: Container, stopper: Stopper) -> Result:
         env = container.env
