@@ -110,8 +110,9 @@ def job_detail(job: dict[str, Any]) -> None:
         code = failed.get("exit_code")
         detail = f"{failed.get('reason')}" + (f", exit code {code}" if code is not None else "")
         rows.append((f"task {failed.get('index')}", f"failed: {detail}"))
-    if job.get("start_time") and job.get("stop_time"):
-        rows.append(("ran for", duration(job["stop_time"] - job["start_time"])))
+    end = job.get("end_time") or job.get("stop_time")  # the container's own end, if known
+    if job.get("start_time") and end:
+        rows.append(("ran for", duration(end - job["start_time"])))
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column(overflow="fold")

@@ -12,7 +12,7 @@ from typing import Any
 from shared.cloud.backends import Backends
 from shared.jobs import arrays, joblogs
 from shared.jobs.cleanup import remove_from_cluster
-from shared.model.diagnosis import MAX_DISRUPTED_PODS, disrupted, user_started
+from shared.model.diagnosis import MAX_DISRUPTED_PODS, disrupted, user_finished, user_started
 from shared.model.job import Job, Status
 
 USER_DONE = "the job's container finished; stage-out uploads the output"
@@ -20,12 +20,18 @@ USERS_DONE = "every task's container finished; stage-out uploads the outputs"
 
 
 def observed(job: Job, pods: list[dict[str, Any]]) -> dict[str, Any]:
-    """What the pods add to the record: the user container's start, and the pods lost to
-    disruptions (each counted once, by name). Empty when nothing is new."""
+    """What the pods add to the record: the user container's start and end, as Kubernetes
+    records them, and the pods lost to disruptions (each counted once, by name). Empty
+    when nothing is new."""
     facts: dict[str, Any] = {}
     start = user_started(pods)
     if job.start_time is None and start is not None:
         facts["start_time"] = max(start, job.created)  # Kubernetes times are whole seconds
+    end = user_finished(pods)
+    if end is not None:
+        end = max(end, facts.get("start_time") or job.start_time or job.created)
+        if end > (job.end_time or 0):
+            facts["end_time"] = end  # a retry, or an array job's later task, ends later
     seen = set(job.disrupted_pods)
     new = [name for name in disrupted(pods) if name not in seen]
     if new:

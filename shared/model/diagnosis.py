@@ -82,6 +82,17 @@ def user_started(pods: list[Pod]) -> int | None:
     return min(starts, default=None)
 
 
+def user_finished(pods: list[Pod]) -> int | None:
+    """When the user's container last finished (epoch ms), over all attempts (an array
+    job's pods: its last task's end); None while none has."""
+    ends = []
+    for pod in pods:
+        terminated = _container(pod, USER_CONTAINER).get("terminated") or {}
+        if (ms := epoch_ms(terminated.get("finishedAt"))) is not None:
+            ends.append(ms)
+    return max(ends, default=None)
+
+
 def user_succeeded(pods: list[Pod]) -> bool:
     """Whether a pod's user container has exited 0: stage-out runs, or has run."""
     for pod in pods:

@@ -71,7 +71,10 @@ class Job:
     scheduled_for: int | None = None  # epoch ms (start_after): its Job waits suspended till then
     suspended: bool = False  # its Job exists, suspended until scheduled_for
     urls_expire: int | None = None  # epoch ms: the pod's input URL or upload session expires
-    start_time: int | None = None  # epoch ms: the job's pod started
+    start_time: int | None = None  # epoch ms: the user's container first started (an array
+    #   job's: its first task's), as Kubernetes records it (whole seconds)
+    end_time: int | None = None  # epoch ms: the user's container last finished (an array
+    #   job's: its last task's), as Kubernetes records it; end - start is the run time
     stop_time: int | None = None  # epoch ms: reached a final status
     reason: str | None = None  # why it failed (or was killed): short code
     message: str | None = None  # human detail of the reason
@@ -170,7 +173,7 @@ class Job:
         }
         if self.account_id is not None:
             body["account_id"] = self.account_id
-        for key in ("start_time", "stop_time", "output_file_url", "reason", "message"):
+        for key in ("start_time", "end_time", "stop_time", "output_file_url", "reason", "message"):
             value = getattr(self, key)
             if value is not None:
                 body[key] = value

@@ -62,6 +62,8 @@ def test_a_sweep_of_five_tasks(fn, backends, batch_v1, core_v1, namespace, stora
     logs = [saved(storage_client, bucket, f"{job['name']}-logs-{index}.txt") for index in range(5)]
     assert done["status"] == "succeeded", (done.get("failed_tasks"), logs)
     assert done["tasks"] == {"count": 5, "succeeded": 5, "failed": 0, "running": 0, "pending": 0}
+    # From the first task's start to the last task's end, as Kubernetes recorded them.
+    assert done["start_time"] <= done["end_time"] <= done["stop_time"]
     urls = done["task_output_urls"]
     assert len(urls) == 5 and done["output_file_url"] == urls[0]
     for index, url in enumerate(urls):

@@ -189,6 +189,28 @@ def test_failures_carry_their_reason_and_their_log(
     assert_cluster_empty(batch_v1, core_v1, namespace)
 
 
+def test_a_jobs_run_time_is_its_containers_however_late_its_end_is_seen(fn, core_v1, namespace):
+    """end_time is the user container's finishedAt: the seconds before a sync saw the
+    failure are not the job's run."""
+    job = create(fn, **env(KUBESIM_SH="sleep 1; exit 3"))
+
+    def user_exited() -> bool:
+        pods = core_v1.list_namespaced_pod(namespace, label_selector=f"{JOB_ID}={job['id']}")
+        return any(
+            status.name == "job" and status.state.terminated is not None
+            for item in pods.items
+            for status in item.status.init_container_statuses or []
+        )
+
+    wait_for(user_exited, what="the user's container to exit")
+    time.sleep(3)
+    failed = fn.sync_until(job["id"], FINAL)
+    assert failed["status"] == "failed"
+    ran = failed["end_time"] - failed["start_time"]
+    assert 0 <= ran <= 2000  # `sleep 1`, in Kubernetes' whole seconds
+    assert failed["stop_time"] - failed["start_time"] >= 3000
+
+
 def test_a_misspelled_image_fails_at_once(
     fn, backends, batch_v1, core_v1, namespace, storage_client, bucket
 ):

@@ -8,6 +8,7 @@ from shared.model.diagnosis import (
     disrupted,
     finished,
     image_missing,
+    user_finished,
     user_pod,
     user_started,
     user_succeeded,
@@ -185,3 +186,14 @@ def test_a_pod_past_its_own_deadline_is_kept_and_named():
     late["status"].update(phase="Failed", reason="DeadlineExceeded", message=message)
     failure = diagnose(k8s_job("BackoffLimitExceeded"), [late], retries=0)
     assert (failure.reason, failure.message) == ("DeadlineExceeded", message)
+
+
+def test_a_user_container_finishes_at_its_last_attempts_end():
+    def ended(finished: str) -> dict:
+        state = {"exitCode": 3, "startedAt": "2026-01-01T00:00:05Z", "finishedAt": finished}
+        return {"name": "job", "state": {"terminated": state}}
+
+    first = pod("a", init=[ended("2026-01-01T00:00:07Z")])
+    retry = pod("b", init=[ended("2026-01-01T00:00:09Z")])
+    assert user_finished([first, retry]) == user_finished([retry]) == 1767225609000
+    assert user_finished([pod("c", init=[running("job")])]) is None

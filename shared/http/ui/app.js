@@ -64,9 +64,12 @@
     return typeof ms === "number" ? new Date(ms).toISOString().replace(".000Z", "Z") : "–";
   }
 
+  // The user's container's run, as Kubernetes records it (end_time); a job that ended
+  // without one (killed) ran until it stopped, and a running one until now.
   function duration(job, now) {
     if (typeof job.start_time !== "number") return null;
-    const end = typeof job.stop_time === "number" ? job.stop_time : now;
+    const ended = typeof job.end_time === "number" ? job.end_time : job.stop_time;
+    const end = typeof ended === "number" ? ended : now;
     return end - job.start_time;
   }
 
