@@ -87,6 +87,17 @@ class Api:
             time.sleep(pause)
         raise AssertionError("unreachable")
 
+    def resolve(self, ident: str) -> str:
+        """A job's id: `ident` itself when it is one, else the id of the job so named."""
+        try:
+            return str(uuid.UUID(ident))
+        except ValueError:
+            pass
+        found = self.call("GET", "/batch/", params={"name": ident, "status": "any"})["data"]
+        if not found:
+            raise CliError(f"No job is named {ident!r}: give its name or its id")
+        return str(found[0]["id"])
+
     def job(self, job_id: str) -> dict[str, Any]:
         data: dict[str, Any] = self.call("GET", f"/batch/{job_id}")["data"]
         return data

@@ -252,12 +252,15 @@ def _wait_and_report(
 # -- the other verbs ---------------------------------------------------------------------
 
 
-@app.command(epilog="\b\nExample:\n  ktr status 0f2b8c1e-4a8e-4c5e-9a57-1c2d3e4f5a6b")
-@click.argument("job_id", metavar="ID")
+@app.command(
+    epilog="\b\nExamples:\n  ktr status sweep-1\n  ktr status 0f2b8c1e-4a8e-4c5e-9a57-1c2d3e4f5a6b"
+)
+@click.argument("job_id", metavar="ID|NAME")
 @common
 def status(job_id: str, api: str | None, as_json: bool) -> None:
     """A job's record, with its timeline."""
-    job = connect(api).job(job_id)
+    client = connect(api)
+    job = client.job(client.resolve(job_id))
     if as_json:
         render.json_line(job)
     else:
@@ -266,15 +269,16 @@ def status(job_id: str, api: str | None, as_json: bool) -> None:
 
 @app.command(
     name="list",
-    epilog="\b\nExamples:\n  ktr list --status failed --account acct-1\n"
+    epilog="\b\nExamples:\n  ktr list\n  ktr list --status failed --account acct-1\n"
     "  ktr list --status succeeded --all --json | jq -r .id",
 )
 @click.option(
     "--status",
     "status_",
-    default="running",
+    default="any",
     show_default=True,
-    type=click.Choice(["created", "running", "cleaning", "succeeded", "failed", "killed"]),
+    help="One status (oldest first), or any (every status, newest first).",
+    type=click.Choice(["any", "created", "running", "cleaning", "succeeded", "failed", "killed"]),
 )
 @click.option("--account", help="Only this account's jobs.")
 @click.option("--all", "every_page", is_flag=True, help="Every page, not only the first.")
@@ -282,7 +286,8 @@ def status(job_id: str, api: str | None, as_json: bool) -> None:
 def list_(
     status_: str, account: str | None, every_page: bool, api: str | None, as_json: bool
 ) -> None:
-    """Jobs in one status, oldest first: a table, or one JSON object a line."""
+    """Your recent jobs, newest first, or those in one status, oldest first: a table, or
+    one JSON object a line."""
     client = connect(api)
     size = ALL_PAGE if every_page else LIST_PAGE
     shown: list[dict[str, Any]] = []
@@ -297,19 +302,24 @@ def list_(
         if shown:
             render.out.print(render.job_table(shown))
         else:
-            click.echo(f"No {status_} jobs.", err=True)
+            click.echo(f"No {_jobs_in(status_)}.", err=True)
     if more:
-        click.echo(f"(more {status_} jobs: add --all to see every page)", err=True)
+        click.echo(f"(more {_jobs_in(status_)}: add --all to see every page)", err=True)
+
+
+def _jobs_in(status: str) -> str:
+    return "jobs" if status == "any" else f"{status} jobs"
 
 
 @app.command(epilog="\b\nExamples:\n  ktr logs ID --tail 50\n  ktr logs ID -f")
-@click.argument("job_id", metavar="ID")
+@click.argument("job_id", metavar="ID|NAME")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing what is new until the job ends.")
 @click.option("--tail", type=click.IntRange(1, 100_000), metavar="N", help="Only the last N lines.")
 @common
 def logs(job_id: str, follow: bool, tail: int | None, api: str | None, as_json: bool) -> None:
     """The log of a job's container (while it runs, and saved after)."""
     client = connect(api)
+    job_id = client.resolve(job_id)
     if not follow:
         view = client.log(job_id, tail=tail)
         if as_json:
@@ -337,13 +347,13 @@ def logs(job_id: str, follow: bool, tail: int | None, api: str | None, as_json: 
 
 
 @app.command(epilog="\b\nExample:\n  ktr fetch ID ./out")
-@click.argument("job_id", metavar="ID")
+@click.argument("job_id", metavar="ID|NAME")
 @click.argument("out", type=click.Path(path_type=Path))
 @common
 def fetch(job_id: str, out: Path, api: str | None, as_json: bool) -> None:
     """Download a succeeded job's output and unzip it into OUT."""
     client = connect(api)
-    job = client.job(job_id)
+    job = client.job(client.resolve(job_id))
     if job["status"] != "succeeded" or not job.get("output_file_url"):
         problem = CliError(f"{job['name']} is {job['status']}: it has no output to fetch")
         problem.exit_code = jobs.exit_code(job) if job["status"] in jobs.FINAL else EXIT_ERROR
@@ -384,11 +394,12 @@ def _fetch_one(client: Api, job: dict[str, Any], url: str, out: Path, *, as_json
 
 
 @app.command(epilog="\b\nExample:\n  ktr kill ID")
-@click.argument("job_id", metavar="ID")
+@click.argument("job_id", metavar="ID|NAME")
 @common
 def kill(job_id: str, api: str | None, as_json: bool) -> None:
     """Kill a running job, or one waiting for its start time or its upload."""
-    envelope = connect(api).kill(job_id)
+    client = connect(api)
+    envelope = client.kill(client.resolve(job_id))
     job = envelope["data"]
     if as_json:
         render.json_line(job)
@@ -402,13 +413,13 @@ def kill(job_id: str, api: str | None, as_json: bool) -> None:
 @app.command(
     epilog="\b\nExample:\n  ktr wait ID1 ID2 && echo all succeeded",
 )
-@click.argument("job_ids", metavar="ID...", nargs=-1, required=True)
+@click.argument("job_ids", metavar="ID|NAME...", nargs=-1, required=True)
 @common
 def wait(job_ids: tuple[str, ...], api: str | None, as_json: bool) -> None:
     """Wait for jobs to end. Exit 0 if all succeeded, else the worst: 3 a job could not be
     read, 1 one failed, 2 one was killed."""
     client = connect(api)
-    created = [client.job(job_id) for job_id in job_ids]
+    created = [client.job(client.resolve(job_id)) for job_id in job_ids]
     sys.exit(_wait_and_report(client, created, as_json=as_json))
 
 

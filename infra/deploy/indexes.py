@@ -48,7 +48,8 @@ def create_indexes(config: DeployConfig) -> Step:
     return Step(
         "Firestore indexes",
         "One composite index per query shape: the list by status (and account) in "
-        "creation order. The sync's `status in [...]` needs only the automatic index.",
+        "creation order, and an account's jobs of every status newest first. The sync's "
+        "`status in [...]` and the list of every job need only automatic indexes.",
         tuple(actions),
     )
 

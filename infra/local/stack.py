@@ -522,7 +522,8 @@ def print_endpoints(stack: Stack, out: IO[str], seconds: float) -> None:
     print(f"\nLocal cloud up in {seconds:.1f} s (project {s.project}):", file=out)
     for name, endpoint in stack.endpoints:
         print(f"  {name.ljust(width)}  {endpoint}", file=out)
-    print(f"\n  logs: {s.log_dir}/", file=out)
+    print(f"\n  status page: http://127.0.0.1:{s.api_port}/ui/", file=out)
+    print(f"  logs: {s.log_dir}/", file=out)
     print(f"  in another shell: source {s.env_file}", file=out)
     print("  Ctrl-C stops everything.\n", file=out, flush=True)
 

@@ -217,13 +217,14 @@ class JobStore:
 
     def find_page(
         self,
-        status: Status,
+        status: Status | None,
         account_id: str | None,
         *,
         limit: int,
         after: tuple[int, str] | None = None,
     ) -> list[Job]:
-        """At most `limit` jobs, oldest first, after the job (created, id) `after`.
+        """At most `limit` jobs after the job (created, id) `after`: of one status oldest
+        first, or (`status` None) of every status newest first.
 
         A cursor, not an offset: Firestore starts reading at the cursor in the index, so a
         page costs the same whatever the collection holds before it."""
@@ -233,17 +234,24 @@ class JobStore:
         query = query.limit(limit)
         return _wrap("list jobs", lambda: [_job(s) for s in query.stream(**self.bounded)])
 
-    def find_query(self, status: Status, account_id: str | None = None) -> firestore.Query:
+    def find_query(self, status: Status | None, account_id: str | None = None) -> firestore.Query:
         """The list's query: it needs a composite index (infra/firestore.indexes.json).
         Ordered by creation, then by document id: jobs created in the same millisecond
         keep one order, which a page's cursor relies on. Every index ends with the
-        document id, in the direction of its last field, so the tiebreak needs no other."""
-        from google.cloud.firestore_v1 import FieldFilter
+        document id, in the direction of its last field, so the tiebreak needs no other.
+        One status is listed oldest first (the earlier API's order); every status (None),
+        newest first."""
+        from google.cloud.firestore_v1 import FieldFilter, Query
 
-        query = self.jobs.where(filter=FieldFilter("status", "==", status.value))
+        query: Any = self.jobs
+        if status is not None:
+            query = query.where(filter=FieldFilter("status", "==", status.value))
         if account_id is not None:
             query = query.where(filter=FieldFilter("account_id", "==", account_id))
-        return query.order_by("created").order_by(DOCUMENT_ID)
+        direction = Query.ASCENDING if status is not None else Query.DESCENDING
+        return query.order_by("created", direction=direction).order_by(
+            DOCUMENT_ID, direction=direction
+        )
 
     def unfinished(self) -> list[Job]:
         """Every job not in a final status: the one query of a sync."""

@@ -163,23 +163,32 @@ def get(request: Request, backends: Backends, job_id: str) -> Response:
 
 @respond_errors
 def list_jobs(request: Request, backends: Backends) -> Response:
-    """A page of the jobs in one status, oldest first, and the token of the next page ("" on
-    the last). Without page_size, pages of 1000: the earlier API's list, while it is shorter."""
-    raw = request.args.get("status", Status.RUNNING.value)
-    try:
-        status = Status(raw)
-    except ValueError:
-        choices = ", ".join(s.value for s in Status)
-        raise InvalidParameters(data={"status": f"Must be one of: {choices}"}) from None
+    """A page of the jobs in one status, oldest first (`status=any`: of every status, newest
+    first), and the token of the next page ("" on the last). Without page_size, pages of
+    1000; without status, `running`: the earlier API's list, while it is shorter. `name`
+    finds the job of that name (of any status unless one is given)."""
+    name = request.args.get("name") or None
+    default = paging.ANY if name is not None else Status.RUNNING.value
+    status = _list_status(request.args.get("status", default))
     account_id = request.args.get("account_id") or None
     if account_id is not None and len(account_id) > MAX_ACCOUNT_ID:
         # No job can have it, and Firestore refuses long values in a query.
         raise InvalidParameters(data={"account_id": f"At most {MAX_ACCOUNT_ID} characters"})
     size = paging.page_size(request.args)
     after = paging.cursor(request.args.get("page_token"), status, account_id)
-    jobs, more = queries.page(status, account_id, backends, size=size, after=after)
+    jobs, more = queries.page(status, account_id, backends, size=size, after=after, name=name)
     next_token = paging.token(status, account_id, jobs[-1]) if more else ""
     return envelope([job.to_api() for job in jobs], extra={"next_page_token": next_token})
+
+
+def _list_status(raw: str) -> Status | None:
+    if raw == paging.ANY:
+        return None
+    try:
+        return Status(raw)
+    except ValueError:
+        choices = ", ".join([*(s.value for s in Status), paging.ANY])
+        raise InvalidParameters(data={"status": f"Must be one of: {choices}"}) from None
 
 
 MAX_TAIL_LINES = 100_000

@@ -32,14 +32,23 @@ def page_size(args: Mapping[str, str]) -> int:
     return int(raw)
 
 
-def token(status: Status, account_id: str | None, last: Job) -> str:
+ANY = "any"  # status=any: every status, newest first
+
+
+def token(status: Status | None, account_id: str | None, last: Job) -> str:
     """The token of the page after the one that ends with `last`."""
-    cursor = {"s": status.value, "a": account_id, "c": last.created, "i": last.id}
+    cursor = {"s": _status(status), "a": account_id, "c": last.created, "i": last.id}
     text = json.dumps(cursor, separators=(",", ":"))
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
-def cursor(raw: str | None, status: Status, account_id: str | None) -> tuple[int, str] | None:
+def _status(status: Status | None) -> str:
+    return status.value if status is not None else ANY
+
+
+def cursor(
+    raw: str | None, status: Status | None, account_id: str | None
+) -> tuple[int, str] | None:
     """(created, id) to resume after, from the request's `page_token`; None for the first
     page. A garbled token, or one of another query, is a 400 naming `page_token`."""
     if not raw:
@@ -49,7 +58,7 @@ def cursor(raw: str | None, status: Status, account_id: str | None) -> tuple[int
         raise InvalidParameters(
             data={"page_token": "Not a page token: pass next_page_token as it was given"}
         )
-    if decoded["s"] != status.value or decoded["a"] != account_id:
+    if decoded["s"] != _status(status) or decoded["a"] != account_id:
         raise InvalidParameters(
             data={
                 "page_token": "The token of another query: keep status and account_id as "

@@ -10,6 +10,8 @@ import base64
 import binascii
 import io
 
+from shared.contract.exits import InputRejected
+from shared.contract.zips import Limits, inspect_zip
 from shared.errors import InvalidParameters
 from shared.settings import Settings
 
@@ -20,9 +22,6 @@ def _refuse(message: str) -> InvalidParameters:
 
 def decode_input(text: str, settings: Settings) -> bytes:
     """The zip's bytes; InvalidParameters naming what is wrong. Never echoes the input."""
-    from shared.contract.exits import InputRejected
-    from shared.contract.zips import Limits, inspect_zip
-
     # Base64 from `base64.encodebytes` (the earlier clients) carries newlines: allowed.
     compact = b"".join(text.encode("ascii", errors="replace").split())
     if len(compact) > (settings.max_input_bytes + 2) // 3 * 4:

@@ -12,6 +12,7 @@ from shared.cloud.store import JobStore
 from shared.errors import DoesNotExist, InvalidParameters, NotFound
 from shared.jobs import arrays, joblogs
 from shared.model.job import Job, Status, canonical_id, now_ms
+from shared.model.validation import name_error
 
 
 def find(job_id: str, store: JobStore) -> Job:
@@ -28,15 +29,22 @@ def get(job_id: str, backends: Backends) -> Job:
 
 
 def page(
-    status: Status,
+    status: Status | None,
     account_id: str | None,
     backends: Backends,
     *,
     size: int,
     after: tuple[int, str] | None,
+    name: str | None = None,
 ) -> tuple[list[Job], bool]:
-    """Up to `size` jobs in `status` (of one account, if given), oldest first, after the
-    (created, id) `after`; and whether there are more."""
+    """Up to `size` jobs in `status` oldest first, or of every status (None) newest first,
+    of one account if given, after the (created, id) `after`; and whether there are more.
+    With `name`, the job of that name if it passes the same filters (names are unique)."""
+    if name is not None:
+        job = backends.store.get_by_name(name) if name_error(name) is None else None
+        if job is None or (status is not None and job.status is not status):
+            return [], False
+        return ([fresh(job, backends)] if account_id in (None, job.account_id) else []), False
     # One more than the page: whether it exists says whether there is a next page.
     jobs = backends.store.find_page(status, account_id, limit=size + 1, after=after)
     return [fresh(job, backends) for job in jobs[:size]], len(jobs) > size

@@ -278,6 +278,14 @@ def _http_url(value: Any, wrong: str) -> SplitResult | str:
     return parts
 
 
+def _input_zip_error(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "Must be a base64 string"
+    if not value.strip():
+        return "Not a zip: it is empty (leave input_zip out for a job without input)"
+    return None
+
+
 def _input_url_error(value: Any) -> str | None:
     """`gs://BUCKET/OBJECT`, or an http(s) URL with a host (shared/jobs/references.py checks
     where it points)."""
@@ -333,7 +341,7 @@ def _parameter_errors(params: dict[str, Any], max_parallelism: int) -> dict[str,
         "resources": _resources_errors,
         "timeout_seconds": lambda v: _int_error(v, 1, MAX_TIMEOUT),
         "retries": lambda v: _int_error(v, 0, MAX_RETRIES),
-        "input_zip": lambda v: None if isinstance(v, str) else "Must be a base64 string",
+        "input_zip": _input_zip_error,
         "command": _argv_error,
         "args": _argv_error,
         "input_url": _input_url_error,

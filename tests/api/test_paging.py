@@ -151,3 +151,54 @@ def test_page_size_is_from_1_to_1000(fn_store, size):
     status, refused = fn_store.api("GET", f"/batch/?status=running&page_size={size}")
     assert (status, refused["error"]) == (400, "InvalidParameters")
     assert set(refused["data"]) == {"page_size"}
+
+
+def test_status_any_lists_every_status_newest_first(fn_store, store_env):
+    """The list a person wants after a few jobs: all of them, the latest first, paged with
+    the same tokens; an account's alone with account_id."""
+    from shared.cloud.backends import default_backends
+
+    backends = default_backends()
+    running = seed(backends, 7, same_ms=2)
+    failed = seed(backends, 5, status=Status.FAILED, account_id="acct-any")
+    succeeded = seed(backends, 6, status=Status.SUCCEEDED, same_ms=3, account_id="acct-any")
+    every = running + failed + succeeded
+    created = {job.id: job.created for job in backends.store.get_many(every).values()}
+    newest_first = sorted(every, key=lambda i: (created[i], i), reverse=True)
+    walked = pages(fn_store, "status=any&page_size=4")
+    assert [len(page) for page in walked] == [4, 4, 4, 4, 2]
+    assert [i for page in walked for i in page] == newest_first
+    mine = [
+        i for page in pages(fn_store, "status=any&account_id=acct-any&page_size=5") for i in page
+    ]
+    assert mine == [i for i in newest_first if i in set(failed + succeeded)]
+    # A token of this query is refused by another, and the earlier default is unchanged.
+    token = json.loads(fn_store.clients["batch_api"].get("/batch/?status=any&page_size=1").data)
+    other = fn_store.clients["batch_api"].get(f"/batch/?page_token={token['next_page_token']}")
+    assert other.status_code == 400
+    assert [i for page in pages(fn_store, "page_size=50") for i in page] == running
+
+
+def test_a_job_is_found_by_its_name(fn_store, store_env):
+    from shared.cloud.backends import default_backends
+
+    backends = default_backends()
+    (failed,) = seed(backends, 1, status=Status.FAILED, account_id="acct-named")
+    record = backends.store.get(failed)
+    assert record is not None
+    name = record.name
+    backends.store.names.document(name).set({"job_id": failed})  # as a create writes it
+
+    def listed(query: str) -> list[str]:
+        response = fn_store.clients["batch_api"].get(f"/batch/?{query}")
+        body = json.loads(response.data)
+        assert response.status_code == 200, body
+        assert body["next_page_token"] == ""
+        return [job["id"] for job in body["data"]]
+
+    assert listed(f"name={name}") == [failed]  # of any status, unless one is asked for
+    assert listed(f"name={name}&status=failed&account_id=acct-named") == [failed]
+    assert listed(f"name={name}&status=running") == []
+    assert listed(f"name={name}&account_id=another") == []
+    assert listed("name=no-such-job") == []
+    assert listed("name=a%2Fb") == []  # no name holds a slash: nothing is looked up

@@ -113,6 +113,12 @@ def test_a_failed_job_exits_1_with_its_reason_exit_code_and_log(ktr):
     shown = ktr("status", job_id(done))
     ran = re.search(r"ran for\s+(\d+\.\d)s", shown.out)
     assert ran is not None and float(ran.group(1)) <= 1.0, shown.out
+    # A job's name serves wherever its id does.
+    by_name = ktr("status", "cli-fails", "--json")
+    assert by_name.code == 0 and by_name.json_lines()[0]["id"] == job_id(done)
+    assert "boom: no such sample" in ktr("logs", "cli-fails").out
+    unknown = ktr("status", "no-job-is-named-so")
+    assert unknown.code == 3 and "No job is named 'no-job-is-named-so'" in unknown.err
 
     # --logs: the log on stdout as it comes (once), and then no tail on stderr.
     followed = ktr(
@@ -159,6 +165,14 @@ def test_list_json_follows_status_and_account(ktr):
     assert table.code == 0 and ident in table.out
     none = ktr("list", "--status", "failed", "--account", account, "--json")
     assert (none.code, none.out) == (0, "")
+
+    # Without --status: the account's jobs of every status, the newest first.
+    failed = ktr("submit", "--image", "python:3.11", "--account", account, "--wait",
+                 "--", "python", "-c", "raise SystemExit(3)")  # fmt: skip
+    assert failed.code == 1, failed.err
+    recent = ktr("list", "--account", account, "--json")
+    assert [job["id"] for job in recent.json_lines()] == [job_id(failed), ident]
+    assert [job["status"] for job in recent.json_lines()] == ["failed", "succeeded"]
 
 
 def test_logs_of_a_finished_job_and_followed_while_it_runs(ktr):

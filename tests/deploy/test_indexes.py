@@ -34,7 +34,7 @@ def shape(query: Any) -> tuple[set[str], list[tuple[str, str]]]:
         if where.composite_filter.filters
         else [where.field_filter]
     )
-    equal = {f.field.field_path for f in filters}
+    equal = {f.field.field_path for f in filters if f.field.field_path}
     orders = [
         (order.field.field_path, "ASCENDING" if order.direction == 1 else "DESCENDING")
         for order in query._to_protobuf().order_by  # noqa: SLF001
@@ -67,13 +67,20 @@ def test_every_list_query_has_an_index(store, status, account_id):
     assert covered(equal, orders), f"no index for {sorted(equal)} ordered by {orders}"
 
 
+@pytest.mark.parametrize("account_id", [None, "acct-1"])
+def test_the_list_of_every_status_has_an_index(store, account_id):
+    equal, orders = shape(store.find_query(None, account_id))
+    assert orders == [("created", "DESCENDING")]
+    assert covered(equal, orders), f"no index for {sorted(equal)} ordered by {orders}"
+
+
 def test_the_sync_query_needs_no_composite_index(store):
     equal, orders = shape(store.unfinished_query())
     assert (equal, orders) == ({"status"}, [])
 
 
 def test_the_file_holds_no_index_nothing_uses(store):
-    shapes = [shape(store.find_query(Status.RUNNING, a)) for a in (None, "a")]
+    shapes = [shape(store.find_query(s, a)) for s in (Status.RUNNING, None) for a in (None, "a")]
     for index in load():
         fields = [(f["fieldPath"], f["order"]) for f in index["fields"]]
         assert any(
@@ -84,13 +91,14 @@ def test_the_file_holds_no_index_nothing_uses(store):
 
 def test_the_page_query_with_its_cursor_has_the_same_index(store):
     """A page after a cursor is the same query, started elsewhere in the index."""
-    for account_id in (None, "acct-1"):
-        query = store.find_query(Status.RUNNING, account_id).start_after(
-            {"created": 1, "__name__": "0f2b8c1e-4a8e-4c5e-9a57-000000000000"}
-        )
-        raw = query.limit(101)._to_protobuf()  # noqa: SLF001
-        assert [o.field.field_path for o in raw.order_by] == ["created", "__name__"]
-        assert covered(*shape(query))
+    for status in (Status.RUNNING, None):
+        for account_id in (None, "acct-1"):
+            query = store.find_query(status, account_id).start_after(
+                {"created": 1, "__name__": "0f2b8c1e-4a8e-4c5e-9a57-000000000000"}
+            )
+            raw = query.limit(101)._to_protobuf()  # noqa: SLF001
+            assert [o.field.field_path for o in raw.order_by] == ["created", "__name__"]
+            assert covered(*shape(query))
 
 
 def test_the_ttl_policy_is_on_the_request_keys_field():

@@ -363,6 +363,8 @@ def test_a_stop_is_bounded_whatever_the_servers_are_doing(tmp_path):
             stack.wait()
     output = stack.stdout.read() if stack.stdout else ""
     assert stack.returncode == 0, output
+    # The banner says where the status page is.
+    assert f"status page: http://127.0.0.1:{env['API_PORT']}/ui/" in output, output
     # Bounded by the grace periods, not by the minute the sync is held: on a machine as busy
     # as it may be, a few seconds more than STOP_SECONDS.
     assert elapsed < STOP_SECONDS + 10, f"stopped in {elapsed:.1f} s\n{output}"

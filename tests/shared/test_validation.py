@@ -253,3 +253,15 @@ def test_whole_numbers_written_as_floats():
         "retries"
         in errors_of({"job_parameters": {"docker_image": "a", "retries": 1.5}})["job_parameters"]
     )
+
+
+@pytest.mark.parametrize("empty", ["", "  \n"])
+def test_an_empty_input_zip_is_refused_as_no_zip(empty):
+    with pytest.raises(InvalidParameters) as refused:
+        validate_create({"job_parameters": {"docker_image": "alpine", "input_zip": empty}})
+    assert refused.value.data == {
+        "job_parameters": {
+            "input_zip": "Not a zip: it is empty (leave input_zip out for a job without input)"
+        }
+    }
+    assert validate_create({"job_parameters": {"docker_image": "a", "input_zip": None}})

@@ -183,14 +183,21 @@ def test_a_submitted_job_appears_in_the_list_and_filters_by_status(cloud, browse
     page = browser.page
     page.goto(f"{cloud.api}/ui/")
     running, hello = cloud.jobs["running"], cloud.jobs["hello"]
-    # running is the default status, as in the API
+    # The page opens on every job, newest first: what someone who just ran a few wants.
     row = _row(page, running["id"])
     expect(row).to_be_visible()
     expect(row.locator("td").nth(0)).to_have_text("ui-long")
     expect(row.locator("td").nth(2)).to_have_text(ACCOUNT)
     expect(row.locator("td").nth(3)).to_have_text("running")
-    expect(_row(page, hello["id"])).to_have_count(0)
+    expect(_row(page, hello["id"])).to_be_visible()
+    assert page.locator("#filter-status").input_value() == "any"
+    ids = page.locator("#jobs tbody tr").evaluate_all("rows => rows.map(r => r.dataset.id)")
+    newest_first = sorted(cloud.jobs.values(), key=lambda job: job["created"], reverse=True)
+    assert ids == [job["id"] for job in newest_first if job["id"] in ids]
 
+    page.select_option("#filter-status", "running")
+    expect(_row(page, hello["id"])).to_have_count(0)
+    expect(_row(page, running["id"])).to_be_visible()
     page.select_option("#filter-status", "succeeded")
     expect(_row(page, hello["id"])).to_be_visible()
     expect(_row(page, running["id"])).to_have_count(0)

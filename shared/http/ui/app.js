@@ -122,7 +122,8 @@
   function listQuery() {
     const hash = location.hash.replace(/^#\/?/, "");
     const query = new URLSearchParams(hash.startsWith("?") ? hash.slice(1) : "");
-    const status = STATUSES.includes(query.get("status")) ? query.get("status") : "running";
+    // Every status, newest first, unless one is asked for (then oldest first).
+    const status = STATUSES.includes(query.get("status")) ? query.get("status") : "any";
     const size = query.get("page_size") || "";
     return {
       status,
@@ -150,7 +151,8 @@
     $("list-view").hidden = false;
     $("job-view").hidden = true;
     lastList = location.hash || "#/";
-    document.title = `Jobs ${query.status} · Kubernetes task runner`;
+    const which = query.status === "any" ? "" : ` ${query.status}`;
+    document.title = `Jobs${which} · Kubernetes task runner`;
     loadList(mine, query);
   }
 
