@@ -34,7 +34,7 @@ from shared.errors import (
 from shared.http import paging
 from shared.jobs import health, lifecycle, queries, reconciler
 from shared.model.job import Status
-from shared.model.validation import MAX_ACCOUNT_ID
+from shared.model.validation import MAX_ACCOUNT_ID, MAX_NAME
 from shared.settings import SettingsError
 
 log = logging.getLogger(__name__)
@@ -168,6 +168,8 @@ def list_jobs(request: Request, backends: Backends) -> Response:
     1000; without status, `running`: the earlier API's list, while it is shorter. `name`
     finds the job of that name (of any status unless one is given)."""
     name = request.args.get("name") or None
+    if name is not None and len(name) > MAX_NAME:
+        raise InvalidParameters(data={"name": f"At most {MAX_NAME} characters"})
     default = paging.ANY if name is not None else Status.RUNNING.value
     status = _list_status(request.args.get("status", default))
     account_id = request.args.get("account_id") or None

@@ -78,7 +78,7 @@ pytestmark = [
 
 # Generated cases per operation (schemathesis adds its explicit examples and, for invalid
 # methods, a few probes). `test_enough_cases` adds up what ran.
-EXAMPLES = 400
+EXAMPLES = 450
 MIN_CASES = 1000
 
 CASES: collections.Counter[str] = collections.Counter()
