@@ -9,6 +9,7 @@ Eventarc delivers the event again. Anything else is logged and the event dropped
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from shared import logs
@@ -22,34 +23,18 @@ log = logging.getLogger(__name__)
 def object_finalized(data: dict[str, Any], backends: Backends) -> str:
     """An object of the jobs bucket landed: a job's output, input or submission."""
     logs.configure_once(backends.settings.log_level)
-    try:
-        return finalize.handle(data, backends=backends)
-    except (StoreError, BucketError):
-        log.exception("finalize failed; the event will be delivered again")
-        raise
-    except ClusterApiError as error:
-        if error.transient:
-            log.exception("finalize failed; the event will be delivered again")
-            raise
-        log.exception("finalize could not clean up; the sync will")
-        return "cleanup pending"
+    return _again_if_transient(
+        "finalize", lambda: finalize.handle(data, backends=backends), "cleanup pending"
+    )
 
 
 def cluster_event(event: dict[str, Any], backends: Backends) -> str:
     """A Kubernetes event that may end a job (its log sink's message): reconcile that job.
     A transient failure is raised, for the event to come again; the sync is the net."""
     logs.configure_once(backends.settings.log_level)
-    try:
-        return failures.handle(event, backends)
-    except (StoreError, BucketError):
-        log.exception("reconciling the job failed; the event will be delivered again")
-        raise
-    except ClusterApiError as error:
-        if error.transient:
-            log.exception("reconciling the job failed; the event will be delivered again")
-            raise
-        log.exception("could not reconcile the job; the sync will")
-        return "left to the sync"
+    return _again_if_transient(
+        "reconciling the job", lambda: failures.handle(event, backends), "left to the sync"
+    )
 
 
 def job_event(event: dict[str, Any], backends: Backends) -> str:
@@ -70,3 +55,19 @@ def job_written(data: bytes, backends: Backends) -> str:
     again (consumers drop the messages they have seen)."""
     logs.configure_once(backends.settings.log_level)
     return notify.handle(data, backends=backends)
+
+
+def _again_if_transient(what: str, handle: Callable[[], str], left: str) -> str:
+    """`handle()`; a failure of Firestore or Cloud Storage, or a transient one of the
+    cluster, is raised (the event comes again); the cluster's refusal is left to the sync."""
+    try:
+        return handle()
+    except (StoreError, BucketError):
+        log.exception("%s failed; the event will be delivered again", what)
+        raise
+    except ClusterApiError as error:
+        if error.transient:
+            log.exception("%s failed; the event will be delivered again", what)
+            raise
+        log.exception("%s could not finish; the sync will", what)
+        return left
