@@ -235,7 +235,7 @@ class _Reader:
         for name, why in OBSOLETE.items():
             if self.env.get(name, "").strip():
                 self.problems.append(
-                    f"{name} is no longer used ({why}): remove it, and see the README on "
+                    f"{name} is no longer used ({why}): remove it, and see docs/deploy.md on "
                     "what an earlier deploy made for it"
                 )
         for name in LOCAL_ONLY:
@@ -247,7 +247,8 @@ class _Reader:
         if self.env.get("CALLBACK_SECRET", "").strip():
             self.problems.append(
                 "CALLBACK_SECRET is not read by the deploy: store it in Secret Manager as "
-                "CALLBACK_SECRET_NAME (the README shows how); only the callbacks function reads it"
+                "CALLBACK_SECRET_NAME (docs/deploy.md shows how); only the callbacks function "
+                "reads it"
             )
         self.runtime_settings(config.runtime)
         if self.problems:

@@ -262,7 +262,7 @@ def callback_secret(config: DeployConfig) -> Step:
     return Step(
         "Callback secret",
         f"The callbacks' signing key, in Secret Manager as {config.callback_secret}: made "
-        "by an operator (the README shows how), so its value never passes through the "
+        "by an operator (docs/deploy.md shows how), so its value never passes through the "
         "deploy, its logs or the functions' environment. Read before any change: a missing "
         "secret stops the deploy.",
         (

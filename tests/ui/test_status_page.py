@@ -240,8 +240,10 @@ def test_the_list_screenshot(cloud, browser, shots):
     from playwright.sync_api import expect
 
     page = browser.page
-    page.goto(f"{cloud.api}/ui/#/?status=succeeded")
-    expect(page.locator("#jobs tbody tr")).to_have_count(2)
+    # Ordinary jobs, one of each outcome: the account the hostile job is not in.
+    page.goto(f"{cloud.api}/ui/#/?account_id={ACCOUNT}")
+    expect(page.locator("#jobs tbody tr")).to_have_count(3)
+    expect(page.locator("#jobs-caption")).to_have_text(f"3 jobs of account {ACCOUNT}, newest first")
     page.screenshot(path=str(shots / "status-list.png"), full_page=True)
     assert (shots / "status-list.png").read_bytes().startswith(b"\x89PNG")
 

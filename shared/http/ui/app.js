@@ -200,7 +200,10 @@
     });
     $("jobs").tBodies[0].replaceChildren(...rows);
     const account = query.account_id ? ` of account ${query.account_id}` : "";
-    $("jobs-caption").textContent = `${jobs.length} ${query.status} job${jobs.length === 1 ? "" : "s"}${account}${query.page_token ? " (a later page)" : ""}, oldest first`;
+    const any = query.status === "any";
+    const which = any ? "" : ` ${query.status}`;
+    const order = any ? "newest first" : "oldest first";
+    $("jobs-caption").textContent = `${jobs.length}${which} job${jobs.length === 1 ? "" : "s"}${account}${query.page_token ? " (a later page)" : ""}, ${order}`;
     $("list-empty").hidden = jobs.length > 0;
     $("jobs").hidden = jobs.length === 0;
     const first = $("page-first");
