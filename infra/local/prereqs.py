@@ -36,6 +36,11 @@ class Package:
 
 BUBBLEWRAP = Package("bubblewrap", BWRAP, "the node agent's sandbox")
 CHROMIUM_PACKAGE = Package("chromium", CHROMIUM, "the status page's browser tests")
+# What the README's runnable examples call (tests/local/test_readme.py).
+README_PACKAGES = [
+    Package(name, Path(f"/usr/bin/{name}"), "the README's examples")
+    for name in ("curl", "jq", "zip", "unzip")
+]
 
 
 def ensure_packages(packages: list[Package]) -> None:
@@ -70,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     if args not in ([], ["--tests"]):
         print("usage: python -m infra.local.prereqs [--tests]", file=sys.stderr)
         return 2
-    packages = [BUBBLEWRAP, *([CHROMIUM_PACKAGE] if args else [])]
+    packages = [BUBBLEWRAP, *([CHROMIUM_PACKAGE, *README_PACKAGES] if args else [])]
     try:
         check_prerequisites()
         fake_gcs_binary()
