@@ -54,14 +54,7 @@ def log(job_id: str, backends: Backends, *, tail: int | None, task: str | None) 
     """The user container's log: from the cluster while the job runs, saved after; an
     array job's task `task` (an index, as the request gave it), or its first."""
     job = find(job_id, backends.store)
-    index = None
-    if task is not None:
-        count = job.task_count
-        if count is None:
-            raise InvalidParameters(data={"task": "Only for array jobs (task_count)"})
-        if not task.isascii() or not task.isdigit() or not int(task) < count:
-            raise InvalidParameters(data={"task": f"Must be a task index from 0 to {count - 1}"})
-        index = int(task)
+    index = _task_index(job, task, "task") if task is not None else None
     return joblogs.read(job, backends, tail=tail, task=index)
 
 
@@ -69,17 +62,22 @@ def task_output_url(job_id: str, index: str, backends: Backends) -> str:
     """An array job's task's output (`index` as the request gave it): a URL signed for this
     request, for any number of tasks (the record lists them up to MAX_LISTED_OUTPUTS)."""
     job = find(job_id, backends.store)
-    count = job.task_count
-    if count is None:
-        raise InvalidParameters(data={"index": "Only for array jobs (task_count)"})
-    if not index.isascii() or not index.isdigit() or not int(index) < count:
-        raise InvalidParameters(data={"index": f"Must be a task index from 0 to {count - 1}"})
-    name = job.task_output_object(int(index))
+    name = job.task_output_object(_task_index(job, index, "index"))
     metadata = backends.bucket.metadata(name)
     if metadata is None or metadata.get("job-id") != job.id:
         raise NotFound(msg=f"Task {index} of job {job.id} has no output (yet)")
     url, _ = backends.bucket.output_url(name, backends.settings.output_url_lifetime)
     return url
+
+
+def _task_index(job: Job, raw: str, field: str) -> int:
+    """An array job's task index as a request gave it (`field` names it in the error)."""
+    count = job.task_count
+    if count is None:
+        raise InvalidParameters(data={field: "Only for array jobs (task_count)"})
+    if not raw.isascii() or not raw.isdigit() or not int(raw) < count:
+        raise InvalidParameters(data={field: f"Must be a task index from 0 to {count - 1}"})
+    return int(raw)
 
 
 def fresh(job: Job, backends: Backends) -> Job:
