@@ -1,9 +1,13 @@
-"""The identity token a deployed API (Cloud Functions with --no-allow-unauthenticated)
-wants, from the user's Google credentials. Loopback and plain http get none."""
+"""The identity token each request carries: a deployed API's (Cloud Functions with
+--no-allow-unauthenticated) from the user's Google credentials; the local cloud's signed
+with its issuer's key, for `operator@local` or the email of `--as`."""
 
 from __future__ import annotations
 
 import ipaddress
+import json
+import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from cli.errors import CliError
@@ -15,8 +19,13 @@ NO_CREDENTIALS = (
 )
 
 
+LOCAL_CALLER = "operator@local"  # who ktr is on the local cloud without --as
+TOKEN_SECONDS = 3600  # as long as Google's identity tokens live
+
+
 def needs_token(url: str) -> bool:
-    """An https URL whose host is not loopback: a deployed function."""
+    """An https URL whose host is not loopback: a deployed function, which wants the
+    caller's Google identity token."""
     parts = urlsplit(url)
     if parts.scheme != "https":
         return False
@@ -64,6 +73,31 @@ def identity_token(url: str) -> str:
         raise CliError(
             f"Could not get an identity token for {target}: {_first_line(error)}"
         ) from None
+
+
+def local_token(key_file: Path, email: str, audience: str, seconds: int = TOKEN_SECONDS) -> str:
+    """An identity token for `email`, signed with the local cloud's issuer key, as Google
+    signs one: RS256, the key's id in the header, the audience, a verified email."""
+    import google.auth.crypt
+    import google.auth.jwt
+
+    try:
+        info = json.loads(key_file.read_text())
+        signer = google.auth.crypt.RSASigner.from_service_account_info(info)
+        issuer = info["issuer"]
+    except (OSError, ValueError, KeyError) as error:
+        raise CliError(f"The local cloud's issuer key {key_file} is unusable: {error}") from None
+    now = int(time.time())
+    claims = {
+        "iss": issuer,
+        "aud": audience,
+        "sub": email,
+        "email": email,
+        "email_verified": True,
+        "iat": now,
+        "exp": now + seconds,
+    }
+    return google.auth.jwt.encode(signer, claims).decode()
 
 
 def _first_line(error: BaseException) -> str:

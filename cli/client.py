@@ -6,10 +6,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from typing import IO, Any
+from urllib.parse import quote
 
 import requests
 
-from cli import auth
+from cli import auth, config
 from cli.errors import ApiError, CliError
 
 CONNECT_SECONDS = 10.0
@@ -21,18 +22,38 @@ RETRY_PAUSES = (1.0, 2.0, 4.0)  # seconds before each new try of a create that m
 class Api:
     """`GET/POST/DELETE` on `<url>/batch/...`; answers are the envelope's `data`."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, as_email: str | None = None) -> None:
         self.url = url
+        self.as_email = as_email
         self.session = requests.Session()
         self.session.headers["User-Agent"] = "ktr"
         self._token: str | None = None
 
     def _headers(self) -> dict[str, str]:
-        if not auth.needs_token(self.url):
-            return {}
         if self._token is None:
-            self._token = auth.identity_token(self.url)
-        return {"Authorization": f"Bearer {self._token}"}
+            self._token = self.token()
+        return {"Authorization": f"Bearer {self._token}"} if self._token else {}
+
+    def token(self) -> str | None:
+        """The caller's identity token for this API: the user's Google one for a deployed
+        API; on the local cloud, one its issuer signs for `--as` (else operator@local), or
+        none when this shell has no issuer key (an API with access control off)."""
+        if auth.needs_token(self.url):
+            if self.as_email:
+                raise CliError(
+                    "--as is for the local cloud: a deployed API knows you by your Google "
+                    "credentials"
+                )
+            return auth.identity_token(self.url)
+        key = config.issuer_key()
+        if key is None:
+            if self.as_email:
+                raise CliError(
+                    "--as needs the local cloud's issuer key: run ktr inside the checkout "
+                    f"where `make run` is up, or set {config.ISSUER_KEY_VARIABLE}"
+                )
+            return None
+        return auth.local_token(key, self.as_email or auth.LOCAL_CALLER, auth.audience(self.url))
 
     def call(
         self,
@@ -124,6 +145,25 @@ class Api:
             if not token or not every_page:
                 return
             params["page_token"] = token
+
+    def accounts(self) -> list[dict[str, Any]]:
+        return list(self.call("GET", "/accounts/")["data"])
+
+    def account(self, account_id: str) -> dict[str, Any]:
+        data: dict[str, Any] = self.call("GET", f"/accounts/{quote(account_id, safe='')}")["data"]
+        return data
+
+    def create_account(self, account_id: str, members: dict[str, str]) -> dict[str, Any]:
+        body = {"account_id": account_id, "members": members}
+        data: dict[str, Any] = self.call("POST", "/accounts/", body=body)["data"]
+        return data
+
+    def set_member(self, account_id: str, email: str, role: str | None) -> dict[str, Any]:
+        """`role` None takes the member out."""
+        path = f"/accounts/{quote(account_id, safe='')}/members/{quote(email, safe='@')}"
+        if role is None:
+            return self.call("DELETE", path)
+        return self.call("PUT", path, body={"role": role})
 
     def put(self, url: str, stream: IO[bytes], size: int) -> None:
         """One PUT of a zip to a signed upload URL (no identity: the URL is the right)."""

@@ -1,5 +1,6 @@
 """Where the API is: `--api`, then `KTR_API_URL`, then `API_URL` in the `.local-cloud/env`
-that `make run` writes, looked up from the working directory upwards."""
+that `make run` writes, looked up from the working directory upwards. The local cloud's
+issuer key is found the same way: `LOCAL_ISSUER_KEY`, then that file's."""
 
 from __future__ import annotations
 
@@ -21,17 +22,33 @@ def find_local_env(start: Path) -> Path | None:
     return None
 
 
-def read_api_url(env_file: Path) -> str | None:
-    """`API_URL` from an env file of `export NAME=value` lines (values shell-quoted)."""
+ISSUER_KEY_VARIABLE = "LOCAL_ISSUER_KEY"
+
+
+def read_variable(env_file: Path, wanted: str) -> str | None:
+    """A variable of an env file of `export NAME=value` lines (values shell-quoted)."""
     for line in env_file.read_text().splitlines():
         name, _, value = line.removeprefix("export ").partition("=")
-        if name.strip() == "API_URL" and value:
+        if name.strip() == wanted and value:
             try:
                 words = shlex.split(value)
             except ValueError:
                 return None
             return words[0] if words else None
     return None
+
+
+def read_api_url(env_file: Path) -> str | None:
+    return read_variable(env_file, "API_URL")
+
+
+def issuer_key(cwd: Path | None = None) -> Path | None:
+    """The local cloud's issuer key file, if this shell or checkout has one."""
+    if os.environ.get(ISSUER_KEY_VARIABLE):
+        return Path(os.environ[ISSUER_KEY_VARIABLE])
+    env_file = find_local_env(cwd or Path.cwd())
+    found = read_variable(env_file, ISSUER_KEY_VARIABLE) if env_file is not None else None
+    return Path(found) if found else None
 
 
 def api_url(option: str | None, cwd: Path | None = None) -> str:

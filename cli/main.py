@@ -21,6 +21,7 @@ from rich.progress import (
 )
 
 from cli import archive, config, jobs, render
+from cli import auth as auth_tokens
 from cli.client import Api
 from cli.errors import EXIT_ERROR, CliError
 from cli.params import JobSpec, read_rows, sweep
@@ -42,20 +43,32 @@ def common(command: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(command)
 
 
+AS_EMAIL = "ktr.as"  # where `ktr --as EMAIL` keeps the email, in the context's meta
+
+
 def connect(api: str | None) -> Api:
-    return Api(config.api_url(api))
+    """The API, called as `--as` (on the local cloud) or as the user."""
+    return Api(config.api_url(api), click.get_current_context().meta.get(AS_EMAIL))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="kubernetes-task-runner", prog_name="ktr")
+@click.option(
+    "--as",
+    "as_email",
+    metavar="EMAIL",
+    help="Call the local cloud as EMAIL (default operator@local); a deployed API knows "
+    "you by your Google credentials.",
+)
 @click.pass_context
-def app(ctx: click.Context) -> None:
+def app(ctx: click.Context, as_email: str | None) -> None:
     """Run containers as jobs on the task runner.
 
     \b
     Example:
       ktr submit ./data --image python:3.11 --wait --fetch out -- python job.py
     """
+    ctx.meta[AS_EMAIL] = as_email
     command = (ctx.obj or {}).get("command")
     if command and ctx.invoked_subcommand != "submit":
         raise click.UsageError("Only `ktr submit` takes a command after --")
@@ -149,10 +162,10 @@ def submit(
     sys.exit(_wait_and_report(client, created, logs=logs, fetch=fetch, as_json=as_json))
 
 
-def _env_pair(item: str) -> tuple[str, str]:
+def _env_pair(item: str, option: str = "--env") -> tuple[str, str]:
     key, equals, value = item.partition("=")
     if not equals or not key:
-        raise click.BadParameter(f"{item!r} is not K=V", param_hint="--env")
+        raise click.BadParameter(f"{item!r} is not K=V", param_hint=option)
     return key, value
 
 
@@ -421,6 +434,112 @@ def wait(job_ids: tuple[str, ...], api: str | None, as_json: bool) -> None:
     client = connect(api)
     created = [client.job(client.resolve(job_id)) for job_id in job_ids]
     sys.exit(_wait_and_report(client, created, as_json=as_json))
+
+
+# -- callers and accounts ----------------------------------------------------------------
+
+
+@app.group()
+def auth() -> None:
+    """Identity tokens."""
+
+
+@auth.command(epilog="\b\nExamples:\n  ktr auth token\n  ktr --as ana@example.com auth token")
+@click.option("--api", metavar="URL", help="The API the token is for (its audience).")
+def token(api: str | None) -> None:
+    """Print the identity token ktr sends: for `--as` on the local cloud (else
+    operator@local), or the user's Google one for a deployed API."""
+    found = connect(api).token()
+    if found is None:
+        raise CliError(
+            f"No issuer key for a local token: run ktr inside the checkout where `make run` "
+            f"is up, or set {config.ISSUER_KEY_VARIABLE}"
+        )
+    click.echo(found)
+
+
+@app.command(epilog="\b\nExamples:\n  ktr ui\n  ktr --as ana@example.com ui")
+@click.option("--api", metavar="URL", help="The API whose page it is.")
+def ui(api: str | None) -> None:
+    """Print the status page's link, signed in as you (the token in it lasts an hour, and
+    the page keeps it for its tab only)."""
+    client = connect(api)
+    found = client.token()
+    click.echo(f"{client.url}/ui/" + (f"#token={found}" if found else ""))
+
+
+@app.group(
+    epilog="\b\nExamples:\n  ktr accounts list\n  ktr accounts create team-a "
+    "--member ana@example.com=admin\n  ktr accounts set team-a bo@example.com submitter"
+)
+def accounts() -> None:
+    """Accounts and their members: viewer (see), submitter (also create and kill), admin
+    (also manage the members)."""
+
+
+@accounts.command(name="list")
+@common
+def accounts_list(api: str | None, as_json: bool) -> None:
+    """Your accounts (every account, for an operator)."""
+    client = connect(api)
+    found = client.accounts()
+    if as_json:
+        for account in found:
+            render.json_line(account)
+    elif found:
+        render.out.print(render.account_table(found, client.as_email or _me(client)))
+    else:
+        click.echo("No accounts.", err=True)
+
+
+@accounts.command(name="show")
+@click.argument("account_id")
+@common
+def accounts_show(account_id: str, api: str | None, as_json: bool) -> None:
+    """An account's members and their roles."""
+    _print_account(connect(api).account(account_id), as_json)
+
+
+@accounts.command(name="create")
+@click.argument("account_id")
+@click.option("--member", "members", multiple=True, metavar="EMAIL=ROLE", help="A member.")
+@common
+def accounts_create(
+    account_id: str, members: tuple[str, ...], api: str | None, as_json: bool
+) -> None:
+    """Create an account (operators only)."""
+    given = dict(_env_pair(member, "--member") for member in members)
+    _print_account(connect(api).create_account(account_id, given), as_json)
+
+
+@accounts.command(name="set")
+@click.argument("account_id")
+@click.argument("email")
+@click.argument("role", type=click.Choice(["viewer", "submitter", "admin"]))
+@common
+def accounts_set(account_id: str, email: str, role: str, api: str | None, as_json: bool) -> None:
+    """Add a member, or give one another role (the account's admins, operators)."""
+    _print_account(connect(api).set_member(account_id, email, role)["data"], as_json)
+
+
+@accounts.command(name="remove")
+@click.argument("account_id")
+@click.argument("email")
+@common
+def accounts_remove(account_id: str, email: str, api: str | None, as_json: bool) -> None:
+    """Take a member out (the account's admins, operators; anyone may leave)."""
+    _print_account(connect(api).set_member(account_id, email, None)["data"], as_json)
+
+
+def _print_account(account: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        render.json_line(account)
+    else:
+        render.account_detail(account)
+
+
+def _me(client: Api) -> str | None:
+    return None if auth_tokens.needs_token(client.url) else auth_tokens.LOCAL_CALLER
 
 
 # -- the entry point ---------------------------------------------------------------------

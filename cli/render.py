@@ -66,6 +66,27 @@ def job_table(jobs: list[dict[str, Any]]) -> Table:
     return table
 
 
+def account_table(accounts: list[dict[str, Any]], me: str | None) -> Table:
+    """One row an account: its id, the members, and the role of `me` in it."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("ACCOUNT", "MEMBERS", "YOUR ROLE"):
+        table.add_column(column, overflow="fold")
+    for account in accounts:
+        members = account.get("members") or {}
+        table.add_row(account.get("account_id", ""), str(len(members)), members.get(me or "", "-"))
+    return table
+
+
+def account_detail(account: dict[str, Any]) -> None:
+    out.print(f"[bold]{account.get('account_id')}[/]")
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("MEMBER", overflow="fold")
+    table.add_column("ROLE")
+    for email, role in sorted((account.get("members") or {}).items()):
+        table.add_row(email, role)
+    out.print(table)
+
+
 def timeline(job: dict[str, Any]) -> list[tuple[Any, str]]:
     """The job's steps: its recorded transitions when the API gives them, else what its
     times say (created, started, ended)."""
@@ -94,6 +115,8 @@ def job_detail(job: dict[str, Any]) -> None:
         ("name", job.get("name")),
         ("status", job.get("status")),
         ("account", job.get("account_id")),
+        ("created by", job.get("created_by")),
+        ("killed by", job.get("killed_by")),
         ("image", params.get("docker_image")),
         ("command", " ".join(params.get("command") or []) or None),
         ("args", " ".join(params.get("args") or []) or None),

@@ -33,6 +33,24 @@ class InvalidParameters(ApiError):  # noqa: N818 - the earlier API's error name
     error = "InvalidParameters"
 
 
+class Unauthenticated(ApiError):  # noqa: N818 - reads as the answer it is
+    """No identity token, or one that does not verify: who is calling is unknown."""
+
+    status_code = 401
+    error = "Unauthenticated"
+
+    def __init__(self, msg: str) -> None:
+        super().__init__(msg)
+        self.headers["WWW-Authenticate"] = 'Bearer realm="ktr"'
+
+
+class Forbidden(ApiError):  # noqa: N818 - reads as the answer it is
+    """The caller is known, and its roles do not allow this on the account named."""
+
+    status_code = 403
+    error = "Forbidden"
+
+
 class NotFound(ApiError):  # noqa: N818 - reads as the answer it is
     """No such route: the earlier API had no envelope for it at all."""
 
@@ -48,6 +66,16 @@ class DoesNotExist(ApiError):  # noqa: N818 - the earlier API's error name
 
     def __init__(self, job_id: str) -> None:
         super().__init__(msg=f"Batch job {job_id} not found.")
+
+
+class NoSuchAccount(ApiError):  # noqa: N818 - reads as the answer it is
+    """No account has this id, or the caller is none of its members: the same answer."""
+
+    status_code = 404
+    error = "DoesNotExist"
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__(msg=f"Account {account_id} not found.")
 
 
 class MethodNotAllowed(ApiError):  # noqa: N818

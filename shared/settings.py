@@ -37,6 +37,46 @@ class _Reader(EnvReader):
         return value
 
 
+GOOGLE_ISSUERS = "https://accounts.google.com,accounts.google.com"
+GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+
+
+@dataclass(frozen=True)
+class Access:
+    """Callers and accounts (docs/accounts.md)."""
+
+    enabled: bool  # ACCESS_CONTROL (on): every request needs a verified identity token, and
+    #   each caller acts only on its accounts. Off: whoever reaches the functions acts on
+    #   every account, as the earlier API let them (one team, behind IAM alone)
+    audiences: tuple[str, ...]  # AUTH_AUDIENCES: comma-separated `aud` a token may carry
+    #   (the functions' URLs); required while ACCESS_CONTROL is on
+    issuers: tuple[str, ...]  # AUTH_ISSUERS (Google's two spellings): accepted `iss`
+    certs_url: str  # AUTH_CERTS_URL (Google's x509 certs): the issuer's signing certificates
+    iap_audience: str | None  # IAP_AUDIENCE: /projects/N/global/backendServices/ID; when set,
+    #   the Identity-Aware Proxy's signed header identifies the caller too (the status page)
+    operators: frozenset[str]  # OPERATORS (""): comma-separated emails that may do anything
+    accounts_collection: str  # ACCOUNTS_COLLECTION ("accounts"): one document per account
+
+    @classmethod
+    def from_env(cls, read: EnvReader) -> Access:
+        enabled = read.flag("ACCESS_CONTROL", default=True)
+        audiences = read.words("AUTH_AUDIENCES")
+        if enabled and not audiences:
+            raise SettingsError(
+                "AUTH_AUDIENCES must list the functions' URLs while ACCESS_CONTROL is on "
+                "(ACCESS_CONTROL=off serves one team behind IAM alone)"
+            )
+        return cls(
+            enabled=enabled,
+            audiences=audiences,
+            issuers=read.words("AUTH_ISSUERS", GOOGLE_ISSUERS),
+            certs_url=read.text("AUTH_CERTS_URL", GOOGLE_CERTS_URL),
+            iap_audience=read.optional("IAP_AUDIENCE"),
+            operators=frozenset(email.lower() for email in read.words("OPERATORS")),
+            accounts_collection=read.text("ACCOUNTS_COLLECTION", "accounts"),
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     # Cloud Storage
@@ -93,6 +133,7 @@ class Settings:
     allow_private_callbacks: bool  # ALLOW_PRIVATE_CALLBACKS (false): callback_url may be
     #   http, loopback or private (the local cloud sets it); never for production
 
+    access: Access  # who may call, and who may do what: the class above
     backend_timeout: float  # BACKEND_TIMEOUT_SECONDS (15): one Firestore, Storage or cluster
     #   call, retries included; past it the request answers 503 (or 500 for the cluster)
     log_level: str  # LOG_LEVEL ("WARNING", as before)
@@ -148,9 +189,14 @@ class Settings:
             callback_secret=read.optional("CALLBACK_SECRET"),
             callback_retry=read.integer("CALLBACK_RETRY_SECONDS", 3600, minimum=1, maximum=86400),
             allow_private_callbacks=read.flag("ALLOW_PRIVATE_CALLBACKS"),
+            access=Access.from_env(read),
             backend_timeout=read.number("BACKEND_TIMEOUT_SECONDS", 15.0, minimum=1.0),
             log_level=read.text("LOG_LEVEL", "WARNING").upper(),
         )
+
+
+GOOGLE_ISSUERS = "https://accounts.google.com,accounts.google.com"
+GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 
 
 def topic_path(topic: str, project: str | None) -> str:

@@ -5,6 +5,7 @@ from hypothesis import HealthCheck, settings
 pytest_plugins = [
     "tests.fixtures.cloud",
     "tests.fixtures.controlplane",
+    "tests.fixtures.tokens",
     "tests.fixtures.api",
     "tests.fixtures.identity",
     "tests.fixtures.network",

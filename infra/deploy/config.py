@@ -106,6 +106,12 @@ class DeployConfig:
     sync_interval: float  # JOB_SYNCHRONIZATION_INTERVAL (30): seconds
     scheduler_job: str  # SCHEDULER_JOB (synchronize-batch-jobs)
     invokers: tuple[str, ...]  # API_INVOKERS: members allowed to call the API, comma-separated
+    access_control: bool  # ACCESS_CONTROL (on): the functions verify each caller's token and
+    #   its accounts; off serves one team behind IAM alone, as the earlier API did
+    operators: tuple[str, ...]  # OPERATORS: emails that may do anything (required while on)
+    audiences: tuple[str, ...]  # AUTH_AUDIENCES: more `aud` values than the functions' own
+    #   cloudfunctions.net URLs (their run.app URLs, a custom domain)
+    iap_audience: str | None  # IAP_AUDIENCE: the status page's IAP backend service, if any
     runtime: dict[str, str]  # the PASSED_TO_FUNCTIONS settings that are set
     dry_run: bool  # DRY_RUN=1: print the plan, run nothing
 
@@ -168,9 +174,14 @@ class _Reader:
 
         for name, value in runtime.items():
             try:
-                Settings.from_env({"GC_BUCKET_NAME": "checked-elsewhere", name: value})
+                Settings.from_env(
+                    {"GC_BUCKET_NAME": "checked-elsewhere", "ACCESS_CONTROL": "off", name: value}
+                )
             except SettingsError as error:
                 self.problems.append(str(error))
+
+    def words(self, name: str) -> tuple[str, ...]:
+        return tuple(item.strip() for item in self.env.get(name, "").split(",") if item.strip())
 
     def interval(self) -> float:
         raw = self.get("JOB_SYNCHRONIZATION_INTERVAL", "30")
@@ -215,11 +226,12 @@ class _Reader:
             collection=self.get("FIRESTORE_COLLECTION", "batch_jobs"),
             sync_interval=self.interval(),
             scheduler_job=self.get("SCHEDULER_JOB", "synchronize-batch-jobs"),
-            invokers=tuple(
-                member.strip()
-                for member in self.env.get("API_INVOKERS", "").split(",")
-                if member.strip()
-            ),
+            invokers=self.words("API_INVOKERS"),
+            access_control=self.env.get("ACCESS_CONTROL", "on").strip().lower()
+            not in ("0", "off", "false", "no"),
+            operators=self.words("OPERATORS"),
+            audiences=self.words("AUTH_AUDIENCES"),
+            iap_audience=self.env.get("IAP_AUDIENCE", "").strip() or None,
             runtime={
                 name: self.env[name].strip()
                 for name in PASSED_TO_FUNCTIONS
@@ -232,6 +244,11 @@ class _Reader:
                 self.problems.append(
                     f"API_INVOKERS: {member!r} needs a type, e.g. user:{member} or group:..."
                 )
+        if config.access_control and not config.operators:
+            self.problems.append(
+                "OPERATORS is not set: with access control on, name at least one operator "
+                "(operators create the accounts), or set ACCESS_CONTROL=off"
+            )
         for name, why in OBSOLETE.items():
             if self.env.get(name, "").strip():
                 self.problems.append(

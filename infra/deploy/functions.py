@@ -128,8 +128,30 @@ def function_env(config: DeployConfig, passes: int) -> dict[str, str]:
         "SYNC_TIME_BUDGET_SECONDS": "55",
         "JOB_EVENTS_TOPIC": config.events_topic,
         "LOG_LEVEL": "INFO",
+        **access_env(config),
     }
     env.update(config.runtime)
+    return env
+
+
+def function_url(config: DeployConfig, function: Function) -> str:
+    """A 2nd-gen function's cloudfunctions.net URL, known before it is deployed."""
+    return f"https://{config.region}-{config.project}.cloudfunctions.net/{function.name}"
+
+
+def access_env(config: DeployConfig) -> dict[str, str]:
+    """How the functions verify callers: Google identity tokens whose audience is one of
+    the HTTP functions' URLs (or AUTH_AUDIENCES), the operators, and IAP's audience."""
+    if not config.access_control:
+        return {"ACCESS_CONTROL": "off"}
+    urls = [function_url(config, f) for f in FUNCTIONS if f.http and f.role == "api"]
+    env = {
+        "ACCESS_CONTROL": "on",
+        "AUTH_AUDIENCES": ",".join([*urls, *config.audiences]),
+        "OPERATORS": ",".join(config.operators),
+    }
+    if config.iap_audience:
+        env["IAP_AUDIENCE"] = config.iap_audience
     return env
 
 

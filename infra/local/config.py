@@ -28,6 +28,7 @@ def isolated_env(state_dir: Path, **overrides: str) -> dict[str, str]:
         LOCAL_PUBSUB_PORT=str(free_port()),
         LOCAL_GCS_PORT=str(free_port()),
         LOCAL_KUBE_API_PORT=str(free_port()),
+        LOCAL_ISSUER_PORT=str(free_port()),
         LOCAL_FUNCTIONS_PORT=str(free_port_block(9)),  # one per stack.OTHER_FUNCTIONS
         API_PORT=str(free_port()),
     )
@@ -47,6 +48,9 @@ class LocalCloudSettings:
     gcs_port: int  # LOCAL_GCS_PORT
     kube_api_port: int  # LOCAL_KUBE_API_PORT: the Kubernetes API server
     functions_port: int  # LOCAL_FUNCTIONS_PORT: first port of the other functions
+    issuer_port: int  # LOCAL_ISSUER_PORT: the token issuer's certificates
+    access_control: bool  # ACCESS_CONTROL (on): callers need tokens, and act on their accounts
+    operators: tuple[str, ...]  # OPERATORS ("operator@local"): may do anything
     node_speed: float  # KUBESIM_SPEED: the node agent's simulated durations are divided by it
     stager_image: str  # STAGER_IMAGE: run for real as a host process by the node agent
     state_dir: Path  # LOCAL_CLOUD_DIR: env file, kubeconfig, logs, volumes
@@ -58,7 +62,6 @@ class LocalCloudSettings:
     @classmethod
     def from_env(cls) -> LocalCloudSettings:
         read = EnvReader(os.environ, SystemExit)
-        images = read.text("LOCAL_SIMULATED_IMAGES", "").split(",")
         return cls(
             project=read.text("GOOGLE_CLOUD_PROJECT", "local-project"),
             bucket=read.text("GC_BUCKET_NAME", "local-jobs"),
@@ -70,16 +73,27 @@ class LocalCloudSettings:
             gcs_port=read.integer("LOCAL_GCS_PORT", 8683),
             kube_api_port=read.integer("LOCAL_KUBE_API_PORT", 8684),
             functions_port=read.integer("LOCAL_FUNCTIONS_PORT", 8690),
+            issuer_port=read.integer("LOCAL_ISSUER_PORT", 8685),
+            access_control=read.flag("ACCESS_CONTROL", default=True),
+            operators=read.words("OPERATORS", "operator@local"),
             node_speed=read.number("KUBESIM_SPEED", 1.0, minimum=0.01),
             stager_image=read.text("STAGER_IMAGE", "kubernetes-task-runner/stager:local"),
             state_dir=Path(read.text("LOCAL_CLOUD_DIR", str(REPO_ROOT / ".local-cloud"))),
             callback_secret=read.optional("CALLBACK_SECRET") or secrets.token_hex(32),
-            simulated_images=tuple(image.strip() for image in images if image.strip()),
+            simulated_images=read.words("LOCAL_SIMULATED_IMAGES"),
         )
 
     @property
     def kubeconfig(self) -> Path:
         return self.state_dir / "kubeconfig"
+
+    @property
+    def issuer_key(self) -> Path:
+        return self.state_dir / "issuer" / "key.json"
+
+    @property
+    def issuer_url(self) -> str:
+        return f"http://127.0.0.1:{self.issuer_port}"
 
     @property
     def env_file(self) -> Path:

@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TypeVar
 
-from infra.local import emulators
+from infra.local import emulators, issuer
 from infra.local.config import REPO_ROOT, LocalCloudSettings
 from infra.local.controlplane import cluster
 from infra.local.controlplane.cluster import ControlPlane
@@ -105,6 +105,7 @@ CLUSTER_USERS: dict[str, str | None] = {
 }
 # Servers that others call; stopped last, once nothing calls them any more.
 BACKENDS = (
+    "token-issuer",
     "firestore-emulator",
     "pubsub-emulator",
     "fake-gcs-server",
@@ -183,6 +184,16 @@ def client_env(settings: LocalCloudSettings) -> dict[str, str]:
         "KUBERNETES_NAMESPACE": settings.namespace,
         "STAGER_IMAGE": settings.stager_image,
         "API_URL": f"http://127.0.0.1:{settings.api_port}",
+        # Callers: tokens of the local issuer (`ktr` signs them with its key), for any
+        # function's URL; operator@local may do anything.
+        "LOCAL_ISSUER_KEY": str(settings.issuer_key),
+        "ACCESS_CONTROL": "on" if settings.access_control else "off",
+        "AUTH_AUDIENCES": ",".join(
+            f"http://127.0.0.1:{port}" for port in function_ports(settings).values()
+        ),
+        "AUTH_ISSUERS": settings.issuer_url,
+        "AUTH_CERTS_URL": f"{settings.issuer_url}{issuer.CERTS_PATH}",
+        "OPERATORS": ",".join(settings.operators),
         # Everything here is on loopback: inputs by URL may be too (never in production).
         "ALLOW_PRIVATE_INPUT_URLS": "1",
         "JOB_EVENTS_TOPIC": EVENTS_TOPIC,
@@ -217,6 +228,7 @@ def check_ports_free(settings: LocalCloudSettings, functions: list[str]) -> None
         "LOCAL_PUBSUB_PORT": settings.pubsub_port,
         "LOCAL_GCS_PORT": settings.gcs_port,
         "LOCAL_KUBE_API_PORT": settings.kube_api_port,
+        "LOCAL_ISSUER_PORT": settings.issuer_port,
     }
     ports = function_ports(settings)
     for name in functions:
@@ -315,6 +327,13 @@ class Stack:
             port=s.pubsub_port, project=s.project, log_dir=logs_dir, data_dir=s.state_dir / "pubsub"
         )
         self._track(firestore, pubsub)
+        self._python_ready(
+            "token-issuer",
+            "infra.local.issuer",
+            f"{s.issuer_url}{issuer.CERTS_PATH} (key: {s.issuer_key})",
+            f"--dir={s.issuer_key.parent}",
+            f"--port={s.issuer_port}",
+        )
         self._start_cluster()
         self._started(pubsub, f"127.0.0.1:{s.pubsub_port} (PUBSUB_EMULATOR_HOST)")
         self._call(ensure_topic_and_subscription, s.project, GCS_TOPIC, RELAY_SUBSCRIPTION)
@@ -523,6 +542,12 @@ def print_endpoints(stack: Stack, out: IO[str], seconds: float) -> None:
     for name, endpoint in stack.endpoints:
         print(f"  {name.ljust(width)}  {endpoint}", file=out)
     print(f"\n  status page: http://127.0.0.1:{s.api_port}/ui/", file=out)
+    if s.access_control:
+        print(
+            f"  callers: ktr is {', '.join(s.operators) or 'nobody'} (an operator); "
+            "`ktr --as EMAIL` is another, `ktr auth token` prints the token",
+            file=out,
+        )
     print(f"  logs: {s.log_dir}/", file=out)
     print(f"  in another shell: source {s.env_file}", file=out)
     print("  Ctrl-C stops everything.\n", file=out, flush=True)

@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING
 from shared.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from shared.cloud.accounts import AccountStore
     from shared.cloud.bucket import Bucket
     from shared.cloud.cluster import Cluster
     from shared.cloud.events import Publisher
+    from shared.cloud.identity import TokenVerifier
     from shared.cloud.store import JobStore
 
 
@@ -38,6 +40,22 @@ class Backends:
             project=self.settings.project, database=self.settings.firestore_database
         )
         return JobStore(client, self.settings.jobs_collection, self.settings.backend_timeout)
+
+    @cached_property
+    def accounts(self) -> AccountStore:
+        from shared.cloud.accounts import AccountStore
+
+        return AccountStore(
+            self.store.client,
+            self.settings.access.accounts_collection,
+            self.settings.backend_timeout,
+        )
+
+    @cached_property
+    def verifier(self) -> TokenVerifier:
+        from shared.cloud.identity import TokenVerifier
+
+        return TokenVerifier(self.settings.access, self.settings.backend_timeout)
 
     @cached_property
     def events(self) -> Publisher | None:

@@ -62,11 +62,23 @@ class RequestSeenError(Exception):
         self.fingerprint = fingerprint
 
 
-def _wrap(action: str, call: Callable[[], T]) -> T:
+def wrap(action: str, call: Callable[[], T]) -> T:
     try:
         return call()
     except (gexc.GoogleAPICallError, gexc.RetryError) as error:
         raise StoreError(f"{action}: {error}") from error
+
+
+def bounded_calls(timeout: float) -> dict[str, Any]:
+    """The retry and timeout of every call: each gives up after `timeout`, retries included
+    (the library's defaults keep retrying an unreachable Firestore for minutes, past any
+    function's timeout)."""
+    from google.api_core.retry import Retry, if_transient_error
+
+    return {
+        "retry": Retry(predicate=if_transient_error, maximum=2.0, timeout=timeout),
+        "timeout": timeout,
+    }
 
 
 MAX_WRITE_ATTEMPTS = 10  # read-check-write rounds lost to concurrent writers before a 503
@@ -97,18 +109,11 @@ class JobStore:
         collection: str,
         timeout: float = 15.0,
     ) -> None:
-        from google.api_core.retry import Retry, if_transient_error
-
         self.client = client
         self.jobs = client.collection(collection)
         self.names = client.collection(f"{collection}_names")
         self.requests = client.collection(f"{collection}_requests")
-        # Every call gives up after `timeout`, retries included: the library's defaults keep
-        # retrying an unreachable Firestore for minutes, past any function's timeout.
-        self.bounded: dict[str, Any] = {
-            "retry": Retry(predicate=if_transient_error, maximum=2.0, timeout=timeout),
-            "timeout": timeout,
-        }
+        self.bounded = bounded_calls(timeout)
 
     def create(self, job: Job, request: RequestKey | None = None) -> Version:
         """Store a new job; NameTakenError if its name is in use, RequestSeenError if its
@@ -136,7 +141,7 @@ class JobStore:
                     },
                 )
             try:
-                results = _wrap("create job", lambda: batch.commit(**self.bounded))  # noqa: B023
+                results = wrap("create job", lambda: batch.commit(**self.bounded))  # noqa: B023
             except StoreError as error:
                 if not isinstance(error.__cause__, gexc.AlreadyExists):
                     raise
@@ -155,7 +160,7 @@ class JobStore:
         deletion lags up to a day) counts as absent, and is deleted on condition that it is
         still the version read, so of several creates taking it over one batch wins and the
         others find its new key. With no key, the name is taken."""
-        snapshot = _wrap(
+        snapshot = wrap(
             "get request id",
             lambda: self.requests.document(request.request_id).get(**self.bounded),
         )
@@ -167,7 +172,7 @@ class JobStore:
                 )
             option = self.client.write_option(last_update_time=snapshot.update_time)
             try:
-                _wrap(
+                wrap(
                     "take over an expired request id",
                     lambda: snapshot.reference.delete(option=option, **self.bounded),
                 )
@@ -175,14 +180,14 @@ class JobStore:
                 if not isinstance(error.__cause__, gexc.FailedPrecondition | gexc.NotFound):
                     raise
             return
-        name = _wrap("get job name", lambda: self.names.document(job.name).get(**self.bounded))
+        name = wrap("get job name", lambda: self.names.document(job.name).get(**self.bounded))
         if name.exists:
             raise NameTakenError(job.name)
 
     def request(self, request_id: str) -> tuple[str, str] | None:
         """(job id, body fingerprint) of a live request id, or None: a create's first,
         cheap look before it makes anything."""
-        snapshot = _wrap(
+        snapshot = wrap(
             "get request id", lambda: self.requests.document(request_id).get(**self.bounded)
         )
         data = snapshot.to_dict() if snapshot.exists else None
@@ -193,48 +198,51 @@ class JobStore:
     def probe(self) -> None:
         """A read of a document no job has (ids are UUIDs): Firestore answers, nothing is
         written."""
-        _wrap("health check read", lambda: self.jobs.document(PROBE_ID).get(**self.bounded))
+        wrap("health check read", lambda: self.jobs.document(PROBE_ID).get(**self.bounded))
 
     def get(self, job_id: str) -> Job | None:
-        snapshot = _wrap("get job", lambda: self.jobs.document(job_id).get(**self.bounded))
+        snapshot = wrap("get job", lambda: self.jobs.document(job_id).get(**self.bounded))
         return _job(snapshot) if snapshot.exists else None
 
     def get_many(self, job_ids: list[str]) -> dict[str, Job]:
         """The jobs that exist among `job_ids`, in one round trip."""
         refs = [self.jobs.document(job_id) for job_id in job_ids]
-        snapshots = _wrap("get jobs", lambda: list(self.client.get_all(refs, **self.bounded)))
+        snapshots = wrap("get jobs", lambda: list(self.client.get_all(refs, **self.bounded)))
         return {s.id: _job(s) for s in snapshots if s.exists}
 
     def get_by_name(self, name: str) -> Job | None:
-        snapshot = _wrap("get job name", lambda: self.names.document(name).get(**self.bounded))
+        snapshot = wrap("get job name", lambda: self.names.document(name).get(**self.bounded))
         if not snapshot.exists:
             return None
         return self.get(str(snapshot.get("job_id")))
 
     def find(self, status: Status, account_id: str | None = None) -> list[Job]:
-        query = self.find_query(status, account_id)
-        return _wrap("list jobs", lambda: [_job(s) for s in query.stream(**self.bounded)])
+        query = self.find_query(status, [account_id] if account_id is not None else None)
+        return wrap("list jobs", lambda: [_job(s) for s in query.stream(**self.bounded)])
 
     def find_page(
         self,
         status: Status | None,
-        account_id: str | None,
+        accounts: list[str] | None,
         *,
         limit: int,
         after: tuple[int, str] | None = None,
     ) -> list[Job]:
         """At most `limit` jobs after the job (created, id) `after`: of one status oldest
-        first, or (`status` None) of every status newest first.
+        first, or (`status` None) of every status newest first; of these accounts (None:
+        of any account, or none).
 
         A cursor, not an offset: Firestore starts reading at the cursor in the index, so a
         page costs the same whatever the collection holds before it."""
-        query = self.find_query(status, account_id)
+        query = self.find_query(status, accounts)
         if after is not None:
             query = query.start_after({"created": after[0], DOCUMENT_ID: after[1]})
         query = query.limit(limit)
-        return _wrap("list jobs", lambda: [_job(s) for s in query.stream(**self.bounded)])
+        return wrap("list jobs", lambda: [_job(s) for s in query.stream(**self.bounded)])
 
-    def find_query(self, status: Status | None, account_id: str | None = None) -> firestore.Query:
+    def find_query(
+        self, status: Status | None, accounts: list[str] | None = None
+    ) -> firestore.Query:
         """The list's query: it needs a composite index (infra/firestore.indexes.json).
         Ordered by creation, then by document id: jobs created in the same millisecond
         keep one order, which a page's cursor relies on. Every index ends with the
@@ -246,8 +254,10 @@ class JobStore:
         query: Any = self.jobs
         if status is not None:
             query = query.where(filter=FieldFilter("status", "==", status.value))
-        if account_id is not None:
-            query = query.where(filter=FieldFilter("account_id", "==", account_id))
+        if accounts is not None and len(accounts) == 1:
+            query = query.where(filter=FieldFilter("account_id", "==", accounts[0]))
+        elif accounts is not None:
+            query = query.where(filter=FieldFilter("account_id", "in", accounts))
         direction = Query.ASCENDING if status is not None else Query.DESCENDING
         return query.order_by("created", direction=direction).order_by(
             DOCUMENT_ID, direction=direction
@@ -256,9 +266,7 @@ class JobStore:
     def unfinished(self) -> list[Job]:
         """Every job not in a final status: the one query of a sync."""
         query = self.unfinished_query()
-        return _wrap(
-            "list unfinished jobs", lambda: [_job(s) for s in query.stream(**self.bounded)]
-        )
+        return wrap("list unfinished jobs", lambda: [_job(s) for s in query.stream(**self.bounded)])
 
     def unfinished_query(self) -> firestore.Query:
         from google.cloud.firestore_v1 import FieldFilter
@@ -346,7 +354,7 @@ class JobStore:
             changes = change(current.job)
             option = self.client.write_option(last_update_time=current.update_time)
             try:
-                _wrap("change job", lambda: ref.update(changes, option=option, **self.bounded))  # noqa: B023
+                wrap("change job", lambda: ref.update(changes, option=option, **self.bounded))  # noqa: B023
             except StoreError as error:
                 if isinstance(error.__cause__, gexc.FailedPrecondition | gexc.NotFound):
                     continue  # written (or deleted) since it was read: check again
@@ -355,7 +363,7 @@ class JobStore:
         raise StoreError("change job: too many concurrent changes; try again")
 
     def _read_version(self, job_id: str, target: str) -> Version:
-        snapshot = _wrap("get job", lambda: self.jobs.document(job_id).get(**self.bounded))
+        snapshot = wrap("get job", lambda: self.jobs.document(job_id).get(**self.bounded))
         if not snapshot.exists:
             raise TransitionRefusedError(job_id, "missing", target)
         return Version(_job(snapshot), snapshot.update_time)

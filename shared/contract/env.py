@@ -27,6 +27,10 @@ class EnvReader:
     def optional(self, name: str) -> str | None:
         return self.env.get(name, "").strip() or None
 
+    def words(self, name: str, default: str = "") -> tuple[str, ...]:
+        """A comma-separated list, each item stripped, empty items dropped."""
+        return tuple(item.strip() for item in self.text(name, default).split(",") if item.strip())
+
     def integer(
         self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None
     ) -> int:
@@ -35,10 +39,12 @@ class EnvReader:
     def number(self, name: str, default: float, *, minimum: float = 0.0) -> float:
         return self._number(name, default, float, "a number", minimum, None)
 
-    def flag(self, name: str) -> bool:
-        """A boolean: 1/true/yes/on or 0/false/no/off (any case); unset is false."""
+    def flag(self, name: str, default: bool = False) -> bool:
+        """A boolean: 1/true/yes/on or 0/false/no/off (any case); unset is `default`."""
         raw = self.env.get(name, "").strip().lower()
-        if raw in ("", "0", "false", "no", "off"):
+        if not raw:
+            return default
+        if raw in ("0", "false", "no", "off"):
             return False
         if raw in ("1", "true", "yes", "on"):
             return True

@@ -15,6 +15,8 @@ from flask import request as current_request
 from werkzeug.exceptions import HTTPException
 
 from shared import logs
+from shared.accounts import callers
+from shared.accounts import service as accounts
 from shared.cloud.backends import Backends
 from shared.errors import (
     ApiError,
@@ -25,6 +27,7 @@ from shared.errors import (
     DoesNotExist,
     InvalidParameters,
     MethodNotAllowed,
+    NoSuchAccount,
     NotFound,
     PayloadTooLarge,
     StorageError,
@@ -33,6 +36,7 @@ from shared.errors import (
 )
 from shared.http import paging
 from shared.jobs import health, lifecycle, queries, reconciler
+from shared.model.access import Caller
 from shared.model.job import Status
 from shared.model.validation import MAX_ACCOUNT_ID, MAX_NAME
 from shared.settings import SettingsError
@@ -41,6 +45,9 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 # A handler: the request, the process's backends, and what its route took from the path.
 Handler = Callable[Concatenate[Request, Backends, P], Response]
+# A handler of a caller's request: the same, and its verified caller.
+CallerHandler = Callable[Concatenate[Request, Backends, Caller, P], Response]
+MAX_ACCOUNT_BODY = 1 << 20  # an account of a thousand members is about 60 KB
 # json.loads joins escaped surrogate pairs, so a surrogate left in a string stands alone: it
 # is not Unicode, and no backend (nor the response's own UTF-8) can carry it.
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -146,23 +153,38 @@ def _has_lone_surrogate(value: Any) -> bool:
     return False
 
 
+def identified(handler: CallerHandler[P]) -> Handler[P]:
+    """A handler of a caller's request: the caller is identified first (401 without a
+    valid identity token), and handed to the handler, which checks what it may do."""
+
+    @respond_errors
+    @functools.wraps(handler)
+    def checked(
+        request: Request, backends: Backends, /, *args: P.args, **kwargs: P.kwargs
+    ) -> Response:
+        caller = callers.identify(request, backends)
+        return handler(request, backends, caller, *args, **kwargs)
+
+    return checked
+
+
 # -- the four actions ----------------------------------------------------------------------
 
 
-@respond_errors
-def create(request: Request, backends: Backends) -> Response:
+@identified
+def create(request: Request, backends: Backends, caller: Caller) -> Response:
     body = read_json(request, backends.settings.max_body_bytes)
-    job, msg, _ = lifecycle.create(body, backends)
+    job, msg, _ = lifecycle.create(body, backends, caller)
     return envelope(job.to_api(), msg=msg)
 
 
-@respond_errors
-def get(request: Request, backends: Backends, job_id: str) -> Response:
-    return envelope(queries.get(job_id, backends).to_api())
+@identified
+def get(request: Request, backends: Backends, caller: Caller, job_id: str) -> Response:
+    return envelope(queries.get(job_id, backends, caller).to_api())
 
 
-@respond_errors
-def list_jobs(request: Request, backends: Backends) -> Response:
+@identified
+def list_jobs(request: Request, backends: Backends, caller: Caller) -> Response:
     """A page of the jobs in one status, oldest first (`status=any`: of every status, newest
     first), and the token of the next page ("" on the last). Without page_size, pages of
     1000; without status, `running`: the earlier API's list, while it is shorter. `name`
@@ -178,7 +200,9 @@ def list_jobs(request: Request, backends: Backends) -> Response:
         raise InvalidParameters(data={"account_id": f"At most {MAX_ACCOUNT_ID} characters"})
     size = paging.page_size(request.args)
     after = paging.cursor(request.args.get("page_token"), status, account_id)
-    jobs, more = queries.page(status, account_id, backends, size=size, after=after, name=name)
+    jobs, more = queries.page(
+        status, account_id, backends, caller, size=size, after=after, name=name
+    )
     next_token = paging.token(status, account_id, jobs[-1]) if more else ""
     return envelope([job.to_api() for job in jobs], extra={"next_page_token": next_token})
 
@@ -196,8 +220,8 @@ def _list_status(raw: str) -> Status | None:
 MAX_TAIL_LINES = 100_000
 
 
-@respond_errors
-def job_log(request: Request, backends: Backends, job_id: str) -> Response:
+@identified
+def job_log(request: Request, backends: Backends, caller: Caller, job_id: str) -> Response:
     """The user container's log (an array job's: `?task=<index>`, the first by default)."""
     tail = None
     if "tail" in request.args:
@@ -207,27 +231,66 @@ def job_log(request: Request, backends: Backends, job_id: str) -> Response:
                 data={"tail": f"Must be a whole number from 1 to {MAX_TAIL_LINES}"}
             )
         tail = int(raw)
-    view = queries.log(job_id, backends, tail=tail, task=request.args.get("task"))
+    view = queries.log(job_id, backends, caller, tail=tail, task=request.args.get("task"))
     return envelope(view.as_dict())
 
 
-@respond_errors
-def task_output(request: Request, backends: Backends, job_id: str, index: str) -> Response:
+@identified
+def task_output(
+    request: Request, backends: Backends, caller: Caller, job_id: str, index: str
+) -> Response:
     """An array job's task's output: 302 to a URL signed for this request."""
-    url = queries.task_output_url(job_id, index, backends)
+    url = queries.task_output_url(job_id, index, backends, caller)
     return envelope({"url": url}, status=302, headers={"Location": url})
 
 
-@respond_errors
-def kill(request: Request, backends: Backends, job_id: str) -> Response:
-    job, msg = lifecycle.kill(job_id, backends)
+@identified
+def kill(request: Request, backends: Backends, caller: Caller, job_id: str) -> Response:
+    job, msg = lifecycle.kill(job_id, backends, caller)
     return envelope(job.to_api(), msg=msg)
 
 
-@respond_errors
-def healthcheck(request: Request, backends: Backends) -> Response:
+# -- accounts ------------------------------------------------------------------------------
+
+
+@identified
+def create_account(request: Request, backends: Backends, caller: Caller) -> Response:
+    body = read_json(request, MAX_ACCOUNT_BODY)
+    account = accounts.create(body, backends, caller)
+    return envelope(account.to_api(), msg=f"Account {account.account_id} created")
+
+
+@identified
+def list_accounts(request: Request, backends: Backends, caller: Caller) -> Response:
+    return envelope([account.to_api() for account in accounts.listing(backends, caller)])
+
+
+@identified
+def get_account(request: Request, backends: Backends, caller: Caller, account_id: str) -> Response:
+    return envelope(accounts.get(account_id, backends, caller).to_api())
+
+
+@identified
+def set_member(
+    request: Request, backends: Backends, caller: Caller, account_id: str, email: str
+) -> Response:
+    body = read_json(request, MAX_ACCOUNT_BODY)
+    account = accounts.set_member(account_id, email, body, backends, caller)
+    return envelope(account.to_api(), msg=f"{email.lower()} is a {body['role']} of {account_id}")
+
+
+@identified
+def remove_member(
+    request: Request, backends: Backends, caller: Caller, account_id: str, email: str
+) -> Response:
+    account = accounts.remove_member(account_id, email, backends, caller)
+    return envelope(account.to_api(), msg=f"{email.lower()} left {account_id}")
+
+
+@identified
+def healthcheck(request: Request, backends: Backends, caller: Caller) -> Response:
     """200 with each dependency's latency when all answered in time; 503 naming those that
-    did not. Reads only."""
+    did not. Reads only; any verified caller may ask."""
     probes = health.check(backends)
     report = {name: probe.as_dict() for name, probe in probes.items()}
     failed = [name for name, probe in probes.items() if not probe.ok]
@@ -251,6 +314,11 @@ def not_found(request: Request, backends: Backends) -> Response:
 @respond_errors
 def no_such_job(request: Request, backends: Backends, job_id: str) -> Response:
     raise DoesNotExist(job_id)
+
+
+@respond_errors
+def no_such_account(request: Request, backends: Backends, account_id: str) -> Response:
+    raise NoSuchAccount(account_id)
 
 
 @respond_errors

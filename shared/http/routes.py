@@ -24,6 +24,11 @@ OUTPUTS = "outputs"
 OUTPUTS_METHODS = ("GET",)  # /batch/<id>/outputs/<index>
 HEALTHCHECK = "healthcheck"
 HEALTHCHECK_METHODS = ("GET",)  # /healthcheck
+ACCOUNTS = "accounts"
+ACCOUNTS_METHODS = ("GET", "POST")  # /accounts/
+ACCOUNT_METHODS = ("GET",)  # /accounts/<id>
+MEMBERS = "members"
+MEMBER_METHODS = ("PUT", "DELETE")  # /accounts/<id>/members/<email>
 UI = "ui"
 UI_METHODS = ("GET",)  # /ui, /ui/ and its files
 
@@ -62,13 +67,51 @@ def _ui(request: Request, backends: Backends, parts: list[str]) -> Response:
     return ui.redirect_to_page(request) if name is None else ui.serve(request, name)
 
 
+def _account_path(parts: list[str]) -> tuple[str, tuple[str, ...]] | None:
+    """(account id, the methods served) for `/accounts/<id>` and its members' paths."""
+    if parts[:1] != [ACCOUNTS]:
+        return None
+    if len(parts) == 2:
+        return parts[1], ACCOUNT_METHODS
+    if len(parts) == 4 and parts[2] == MEMBERS:
+        return parts[1], MEMBER_METHODS
+    return None
+
+
+def _accounts(request: Request, backends: Backends, parts: list[str]) -> Response:
+    """GET and POST /accounts/, GET /accounts/<id>, PUT and DELETE
+    /accounts/<id>/members/<email>."""
+    method = request.method
+    if len(parts) == 1:
+        if method == "GET":
+            return api.list_accounts(request, backends)
+        if method == "POST":
+            return api.create_account(request, backends)
+        return api.method_not_allowed(request, backends, ACCOUNTS_METHODS)
+    if len(parts) == 2:
+        if method == "GET":
+            return api.get_account(request, backends, parts[1])
+        return api.method_not_allowed(request, backends, ACCOUNT_METHODS)
+    if len(parts) == 4 and parts[2] == MEMBERS:
+        if method == "PUT":
+            return api.set_member(request, backends, parts[1], parts[3])
+        if method == "DELETE":
+            return api.remove_member(request, backends, parts[1], parts[3])
+        return api.method_not_allowed(request, backends, MEMBER_METHODS)
+    return api.not_found(request, backends)
+
+
 def batch_api(request: Request, backends: Backends) -> Response:
     """GET /batch/, POST /batch/, GET /batch/<id>, DELETE /batch/<id>, GET /batch/<id>/logs,
-    GET /batch/<id>/outputs/<index>, GET /healthcheck, and the status page: GET /ui,
-    GET /ui/, GET /ui/app.js, GET /ui/style.css."""
+    GET /batch/<id>/outputs/<index>, GET /healthcheck; the accounts: GET /accounts/,
+    POST /accounts/, GET /accounts/<account_id>, PUT /accounts/<account_id>/members/<email>,
+    DELETE /accounts/<account_id>/members/<email>; and the status page: GET /ui, GET /ui/,
+    GET /ui/app.js, GET /ui/style.css."""
     parts = _parts(request)
     if parts[:1] == [UI]:
         return _ui(request, backends, parts)
+    if parts[:1] == [ACCOUNTS]:
+        return _accounts(request, backends, parts)
     if parts == [HEALTHCHECK]:
         if request.method != "GET":
             return api.method_not_allowed(request, backends, HEALTHCHECK_METHODS)
@@ -145,7 +188,11 @@ def framework_error(error: HTTPException, backends: Backends) -> Response:
 
     Its routes match no path holding a newline, so `GET /batch/a%0Ab` lands here: on a job's
     path that is still a malformed job id, answered as `batch_api` answers one."""
-    job_path = _job_path(_parts(current_request))
+    parts = _parts(current_request)
+    job_path = _job_path(parts)
     if error.code == 404 and job_path and current_request.method in job_path[1]:
         return api.no_such_job(current_request, backends, job_path[0])
+    account_path = _account_path(parts)
+    if error.code == 404 and account_path and current_request.method in account_path[1]:
+        return api.no_such_account(current_request, backends, account_path[0])
     return api.framework_error(error)

@@ -20,12 +20,13 @@ from shared.jobs.reconciler import watch_start
 from shared.jobs.start import direct, draft, upload
 from shared.jobs.start.records import Created
 from shared.logs import log_context
+from shared.model.access import Caller, Role
 from shared.model.job import KILLABLE, Job, Status
 
 log = logging.getLogger(__name__)
 
 
-def create(body: Any, backends: Backends) -> Created:
+def create(body: Any, backends: Backends, caller: Caller) -> Created:
     """Validate, store, deploy; the job and the envelope's message.
 
     A job with `input_upload` is stored and answered at once with its upload URL; its
@@ -36,7 +37,7 @@ def create(body: Any, backends: Backends) -> Created:
     nothing; with a different body it is a 409. The key is written in the job's own batch,
     so of concurrent creates with one request id exactly one makes a job.
     """
-    drafted = draft.prepare(body, backends)
+    drafted = draft.prepare(body, backends, caller)
     if isinstance(drafted, Created):
         created = drafted
     elif drafted.awaits_upload:
@@ -51,9 +52,11 @@ def create(body: Any, backends: Backends) -> Created:
     return created
 
 
-def kill(job_id: str, backends: Backends) -> tuple[Job, str]:
-    """Record the job killed, then take it off the cluster; the job and the message."""
-    job = queries.find(job_id, backends.store)
+def kill(job_id: str, backends: Backends, caller: Caller) -> tuple[Job, str]:
+    """Record the job killed, then take it off the cluster; the job and the message. The
+    caller must see the job (else 404) and be a submitter of its account (else 403)."""
+    job = queries.visible(job_id, backends, caller)
+    caller.require(job.account_id, Role.SUBMITTER)
     refusal = f"Can't stop batch job {job.id}. Status is: {{}}."
     if not job.killable:
         raise InvalidParameters(msg=refusal.format(job.status.value))
@@ -64,7 +67,11 @@ def kill(job_id: str, backends: Backends) -> tuple[Job, str]:
                 Status.KILLED,
                 reason="killed by its user",
                 expect=KILLABLE,
-                updates={"reason": "Killed", "message": "Killed by its user"},
+                updates={
+                    "reason": "Killed",
+                    "message": f"Killed by {caller.email or 'its user'}",
+                    "killed_by": caller.email,
+                },
             )
         except TransitionRefusedError as refused:
             raise InvalidParameters(msg=refusal.format(refused.current)) from None

@@ -11,6 +11,7 @@ from shared.cloud.backends import Backends
 from shared.cloud.store import JobStore
 from shared.errors import DoesNotExist, InvalidParameters, NotFound
 from shared.jobs import arrays, joblogs
+from shared.model.access import Caller, Role
 from shared.model.job import Job, Status, canonical_id, now_ms
 from shared.model.validation import name_error
 
@@ -24,44 +25,70 @@ def find(job_id: str, store: JobStore) -> Job:
     return job
 
 
-def get(job_id: str, backends: Backends) -> Job:
-    return fresh(find(job_id, backends.store), backends)
+def visible(job_id: str, backends: Backends, caller: Caller) -> Job:
+    """The job, if the caller may see it; a job it may not see is as missing as one that
+    is (404 DoesNotExist), so that ids cannot be probed."""
+    job = find(job_id, backends.store)
+    if not caller.can(job.account_id, Role.VIEWER):
+        raise DoesNotExist(job_id)
+    return job
+
+
+def get(job_id: str, backends: Backends, caller: Caller) -> Job:
+    return fresh(visible(job_id, backends, caller), backends)
+
+
+MAX_LISTED_ACCOUNTS = 30  # Firestore's `in` takes 30 values
 
 
 def page(
     status: Status | None,
     account_id: str | None,
     backends: Backends,
+    caller: Caller,
     *,
     size: int,
     after: tuple[int, str] | None,
     name: str | None = None,
 ) -> tuple[list[Job], bool]:
     """Up to `size` jobs in `status` oldest first, or of every status (None) newest first,
-    of one account if given, after the (created, id) `after`; and whether there are more.
-    With `name`, the job of that name if it passes the same filters (names are unique)."""
+    of one account if given (else of every account the caller may see), after the
+    (created, id) `after`; and whether there are more. With `name`, the job of that name if
+    it passes the same filters (names are unique)."""
+    if account_id is not None:
+        caller.require(account_id, Role.VIEWER)
+    accounts = [account_id] if account_id is not None else caller.viewable()
     if name is not None:
         job = backends.store.get_by_name(name) if name_error(name) is None else None
         if job is None or (status is not None and job.status is not status):
             return [], False
-        return ([fresh(job, backends)] if account_id in (None, job.account_id) else []), False
+        seen = accounts is None or job.account_id in accounts
+        return ([fresh(job, backends)] if seen else []), False
+    if accounts == []:
+        return [], False
+    if accounts is not None and len(accounts) > MAX_LISTED_ACCOUNTS:
+        raise InvalidParameters(
+            data={"account_id": f"You see {len(accounts)} accounts: list them one at a time"}
+        )
     # One more than the page: whether it exists says whether there is a next page.
-    jobs = backends.store.find_page(status, account_id, limit=size + 1, after=after)
+    jobs = backends.store.find_page(status, accounts, limit=size + 1, after=after)
     return [fresh(job, backends) for job in jobs[:size]], len(jobs) > size
 
 
-def log(job_id: str, backends: Backends, *, tail: int | None, task: str | None) -> joblogs.LogView:
+def log(
+    job_id: str, backends: Backends, caller: Caller, *, tail: int | None, task: str | None
+) -> joblogs.LogView:
     """The user container's log: from the cluster while the job runs, saved after; an
     array job's task `task` (an index, as the request gave it), or its first."""
-    job = find(job_id, backends.store)
+    job = visible(job_id, backends, caller)
     index = _task_index(job, task, "task") if task is not None else None
     return joblogs.read(job, backends, tail=tail, task=index)
 
 
-def task_output_url(job_id: str, index: str, backends: Backends) -> str:
+def task_output_url(job_id: str, index: str, backends: Backends, caller: Caller) -> str:
     """An array job's task's output (`index` as the request gave it): a URL signed for this
     request, for any number of tasks (the record lists them up to MAX_LISTED_OUTPUTS)."""
-    job = find(job_id, backends.store)
+    job = visible(job_id, backends, caller)
     name = job.task_output_object(_task_index(job, index, "index"))
     metadata = backends.bucket.metadata(name)
     if metadata is None or metadata.get("job-id") != job.id:

@@ -61,6 +61,8 @@ class Job:
     created: int  # epoch milliseconds
     job_parameters: dict[str, Any]  # as accepted, without input_zip
     account_id: str | None = None
+    created_by: str | None = None  # the verified email of the caller that created it
+    killed_by: str | None = None  # the verified email of the caller that killed it
     has_input: bool = False  # stage-in runs: input_zip, input_url or input_upload
     input_upload_url: str | None = None  # signed PUT URL of <name>-input.zip (input_upload)
     input_upload_expires: int | None = None  # epoch ms; the sync fails the job after it
@@ -171,8 +173,9 @@ class Job:
             "created": self.created,
             "job_parameters": self.job_parameters,
         }
-        if self.account_id is not None:
-            body["account_id"] = self.account_id
+        for key in ("account_id", "created_by", "killed_by"):
+            if (value := getattr(self, key)) is not None:
+                body[key] = value
         for key in ("start_time", "end_time", "stop_time", "output_file_url", "reason", "message"):
             value = getattr(self, key)
             if value is not None:

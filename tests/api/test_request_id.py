@@ -100,6 +100,7 @@ def test_concurrent_creates_with_one_request_id_make_one_job(
 
     def create() -> None:
         client = app.test_client()
+        client.environ_base.update(fn.clients["batch_api"].environ_base)  # the operator
         start.wait()
         response = client.post("/batch/", json=body(request_id, "racer" if named else None))
         answers.append((response.status_code, json.loads(response.data)))
@@ -137,6 +138,7 @@ def test_an_expired_request_id_is_taken_over_by_one_create(fn, backends, firesto
 
     def create() -> None:
         client = app.test_client()
+        client.environ_base.update(fn.clients["batch_api"].environ_base)  # the operator
         start.wait()
         response = client.post("/batch/", json=body(request_id, retries=1))
         answers.append((response.status_code, json.loads(response.data)))

@@ -29,7 +29,7 @@ import zipfile
 from collections.abc import Callable
 from typing import Any
 
-from tests.bench.cloud import NAMESPACE, PROJECT, local_cloud
+from tests.bench.cloud import NAMESPACE, PROJECT, authorized, local_cloud
 from tests.bench.results import record, table
 
 MAIN = "functions/main.py"
@@ -54,7 +54,7 @@ class Api:
     def __init__(self) -> None:
         import functions_framework
 
-        self.client = functions_framework.create_app("batch_api", MAIN).test_client()
+        self.client = authorized(functions_framework.create_app("batch_api", MAIN).test_client())
 
     def call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
         response = self.client.open(path, method=method, json=body)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.bench.bench_e2e import _http
-from tests.bench.cloud import local_cloud
+from tests.bench.cloud import authorized, local_cloud
 from tests.bench.results import record, table
 
 MAIN = "functions/main.py"
@@ -50,9 +50,11 @@ def creates_and_sync(creates: int) -> dict[str, float]:
         from shared.logs import configure
 
         configure("WARNING")
-        create = functions_framework.create_app("create_job", MAIN).test_client()
-        kill = functions_framework.create_app("kill_job", MAIN).test_client()
-        sync = functions_framework.create_app("synchronize_batch_jobs", MAIN).test_client()
+        create = authorized(functions_framework.create_app("create_job", MAIN).test_client())
+        kill = authorized(functions_framework.create_app("kill_job", MAIN).test_client())
+        sync = authorized(
+            functions_framework.create_app("synchronize_batch_jobs", MAIN).test_client()
+        )
         sleep = {"docker_image": SLEEPER, "environment_variables": {"KUBESIM_SH": "sleep 600"}}
         kinds: dict[str, dict[str, Any]] = {
             "plain": sleep,

@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 
 from infra.local.procs import free_port
-from tests.bench.cloud import PROJECT, REPO_ROOT, local_cloud
+from tests.bench.cloud import PROJECT, REPO_ROOT, local_cloud, operator_headers
 from tests.bench.results import record, table
 
 MAIN = REPO_ROOT / "functions" / "main.py"
@@ -46,7 +46,10 @@ def first_200(source: Path, target: str, path: str, env: dict[str, str]) -> floa
     try:
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}{path}", headers=operator_headers()
+                )
+                with urllib.request.urlopen(request, timeout=5) as r:
                     if r.status == 200:
                         return time.perf_counter() - started
             except (urllib.error.URLError, ConnectionError):

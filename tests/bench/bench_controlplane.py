@@ -24,7 +24,7 @@ from typing import Any
 from infra.local.controlplane import cluster
 from infra.local.controlplane.cluster import FUNCTION_USERS, WRITE_VERBS
 from tests.bench.bench_e2e import _input_zip
-from tests.bench.cloud import local_cloud
+from tests.bench.cloud import authorized, local_cloud
 from tests.bench.results import record, table
 from tests.fixtures.api import finalize_event
 
@@ -82,7 +82,7 @@ def writes_per_job(jobs: int) -> int:
 
         configure("WARNING")
         functions = {
-            name: functions_framework.create_app(name, MAIN).test_client()
+            name: authorized(functions_framework.create_app(name, MAIN).test_client())
             for name in ("batch_api", "on_output_finalized")
         }
         bucket = storage.Client().bucket(os.environ["GC_BUCKET_NAME"])

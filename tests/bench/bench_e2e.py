@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.local.stack import read_env_file
-from tests.bench.bench_local_cloud import start_stack
+from tests.bench.bench_local_cloud import auth_headers, start_stack
 from tests.bench.results import record, table
 
 POLL = 0.02
@@ -55,7 +55,10 @@ def _input_zip() -> str:
 def _http(method: str, url: str, body: Any = None) -> dict[str, Any]:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
+        url,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json", **auth_headers()},
     )
     with urllib.request.urlopen(request, timeout=30) as answer:
         result: dict[str, Any] = json.loads(answer.read())

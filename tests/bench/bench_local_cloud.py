@@ -18,6 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
+from cli.auth import LOCAL_CALLER, local_token
 from infra.local.config import isolated_env
 from infra.local.procs import spawn
 from infra.local.pubsub import ensure_topic_and_subscription
@@ -48,7 +49,19 @@ def start_stack(state: Path, **overrides: str) -> tuple[subprocess.Popen[bytes],
         if time.monotonic() - started > 180:
             raise SystemExit("the local cloud was not up after 180 s")
         time.sleep(0.05)
-    return stack, time.monotonic() - started
+    took = time.monotonic() - started
+    cloud = read_env_file(state / "env")
+    token = local_token(Path(cloud["LOCAL_ISSUER_KEY"]), LOCAL_CALLER, cloud["API_URL"], 6 * 3600)
+    os.environ[AUTHORIZATION] = f"Bearer {token}"
+    return stack, took
+
+
+AUTHORIZATION = "BENCH_AUTHORIZATION"  # the operator's header for the stack's API
+
+
+def auth_headers() -> dict[str, str]:
+    """The `Authorization` of the operator on the stack start_stack started."""
+    return {"Authorization": os.environ[AUTHORIZATION]}
 
 
 def stop_stack(stack: subprocess.Popen[bytes]) -> None:

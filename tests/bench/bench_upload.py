@@ -55,7 +55,7 @@ import requests
 from infra.local.pubsub import ensure_topic_and_subscription
 from infra.local.stack import GCS_TOPIC, read_env_file
 from tests.bench.bench_api import Api, median_ms, timed
-from tests.bench.bench_local_cloud import start_stack
+from tests.bench.bench_local_cloud import auth_headers, start_stack
 from tests.bench.cloud import local_cloud
 from tests.bench.results import record, table
 
@@ -194,6 +194,7 @@ class Poller(threading.Thread):
     def run(self) -> None:
         started = time.monotonic()
         with requests.Session() as http:
+            http.headers.update(auth_headers())
             while True:
                 answer = http.get(self.url, timeout=30)
                 current = answer.json()["data"] if answer.ok else {"status": answer.text}
@@ -277,6 +278,7 @@ def bench_start(jobs: int, size: int) -> dict[str, float]:
             notes = Notifications(cloud["GOOGLE_CLOUD_PROJECT"])
             runs = []
             with requests.Session() as http:
+                http.headers.update(auth_headers())
                 for number in range(jobs + 1):  # the first warms the functions
                     name = f"upload-{number}"
                     runs.append(run_job(http, cloud["API_URL"], notes, data, name))

@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cli.auth import local_token
 from infra.local import emulators
 from infra.local.controlplane import cluster
 from infra.local.faultproxy import FaultProxy
+from infra.local.issuer import CertsServer, new_issuer, write_key_file
 from infra.local.nodeagent.launch import start_agent
 from infra.local.procs import free_port
 from infra.local.pubsub import ensure_topic_and_subscription
@@ -34,6 +36,42 @@ BUCKET = "bench-jobs"
 NAMESPACE = "bench"
 TOPIC = "gcs-notifications"
 EVENTS_TOPIC = "job-events"  # JOB_EVENTS_TOPIC: the benchmarks run with notifications on
+
+
+AUDIENCE = "https://task-runner.bench"  # AUTH_AUDIENCES: the functions' URL
+OPERATOR = "operator@local"
+ISSUER_KEY = "BENCH_ISSUER_KEY"  # the variable naming the issuer's key file
+
+
+def operator_headers(email: str = OPERATOR) -> dict[str, str]:
+    """`email`'s identity token, signed by the bench cloud's issuer."""
+    token = local_token(Path(os.environ[ISSUER_KEY]), email, AUDIENCE, 6 * 3600)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def authorized(client: Any, email: str = OPERATOR) -> Any:
+    """A functions-framework test client whose every request carries `email`'s identity
+    token, which the functions verify."""
+    client.environ_base["HTTP_AUTHORIZATION"] = operator_headers(email)["Authorization"]
+    return client
+
+
+def _issuer(base: Path, stack: contextlib.ExitStack) -> None:
+    """The local issuer, its certificates on loopback, and access control on."""
+    port = free_port()
+    issuer = new_issuer(f"http://127.0.0.1:{port}")
+    os.environ[ISSUER_KEY] = str(write_key_file(issuer, base / "issuer"))
+    stack.callback(CertsServer(issuer, port).start().stop)
+    os.environ.update(
+        {
+            "ACCESS_CONTROL": "on",
+            "AUTH_AUDIENCES": AUDIENCE,
+            "AUTH_ISSUERS": issuer.url,
+            "AUTH_CERTS_URL": issuer.certs_url,
+            "OPERATORS": OPERATOR,
+            "ACCOUNTS_COLLECTION": "bench_accounts",
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -94,6 +132,7 @@ def local_cloud(*, audit: bool = False) -> Iterator[Cloud]:
         firestore.wait()
         os.environ["FIRESTORE_EMULATOR_HOST"] = f"127.0.0.1:{firestore_port}"
         os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{gcs_port}"
+        _issuer(base, stack)
         cloud = _cluster(base, stack, audit)
         os.environ.update(
             {

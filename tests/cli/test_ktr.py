@@ -4,6 +4,7 @@ kills, logs, lists, --params rows and the API's refusals as the user sees them."
 
 from __future__ import annotations
 
+import base64
 import csv
 import json
 import os
@@ -24,8 +25,11 @@ COPY = "import shutil; shutil.copytree('/input', '/output', dirs_exist_ok=True)"
 
 @pytest.fixture
 def ktr(cloud: dict[str, str], tmp_path: Path) -> Any:
+    """ktr in a shell where the local cloud's env is sourced: its API, its issuer's key."""
+    env = ktr_env(cloud["API_URL"]) | {"LOCAL_ISSUER_KEY": cloud["LOCAL_ISSUER_KEY"]}
+
     def run(*args: str) -> Result:
-        return run_ktr(*args, api=cloud["API_URL"], cwd=tmp_path)
+        return run_ktr(*args, api=cloud["API_URL"], cwd=tmp_path, env=env)
 
     return run
 
@@ -320,6 +324,7 @@ def test_the_api_address_comes_from_the_checkouts_local_cloud_env(cloud, tmp_pat
     (checkout / ".local-cloud").mkdir(parents=True)
     (checkout / ".local-cloud" / "env").write_text(
         f"# Written by `make run`\nexport API_URL='{cloud['API_URL']}'\n"
+        f"export LOCAL_ISSUER_KEY='{cloud['LOCAL_ISSUER_KEY']}'\n"
     )
     inside = checkout / "some" / "dir"
     inside.mkdir(parents=True)
@@ -330,3 +335,56 @@ def test_the_api_address_comes_from_the_checkouts_local_cloud_env(cloud, tmp_pat
     elsewhere = run_ktr("list", api=None, cwd=tmp_path)
     assert elsewhere.code == 3
     assert "No API address" in elsewhere.err
+
+
+# -- callers and accounts ------------------------------------------------------------------
+
+
+def test_ktr_is_the_operator_unless_told_otherwise(ktr, cloud):
+    token = ktr("auth", "token")
+    assert token.code == 0, token.err
+    claims = json.loads(base64.urlsafe_b64decode(token.out.split(".")[1] + "=="))
+    assert claims["email"] == "operator@local" and claims["aud"] == cloud["API_URL"]
+    other = ktr("--as", "ana@cli.test", "auth", "token")
+    assert json.loads(base64.urlsafe_b64decode(other.out.split(".")[1] + "=="))["email"] == (
+        "ana@cli.test"
+    )
+    link = ktr("ui")
+    assert link.out.startswith(f"{cloud['API_URL']}/ui/#token=ey"), link.out
+
+
+def test_accounts_from_the_command_line(ktr):
+    made = ktr("accounts", "create", "cli-team", "--member", "ana@cli.test=admin", "--json")
+    assert made.code == 0, made.err
+    assert made.json_lines()[0]["members"] == {"ana@cli.test": "admin"}
+    added = ktr("--as", "ana@cli.test", "accounts", "set", "cli-team", "bo@cli.test", "viewer")
+    assert added.code == 0, added.err
+    assert "bo@cli.test" in added.out and "viewer" in added.out
+    mine = ktr("--as", "bo@cli.test", "accounts", "list")
+    assert mine.code == 0 and "cli-team" in mine.out and "viewer" in mine.out, mine.out
+
+    submitted = ktr("--as", "ana@cli.test", "submit", "--image", "alpine:3", "--", "sleep", "600")
+    assert submitted.code == 0, submitted.err
+    job = job_id(submitted)
+    shown = ktr("--as", "bo@cli.test", "status", job)
+    assert shown.code == 0, shown.err
+    assert "created by" in shown.out and "ana@cli.test" in shown.out
+    refused = ktr("--as", "bo@cli.test", "kill", job)
+    assert refused.code == 3
+    assert "Forbidden" in refused.err and "cli-team" in refused.err
+    hidden = ktr("--as", "eve@cli.test", "status", job)
+    assert hidden.code == 3 and "DoesNotExist" in hidden.err
+    killed = ktr("--as", "ana@cli.test", "kill", job, "--json")
+    assert killed.code == 0 and killed.json_lines()[0]["killed_by"] == "ana@cli.test"
+
+    left = ktr("--as", "bo@cli.test", "accounts", "remove", "cli-team", "bo@cli.test")
+    assert left.code == 0, left.err
+    assert ktr("--as", "bo@cli.test", "accounts", "list").err.strip() == "No accounts."
+
+
+def test_without_the_issuer_key_ktr_sends_no_token_and_is_told_why(cloud, tmp_path):
+    refused = run_ktr("list", api=cloud["API_URL"], cwd=tmp_path)
+    assert refused.code == 3
+    assert "Unauthenticated" in refused.err
+    asked = run_ktr("--as", "ana@cli.test", "list", api=cloud["API_URL"], cwd=tmp_path)
+    assert asked.code == 3 and "issuer key" in asked.err

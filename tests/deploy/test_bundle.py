@@ -17,6 +17,7 @@ import requests
 from infra.deploy.bundle import BundleError, build
 from infra.local.procs import ServerProcess, free_port, spawn, tcp_open, wait_until_ready
 from tests.fixtures.controlplane import JOB_KSA, STAGER_IMAGE
+from tests.fixtures.tokens import OPERATOR, bearer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -80,9 +81,18 @@ def test_the_bundle_imports_only_its_own_code(bundle):
 
 @pytest.fixture
 def served(
-    bundle, tmp_path, bucket, collection_prefix, cluster_kubeconfig, namespace, firestore_emulator
+    bundle,
+    tmp_path,
+    bucket,
+    collection_prefix,
+    cluster_kubeconfig,
+    namespace,
+    firestore_emulator,
+    tokens,
 ) -> Iterator[dict[str, str]]:
     settings = {
+        **tokens.env(),
+        "ACCOUNTS_COLLECTION": f"{collection_prefix}accounts",
         "GC_BUCKET_NAME": bucket,
         "FIRESTORE_COLLECTION": f"{collection_prefix}jobs",
         "KUBECONFIG": str(cluster_kubeconfig),
@@ -114,18 +124,20 @@ def served(
             proc.stop()
 
 
-def test_the_bundle_serves_the_api_against_the_local_cloud(served, batch_v1, namespace):
+def test_the_bundle_serves_the_api_against_the_local_cloud(served, batch_v1, namespace, tokens):
+    operator = bearer(tokens.mint(OPERATOR))
+    body = {"name": "from-the-bundle", "job_parameters": {"docker_image": "alpine:3"}}
+    refused = requests.post(f"{served['batch_api']}/batch/", json=body, timeout=60)
+    assert refused.status_code == 401, refused.text  # the bundle verifies callers too
     created = requests.post(
-        f"{served['batch_api']}/batch/",
-        json={"name": "from-the-bundle", "job_parameters": {"docker_image": "alpine:3"}},
-        timeout=60,
+        f"{served['batch_api']}/batch/", json=body, headers=operator, timeout=60
     )
     assert created.status_code == 200, created.text
     job = created.json()["data"]
     assert job["name"] == "from-the-bundle"
     assert job["status"] in ("created", "running")
 
-    fetched = requests.get(f"{served['get_job']}/{job['id']}", timeout=30)
+    fetched = requests.get(f"{served['get_job']}/{job['id']}", headers=operator, timeout=30)
     assert fetched.status_code == 200, fetched.text
     assert fetched.json()["data"]["id"] == job["id"]
     (k8s_job,) = batch_v1.list_namespaced_job(namespace).items
@@ -140,7 +152,7 @@ def test_the_bundle_serves_the_api_against_the_local_cloud(served, batch_v1, nam
     assert script.status_code == 200
     assert script.content == (ROOT / "shared" / "http" / "ui" / "app.js").read_bytes()
 
-    missing = requests.get(f"{served['batch_api']}/batch/not-a-job", timeout=30)
+    missing = requests.get(f"{served['batch_api']}/batch/not-a-job", headers=operator, timeout=30)
     assert missing.status_code == 404
     assert missing.json()["result"] is False
     assert missing.json()["error"]

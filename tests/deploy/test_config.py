@@ -47,6 +47,7 @@ def test_each_missing_setting_gets_its_own_line():
         "GKE_LOCATION",
         "KUBERNETES_NAMESPACE",
         "STAGER_IMAGE",
+        "OPERATORS",
     ]
 
 
@@ -131,6 +132,6 @@ def test_make_deploy_without_settings_refuses_and_changes_nothing(tmp_path):
     )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 6
+    assert len(lines) == 7
     assert all(line.startswith("deploy: ") and "is not set" in line for line in lines)
     assert not (tmp_path / "build").exists()

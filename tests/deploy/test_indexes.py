@@ -60,16 +60,16 @@ def covered(equal: set[str], orders: list[tuple[str, str]]) -> bool:
 
 
 @pytest.mark.parametrize("status", [Status.RUNNING, Status.SUCCEEDED])
-@pytest.mark.parametrize("account_id", [None, "acct-1"])
-def test_every_list_query_has_an_index(store, status, account_id):
-    equal, orders = shape(store.find_query(status, account_id))
+@pytest.mark.parametrize("accounts", [None, ["acct-1"], ["acct-1", "acct-2"]])
+def test_every_list_query_has_an_index(store, status, accounts):
+    equal, orders = shape(store.find_query(status, accounts))
     assert orders == [("created", "ASCENDING")]
     assert covered(equal, orders), f"no index for {sorted(equal)} ordered by {orders}"
 
 
-@pytest.mark.parametrize("account_id", [None, "acct-1"])
-def test_the_list_of_every_status_has_an_index(store, account_id):
-    equal, orders = shape(store.find_query(None, account_id))
+@pytest.mark.parametrize("accounts", [None, ["acct-1"], ["acct-1", "acct-2"]])
+def test_the_list_of_every_status_has_an_index(store, accounts):
+    equal, orders = shape(store.find_query(None, accounts))
     assert orders == [("created", "DESCENDING")]
     assert covered(equal, orders), f"no index for {sorted(equal)} ordered by {orders}"
 
@@ -80,7 +80,7 @@ def test_the_sync_query_needs_no_composite_index(store):
 
 
 def test_the_file_holds_no_index_nothing_uses(store):
-    shapes = [shape(store.find_query(s, a)) for s in (Status.RUNNING, None) for a in (None, "a")]
+    shapes = [shape(store.find_query(s, a)) for s in (Status.RUNNING, None) for a in (None, ["a"])]
     for index in load():
         fields = [(f["fieldPath"], f["order"]) for f in index["fields"]]
         assert any(
@@ -92,8 +92,8 @@ def test_the_file_holds_no_index_nothing_uses(store):
 def test_the_page_query_with_its_cursor_has_the_same_index(store):
     """A page after a cursor is the same query, started elsewhere in the index."""
     for status in (Status.RUNNING, None):
-        for account_id in (None, "acct-1"):
-            query = store.find_query(status, account_id).start_after(
+        for accounts in (None, ["acct-1"], ["acct-1", "acct-2"]):
+            query = store.find_query(status, accounts).start_after(
                 {"created": 1, "__name__": "0f2b8c1e-4a8e-4c5e-9a57-000000000000"}
             )
             raw = query.limit(101)._to_protobuf()  # noqa: SLF001

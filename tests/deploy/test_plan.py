@@ -523,3 +523,24 @@ def test_the_events_function_is_a_firestore_write_trigger_on_the_jobs_collection
         if flags(argv)["--member"] == [member]
     ]
     assert invoked == ["publish-job-events"]  # roles/run.invoker, on its function only
+
+
+def test_the_functions_verify_callers_against_their_own_urls(plan, config):
+    (env_file,) = [w for w in actions(plan, WriteFile) if w.path.name == "functions.env.yaml"]
+    env = yaml.safe_load(env_file.content)
+    assert env["ACCESS_CONTROL"] == "on"
+    audiences = env["AUTH_AUDIENCES"].split(",")
+    base = f"https://{config.region}-{config.project}.cloudfunctions.net"
+    assert audiences == [
+        f"{base}/{name}" for name in ("batch-api", "create-job", "get-job", "list-jobs", "kill-job")
+    ]
+    assert env["OPERATORS"] == ",".join(config.operators) and config.operators
+    assert "AUTH_CERTS_URL" not in env  # Google's certificates, the settings' default
+
+
+def test_access_control_off_is_one_setting():
+    from infra.deploy.functions import function_env
+
+    config = DeployConfig.load({"ACCESS_CONTROL": "off", "OPERATORS": ""}, EXAMPLE)
+    env = function_env(config, 1)
+    assert env["ACCESS_CONTROL"] == "off" and "AUTH_AUDIENCES" not in env

@@ -23,6 +23,7 @@ import requests
 
 from infra.local.config import isolated_env
 from infra.local.stack import STOP_SECONDS, read_env_file
+from tests.fixtures.tokens import NO_TOKEN, operator_session
 from tests.fixtures.waiting import wait_for
 from tests.local.httpcapture import capture_server
 
@@ -115,7 +116,8 @@ def test_make_run_serves_everything_and_leaves_nothing_behind(tmp_path):
         )
         assert kubectl.stdout.strip() == "namespace/jobs", kubectl.stderr
 
-        api = requests.get(f"http://127.0.0.1:{env['API_PORT']}/batch/", timeout=30)
+        http = operator_session(cloud)
+        api = http.get(f"http://127.0.0.1:{env['API_PORT']}/batch/", timeout=30)
         assert api.json() == {
             "data": [],
             "error": "",
@@ -123,9 +125,10 @@ def test_make_run_serves_everything_and_leaves_nothing_behind(tmp_path):
             "result": True,
             "next_page_token": "",
         }
-        assert_answers_beside_slow_clients(f"http://127.0.0.1:{env['API_PORT']}")
-        assert_callbacks_delivered(cloud, env)
-        assert_failures_reach_their_function(state, env)
+        assert http.get(f"{cloud['API_URL']}/batch/", headers=NO_TOKEN).status_code == 401
+        assert_answers_beside_slow_clients(http, f"http://127.0.0.1:{env['API_PORT']}")
+        assert_callbacks_delivered(http, cloud, env)
+        assert_failures_reach_their_function(http, state, env)
         sync_port = int(env["LOCAL_FUNCTIONS_PORT"])  # synchronize_batch_jobs comes first
         sync = requests.post(f"http://127.0.0.1:{sync_port}/", timeout=30)
         assert sync.json()["result"] is True
@@ -150,7 +153,7 @@ def test_make_run_serves_everything_and_leaves_nothing_behind(tmp_path):
     wait_all_gone(spawned)
 
 
-def assert_answers_beside_slow_clients(api: str, slow: int = 16) -> None:
+def assert_answers_beside_slow_clients(http: requests.Session, api: str, slow: int = 16) -> None:
     """Twice as many POSTs as batch_api once had threads, each sending its body slowly (it
     never ends): a GET is still answered."""
     port = int(api.rsplit(":", 1)[1])
@@ -161,14 +164,16 @@ def assert_answers_beside_slow_clients(api: str, slow: int = 16) -> None:
                 b"POST /batch/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                 b"Content-Length: 1000\r\n\r\n{"
             )
-        answer = requests.get(f"{api}/batch/", timeout=30)
+        answer = http.get(f"{api}/batch/", timeout=30)
         assert answer.status_code == 200, answer.text
     finally:
         for client in clients:
             client.close()
 
 
-def assert_failures_reach_their_function(state: Path, env: dict[str, str]) -> None:
+def assert_failures_reach_their_function(
+    http: requests.Session, state: Path, env: dict[str, str]
+) -> None:
     """A job whose container exits 3: the Job controller's event goes through the log sink's
     stand-in and its topic's relay to on_cluster_event, which names the job in its log
     (reconciling it, or finding the sync was first)."""
@@ -179,7 +184,7 @@ def assert_failures_reach_their_function(state: Path, env: dict[str, str]) -> No
         },
     }
     api = f"http://127.0.0.1:{env['API_PORT']}/batch/"
-    job = requests.post(api, json=body, timeout=30).json()["data"]
+    job = http.post(api, json=body, timeout=30).json()["data"]
     log = state / "logs" / "function-on_cluster_event.log"
 
     def told() -> bool:
@@ -188,13 +193,15 @@ def assert_failures_reach_their_function(state: Path, env: dict[str, str]) -> No
     wait_for(told, what="on_cluster_event to hear of the failed job")
 
     def failed() -> dict[str, Any] | None:
-        data = requests.get(f"{api}{job['id']}", timeout=30).json()["data"]
+        data = http.get(f"{api}{job['id']}", timeout=30).json()["data"]
         return data if data["status"] == "failed" else None
 
     assert wait_for(failed, what="the job to fail")["exit_code"] == 3
 
 
-def assert_callbacks_delivered(cloud: dict[str, str], env: dict[str, str]) -> None:
+def assert_callbacks_delivered(
+    http: requests.Session, cloud: dict[str, str], env: dict[str, str]
+) -> None:
     """A job killed on the stack is POSTed to its callback_url by deliver_callbacks: its
     write reaches publish_job_events through the Firestore trigger's stand-in, the message
     deliver_callbacks through the events topic and its Eventarc relay; signed with the run's
@@ -210,10 +217,10 @@ def assert_callbacks_delivered(cloud: dict[str, str], env: dict[str, str]) -> No
             },
         }
         api = f"http://127.0.0.1:{env['API_PORT']}/batch/"
-        created = requests.post(api, json=body, timeout=30).json()
+        created = http.post(api, json=body, timeout=30).json()
         assert created["result"] is True, created
         job_id = created["data"]["id"]
-        killed = requests.delete(f"{api}{job_id}", timeout=30).json()
+        killed = http.delete(f"{api}{job_id}", timeout=30).json()
         assert killed["result"] is True, killed
         receiver.wait_for(lambda requests: len(requests) >= 1)
         (delivered,) = receiver.requests
@@ -223,7 +230,7 @@ def assert_callbacks_delivered(cloud: dict[str, str], env: dict[str, str]) -> No
     assert delivered.headers["x-task-runner-event-id"] == f"{job_id}:killed"
 
     def recorded() -> Any:
-        return requests.get(f"{api}{job_id}", timeout=30).json()["data"].get("callback_status")
+        return http.get(f"{api}{job_id}", timeout=30).json()["data"].get("callback_status")
 
     wait_for(recorded, what="callback_status to be recorded")
 

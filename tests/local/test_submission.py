@@ -16,6 +16,7 @@ import requests
 from infra.local.config import isolated_env
 from infra.local.stack import read_env_file
 from tests.fixtures.api import zip_bytes
+from tests.fixtures.tokens import operator_session
 from tests.local.test_stack import descendants, start_stack, stop_stack
 
 pytestmark = pytest.mark.slow
@@ -37,6 +38,7 @@ def test_a_zip_uploaded_under_submissions_runs_through_the_relay(tmp_path):
     spawned: set[int] = set()
     try:
         cloud = read_env_file(state / "env")
+        http = operator_session(cloud)
         spawned = descendants(stack.pid)
         storage, bucket = cloud["STORAGE_EMULATOR_HOST"], cloud["GC_BUCKET_NAME"]
         objects = f"{storage}/storage/v1/b/{bucket}/o"
@@ -61,7 +63,7 @@ def test_a_zip_uploaded_under_submissions_runs_through_the_relay(tmp_path):
         api = f"http://127.0.0.1:{env['API_PORT']}/batch/{accepted['job_id']}"
 
         def final() -> dict[str, Any] | None:
-            job: dict[str, Any] = requests.get(api, timeout=30).json()["data"]
+            job: dict[str, Any] = http.get(api, timeout=30).json()["data"]
             return job if job["status"] in ("succeeded", "failed") else None
 
         done = _wait_for("final status", final)

@@ -45,6 +45,12 @@ def template(path: str) -> str | None:
         return "/healthcheck"
     if len(parts) == 2 and parts[0] == "batch":
         return "/batch/{id}"
+    if parts == ["accounts"]:
+        return "/accounts/"
+    if len(parts) == 2 and parts[0] == "accounts":
+        return "/accounts/{account_id}"
+    if len(parts) == 4 and parts[0] == "accounts" and parts[2] == "members":
+        return "/accounts/{account_id}/members/{email}"
     return None
 
 

@@ -8,7 +8,7 @@ import datetime
 import json
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
@@ -19,7 +19,8 @@ import pytest
 
 from shared.jobs.start import draft
 from shared.model.job import Status, now_ms
-from tests.fixtures.api import MAIN, finalize_event
+from tests.fixtures.api import MAIN, Functions, finalize_event
+from tests.fixtures.tokens import OPERATOR
 from tests.robustness.helpers import create, env, sync_until_final
 from tests.robustness.invariants import assert_settled
 
@@ -38,11 +39,24 @@ def at_once(calls: Sequence[Callable[[], Any]]) -> list[Any]:
         return list(pool.map(run, calls))
 
 
+# The operator's identity token, which every client sends (set for each test).
+OPERATOR_TOKEN: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def _operator(functions_app: Functions) -> Iterator[None]:
+    OPERATOR_TOKEN["value"] = functions_app.as_(OPERATOR)["Authorization"]
+    yield
+    OPERATOR_TOKEN.clear()
+
+
 def client(target: str) -> Any:
-    """A client of its own per thread. Build it before the threads start: functions-framework
-    compiles the source as it builds an app, and CPython 3.11's compiler is not safe to run
-    in fifty threads at once (python/cpython#106905)."""
-    return functions_framework.create_app(target, MAIN).test_client()
+    """A client of its own per thread, calling as the operator. Build it before the threads
+    start: functions-framework compiles the source as it builds an app, and CPython 3.11's
+    compiler is not safe to run in fifty threads at once (python/cpython#106905)."""
+    made = functions_framework.create_app(target, MAIN).test_client()
+    made.environ_base["HTTP_AUTHORIZATION"] = OPERATOR_TOKEN["value"]
+    return made
 
 
 def poster(target: str, path: str, body: dict[str, Any]) -> Callable[[], tuple[int, Any]]:

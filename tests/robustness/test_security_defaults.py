@@ -16,7 +16,12 @@ from shared.settings import Settings
 from tests.robustness.helpers import create, env
 
 BASE = Settings.from_env(
-    {"GC_BUCKET_NAME": "jobs-bucket", "KUBERNETES_NAMESPACE": "tenant-a", "STAGER_IMAGE": "s:1"}
+    {
+        "GC_BUCKET_NAME": "jobs-bucket",
+        "KUBERNETES_NAMESPACE": "tenant-a",
+        "STAGER_IMAGE": "s:1",
+        "ACCESS_CONTROL": "off",
+    }
 )
 SETTINGS = [
     BASE,

@@ -14,7 +14,7 @@ PEM = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
 
 def settings(**env: str) -> Settings:
-    return Settings.from_env({"GC_BUCKET_NAME": "b", **env})
+    return Settings.from_env({"GC_BUCKET_NAME": "b", "ACCESS_CONTROL": "off", **env})
 
 
 def test_the_ca_of_a_gke_endpoint_comes_from_its_base64_data():

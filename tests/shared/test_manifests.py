@@ -17,7 +17,13 @@ INPUT = "https://storage.googleapis.com/bkt/alpine-123-input.zip?X-Goog-Signatur
 
 def settings(**env: str) -> Settings:
     return Settings.from_env(
-        {"GC_BUCKET_NAME": "bkt", "KUBERNETES_NAMESPACE": "jobs", "STAGER_IMAGE": "st:1", **env}
+        {
+            "GC_BUCKET_NAME": "bkt",
+            "KUBERNETES_NAMESPACE": "jobs",
+            "STAGER_IMAGE": "st:1",
+            "ACCESS_CONTROL": "off",
+            **env,
+        }
     )
 
 

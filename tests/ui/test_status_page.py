@@ -7,6 +7,7 @@ so a test run leaves the checkout as it was."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -19,8 +20,10 @@ from typing import Any
 import pytest
 import requests
 
+from cli.auth import LOCAL_CALLER, local_token
 from infra.local.config import isolated_env
 from infra.local.prereqs import CHROMIUM
+from infra.local.stack import read_env_file
 from tests.local.test_stack import descendants, start_stack, stop_stack
 
 pytestmark = pytest.mark.slow
@@ -34,17 +37,25 @@ WAIT_MS = 60_000  # how long the page may take to show what the API already hold
 @dataclass
 class Cloud:
     api: str  # batch_api's base URL
+    issuer_key: Path  # the stack's token issuer's key: tokens for anyone
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # by role
 
+    def token(self, email: str = LOCAL_CALLER) -> str:
+        return local_token(self.issuer_key, email, self.api)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token()}"}
+
     def create(self, role: str, body: dict[str, Any]) -> dict[str, Any]:
-        answer = requests.post(f"{self.api}/batch/", json=body, timeout=60)
+        answer = requests.post(f"{self.api}/batch/", json=body, headers=self.headers, timeout=60)
         assert answer.status_code == 200, answer.text
         job: dict[str, Any] = answer.json()["data"]
         self.jobs[role] = job
         return job
 
     def get(self, job_id: str) -> dict[str, Any]:
-        answer = requests.get(f"{self.api}/batch/{job_id}", timeout=30)
+        answer = requests.get(f"{self.api}/batch/{job_id}", headers=self.headers, timeout=30)
         assert answer.status_code == 200, answer.text
         job: dict[str, Any] = answer.json()["data"]
         return job
@@ -76,7 +87,10 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     spawned: set[int] = set()
     try:
         spawned = descendants(stack.pid)
-        cloud = Cloud(f"http://127.0.0.1:{env['API_PORT']}")
+        cloud = Cloud(
+            f"http://127.0.0.1:{env['API_PORT']}",
+            Path(read_env_file(state / "env")["LOCAL_ISSUER_KEY"]),
+        )
         hello = "print('hello from the status page'); open('/output/out.txt', 'w').write('hi')"
         cloud.create("hello", _python(hello, name="ui-hello"))
         cloud.create("failing", _python("print('about to fail'); raise SystemExit(3)"))
@@ -131,7 +145,21 @@ def chromium() -> Iterator[Any]:
 
 
 @pytest.fixture
-def browser(chromium: Any) -> Iterator[Browser]:
+def browser(chromium: Any, cloud: Cloud) -> Iterator[Browser]:
+    """A tab signed in as the operator, through the link `ktr ui` prints."""
+    with _tab(chromium, f"{cloud.api}/ui/#token={cloud.token()}") as tab:
+        yield tab
+
+
+@pytest.fixture
+def stranger(chromium: Any) -> Iterator[Browser]:
+    """A tab that has signed in as nobody."""
+    with _tab(chromium, None) as tab:
+        yield tab
+
+
+@contextlib.contextmanager
+def _tab(chromium: Any, sign_in: str | None) -> Iterator[Browser]:
     context = chromium.new_context(viewport={"width": 1280, "height": 860})
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
@@ -154,6 +182,9 @@ def browser(chromium: Any) -> Iterator[Browser]:
             else None
         ),
     )
+    if sign_in is not None:
+        page.goto(sign_in)
+        page.wait_for_function("() => location.hash === '#/'")
     try:
         yield Browser(page, dialogs, problems)
     finally:
@@ -289,7 +320,9 @@ def test_a_running_jobs_log_is_followed(cloud, browser):
     expect(page.locator("#log")).to_contain_text("started")
     expect(page.locator("#log-state")).to_contain_text("following")
     # Killed through the API, the page sees it on its own.
-    killed = requests.delete(f"{cloud.api}/batch/{cloud.jobs['running']['id']}", timeout=60)
+    killed = requests.delete(
+        f"{cloud.api}/batch/{cloud.jobs['running']['id']}", headers=cloud.headers, timeout=60
+    )
     assert killed.status_code == 200, killed.text
     expect(page.locator("#job-status")).to_have_text("killed")
     expect(page.locator("#log-state")).to_contain_text("complete")
@@ -360,3 +393,28 @@ def test_an_array_jobs_page_shows_its_tasks_and_each_output(cloud, browser):
     assert [links.nth(i).get_attribute("href") for i in range(3)] == done["task_output_urls"]
     expect(page.locator("#log-task")).to_have_text("(task 0)")
     expect(page.locator("#log")).to_contain_text("task 0")
+
+
+def test_a_viewer_sees_only_the_jobs_of_its_accounts(cloud, chromium, stranger):
+    """Signed in as a viewer of ACCOUNT, the page lists its jobs and no other; signed in as
+    nobody, it asks for a sign-in and shows no job."""
+    body = {"account_id": ACCOUNT, "members": {"viewer@ui.test": "viewer"}}
+    made = requests.post(f"{cloud.api}/accounts/", json=body, headers=cloud.headers, timeout=30)
+    assert made.status_code == 200, made.text
+    with _tab(chromium, f"{cloud.api}/ui/#token={cloud.token('viewer@ui.test')}") as tab:
+        page = tab.page
+        page.goto(f"{cloud.api}/ui/#/?status=any")
+        page.locator(_row_selector(cloud.jobs["hello"]["id"])).wait_for()
+        rows = page.locator("#jobs tbody tr")
+        shown = set(rows.evaluate_all("rows => rows.map(r => r.dataset.id)"))
+        assert cloud.jobs["hostile"]["id"] not in shown  # another account's
+        assert {cloud.jobs[role]["id"] for role in ("hello", "failing", "running")} <= shown
+        assert "sign in" not in page.content().lower()
+
+    stranger.page.goto(f"{cloud.api}/ui/")
+    stranger.page.get_by_text("Sign in").wait_for()
+    assert stranger.page.locator("#jobs tbody tr").count() == 0
+
+
+def _row_selector(job_id: str) -> str:
+    return f'#jobs tbody tr[data-id="{job_id}"]'

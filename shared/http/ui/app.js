@@ -25,9 +25,25 @@
     }
   }
 
+  // Who is looking: behind Identity-Aware Proxy, the proxy's own header says it, and no
+  // token is kept here. Else the identity token of the link `ktr ui` prints
+  // (#token=...), kept for this tab only and taken out of the address at once.
+  const TOKEN_KEY = "ktr-identity-token";
+
+  function takeToken() {
+    const match = /^#token=([A-Za-z0-9_.-]+)$/.exec(location.hash);
+    if (match) {
+      sessionStorage.setItem(TOKEN_KEY, match[1]);
+      history.replaceState(null, "", location.pathname + location.search + "#/");
+    }
+  }
+
   async function api(path) {
+    const headers = { Accept: "application/json" };
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (token) headers.Authorization = `Bearer ${token}`;
     const response = await fetch(path, {
-      headers: { Accept: "application/json" },
+      headers,
       credentials: "same-origin",
       cache: "no-store",
     });
@@ -91,7 +107,11 @@
   }
 
   function problemText(error) {
-    if (error.status === 401 || error.status === 403) {
+    if (error.status === 401) {
+      return "Sign in: open the link `ktr ui` prints (its token lasts an hour), or reach this page through Identity-Aware Proxy." +
+        (error.body && error.body.msg ? ` (${error.body.msg})` : "");
+    }
+    if (error.status === 403 && !(error.body && error.body.error === "Forbidden")) {
       return `The API refused this request (${error.status}): you need to be an allowed caller.`;
     }
     const detail = error.body && error.body.data && typeof error.body.data === "object"
@@ -384,6 +404,7 @@
   }
 
   function start() {
+    takeToken();
     $("filters").addEventListener("submit", (event) => {
       event.preventDefault();
       const query = {

@@ -20,6 +20,7 @@ from shared.jobs import callbacks, references
 from shared.jobs.inputs import decode_input
 from shared.jobs.start import records
 from shared.jobs.start.records import Created, Names, repeat
+from shared.model.access import Caller, Role
 from shared.model.job import Job, Status, now_ms
 from shared.model.validation import INPUT_SOURCES, validate_create
 
@@ -46,15 +47,20 @@ class Draft:
     awaits_upload: bool  # input_upload: the input comes later
 
 
-def prepare(body: Any, backends: Backends, submission: Submission | None = None) -> Draft | Created:
+def prepare(
+    body: Any, backends: Backends, caller: Caller, submission: Submission | None = None
+) -> Draft | Created:
     """The draft of the job `body` asks for, or the answer to a request id seen in the last
-    24 h: the job it made, as it is now (with a different body, a 409)."""
+    24 h: the job it made, as it is now (with a different body, a 409). The caller must be
+    a submitter of the job's account."""
     if submission is not None:
         _refuse_input_sources(body)
     request = validate_create(body, max_parallelism=backends.settings.max_parallelism)
+    account_id = _account(request.account_id, caller)
+    caller.require(account_id, Role.SUBMITTER)
     key = RequestKey(request.request_id, request.fingerprint) if request.request_id else None
     if key is not None and (seen := backends.store.request(key.request_id)) is not None:
-        return repeat(key, *seen, store=backends.store)
+        return repeat(key, *seen, store=backends.store, account_id=account_id)
     data = None
     if request.input_zip is not None:
         data = decode_input(request.input_zip, backends.settings)
@@ -71,7 +77,8 @@ def prepare(body: Any, backends: Backends, submission: Submission | None = None)
         status=Status.CREATED,
         created=created,
         job_parameters=request.job_parameters,
-        account_id=request.account_id,
+        account_id=account_id,
+        created_by=caller.email,
         has_input=data is not None or bool(request.input_url) or request.input_upload,
         scheduled_for=request.scheduled_for,
         callback_url=request.callback_url,
@@ -83,6 +90,23 @@ def prepare(body: Any, backends: Backends, submission: Submission | None = None)
         job.submission, job.submission_generation = submission.object_name, submission.generation
         job.has_input = submission.has_input
     return Draft(job, key, names, request.task_environments, data, request.input_upload)
+
+
+def _account(given: str | None, caller: Caller) -> str | None:
+    """The job's account: the one the body names, else the caller's only account. A job of
+    no account is the operators' alone (and, with access control off, everyone's)."""
+    if given is not None or caller.operator:
+        return given
+    found = caller.default_account()
+    if found is None:
+        accounts = ", ".join(sorted(caller.roles)) or "none"
+        raise InvalidParameters(
+            data={
+                "account_id": f"Required: you belong to more than one account, or to none "
+                f"({accounts})"
+            }
+        )
+    return found
 
 
 def initial_tasks(count: int) -> dict[str, int]:
@@ -107,4 +131,10 @@ def store(
             draft.job, backends, draft.key, draft.environments, draft.names, prepare
         )
     except RequestSeenError as seen:
-        return repeat(draft.key, seen.job_id, seen.fingerprint, store=backends.store)
+        return repeat(
+            draft.key,
+            seen.job_id,
+            seen.fingerprint,
+            store=backends.store,
+            account_id=draft.job.account_id,
+        )

@@ -82,8 +82,17 @@ def store(
     return written
 
 
-def repeat(key: RequestKey | None, job_id: str, fingerprint: str, *, store: JobStore) -> Created:
-    """The answer to a request id seen before: its job as it is now, or 409 Conflict."""
+def repeat(
+    key: RequestKey | None,
+    job_id: str,
+    fingerprint: str,
+    *,
+    store: JobStore,
+    account_id: str | None,
+) -> Created:
+    """The answer to a request id seen before: its job as it is now, or 409 Conflict when
+    the body differs or the job is another account's (request ids are kept per account:
+    another's job is named, never shown)."""
     assert key is not None
     if fingerprint != key.fingerprint:
         raise Conflict(
@@ -93,6 +102,11 @@ def repeat(key: RequestKey | None, job_id: str, fingerprint: str, *, store: JobS
     job = store.get(job_id)
     if job is None:  # written in one batch with the key: only a hand could have removed it
         raise StoreError(f"request {key.request_id} names job {job_id}, which is missing")
+    if job.account_id != account_id:
+        raise Conflict(
+            msg=f"request_id {key.request_id} was used by another account (job {job_id})",
+            data={"request_id": "Used in the last 24 hours by another account's create"},
+        )
     with log_context(job_id=job.id, job_name=job.name):
         log.info("repeated create: answered the job", extra={"request_id": key.request_id})
     return Created(job, f"Repeat of request {key.request_id}: job {job.id}", repeat=True)

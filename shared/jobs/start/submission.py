@@ -34,6 +34,7 @@ from shared.jobs.start import draft, scheduled, upload
 from shared.jobs.start.records import Created, write_task_environments
 from shared.jobs.start.submission_zip import read
 from shared.logs import log_context
+from shared.model.access import Caller
 from shared.model.job import Job, Status
 from shared.model.validation import MAX_TASKS, name_error, validate_create
 
@@ -178,7 +179,7 @@ def create(body: Any, backends: Backends, submission: draft.Submission) -> Creat
     write) changes nothing more, and is raised for the event to come again; the
     redelivery, or the sync, finds this job and finishes its start. A cluster refusal
     fails the job."""
-    drafted = draft.prepare(body, backends, submission)
+    drafted = draft.prepare(body, backends, Caller.unchecked(), submission)
     if isinstance(drafted, Created):
         return drafted
     stored = draft.store(drafted, backends)

@@ -1,0 +1,1 @@
+"""Callers and accounts: who is calling (`callers`), and the accounts API (`service`)."""

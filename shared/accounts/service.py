@@ -1,0 +1,113 @@
+"""The accounts API: operators create accounts, each account's admins manage its members,
+and every member sees the account it belongs to.
+
+An account a caller is no member of answers 404 exactly as a missing one does, so account
+ids cannot be probed. An account always keeps an admin: the last one cannot leave or be
+demoted, except by an operator.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared import errors
+from shared.cloud.accounts import AccountExistsError, Change
+from shared.cloud.backends import Backends
+from shared.model import access
+from shared.model.access import Account, Caller, Role
+
+CREATE_FIELDS = {"account_id", "members"}
+
+
+def create(body: Any, backends: Backends, caller: Caller) -> Account:
+    if not caller.operator:
+        raise errors.Forbidden(msg=f"{caller.email} may not create accounts: operators do")
+    if not isinstance(body, dict):
+        raise errors.InvalidParameters(msg="The body must be a JSON object")
+    unknown = sorted(set(body) - CREATE_FIELDS)
+    if unknown:
+        raise errors.InvalidParameters(data={name: "Unknown field" for name in unknown})
+    account = Account(
+        account_id=access.account_id(body.get("account_id")),
+        members=access.members(body.get("members", {})),
+        created_by=caller.email,
+    )
+    try:
+        return backends.accounts.create(account)
+    except AccountExistsError:
+        raise errors.Conflict(
+            msg=f"Account {account.account_id} exists already",
+            data={"account_id": account.account_id},
+        ) from None
+
+
+def listing(backends: Backends, caller: Caller) -> list[Account]:
+    """Every account for an operator; the caller's own for anyone else."""
+    if caller.operator:
+        return backends.accounts.all()
+    return backends.accounts.of_member(caller.email or "")
+
+
+def get(account_id: str, backends: Backends, caller: Caller) -> Account:
+    account = backends.accounts.get(account_id) if access.ACCOUNT_ID.fullmatch(account_id) else None
+    if account is None or not (caller.operator or caller.email in account.members):
+        raise errors.NoSuchAccount(account_id)
+    return account
+
+
+def set_member(
+    account_id: str, email: str, body: Any, backends: Backends, caller: Caller
+) -> Account:
+    """Adds `email` with the body's role, or gives it that role."""
+    if not isinstance(body, dict) or set(body) != {"role"}:
+        raise errors.InvalidParameters(msg='The body must be {"role": "<role>"}')
+    member, role = access.email(email), access.role(body["role"])
+
+    def change(account: Account) -> Account:
+        account.members[member] = role
+        return account
+
+    return _changed(account_id, member, change, backends, caller)
+
+
+def remove_member(account_id: str, email: str, backends: Backends, caller: Caller) -> Account:
+    """Takes `email` out of the account; a member may always leave."""
+    member = access.email(email)
+
+    def change(account: Account) -> Account:
+        if member not in account.members:
+            raise errors.NotFound(msg=f"{member} is no member of account {account_id}")
+        del account.members[member]
+        return account
+
+    return _changed(account_id, member, change, backends, caller, leaving=member == caller.email)
+
+
+def _changed(
+    account_id: str,
+    member: str,
+    change: Change,
+    backends: Backends,
+    caller: Caller,
+    *,
+    leaving: bool = False,
+) -> Account:
+    get(account_id, backends, caller)  # 404 for a non-member
+    if not leaving:
+        caller.require(account_id, Role.ADMIN)
+
+    def checked(account: Account) -> Account:
+        had_admin = bool(account.admins)
+        account = change(account)
+        if had_admin and not account.admins and not caller.operator:
+            raise errors.Conflict(
+                msg=f"{member} is the last admin of account {account_id}: make another "
+                "member admin first",
+                data={"account_id": account_id},
+            )
+        return account
+
+    changed = backends.accounts.change(account_id, checked)
+    if changed is None:
+        raise errors.NoSuchAccount(account_id)
+    return changed

@@ -1,0 +1,165 @@
+"""Who may do what: a verified caller, the accounts it belongs to and its role in each.
+
+Roles nest: a `submitter` may do what a `viewer` may, an `admin` what a `submitter` may.
+Operators (the OPERATORS setting) may do anything on every account, and so may every
+caller while access control is off.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from shared.errors import Forbidden, InvalidParameters
+
+# An account id is a DNS label: it names the account's queue in the cluster, too.
+ACCOUNT_ID = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+# Enough of an address to be one: the identity token's `email` claim is what it is matched
+# against, and Google's tokens carry it in lower case.
+EMAIL = re.compile(r"[^@/\x00-\x20\x7f]{1,64}@[^@/\x00-\x20\x7f]{1,255}")
+MAX_MEMBERS = 1000  # one Firestore document holds them all
+
+
+class Role(Enum):
+    VIEWER = "viewer"  # get, list, logs, outputs
+    SUBMITTER = "submitter"  # also create and kill
+    ADMIN = "admin"  # also manage the members
+
+    def allows(self, needed: Role) -> bool:
+        return _RANK[self] >= _RANK[needed]
+
+
+_RANK = {Role.VIEWER: 0, Role.SUBMITTER: 1, Role.ADMIN: 2}
+# What each role is needed for, as a refusal words it.
+_DOING = {
+    Role.VIEWER: "see the jobs of",
+    Role.SUBMITTER: "submit or kill jobs of",
+    Role.ADMIN: "manage the members of",
+}
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The verified email of a request's caller and its role in each of its accounts."""
+
+    email: str | None  # None while access control is off: nobody in particular
+    operator: bool = False
+    roles: Mapping[str, Role] = field(default_factory=dict)
+
+    @classmethod
+    def unchecked(cls) -> Caller:
+        """Access control off: whoever reaches the API may do anything, as before."""
+        return cls(email=None, operator=True)
+
+    def can(self, account_id: str | None, role: Role) -> bool:
+        if self.operator:
+            return True
+        held = self.roles.get(account_id) if account_id is not None else None
+        return held is not None and held.allows(role)
+
+    def require(self, account_id: str | None, role: Role) -> None:
+        """Forbidden, naming the account and the role it takes, unless the caller can."""
+        if self.can(account_id, role):
+            return
+        what = f"account {account_id!r}" if account_id is not None else "no account"
+        raise Forbidden(
+            msg=f"{self.email} may not {_DOING[role]} {what}: that takes the "
+            f"{role.value} role on it{'' if account_id else ' (or an operator)'}",
+            data={"account_id": account_id, "role": role.value},
+        )
+
+    def viewable(self) -> list[str] | None:
+        """The accounts whose jobs the caller may see, sorted; None for all of them."""
+        if self.operator:
+            return None
+        return sorted(account for account, role in self.roles.items() if role.allows(Role.VIEWER))
+
+    def default_account(self) -> str | None:
+        """The account a create without `account_id` is for: the caller's only one, if it
+        may submit there."""
+        if len(self.roles) == 1:
+            return next(iter(self.roles))
+        return None
+
+
+@dataclass
+class Account:
+    """One account, as stored in Firestore (document id = account_id)."""
+
+    account_id: str
+    members: dict[str, Role]  # email -> role
+    created: int = 0  # epoch ms
+    created_by: str | None = None
+    updated: int = 0  # epoch ms of the last write
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "account_id": self.account_id,
+            "members": {email: role.value for email, role in self.members.items()},
+            # Firestore finds a member's accounts by this list (array-contains).
+            "member_emails": sorted(self.members),
+            "created": self.created,
+            "created_by": self.created_by,
+            "updated": self.updated,
+        }
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> Account:
+        return cls(
+            account_id=str(doc["account_id"]),
+            members={email: Role(role) for email, role in (doc.get("members") or {}).items()},
+            created=int(doc.get("created") or 0),
+            created_by=doc.get("created_by"),
+            updated=int(doc.get("updated") or 0),
+        )
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "account_id": self.account_id,
+            "members": {email: role.value for email, role in sorted(self.members.items())},
+            "created": self.created,
+            "created_by": self.created_by,
+        }
+
+    @property
+    def admins(self) -> list[str]:
+        return sorted(email for email, role in self.members.items() if role is Role.ADMIN)
+
+
+def account_id(value: Any) -> str:
+    """A valid account id, or InvalidParameters saying what one is."""
+    if not isinstance(value, str) or not ACCOUNT_ID.fullmatch(value):
+        raise InvalidParameters(
+            data={
+                "account_id": "Must be 1 to 63 lowercase letters, digits or '-', "
+                "starting and ending with a letter or digit"
+            }
+        )
+    return value
+
+
+def email(value: Any) -> str:
+    """A member's address, in lower case, or InvalidParameters."""
+    if not isinstance(value, str) or not EMAIL.fullmatch(value):
+        raise InvalidParameters(data={"email": f"Not an email address: {str(value)[:80]!r}"})
+    return value.lower()
+
+
+def role(value: Any) -> Role:
+    try:
+        return Role(value)
+    except ValueError:
+        choices = ", ".join(r.value for r in Role)
+        raise InvalidParameters(data={"role": f"Must be one of: {choices}"}) from None
+
+
+def members(value: Any) -> dict[str, Role]:
+    """`{"<email>": "<role>"}`, checked."""
+    if not isinstance(value, dict):
+        raise InvalidParameters(data={"members": 'Must be an object {"<email>": "<role>"}'})
+    if len(value) > MAX_MEMBERS:
+        raise InvalidParameters(data={"members": f"At most {MAX_MEMBERS} members"})
+    return {email(address): role(given) for address, given in value.items()}
