@@ -57,8 +57,9 @@ def message(job: Job, step: Step) -> tuple[bytes, dict[str, str]]:
         "previous_status": step.previous or "",
         "event_time": rfc3339(step.at),
     }
-    if job.account_id is not None:
-        attributes["account_id"] = job.account_id
+    for key in ("account_id", "created_by"):
+        if (value := getattr(job, key)) is not None:
+            attributes[key] = value
     return json.dumps(body, ensure_ascii=False).encode(), attributes
 
 

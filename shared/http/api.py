@@ -178,9 +178,16 @@ def create(request: Request, backends: Backends, caller: Caller) -> Response:
     return envelope(job.to_api(), msg=msg)
 
 
+def _shown(backends: Backends) -> bool:
+    """Whether a job's secrets (its upload URL, its input URL's signature, its callback's
+    token) are in answers other than the create's: only while access control is off, as the
+    earlier API showed them."""
+    return not backends.settings.access.enabled
+
+
 @identified
 def get(request: Request, backends: Backends, caller: Caller, job_id: str) -> Response:
-    return envelope(queries.get(job_id, backends, caller).to_api())
+    return envelope(queries.get(job_id, backends, caller).to_api(_shown(backends)))
 
 
 @identified
@@ -204,7 +211,8 @@ def list_jobs(request: Request, backends: Backends, caller: Caller) -> Response:
         status, account_id, backends, caller, size=size, after=after, name=name
     )
     next_token = paging.token(status, account_id, jobs[-1]) if more else ""
-    return envelope([job.to_api() for job in jobs], extra={"next_page_token": next_token})
+    shown = _shown(backends)
+    return envelope([job.to_api(shown) for job in jobs], extra={"next_page_token": next_token})
 
 
 def _list_status(raw: str) -> Status | None:
@@ -247,7 +255,7 @@ def task_output(
 @identified
 def kill(request: Request, backends: Backends, caller: Caller, job_id: str) -> Response:
     job, msg = lifecycle.kill(job_id, backends, caller)
-    return envelope(job.to_api(), msg=msg)
+    return envelope(job.to_api(_shown(backends)), msg=msg)
 
 
 # -- accounts ------------------------------------------------------------------------------
@@ -268,6 +276,15 @@ def list_accounts(request: Request, backends: Backends, caller: Caller) -> Respo
 @identified
 def get_account(request: Request, backends: Backends, caller: Caller, account_id: str) -> Response:
     return envelope(accounts.get(account_id, backends, caller).to_api())
+
+
+@identified
+def change_account(
+    request: Request, backends: Backends, caller: Caller, account_id: str
+) -> Response:
+    body = read_json(request, MAX_ACCOUNT_BODY)
+    account = accounts.change_settings(account_id, body, backends, caller)
+    return envelope(account.to_api(), msg=f"Account {account_id} changed")
 
 
 @identified

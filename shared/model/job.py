@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 
 class Status(StrEnum):
@@ -164,14 +165,20 @@ class Job:
         known["status"] = Status(known["status"])
         return cls(**known)
 
-    def to_api(self) -> dict[str, Any]:
-        """The representation clients of the earlier API know, plus a few new fields."""
+    def to_api(self, secrets: bool = True) -> dict[str, Any]:
+        """The representation clients of the earlier API know, plus a few new fields.
+        Without `secrets` (any answer but the create's, while access control is on), the
+        URLs that grant something show without their query and credentials, and the input's
+        upload URL not at all: whoever may read a job may not thereby write its input."""
+        params = self.job_parameters
+        if not secrets and isinstance(params.get("input_url"), str):
+            params = {**params, "input_url": without_secrets(params["input_url"])}
         body: dict[str, Any] = {
             "id": self.id,
             "name": self.name,
             "status": self.status.value,
             "created": self.created,
-            "job_parameters": self.job_parameters,
+            "job_parameters": params,
         }
         for key in ("account_id", "created_by", "killed_by"):
             if (value := getattr(self, key)) is not None:
@@ -189,7 +196,9 @@ class Job:
         if self.scheduled_for is not None:
             body["scheduled_for"] = self.scheduled_for
         if self.callback_url is not None:
-            body["callback_url"] = self.callback_url
+            body["callback_url"] = (
+                self.callback_url if secrets else without_secrets(self.callback_url)
+            )
             for key in ("callback_status", "callback_time", "callback_answer"):
                 if (value := getattr(self, key)) is not None:
                     body[key] = value
@@ -202,6 +211,17 @@ class Job:
         if self.task_output_urls is not None:
             body["task_output_urls"] = self.task_output_urls
         if self.awaiting_upload:
-            body["input_upload_url"] = self.input_upload_url
+            if secrets:
+                body["input_upload_url"] = self.input_upload_url
             body["input_upload_expires"] = self.input_upload_expires
         return body
+
+
+def without_secrets(url: str) -> str:
+    """A URL as it may be shown to anyone who may read its job: no user or password, no
+    query (a signature, a token), no fragment. `gs://` names hold none."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
