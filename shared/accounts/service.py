@@ -16,7 +16,8 @@ from shared.cloud.backends import Backends
 from shared.model import access
 from shared.model.access import Account, Caller, Role
 
-CREATE_FIELDS = {"account_id", "members"}
+CREATE_FIELDS = {"account_id", "members", "buckets"}
+SETTINGS_FIELDS = {"buckets"}  # what an operator may change of an account
 
 
 def create(body: Any, backends: Backends, caller: Caller) -> Account:
@@ -30,6 +31,7 @@ def create(body: Any, backends: Backends, caller: Caller) -> Account:
     account = Account(
         account_id=access.account_id(body.get("account_id")),
         members=access.members(body.get("members", {})),
+        buckets=access.buckets(body.get("buckets", [])),
         created_by=caller.email,
     )
     try:
@@ -53,6 +55,30 @@ def get(account_id: str, backends: Backends, caller: Caller) -> Account:
     if account is None or not (caller.operator or caller.email in account.members):
         raise errors.NoSuchAccount(account_id)
     return account
+
+
+def change_settings(account_id: str, body: Any, backends: Backends, caller: Caller) -> Account:
+    """An operator's change of the account's settings: `buckets`, the other buckets its
+    jobs may read gs:// inputs from."""
+    get(account_id, backends, caller)  # 404 for a non-member
+    if not caller.operator:
+        raise errors.Forbidden(
+            msg=f"{caller.email} may not change the settings of account {account_id}: operators do",
+            data={"account_id": account_id},
+        )
+    if not isinstance(body, dict) or not body or set(body) - SETTINGS_FIELDS:
+        fields = ", ".join(sorted(SETTINGS_FIELDS))
+        raise errors.InvalidParameters(msg=f"The body must be an object of: {fields}")
+    listed = access.buckets(body["buckets"])
+
+    def change(account: Account) -> Account:
+        account.buckets = listed
+        return account
+
+    changed = backends.accounts.change(account_id, change)
+    if changed is None:
+        raise errors.NoSuchAccount(account_id)
+    return changed
 
 
 def set_member(

@@ -26,7 +26,7 @@ HEALTHCHECK = "healthcheck"
 HEALTHCHECK_METHODS = ("GET",)  # /healthcheck
 ACCOUNTS = "accounts"
 ACCOUNTS_METHODS = ("GET", "POST")  # /accounts/
-ACCOUNT_METHODS = ("GET",)  # /accounts/<id>
+ACCOUNT_METHODS = ("GET", "PATCH")  # /accounts/<id>
 MEMBERS = "members"
 MEMBER_METHODS = ("PUT", "DELETE")  # /accounts/<id>/members/<email>
 UI = "ui"
@@ -91,6 +91,8 @@ def _accounts(request: Request, backends: Backends, parts: list[str]) -> Respons
     if len(parts) == 2:
         if method == "GET":
             return api.get_account(request, backends, parts[1])
+        if method == "PATCH":
+            return api.change_account(request, backends, parts[1])
         return api.method_not_allowed(request, backends, ACCOUNT_METHODS)
     if len(parts) == 4 and parts[2] == MEMBERS:
         if method == "PUT":
@@ -104,7 +106,8 @@ def _accounts(request: Request, backends: Backends, parts: list[str]) -> Respons
 def batch_api(request: Request, backends: Backends) -> Response:
     """GET /batch/, POST /batch/, GET /batch/<id>, DELETE /batch/<id>, GET /batch/<id>/logs,
     GET /batch/<id>/outputs/<index>, GET /healthcheck; the accounts: GET /accounts/,
-    POST /accounts/, GET /accounts/<account_id>, PUT /accounts/<account_id>/members/<email>,
+    POST /accounts/, GET /accounts/<account_id>, PATCH /accounts/<account_id>,
+    PUT /accounts/<account_id>/members/<email>,
     DELETE /accounts/<account_id>/members/<email>; and the status page: GET /ui, GET /ui/,
     GET /ui/app.js, GET /ui/style.css."""
     parts = _parts(request)

@@ -1,9 +1,10 @@
 """A job's input by reference (`input_url`): checked at create, turned into the URL that
 stage-in reads when the job is deployed.
 
-- `gs://BUCKET/OBJECT`: the functions must be able to read it. The create checks that it
-  exists and is at most MAX_INPUT_URL_BYTES; the deploy signs a download URL for it, so the
-  pod needs no identity.
+- `gs://BUCKET/OBJECT`: the caller must be allowed it (an object of its own accounts' jobs,
+  or of a bucket its account lists), and the functions must be able to read it. The create
+  checks that it exists and is at most MAX_INPUT_URL_BYTES; the deploy signs a download URL
+  for it, so the pod needs no identity.
 - `https://...`: fetched by stage-in as it is. Its host must resolve only to public
   addresses, never loopback, link-local (the metadata server) or private ones, unless
   ALLOW_PRIVATE_INPUT_URLS (which also allows http) is set. Stage-in checks again before
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from shared.cloud.backends import Backends
 from shared.contract.addresses import AddressRefusedError, check_url
 from shared.errors import BucketError, InvalidParameters
+from shared.model.access import Caller, Role
 
 FIELD = "input_url"
 
@@ -38,11 +40,12 @@ def split_gs(url: str) -> tuple[str, str]:
     return bucket, name
 
 
-def check(url: str, backends: Backends) -> None:
+def check(url: str, backends: Backends, caller: Caller, account_id: str | None) -> None:
     """InvalidParameters naming `input_url` unless the create may accept it."""
     settings = backends.settings
     if url.startswith("gs://"):
         bucket, name = split_gs(url)
+        _may_read(bucket, name, backends, caller, account_id)
         try:
             size = backends.bucket.object_size(bucket, name)
         except BucketError as error:
@@ -68,6 +71,45 @@ def check(url: str, backends: Backends) -> None:
         raise _refuse(
             f"Refused: its host did not resolve within {settings.backend_timeout:g} s"
         ) from None
+
+
+def _may_read(
+    bucket: str, name: str, backends: Backends, caller: Caller, account_id: str | None
+) -> None:
+    """The caller's own right to the object, never the functions' (operators may read
+    anything the functions can):
+
+    - an object of the jobs bucket: one of a job of an account the caller belongs to, or
+      one under `submissions/<account_id>/` of such an account;
+    - an object of another bucket: the job's account must list the bucket (`buckets`,
+      which operators set).
+    """
+    if caller.operator:
+        return
+    url = f"gs://{bucket}/{name}"
+    if bucket != backends.settings.bucket:
+        account = backends.accounts.get(account_id) if account_id is not None else None
+        if account is None or bucket not in account.buckets:
+            raise _refuse(
+                f"Refused: account {account_id} may not read bucket {bucket} (an operator "
+                "lists the buckets it may); hand over a signed https:// URL instead"
+            )
+        return
+    owner = _owner(name, backends)
+    if owner is None or not caller.can(owner, Role.VIEWER):
+        raise _refuse(f"Refused: {url} is not of an account of yours")
+
+
+def _owner(name: str, backends: Backends) -> str | None:
+    """The account an object of the jobs bucket belongs to: that of the job it is of (its
+    `job-id` metadata), or the one its submissions/ folder names."""
+    parts = name.split("/")
+    if len(parts) == 3 and parts[0] == "submissions":
+        return parts[1]
+    metadata = backends.bucket.metadata(name)
+    job_id = (metadata or {}).get("job-id")
+    job = backends.store.get(job_id) if isinstance(job_id, str) else None
+    return job.account_id if job is not None else None
 
 
 @functools.cache

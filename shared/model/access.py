@@ -91,6 +91,8 @@ class Account:
 
     account_id: str
     members: dict[str, Role]  # email -> role
+    buckets: list[str] = field(default_factory=list)  # other buckets its jobs may read
+    #   gs:// inputs from (operators set them)
     created: int = 0  # epoch ms
     created_by: str | None = None
     updated: int = 0  # epoch ms of the last write
@@ -101,6 +103,7 @@ class Account:
             "members": {email: role.value for email, role in self.members.items()},
             # Firestore finds a member's accounts by this list (array-contains).
             "member_emails": sorted(self.members),
+            "buckets": self.buckets,
             "created": self.created,
             "created_by": self.created_by,
             "updated": self.updated,
@@ -111,6 +114,7 @@ class Account:
         return cls(
             account_id=str(doc["account_id"]),
             members={email: Role(role) for email, role in (doc.get("members") or {}).items()},
+            buckets=list(doc.get("buckets") or []),
             created=int(doc.get("created") or 0),
             created_by=doc.get("created_by"),
             updated=int(doc.get("updated") or 0),
@@ -120,6 +124,7 @@ class Account:
         return {
             "account_id": self.account_id,
             "members": {email: role.value for email, role in sorted(self.members.items())},
+            "buckets": self.buckets,
             "created": self.created,
             "created_by": self.created_by,
         }
@@ -154,6 +159,21 @@ def role(value: Any) -> Role:
     except ValueError:
         choices = ", ".join(r.value for r in Role)
         raise InvalidParameters(data={"role": f"Must be one of: {choices}"}) from None
+
+
+# A Cloud Storage bucket's name: 3 to 63 characters (222 with dots), lowercase.
+BUCKET = re.compile(r"[a-z0-9][-a-z0-9_.]{1,220}[a-z0-9]")
+MAX_BUCKETS = 100
+
+
+def buckets(value: Any) -> list[str]:
+    """A list of bucket names, checked, without repeats."""
+    if not isinstance(value, list) or len(value) > MAX_BUCKETS:
+        raise InvalidParameters(data={"buckets": f"Must be a list of at most {MAX_BUCKETS} names"})
+    for name in value:
+        if not isinstance(name, str) or not BUCKET.fullmatch(name):
+            raise InvalidParameters(data={"buckets": f"Not a bucket name: {str(name)[:80]!r}"})
+    return sorted(set(value))
 
 
 def members(value: Any) -> dict[str, Role]:

@@ -27,8 +27,8 @@ from shared.model.validation import INPUT_SOURCES, validate_create
 
 @dataclass(frozen=True)
 class Submission:
-    """The object `submissions/<name>.zip` whose job.json is the create's body: the rest of
-    it is the job's input."""
+    """The object `submissions/<account_id>/<name>.zip` whose job.json is the create's body:
+    the rest of it is the job's input."""
 
     object_name: str
     generation: int
@@ -68,7 +68,7 @@ def prepare(
         callbacks.check(request.callback_url, backends.settings)
     backends.cluster, backends.bucket  # noqa: B018 - built on first use, cached
     if request.input_url:
-        references.check(request.input_url, backends)
+        references.check(request.input_url, backends, caller, account_id)
     created = now_ms()
     names = Names(request.name, request.job_parameters["docker_image"], created)
     job = Job(
