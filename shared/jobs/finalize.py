@@ -6,7 +6,7 @@
   `<name>-output-<index>.zip`; the job succeeds once every task's has (arrays.py).
 - the input of a job created with `input_upload` landed, so the job is deployed
   (`created` -> `running`, or its suspended Job made when it has a start time ahead).
-- a submission `submissions/<name>.zip` landed, so job `<name>` is created from it
+- a submission `submissions/<account_id>/<name>.zip` landed, so job `<name>` is created from it
   (shared/jobs/start/submission.py).
 
 Idempotent and order-tolerant: delivery is at least once, so a duplicate or late event,

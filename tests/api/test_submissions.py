@@ -1,4 +1,5 @@
-"""Submission by upload: `submissions/<name>.zip` in the jobs bucket creates job `<name>`
+"""Submission by upload: `submissions/<account_id>/<name>.zip` in the jobs bucket creates job
+`<name>` of that account
 from its root job.json, the rest of the zip being the job's input. Its finalize event is
 delivered to the function as Eventarc delivers it; the outcome is written beside it, as
 `<name>.job.json` or `<name>.error.json`.
@@ -28,16 +29,27 @@ FINAL = status_is(Status.SUCCEEDED, Status.FAILED, Status.KILLED)
 LIST = "import os; open('/output/listing.txt', 'w').write(' '.join(sorted(os.listdir('/input'))))"
 
 
+ACCOUNT = "acct-submit"  # the folder the tests' submissions go in
+
+
+@pytest.fixture(autouse=True)
+def account(fn_store) -> None:
+    """The account whose folder the submissions are uploaded to (IAM, deployed, lets only
+    its submitters write there)."""
+    status, answer = fn_store.api("POST", "/accounts/", json={"account_id": ACCOUNT})
+    assert status == 200, answer
+
+
 def body(**params: Any) -> dict[str, Any]:
     return {
-        "account_id": "acct-submit",
+        "account_id": ACCOUNT,
         "job_parameters": {"docker_image": "python:3.11", **params},
     }
 
 
 def upload(storage_client, bucket: str, name: str, data: bytes) -> dict[str, Any]:
     """Put the object, and the finalize event's data as Eventarc gives it."""
-    blob = storage_client.bucket(bucket).blob(f"submissions/{name}.zip")
+    blob = storage_client.bucket(bucket).blob(f"submissions/{ACCOUNT}/{name}.zip")
     blob.upload_from_string(data, content_type="application/zip")
     return {
         "bucket": bucket,
@@ -54,7 +66,7 @@ def submission(job: dict[str, Any] | bytes, **files: bytes) -> bytes:
 
 def outcome(storage_client, bucket: str, name: str, kind: str) -> Any:
     """The outcome object `kind` (job or error) as JSON, or None."""
-    blob = storage_client.bucket(bucket).get_blob(f"submissions/{name}.{kind}.json")
+    blob = storage_client.bucket(bucket).get_blob(f"submissions/{ACCOUNT}/{name}.{kind}.json")
     return None if blob is None else json.loads(blob.download_as_bytes())
 
 
@@ -80,7 +92,7 @@ def test_a_submission_runs_and_its_output_lands(fn, storage_client, bucket):
     accepted = outcome(storage_client, bucket, "sub-copy", "job")
     assert accepted is not None and outcome(storage_client, bucket, "sub-copy", "error") is None
     assert accepted["result"] is True and accepted["status"] == 200 and accepted["error"] == ""
-    assert accepted["submission"] == "submissions/sub-copy.zip"
+    assert accepted["submission"] == f"submissions/{ACCOUNT}/sub-copy.zip"
     assert accepted["generation"] == event["generation"]
     job = accepted["data"]
     assert accepted["job_id"] == job["id"] and job["name"] == "sub-copy"
@@ -97,7 +109,7 @@ def test_the_outcome_objects_events_are_ignored(fn, storage_client, bucket):
     assert fn.finalize(event) == 200
     before = outcome(storage_client, bucket, "sub-quiet", "job")
     for kind in ("job", "error"):
-        name = f"submissions/sub-quiet.{kind}.json"
+        name = f"submissions/{ACCOUNT}/sub-quiet.{kind}.json"
         assert fn.finalize({"bucket": bucket, "name": name}, event_id=kind) == 200
     assert outcome(storage_client, bucket, "sub-quiet", "job") == before
     assert outcome(storage_client, bucket, "sub-quiet", "error") is None
@@ -201,7 +213,8 @@ REFUSALS: dict[str, tuple[str, bytes, int, str, Any]] = {
         "InvalidParameters",
         {
             "name": "Must consist of lower case alphanumeric characters or '-', and start and "
-            "end with an alphanumeric character (the name in submissions/<name>.zip)"
+            "end with an alphanumeric character (the name in "
+            "submissions/<account_id>/<name>.zip)"
         },
     ),
     "not a zip": ("sub-text", b"just some text", 400, "InvalidParameters", "not a valid zip"),
@@ -244,7 +257,7 @@ def test_a_refused_submission_writes_the_error_object(fn, storage_client, bucket
     refused = outcome(storage_client, bucket, name, "error")
     assert refused is not None, case
     assert (refused["status"], refused["error"], refused["result"]) == (status, error, False)
-    assert refused["submission"] == f"submissions/{name}.zip"
+    assert refused["submission"] == f"submissions/{ACCOUNT}/{name}.zip"
     if isinstance(expected, str):
         assert expected in refused["msg"], refused
     else:
@@ -400,12 +413,12 @@ def test_a_submission_gone_before_its_task_environments_were_written(
 ):
     """Nothing is left to read them from: the next start fails the job."""
     event, waiting = cut_short_sweep(fn, monkeypatch, storage_client, bucket, "envs-gone")
-    storage_client.bucket(bucket).blob("submissions/envs-gone.zip").delete()
+    storage_client.bucket(bucket).blob(f"submissions/{ACCOUNT}/envs-gone.zip").delete()
     reconfigure(monkeypatch, CREATE_GRACE_SECONDS="0")
     failed = fn.sync_until(waiting["id"], FINAL, timeout=60)
     assert failed["status"] == "failed" and failed["reason"] == "SubmissionGone", failed
     assert failed["message"] == (
-        "submissions/envs-gone.zip was deleted or replaced before the job could start"
+        f"submissions/{ACCOUNT}/envs-gone.zip was deleted or replaced before the job could start"
     )
 
 
@@ -424,3 +437,59 @@ def test_a_job_the_cluster_refuses_is_failed(fn, storage_client, bucket, cluster
 
 def jobs_path(namespace: str) -> str:
     return f"/apis/batch/v1/namespaces/{namespace}/jobs"
+
+
+# -- whose submission ----------------------------------------------------------------------
+
+
+def _refusal(storage_client, bucket: str, stem: str) -> Any:
+    blob = storage_client.bucket(bucket).get_blob(f"{stem}.error.json")
+    return None if blob is None else json.loads(blob.download_as_bytes())
+
+
+def _put(storage_client, bucket: str, object_name: str, data: bytes) -> dict[str, Any]:
+    blob = storage_client.bucket(bucket).blob(object_name)
+    blob.upload_from_string(data, content_type="application/zip")
+    return {"bucket": bucket, "name": blob.name, "generation": str(blob.generation)}
+
+
+def test_a_submission_is_of_the_account_its_folder_names(fn, storage_client, bucket):
+    plain = {"job_parameters": {"docker_image": "alpine:3", "args": ["true"]}}
+    event = _put(storage_client, bucket, f"submissions/{ACCOUNT}/sub-mine.zip", submission(plain))
+    assert fn.finalize(event) == 200
+    accepted = outcome(storage_client, bucket, "sub-mine", "job")
+    assert accepted is not None and accepted["data"]["account_id"] == ACCOUNT, accepted
+
+
+@pytest.mark.parametrize(
+    ("object_name", "field"),
+    [
+        ("submissions/sub-nofolder.zip", None),  # outside any account's folder
+        ("submissions/no-such-team/sub-stray.zip", "account_id"),
+        ("submissions/Not An Account/sub-odd.zip", "account_id"),
+    ],
+)
+def test_a_submission_outside_an_accounts_folder_is_refused(
+    fn, storage_client, bucket, object_name, field
+):
+    event = _put(storage_client, bucket, object_name, submission(body(args=["true"])))
+    assert fn.finalize(event) == 200
+    refused = _refusal(storage_client, bucket, object_name.removesuffix(".zip"))
+    assert refused is not None and refused["status"] == 400, refused
+    if field:
+        assert field in refused["data"], refused
+    else:
+        assert "submissions/<account_id>/<name>.zip" in refused["msg"], refused
+    assert jobs_of(fn) == []
+
+
+def test_job_json_cannot_name_another_account(fn, storage_client, bucket):
+    status, answer = fn.api("POST", "/accounts/", json={"account_id": "other-team"})
+    assert status == 200, answer
+    event = upload(
+        storage_client, bucket, "sub-elsewhere", submission({**body(), "account_id": "other-team"})
+    )
+    assert fn.finalize(event) == 200
+    refused = outcome(storage_client, bucket, "sub-elsewhere", "error")
+    assert refused is not None and "account_id" in refused["data"], refused
+    assert jobs_of(fn, "other-team") == [] and jobs_of(fn) == []

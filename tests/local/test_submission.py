@@ -42,11 +42,13 @@ def test_a_zip_uploaded_under_submissions_runs_through_the_relay(tmp_path):
         spawned = descendants(stack.pid)
         storage, bucket = cloud["STORAGE_EMULATOR_HOST"], cloud["GC_BUCKET_NAME"]
         objects = f"{storage}/storage/v1/b/{bucket}/o"
+        made = http.post(f"{cloud['API_URL']}/accounts/", json={"account_id": "team"}, timeout=30)
+        assert made.status_code == 200, made.text
 
         def upload(name: str, data: bytes) -> None:
             requests.post(
                 f"{storage}/upload/storage/v1/b/{bucket}/o",
-                params={"uploadType": "media", "name": f"submissions/{name}.zip"},
+                params={"uploadType": "media", "name": f"submissions/team/{name}.zip"},
                 data=data,
                 headers={"Content-Type": "application/zip"},
                 timeout=30,
@@ -58,7 +60,7 @@ def test_a_zip_uploaded_under_submissions_runs_through_the_relay(tmp_path):
 
         body = {"job_parameters": {"docker_image": "python:3.11", "args": ["python3", "-c", COPY]}}
         upload("relayed", zip_bytes({"job.json": json.dumps(body).encode(), "in.txt": b"in"}))
-        accepted = _wait_for("job object", lambda: read("submissions/relayed.job.json"))
+        accepted = _wait_for("job object", lambda: read("submissions/team/relayed.job.json"))
         assert accepted["data"]["name"] == "relayed"
         api = f"http://127.0.0.1:{env['API_PORT']}/batch/{accepted['job_id']}"
 
@@ -72,7 +74,7 @@ def test_a_zip_uploaded_under_submissions_runs_through_the_relay(tmp_path):
         assert zipfile.ZipFile(io.BytesIO(output)).namelist() == ["in.txt"]
 
         upload("refused", zip_bytes({"in.txt": b"in"}))
-        refused = _wait_for("error object", lambda: read("submissions/refused.error.json"))
+        refused = _wait_for("error object", lambda: read("submissions/team/refused.error.json"))
         assert (refused["status"], refused["error"]) == (400, "InvalidParameters")
     finally:
         stop_stack(stack, spawned)

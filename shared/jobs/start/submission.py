@@ -1,12 +1,14 @@
-"""Submission by upload: an object `submissions/<name>.zip` landing in the jobs bucket
-creates job `<name>`. The zip's root `job.json` is the create's body (what POST /batch/
-takes, without an input source); the rest of the zip is the job's input, which stage-in
-reads from the object itself and unpacks without job.json.
+"""Submission by upload: an object `submissions/<account_id>/<name>.zip` landing in the
+jobs bucket creates job `<name>` of that account (with access control off,
+`submissions/<name>.zip` too). The zip's root `job.json` is the create's body (what POST
+/batch/ takes, without an input source, and naming no other account); the rest of the zip
+is the job's input, which stage-in reads from the object itself and unpacks without
+job.json. Only the account's submitters may write in its folder: IAM holds that (make
+deploy grants each of them object creation on that prefix alone).
 
-The outcome is an object beside it: `submissions/<name>.job.json` (the envelope the create
-would have answered, with the job, and `job_id`), or `submissions/<name>.error.json` (the
-envelope of the refusal, with its HTTP status). The finalize events of those two are
-ignored.
+The outcome is an object beside it: `<name>.job.json` (the envelope the create would have
+answered, with the job, and `job_id`), or `<name>.error.json` (the envelope of the
+refusal, with its HTTP status). The finalize events of those two are ignored.
 
 Idempotent: the job's name is the key. A redelivered event of the same object generation
 finds the job that generation made (recorded on it), finishes its start if an earlier
@@ -34,7 +36,7 @@ from shared.jobs.start import draft, scheduled, upload
 from shared.jobs.start.records import Created, write_task_environments
 from shared.jobs.start.submission_zip import read
 from shared.logs import log_context
-from shared.model.access import Caller
+from shared.model.access import ACCOUNT_ID, Caller, Role
 from shared.model.job import Job, Status
 from shared.model.validation import MAX_TASKS, name_error, validate_create
 
@@ -56,7 +58,8 @@ def handle(data: dict[str, Any], *, backends: Backends) -> str:
     if not object_name.endswith(ZIP_SUFFIX):
         log.info("ignored: not a submission zip", extra={"object": object_name})
         return "ignored"
-    name = object_name.removeprefix(PREFIX).removesuffix(ZIP_SUFFIX)
+    stem = object_name.removesuffix(ZIP_SUFFIX)
+    account_id, _, name = stem.removeprefix(PREFIX).rpartition("/")
     info = backends.bucket.object_info(object_name)
     event_generation = _generation(data.get("generation"))
     if info is None or (event_generation is not None and event_generation != info.generation):
@@ -68,7 +71,8 @@ def handle(data: dict[str, Any], *, backends: Backends) -> str:
         return "ignored"
     with log_context(submission=object_name, generation=info.generation):
         try:
-            job, msg, what = _submit(name, object_name, info, backends)
+            caller = _uploader(account_id, backends)
+            job, msg, what = _submit(name, object_name, info, backends, caller)
         except ObjectGoneError:
             log.info("ignored: the submission was replaced while it was read")
             return "ignored"
@@ -76,11 +80,30 @@ def handle(data: dict[str, Any], *, backends: Backends) -> str:
             # A concurrent delivery of this same upload may have taken the name first.
             made = _made_by(name, object_name, info, backends)
             if made is None:
-                _write_error(name, object_name, info, refusal, backends)
+                _write_error(stem, object_name, info, refusal, backends)
                 return "refused"
             job, msg, what = made, "", "exists"
-        _write_job(name, object_name, info, job, msg, backends)
+        _write_job(stem, object_name, info, job, msg, backends)
         return what
+
+
+def _uploader(account_id: str, backends: Backends) -> Caller:
+    """Who a submission is from. Cloud Storage does not say who uploaded it; IAM let only
+    the submitters of the account its folder names write there (make deploy grants that,
+    by prefix), so it is a submitter of that account and of no other. With access control
+    off, anyone, as before; a submission outside an account's folder is then accepted."""
+    if not backends.settings.access.enabled:
+        return Caller.unchecked()
+    if not account_id:
+        raise InvalidParameters(
+            msg="A submission goes under submissions/<account_id>/<name>.zip: the account "
+            "whose submitters may write there"
+        )
+    if not ACCOUNT_ID.fullmatch(account_id) or backends.accounts.get(account_id) is None:
+        raise InvalidParameters(
+            data={"account_id": f"No account {account_id!r} (the folder in submissions/)"}
+        )
+    return Caller(email=None, roles={account_id: Role.SUBMITTER})
 
 
 def _generation(value: Any) -> int | None:
@@ -91,13 +114,15 @@ def _generation(value: Any) -> int | None:
 
 
 def _submit(
-    name: str, object_name: str, info: ObjectInfo, backends: Backends
+    name: str, object_name: str, info: ObjectInfo, backends: Backends, caller: Caller
 ) -> tuple[Job, str, str]:
     """The job this submission made (or makes now), its message, and what was done; an
     ApiError for a refusal."""
     settings = backends.settings
     if error := name_error(name):
-        raise InvalidParameters(data={"name": f"{error} (the name in submissions/<name>.zip)"})
+        raise InvalidParameters(
+            data={"name": f"{error} (the name in submissions/<account_id>/<name>.zip)"}
+        )
     existing = backends.store.get_by_name(name)
     if existing is not None:
         if not _same(existing, object_name, info):
@@ -115,10 +140,15 @@ def _submit(
             raise InvalidParameters(
                 data={"name": f"Must be {name!r}, the submission's own name, or left out"}
             )
+        folder = caller.default_account()
+        if folder is not None and body.get("account_id") not in (None, folder):
+            raise InvalidParameters(
+                data={"account_id": f"Must be {folder!r}, the submission's folder, or left out"}
+            )
         body = {**body, "name": name}
     submission = draft.Submission(object_name, info.generation, has_input)
     try:
-        job, msg, _ = create(body, backends, submission)
+        job, msg, _ = create(body, backends, caller, submission)
     except TransitionRefusedError:
         # Killed (or failed by the sync) while it was deployed: it is what it is.
         made = _made_by(name, object_name, info, backends)
@@ -173,13 +203,13 @@ def start(job: Job, backends: Backends) -> tuple[Job, str]:
     return deploy(job, backends)
 
 
-def create(body: Any, backends: Backends, submission: draft.Submission) -> Created:
+def create(body: Any, backends: Backends, caller: Caller, submission: draft.Submission) -> Created:
     """Store the submission's job, then deploy it as an uploaded input is deployed
     (upload.start). A transient failure (of the cluster, or of the task environments'
     write) changes nothing more, and is raised for the event to come again; the
     redelivery, or the sync, finds this job and finishes its start. A cluster refusal
     fails the job."""
-    drafted = draft.prepare(body, backends, Caller.unchecked(), submission)
+    drafted = draft.prepare(body, backends, caller, submission)
     if isinstance(drafted, Created):
         return drafted
     stored = draft.store(drafted, backends)
@@ -228,7 +258,7 @@ def _fail_unstartable(job: Job, backends: Backends) -> Job:
 
 
 def _write_job(
-    name: str, object_name: str, info: ObjectInfo, job: Job, msg: str, backends: Backends
+    stem: str, object_name: str, info: ObjectInfo, job: Job, msg: str, backends: Backends
 ) -> None:
     body = {
         "data": job.to_api(),
@@ -240,15 +270,15 @@ def _write_job(
         "submission": object_name,
         "generation": str(info.generation),
     }
-    backends.bucket.put_json(f"{PREFIX}{name}{JOB_SUFFIX}", body, {"job-id": job.id})
+    backends.bucket.put_json(f"{stem}{JOB_SUFFIX}", body, {"job-id": job.id})
     # An earlier refused upload under this name said so; this one was accepted.
-    backends.bucket.delete(f"{PREFIX}{name}{ERROR_SUFFIX}")
+    backends.bucket.delete(f"{stem}{ERROR_SUFFIX}")
     with log_context(job_id=job.id, job_name=job.name):
         log.info("submission accepted", extra={"status": job.status.value})
 
 
 def _write_error(
-    name: str, object_name: str, info: ObjectInfo, error: ApiError, backends: Backends
+    stem: str, object_name: str, info: ObjectInfo, error: ApiError, backends: Backends
 ) -> None:
     body = {
         "data": error.data,
@@ -259,6 +289,6 @@ def _write_error(
         "submission": object_name,
         "generation": str(info.generation),
     }
-    backends.bucket.put_json(f"{PREFIX}{name}{ERROR_SUFFIX}", body, {})
+    backends.bucket.put_json(f"{stem}{ERROR_SUFFIX}", body, {})
     level = logging.ERROR if error.status_code >= 500 else logging.INFO
     log.log(level, "submission refused: %s", error.msg or error.error, extra={"data": error.data})
