@@ -103,6 +103,7 @@ class DeployConfig:
     job_ksa: str  # JOB_SERVICE_ACCOUNT (task-runner-job): Kubernetes SA of every job pod
     firestore_database: str  # FIRESTORE_DATABASE ("(default)")
     collection: str  # FIRESTORE_COLLECTION ("batch_jobs")
+    accounts_collection: str  # ACCOUNTS_COLLECTION ("accounts"): read for the submitters
     sync_interval: float  # JOB_SYNCHRONIZATION_INTERVAL (30): seconds
     scheduler_job: str  # SCHEDULER_JOB (synchronize-batch-jobs)
     invokers: tuple[str, ...]  # API_INVOKERS: members allowed to call the API, comma-separated
@@ -224,6 +225,7 @@ class _Reader:
             job_ksa=self.k8s_name("JOB_SERVICE_ACCOUNT", "task-runner-job"),
             firestore_database=self.get("FIRESTORE_DATABASE", "(default)"),
             collection=self.get("FIRESTORE_COLLECTION", "batch_jobs"),
+            accounts_collection=self.get("ACCOUNTS_COLLECTION", "accounts"),
             sync_interval=self.interval(),
             scheduler_job=self.get("SCHEDULER_JOB", "synchronize-batch-jobs"),
             invokers=self.words("API_INVOKERS"),

@@ -117,6 +117,7 @@ def function_env(config: DeployConfig, passes: int) -> dict[str, str]:
         "GC_BUCKET_NAME": config.bucket,
         "FIRESTORE_DATABASE": config.firestore_database,
         "FIRESTORE_COLLECTION": config.collection,
+        "ACCOUNTS_COLLECTION": config.accounts_collection,
         "KUBERNETES_API_URL": "https://${CLUSTER_ENDPOINT}",
         "KUBERNETES_CA_DATA": "${CLUSTER_CA}",
         "KUBERNETES_AUTH": "gke",

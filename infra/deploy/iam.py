@@ -53,7 +53,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from infra.deploy.config import DeployConfig
-from infra.deploy.steps import Lookup, Run, Step
+from infra.deploy.steps import Lookup, Run, Step, SubmissionGrants
 from shared.model import clusterevents
 
 FIRESTORE = "roles/datastore.user"
@@ -324,6 +324,25 @@ def grants(config: DeployConfig) -> Step:
         "reads and records the job (Firestore), receives Eventarc events and reads the "
         "callback secret, that secret only; nothing else. No pod gets a Google identity.",
         tuple(actions),
+    )
+
+
+def submission_grants(config: DeployConfig) -> Step:
+    action = SubmissionGrants(
+        project=config.project,
+        database=config.firestore_database,
+        collection=config.accounts_collection,
+        bucket=config.bucket,
+        role=OBJECTS_CREATE,
+    )
+    return Step(
+        "Submission folders",
+        "Cloud Storage does not say who uploaded a submission: the folder does. Each "
+        "account's submitters and admins may create objects under submissions/<account_id>/ "
+        "and nowhere else in the bucket (objectCreator: no read, replace or delete), through "
+        "an IAM condition on the object's name; grants of anyone no longer a submitter are "
+        "removed. Run again after changing members (the accounts are read from Firestore).",
+        (action,),
     )
 
 

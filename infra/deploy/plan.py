@@ -36,6 +36,7 @@ def build_plan(config: DeployConfig, build: Path) -> list[Step]:
         iam.events_topic(config),
         iam.cluster_events(config),
         iam.grants(config),
+        *([iam.submission_grants(config)] if config.access_control else []),
         cluster.apply(config, build),
         indexes.create_indexes(config),
         indexes.request_ttl(config),

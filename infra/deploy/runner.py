@@ -6,13 +6,14 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from infra.deploy import scheduler
+from infra.deploy import scheduler, submitters
 from infra.deploy.steps import (
     WIDTH,
     Action,
@@ -20,6 +21,7 @@ from infra.deploy.steps import (
     Run,
     SchedulerJob,
     Step,
+    SubmissionGrants,
     WriteFile,
     substitute,
 )
@@ -103,6 +105,37 @@ class Runner:
             body: dict[str, Any] = json.loads(substitute(json.dumps(action.body), self.values))
             outcome = scheduler.ensure(self.scheduler_client(), action.parent, body)
             print(f"# scheduler job {outcome}", file=self.out)
+        elif isinstance(action, SubmissionGrants):
+            self._submission_grants(action)
+
+    def _submission_grants(self, action: SubmissionGrants) -> None:
+        """Read the accounts and the bucket's policy; write the policy if it must change."""
+        accounts = submitters.read_accounts(action)
+        bucket = f"gs://{action.bucket}"
+        read = self._gcloud("storage", "buckets", "get-iam-policy", bucket, "--format=json")
+        before = json.loads(read)
+        after = submitters.policy_with(before, action, accounts)
+        lines = submitters.changes(before, after, action.role)
+        if not lines:
+            print("# submission grants: nothing to change", file=self.out)
+            return
+        print("\n".join(f"# {line}" for line in lines), file=self.out)
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as policy:
+            json.dump(after, policy)
+        try:
+            self._gcloud(
+                "storage", "buckets", "set-iam-policy", bucket, policy.name, "--format=none"
+            )
+        finally:
+            Path(policy.name).unlink(missing_ok=True)
+
+    def _gcloud(self, *args: str) -> str:
+        done = subprocess.run(
+            ["gcloud", *args], env=self.env, cwd=self.cwd, capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            raise DeployError(f"gcloud {' '.join(args[:3])}: {done.stderr.strip()}")
+        return done.stdout
 
     def _argv(self, argv: tuple[str, ...]) -> list[str]:
         words = [substitute(word, self.values) for word in argv]

@@ -108,7 +108,41 @@ class SchedulerJob:
         )
 
 
-Action = Run | Lookup | WriteFile | SchedulerJob
+@dataclass(frozen=True)
+class SubmissionGrants:
+    """Each account's submitters and admins may create objects under
+    `submissions/<account_id>/` of the bucket, through an IAM condition on the object's
+    name, and no one else holds such a grant. The accounts are read from Firestore while
+    deploying; the bucket's policy is then set in one write (its etag guards it)."""
+
+    project: str
+    database: str
+    collection: str  # the accounts
+    bucket: str
+    role: str
+
+    def condition(self, account_id: str) -> dict[str, str]:
+        name = f"projects/_/buckets/{self.bucket}/objects/submissions/{account_id}/"
+        return {
+            "title": f"submissions/{account_id}/ by its submitters",
+            "expression": f'resource.name.startsWith("{name}")',
+        }
+
+    def render(self) -> str:
+        example = self.condition("<account_id>")
+        lines = [
+            f"# for each account in Firestore {self.collection}, each of its submitters and "
+            "admins M:",
+            f"#   {self.role} on gs://{self.bucket} for M, on condition",
+            f"#   {example['expression']}",
+            "# and such grants of anyone no longer there removed:",
+            f"gcloud storage buckets get-iam-policy gs://{self.bucket} --format=json",
+            f"gcloud storage buckets set-iam-policy gs://{self.bucket} POLICY.json",
+        ]
+        return "\n".join(lines)
+
+
+Action = Run | Lookup | WriteFile | SchedulerJob | SubmissionGrants
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,13 @@ def gcloud(args: list[str], state: dict[str, Any]) -> int:
         if binding not in state["bindings"]:
             state["bindings"].append(binding)
         return 0
+    if words[:3] == ["storage", "buckets", "get-iam-policy"]:
+        print(json.dumps(state.get("bucket_policy", {"bindings": [], "etag": "e0", "version": 1})))
+        return 0
+    if words[:3] == ["storage", "buckets", "set-iam-policy"]:
+        policy = json.loads(Path(words[4]).read_text())
+        state["bucket_policy"] = {**policy, "etag": f"e{len(state['calls'])}"}
+        return 0
     if words[:3] == ["container", "clusters", "describe"]:
         field = _value(args, "--format")
         print({"value(endpoint)": state.get("endpoint", ENDPOINT),

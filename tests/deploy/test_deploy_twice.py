@@ -27,8 +27,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def tools(tmp_path) -> dict[str, str]:
-    """A PATH whose gcloud and kubectl are the stand-ins, and their state file."""
+def tools(tmp_path, firestore_emulator) -> dict[str, str]:
+    """A PATH whose gcloud and kubectl are the stand-ins, and their state file; Firestore is
+    the emulator (the deploy reads the accounts there)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in ("gcloud", "kubectl"):
@@ -127,3 +128,67 @@ def test_a_cluster_that_cannot_be_read_stops_before_any_change(tools, tmp_path):
         deploy(tools, tmp_path / "build", endpoint)
     after = json.loads(path.read_text())
     assert after["accounts"] == [] and after["bindings"] == [] and after["functions"] == {}
+
+
+def test_each_accounts_submitters_may_write_in_its_folder_alone(tools, tmp_path):
+    """The deploy reads the accounts from Firestore and sets the bucket's policy: one
+    conditional binding per account, for its submitters and admins; a member who left loses
+    it at the next deploy; a binding that is not the deploy's is kept."""
+    from google.cloud import firestore
+
+    from infra.deploy import iam
+    from shared.model.access import Account, Role
+
+    config = DeployConfig.load({"ACCOUNTS_COLLECTION": f"accounts-{tmp_path.name}"}, EXAMPLE)
+    accounts = firestore.Client(project=config.project).collection(config.accounts_collection)
+    team = Account("team-a", {"ana@a.test": Role.ADMIN, "bo@a.test": Role.SUBMITTER,
+                              "cy@a.test": Role.VIEWER})  # fmt: skip
+    robot = "ci@my-project.iam.gserviceaccount.com"
+    other = Account("team-b", {robot: Role.SUBMITTER})
+    for account in (team, other):
+        accounts.document(account.account_id).set(account.to_document())
+    state_file = Path(tools["FAKE_CLOUD_STATE"])
+    state = json.loads(state_file.read_text())
+    theirs = {"role": "roles/storage.legacyBucketReader", "members": ["user:x@y.test"]}
+    state["bucket_policy"] = {"bindings": [theirs], "etag": "e0", "version": 1}
+    state_file.write_text(json.dumps(state))
+
+    def run() -> tuple[dict, str]:
+        out = io.StringIO()
+        Runner(out=out, env=tools, retries=(), cwd=ROOT).run([iam.submission_grants(config)])
+        return json.loads(state_file.read_text())["bucket_policy"], out.getvalue()
+
+    policy, out = run()
+    folder = f"projects/_/buckets/{config.bucket}/objects/submissions"
+    assert policy["version"] == 3
+    assert policy["bindings"] == [
+        theirs,
+        {
+            "role": "roles/storage.objectCreator",
+            "members": ["user:ana@a.test", "user:bo@a.test"],
+            "condition": {
+                "title": "submissions/team-a/ by its submitters",
+                "expression": f'resource.name.startsWith("{folder}/team-a/")',
+            },
+        },
+        {
+            "role": "roles/storage.objectCreator",
+            "members": [f"serviceAccount:{robot}"],
+            "condition": {
+                "title": "submissions/team-b/ by its submitters",
+                "expression": f'resource.name.startsWith("{folder}/team-b/")',
+            },
+        },
+    ]
+    assert "+ user:bo@a.test: submissions/team-a/ by its submitters" in out
+    assert run()[1].count("nothing to change") == 1
+
+    team.members["bo@a.test"] = Role.VIEWER
+    accounts.document("team-a").set(team.to_document())
+    policy, out = run()
+    assert "- user:bo@a.test: submissions/team-a/ by its submitters" in out
+    assert policy["bindings"][1]["members"] == ["user:ana@a.test"]
+    for account_id in ("team-a", "team-b"):
+        accounts.document(account_id).delete()
+    policy, _ = run()
+    assert policy["bindings"] == [theirs]
