@@ -16,6 +16,7 @@ import pytest
 
 from infra.local.issuer import new_issuer
 from tests.api.test_lifecycle import env
+from tests.fixtures.api import zip_b64, zip_bytes
 from tests.fixtures.tokens import NO_TOKEN, OPERATOR, bearer
 
 ADMIN, SUBMITTER, VIEWER, STRANGER = "ana@a.test", "sub@a.test", "view@a.test", "bo@b.test"
@@ -317,3 +318,85 @@ def test_access_control_off_serves_everyone_as_before(fn, monkeypatch):
     status, body = fn.api("DELETE", f"/batch/{body['data']['id']}", headers=NO_TOKEN)
     assert status == 200 and "killed_by" not in body["data"], body
     assert body["data"]["message"] == "Killed by its user"
+
+
+# -- what an answer shows of a job ---------------------------------------------------------
+
+
+def test_only_the_create_answers_with_the_upload_url(fn, teams):
+    params = {"docker_image": "alpine:3", "input_upload": True}
+    status, body = call(fn, "POST", "/batch/", SUBMITTER, json={"job_parameters": params})
+    assert status == 200, body
+    created = body["data"]
+    assert created["input_upload_url"].startswith("http")
+    for who in (SUBMITTER, VIEWER, OPERATOR):
+        shown = call(fn, "GET", f"/batch/{created['id']}", who)[1]["data"]
+        assert "input_upload_url" not in shown and shown["input_upload_expires"], who
+        listed = call(fn, "GET", "/batch/?status=created", who)[1]["data"]
+        assert all("input_upload_url" not in job for job in listed), who
+    # The same create again (its request id) is the submitter's, and answers it again.
+
+
+def test_urls_are_shown_without_their_secrets(fn, teams):
+    from shared.model.job import without_secrets
+
+    assert without_secrets("https://u:p@host.test:8443/a/b.zip?X-Goog-Signature=s#f") == (
+        "https://host.test:8443/a/b.zip"
+    )
+    assert without_secrets("gs://bucket/a.zip") == "gs://bucket/a.zip"
+    body = {
+        "callback_url": "http://127.0.0.1:9/hook?token=secret-token",
+        "job_parameters": {"docker_image": "alpine:3", **RUNNING},
+    }
+    status, answer = call(fn, "POST", "/batch/", SUBMITTER, json=body)
+    assert status == 200, answer
+    assert answer["data"]["callback_url"].endswith("token=secret-token")  # the creator's
+    for who in (SUBMITTER, VIEWER):
+        shown = call(fn, "GET", f"/batch/{answer['data']['id']}", who)[1]["data"]
+        assert shown["callback_url"] == "http://127.0.0.1:9/hook", who
+        assert "secret-token" not in json.dumps(shown)
+
+
+# -- inputs by reference -------------------------------------------------------------------
+
+
+def by_reference(fn, who: str, url: str) -> tuple[int, dict]:
+    params = {"docker_image": "alpine:3", "input_url": url, **RUNNING}
+    return call(fn, "POST", "/batch/", who, json={"job_parameters": params})
+
+
+def test_a_jobs_bucket_object_is_an_input_of_its_own_accounts_only(fn, teams, bucket):
+    params = {"docker_image": "alpine:3", "input_zip": zip_b64({"a.txt": b"a"}), **RUNNING}
+    status, answer = call(fn, "POST", "/batch/", SUBMITTER, json={"job_parameters": params})
+    assert status == 200, answer
+    theirs = f"gs://{bucket}/{answer['data']['name']}-input.zip"
+    status, body = by_reference(fn, STRANGER, theirs)
+    assert (status, body["error"]) == (400, "InvalidParameters"), body
+    assert "not of an account of yours" in body["data"]["job_parameters"]["input_url"]
+    status, body = by_reference(fn, SUBMITTER, theirs)
+    assert status == 200, body
+    status, body = by_reference(fn, STRANGER, f"gs://{bucket}/refs/unowned.zip")
+    assert (status, body["error"]) == (400, "InvalidParameters"), body
+
+
+def test_another_bucket_is_read_only_when_the_account_lists_it(fn, teams, storage_client, bucket):
+    other = storage_client.create_bucket(f"{bucket}-data")
+    try:
+        other.blob("in.zip").upload_from_string(zip_bytes({"a.txt": b"a"}))
+        url = f"gs://{other.name}/in.zip"
+        status, body = by_reference(fn, SUBMITTER, url)
+        assert (status, body["error"]) == (400, "InvalidParameters"), body
+        assert "signed https:// URL" in body["data"]["job_parameters"]["input_url"]
+        listed = {"buckets": [other.name]}
+        status, body = call(fn, "PATCH", "/accounts/team-a", ADMIN, json=listed)
+        assert (status, body["error"]) == (403, "Forbidden"), body
+        status, body = fn.api("PATCH", "/accounts/team-a", json=listed)
+        assert status == 200 and body["data"]["buckets"] == [other.name], body
+        status, body = by_reference(fn, SUBMITTER, url)
+        assert status == 200, body
+        status, body = by_reference(fn, STRANGER, url)  # team-b does not list it
+        assert (status, body["error"]) == (400, "InvalidParameters"), body
+    finally:
+        for blob in storage_client.list_blobs(other.name):
+            blob.delete()
+        other.delete()
