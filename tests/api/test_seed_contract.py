@@ -5,6 +5,7 @@ model and serializer gave (views.py, models.py), against the deployed entry poin
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
@@ -12,6 +13,33 @@ from tests.api.test_functions import call
 from tests.api.test_lifecycle import env
 
 MS_DIGITS = 13  # the creation time in ms, as every derived name ends
+
+
+@pytest.fixture(autouse=True, params=["on, as an operator", "off, without a token"])
+def access(request, store_env, functions_app, monkeypatch) -> Iterator[None]:
+    """Every test twice: with access control on, called as an operator; and with it off,
+    called without a token as the earlier clients call, where the API must answer exactly
+    as the earlier one did."""
+    if request.param.startswith("on"):
+        yield
+        return
+    from shared.cloud.backends import default_backends
+    from shared.settings import get_settings
+
+    if "fn" in request.fixturenames:
+        request.getfixturevalue("app_env")  # set first: it would set access control again
+    monkeypatch.setenv("ACCESS_CONTROL", "off")
+    get_settings.cache_clear()
+    default_backends.cache_clear()
+    assert not get_settings().access.enabled
+    saved = {
+        name: c.environ_base.pop("HTTP_AUTHORIZATION") for name, c in functions_app.clients.items()
+    }
+    try:
+        yield
+    finally:
+        for name, token in saved.items():
+            functions_app.clients[name].environ_base["HTTP_AUTHORIZATION"] = token
 
 
 def earlier_create_body(**job_parameters) -> dict:
