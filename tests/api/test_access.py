@@ -140,6 +140,9 @@ def test_members_and_operators_see_the_job(fn, job, who):
     assert body["data"]["id"] == job["id"]
     status, body = call(fn, "GET", f"/batch/{job['id']}/logs", who)
     assert status == 200, body
+    # Past the check of who may see it: a plain job has no task outputs to redirect to.
+    status, body = call(fn, "GET", f"/batch/{job['id']}/outputs/0", who)
+    assert (status, body["error"]) == (400, "InvalidParameters"), body
 
 
 def test_a_stranger_cannot_tell_the_job_exists(fn, job):

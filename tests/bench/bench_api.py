@@ -3,7 +3,14 @@ avoid, timed raw with the same client libraries in the same process and the same
 
     .venv/bin/python -m tests.bench.bench_api [--gets 500] [--creates 40]
 
-- get_ratio: median GET /batch/<id> / median raw Firestore document get (get_p99_ms too).
+Access control is on, as deployed: every request carries an identity token (the bench
+cloud's issuer signs it) that the function verifies.
+
+- get_ratio: median GET /batch/<id> / median raw Firestore document get (get_p99_ms too),
+  as an operator; get_member_ratio: the same by a viewer of the job's account, whose roles
+  are read first (one Firestore query).
+- token_check_cached_us: a verified token checked again (the per-token cache);
+  token_check_first_ms: a token's first check (its RS256 signature, the certificates held).
 - list_ratio: GET /batch/?status=running over 1,000 matching jobs / the raw query.
 - create_ratio: median create without input / the sum of the calls that cannot overlap:
   the batch that stores the record and its name (beside it, the output's upload session,
@@ -29,7 +36,14 @@ import zipfile
 from collections.abc import Callable
 from typing import Any
 
-from tests.bench.cloud import NAMESPACE, PROJECT, authorized, local_cloud
+from tests.bench.cloud import (
+    NAMESPACE,
+    OPERATOR,
+    PROJECT,
+    authorized,
+    local_cloud,
+    operator_headers,
+)
 from tests.bench.results import record, table
 
 MAIN = "functions/main.py"
@@ -51,10 +65,11 @@ def p99_ms(samples: list[float]) -> float:
 
 
 class Api:
-    def __init__(self) -> None:
+    def __init__(self, email: str = OPERATOR) -> None:
         import functions_framework
 
-        self.client = authorized(functions_framework.create_app("batch_api", MAIN).test_client())
+        app = functions_framework.create_app("batch_api", MAIN)
+        self.client = authorized(app.test_client(), email)
 
     def call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
         response = self.client.open(path, method=method, json=body)
@@ -80,6 +95,47 @@ def bench_get(api: Api, db: Any, collection: str, count: int) -> dict[str, float
         "get_raw_median_ms": median_ms(raw),
         "get_ratio": statistics.median(product) / statistics.median(raw),
         "get_p99_ms": p99_ms(product),
+    }
+
+
+def bench_get_member(db: Any, collection: str, count: int) -> dict[str, float]:
+    """GET /batch/<id> by a viewer of the job's account, not an operator: the caller's
+    roles are read (one Firestore query) before the job, against the same floor."""
+    operator, viewer = Api(), Api("viewer@bench.test")
+    operator.call("POST", "/accounts/", {"account_id": "bench-team",
+                                         "members": {"viewer@bench.test": "viewer"}})  # fmt: skip
+    body = {**_create_body("get-member-target"), "account_id": "bench-team"}
+    job = operator.call("POST", "/batch/", body)["data"]
+    doc = db.collection(collection).document(job["id"])
+    product, raw = [], []
+    for _ in range(20):
+        viewer.call("GET", f"/batch/{job['id']}")
+        doc.get()
+    for _ in range(count):
+        product.append(timed(lambda: viewer.call("GET", f"/batch/{job['id']}")))
+        raw.append(timed(doc.get))
+    operator.call("DELETE", f"/batch/{job['id']}")
+    return {
+        "get_member_median_ms": median_ms(product),
+        "get_member_ratio": statistics.median(product) / statistics.median(raw),
+    }
+
+
+def bench_token_check(count: int = 10_000) -> dict[str, float]:
+    """One verified token's check again (the cache), and a first check (a signature)."""
+    from shared.cloud.identity import TokenVerifier
+    from shared.settings import get_settings
+
+    verifier = TokenVerifier(get_settings().access)
+    header = operator_headers("someone@bench.test")["Authorization"]
+    first = timed(lambda: verifier.email(header, None))
+    again = [timed(lambda: verifier.email(header, None)) for _ in range(count)]
+    headers = [operator_headers(f"u{n}@bench.test")["Authorization"] for n in range(200)]
+    fresh = [timed(lambda h=h: verifier.email(h, None)) for h in headers]  # type: ignore[misc]
+    return {
+        "token_check_cached_us": statistics.median(again) * 1e6,
+        "token_check_first_ms": statistics.median(fresh) * 1000,
+        "token_check_first_with_certs_ms": first * 1000,
     }
 
 
@@ -252,6 +308,8 @@ def main() -> None:
         collection = os.environ["FIRESTORE_COLLECTION"]
         api = Api()
         figures = bench_get(api, db, collection, args.gets)
+        figures |= bench_get_member(db, collection, args.gets)
+        figures |= bench_token_check()
         figures |= bench_list(api, db, collection, args.list_rounds)  # before creates add more
         figures |= bench_create(api, db, collection, args.creates)
     print(table(figures))
