@@ -33,10 +33,14 @@ class Result:
         return [json.loads(line) for line in self.out.splitlines() if line.strip()]
 
 
-def ktr_env(api: str | None) -> dict[str, str]:
+def ktr_env(api: str | None, cloud: dict[str, str] | None = None) -> dict[str, str]:
+    """ktr's environment: the API's address, and with `cloud` (its env file) the issuer's
+    key too, as in a shell where `.local-cloud/env` was sourced."""
     env = {k: v for k, v in os.environ.items() if k not in ("KTR_API_URL", "KTR_DEBUG")}
     if api is not None:
         env["KTR_API_URL"] = api
+    if cloud is not None:
+        env["LOCAL_ISSUER_KEY"] = cloud["LOCAL_ISSUER_KEY"]
     return env
 
 

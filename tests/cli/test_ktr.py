@@ -26,7 +26,7 @@ COPY = "import shutil; shutil.copytree('/input', '/output', dirs_exist_ok=True)"
 @pytest.fixture
 def ktr(cloud: dict[str, str], tmp_path: Path) -> Any:
     """ktr in a shell where the local cloud's env is sourced: its API, its issuer's key."""
-    env = ktr_env(cloud["API_URL"]) | {"LOCAL_ISSUER_KEY": cloud["LOCAL_ISSUER_KEY"]}
+    env = ktr_env(cloud["API_URL"], cloud)
 
     def run(*args: str) -> Result:
         return run_ktr(*args, api=cloud["API_URL"], cwd=tmp_path, env=env)
@@ -205,7 +205,7 @@ def test_kill_of_a_sleeping_job_makes_wait_exit_2(ktr, cloud, tmp_path):
     waiting = subprocess.Popen(
         [str(KTR), "wait", ident],
         cwd=tmp_path,
-        env=ktr_env(cloud["API_URL"]),
+        env=ktr_env(cloud["API_URL"], cloud),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
