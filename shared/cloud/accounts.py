@@ -3,6 +3,8 @@ and their roles, and the list of member emails that finds a caller's accounts.""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -25,15 +27,25 @@ class AccountExistsError(Exception):
     pass
 
 
+ROLES_SECONDS = 5.0  # how long an instance keeps a caller's roles before reading them again
+MAX_KEPT_CALLERS = 10_000
+
+
 class AccountStore:
+    """The accounts; a caller's roles are kept ROLES_SECONDS per instance (a change made
+    here clears them at once; one made by another instance reaches this one that late)."""
+
     def __init__(self, client: firestore.Client, collection: str, timeout: float = 15.0) -> None:
         self.client = client
         self.accounts = client.collection(collection)
         self.bounded: dict[str, Any] = bounded_calls(timeout)
+        self._roles: dict[str, tuple[float, dict[str, Role]]] = {}
+        self._lock = threading.Lock()
 
     def create(self, account: Account) -> Account:
         account.created = account.updated = now_ms()
         document = self.accounts.document(account.account_id)
+        self._forget_roles()
         try:
             wrap("create account", lambda: document.create(account.to_document(), **self.bounded))
         except StoreError as error:
@@ -59,7 +71,22 @@ class AccountStore:
         return sorted(found, key=lambda account: account.account_id)
 
     def roles_of(self, email: str) -> dict[str, Role]:
-        return {account.account_id: account.members[email] for account in self.of_member(email)}
+        """The caller's role in each of its accounts (read at most every ROLES_SECONDS)."""
+        now = time.monotonic()
+        with self._lock:
+            kept = self._roles.get(email)
+        if kept is not None and now - kept[0] < ROLES_SECONDS:
+            return kept[1]
+        roles = {a.account_id: a.members[email] for a in self.of_member(email)}
+        with self._lock:
+            if len(self._roles) > MAX_KEPT_CALLERS:
+                self._roles.clear()
+            self._roles[email] = (now, roles)
+        return roles
+
+    def _forget_roles(self) -> None:
+        with self._lock:
+            self._roles.clear()
 
     def change(self, account_id: str, change: Change) -> Account | None:
         """Apply `change` in a transaction (a concurrent change is read again and the change
@@ -78,7 +105,10 @@ class AccountStore:
             transaction.set(document, account.to_document())
             return account
 
-        return wrap("change account", lambda: apply(self.client.transaction()))
+        try:
+            return wrap("change account", lambda: apply(self.client.transaction()))
+        finally:
+            self._forget_roles()
 
     def _stream(self, query: Any) -> list[Any]:
         return wrap("list accounts", lambda: list(query.stream(**self.bounded)))
