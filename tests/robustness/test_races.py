@@ -150,8 +150,9 @@ def test_a_chosen_name_is_never_replaced(fn, monkeypatch):
 def test_concurrent_submissions_keep_their_names(fn, monkeypatch, storage_client, bucket):
     """Submissions never derive a name: each job is named as its zip, whatever the clock,
     and a submission whose name is taken is refused, not renamed."""
-    from tests.api.test_submissions import outcome, submission, upload
+    from tests.api.test_submissions import ACCOUNT, outcome, submission, upload
 
+    assert fn.api("POST", "/accounts/", json={"account_id": ACCOUNT})[0] == 200  # its folder
     moment = now_ms()
     monkeypatch.setattr(draft, "now_ms", lambda: moment)
     taken = create(fn, "sub-race-taken", **env(KUBESIM_RUN_SECONDS=600))
