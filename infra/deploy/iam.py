@@ -40,6 +40,9 @@ The bucket roles, on this bucket only (none project-wide):
 - roles/storage.objectUser (finalize), on `submissions/` only (an IAM condition on the
   object name): a submission's `.job.json` is written again on a redelivery, and its
   `.error.json` deleted once an upload is accepted.
+- roles/storage.objectCreator (each account's submitters and admins, people or service
+  accounts), on `submissions/<account_id>/` of their own account only: the folder is how
+  a submission says whose it is (`submission_grants`, from the accounts in Firestore).
 Signing is IAM signBlob as the account itself: roles/iam.serviceAccountTokenCreator on its
 own service account, not project-wide.
 
