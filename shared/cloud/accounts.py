@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from google.api_core import exceptions as gexc
-from google.cloud.firestore_v1.base_query import FieldFilter
 
 from shared.cloud.store import bounded_calls, wrap
 from shared.errors import StoreError
@@ -66,6 +65,8 @@ class AccountStore:
 
     def of_member(self, email: str) -> list[Account]:
         """The accounts `email` belongs to, in any role."""
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
         query = self.accounts.where(filter=FieldFilter("member_emails", "array_contains", email))
         found = [Account.from_document(s.to_dict()) for s in self._stream(query)]
         return sorted(found, key=lambda account: account.account_id)

@@ -10,6 +10,8 @@ simply type is trusted.
 
 Both checks are cached: the issuer's certificates for as long as it says (Cache-Control),
 and each verified token until it expires, so a token's second request costs a dict lookup.
+The certificates are fetched with the standard library: a cold start does not import an
+HTTP client for them.
 """
 
 from __future__ import annotations
@@ -18,14 +20,14 @@ import json
 import re
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import google.auth.exceptions
-import google.auth.transport.requests
-from google.auth import jwt
 
 from shared.errors import Unauthenticated
 from shared.settings import Access
@@ -72,20 +74,22 @@ class _Certs:
             return self.certs
 
     def _fetch(self, now: float) -> None:
-        request = google.auth.transport.requests.Request()
+        """A GET of the certificates (the URL is the settings', never a caller's)."""
         try:
-            response = request(self.url, method="GET", timeout=self.timeout)
-        except google.auth.exceptions.TransportError as error:
+            with urllib.request.urlopen(self.url, timeout=self.timeout) as response:  # noqa: S310
+                certs = json.loads(response.read())
+                cache_control = response.headers.get("Cache-Control", "")
+        except urllib.error.HTTPError as error:
+            raise Unauthenticated(
+                f"The token issuer's certificates are unavailable (HTTP {error.code})"
+            ) from None
+        except (OSError, ValueError) as error:
             raise Unauthenticated(
                 f"The token issuer's certificates are unreachable: {error}"
             ) from None
-        if response.status != 200:
-            raise Unauthenticated(
-                f"The token issuer's certificates are unavailable (HTTP {response.status})"
-            )
-        self.certs = json.loads(response.data)
+        self.certs = certs
         self.fetched = now
-        age = _MAX_AGE.search(response.headers.get("cache-control", ""))
+        age = _MAX_AGE.search(cache_control)
         self.expires = now + (float(age.group(1)) if age else CERTS_SECONDS)
 
 
@@ -134,6 +138,8 @@ class TokenVerifier:
         return email
 
     def _claims(self, token: str, issuer: Issuer) -> Mapping[str, Any]:
+        from google.auth import jwt  # its crypto is imported by the requests that verify
+
         try:
             key_id = jwt.decode_header(token).get("kid")
             certs = self._certs[issuer.certs_url].for_key(key_id)
