@@ -127,14 +127,15 @@ class TokenVerifier:
         )
 
     def verify(self, token: str, issuer: Issuer) -> str:
-        cached = self._cached(token)
+        key = f"{issuer.certs_url} {token}"  # a token counts for the issuer it verified with
+        cached = self._cached(key)
         if cached is not None:
             return cached
         if len(token) > MAX_TOKEN_CHARS:
             raise Unauthenticated(f"The identity token is longer than {MAX_TOKEN_CHARS} characters")
         claims = self._claims(token, issuer)
         email = _verified_email(claims)
-        self._remember(token, email, float(claims["exp"]))
+        self._remember(key, email, float(claims["exp"]))
         return email
 
     def _claims(self, token: str, issuer: Issuer) -> Mapping[str, Any]:
@@ -156,21 +157,21 @@ class TokenVerifier:
             raise Unauthenticated(f"The identity token's issuer {issued_by!r} is not trusted")
         return claims
 
-    def _cached(self, token: str) -> str | None:
+    def _cached(self, key: str) -> str | None:
         with self._lock:
-            entry = self._verified.get(token)
+            entry = self._verified.get(key)
             if entry is None:
                 return None
             email, expires = entry
             if time.time() > expires:
-                del self._verified[token]
+                del self._verified[key]
                 return None
-            self._verified.move_to_end(token)
+            self._verified.move_to_end(key)
             return email
 
-    def _remember(self, token: str, email: str, expires: float) -> None:
+    def _remember(self, key: str, email: str, expires: float) -> None:
         with self._lock:
-            self._verified[token] = (email, expires)
+            self._verified[key] = (email, expires)
             while len(self._verified) > CACHED_TOKENS:
                 self._verified.popitem(last=False)
 

@@ -156,6 +156,9 @@ def test_behind_iap_its_signed_header_names_the_viewer(tokens, iap):
     }
     assertion = google.auth.jwt.encode(signer, claims).decode()
     assert verifier.email(None, assertion) == "ana@example.com"
+    # Seen from IAP, it is still no bearer token: another issuer, another audience.
+    with pytest.raises(Unauthenticated):
+        verifier.email(f"Bearer {assertion}", None)
     wrong = google.auth.jwt.encode(signer, {**claims, "aud": "/projects/9/other"}).decode()
     with pytest.raises(Unauthenticated):
         verifier.email(None, wrong)
