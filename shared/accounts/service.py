@@ -8,6 +8,7 @@ demoted, except by an operator.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from shared import errors
@@ -52,6 +53,11 @@ def listing(backends: Backends, caller: Caller) -> list[Account]:
 
 def get(account_id: str, backends: Backends, caller: Caller) -> Account:
     account = backends.accounts.get(account_id) if access.ACCOUNT_ID.fullmatch(account_id) else None
+    return _shown(account, account_id, caller)
+
+
+def _shown(account: Account | None, account_id: str, caller: Caller) -> Account:
+    """The account, if the caller may see it (a member, an operator); else as missing."""
     if account is None or not (caller.operator or caller.email in account.members):
         raise errors.NoSuchAccount(account_id)
     return account
@@ -60,25 +66,23 @@ def get(account_id: str, backends: Backends, caller: Caller) -> Account:
 def change_settings(account_id: str, body: Any, backends: Backends, caller: Caller) -> Account:
     """An operator's change of the account's settings: `buckets`, the other buckets its
     jobs may read gs:// inputs from."""
-    get(account_id, backends, caller)  # 404 for a non-member
-    if not caller.operator:
-        raise errors.Forbidden(
-            msg=f"{caller.email} may not change the settings of account {account_id}: operators do",
-            data={"account_id": account_id},
-        )
-    if not isinstance(body, dict) or not body or set(body) - SETTINGS_FIELDS:
-        fields = ", ".join(sorted(SETTINGS_FIELDS))
-        raise errors.InvalidParameters(msg=f"The body must be an object of: {fields}")
-    listed = access.buckets(body["buckets"])
+
+    def operators_only() -> None:
+        if not caller.operator:
+            raise errors.Forbidden(
+                msg=f"{caller.email} may not change the settings of account {account_id}: "
+                "operators do",
+                data={"account_id": account_id},
+            )
 
     def change(account: Account) -> Account:
-        account.buckets = listed
+        if not isinstance(body, dict) or not body or set(body) - SETTINGS_FIELDS:
+            fields = ", ".join(sorted(SETTINGS_FIELDS))
+            raise errors.InvalidParameters(msg=f"The body must be an object of: {fields}")
+        account.buckets = access.buckets(body["buckets"])
         return account
 
-    changed = backends.accounts.change(account_id, change)
-    if changed is None:
-        raise errors.NoSuchAccount(account_id)
-    return changed
+    return _changed(account_id, account_id, change, backends, caller, allowed=operators_only)
 
 
 def set_member(
@@ -93,7 +97,9 @@ def set_member(
         account.members[member] = role
         return account
 
-    return _changed(account_id, member, change, backends, caller)
+    return _changed(
+        account_id, member, change, backends, caller, allowed=_admins(caller, account_id)
+    )
 
 
 def remove_member(account_id: str, email: str, backends: Backends, caller: Caller) -> Account:
@@ -106,7 +112,15 @@ def remove_member(account_id: str, email: str, backends: Backends, caller: Calle
         del account.members[member]
         return account
 
-    return _changed(account_id, member, change, backends, caller, leaving=member == caller.email)
+    def leaving_or_admins() -> None:
+        if member != caller.email:
+            _admins(caller, account_id)()
+
+    return _changed(account_id, member, change, backends, caller, allowed=leaving_or_admins)
+
+
+def _admins(caller: Caller, account_id: str) -> Callable[[], None]:
+    return lambda: caller.require(account_id, Role.ADMIN)
 
 
 def _changed(
@@ -116,13 +130,17 @@ def _changed(
     backends: Backends,
     caller: Caller,
     *,
-    leaving: bool = False,
+    allowed: Callable[[], None],
 ) -> Account:
-    get(account_id, backends, caller)  # 404 for a non-member
-    if not leaving:
-        caller.require(account_id, Role.ADMIN)
+    """`change` applied in one transaction, to the account as it reads there: 404 for a
+    caller who may not see it, `allowed` (Forbidden) before the change, and never the last
+    admin gone but by an operator."""
+    if not access.ACCOUNT_ID.fullmatch(account_id):
+        raise errors.NoSuchAccount(account_id)
 
     def checked(account: Account) -> Account:
+        _shown(account, account_id, caller)
+        allowed()
         had_admin = bool(account.admins)
         account = change(account)
         if had_admin and not account.admins and not caller.operator:
