@@ -8,6 +8,7 @@ import ipaddress
 import json
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from cli.errors import CliError
@@ -78,17 +79,18 @@ def identity_token(url: str) -> str:
 def local_token(key_file: Path, email: str, audience: str, seconds: int = TOKEN_SECONDS) -> str:
     """An identity token for `email`, signed with the local cloud's issuer key, as Google
     signs one: RS256, the key's id in the header, the audience, a verified email."""
-    import google.auth.crypt
-    import google.auth.jwt
-
     try:
         info = json.loads(key_file.read_text())
-        signer = google.auth.crypt.RSASigner.from_service_account_info(info)
         issuer = info["issuer"]
     except (OSError, ValueError, KeyError) as error:
         raise CliError(f"The local cloud's issuer key {key_file} is unusable: {error}") from None
+    return signed(info, claims(issuer, email, audience, seconds))
+
+
+def claims(issuer: str, email: str, audience: str, seconds: int) -> dict[str, Any]:
+    """What Google's identity token for `email` says, from now for `seconds`."""
     now = int(time.time())
-    claims = {
+    return {
         "iss": issuer,
         "aud": audience,
         "sub": email,
@@ -97,7 +99,18 @@ def local_token(key_file: Path, email: str, audience: str, seconds: int = TOKEN_
         "iat": now,
         "exp": now + seconds,
     }
-    return google.auth.jwt.encode(signer, claims).decode()
+
+
+def signed(key_info: dict[str, Any], token_claims: dict[str, Any]) -> str:
+    """`token_claims` as a JWT signed with the key of a key file's JSON."""
+    import google.auth.crypt
+    import google.auth.jwt
+
+    try:
+        signer = google.auth.crypt.RSASigner.from_service_account_info(key_info)
+    except (ValueError, KeyError) as error:
+        raise CliError(f"The local cloud's issuer key is unusable: {error}") from None
+    return google.auth.jwt.encode(signer, token_claims).decode()
 
 
 def _first_line(error: BaseException) -> str:

@@ -56,6 +56,19 @@ class LocalIssuer:
         }
 
 
+def access_env(
+    issuer_url: str, audiences: list[str], operators: tuple[str, ...], *, enabled: bool = True
+) -> dict[str, str]:
+    """The functions' settings that make them trust this issuer's tokens for `audiences`."""
+    return {
+        "ACCESS_CONTROL": "on" if enabled else "off",
+        "AUTH_AUDIENCES": ",".join(audiences),
+        "AUTH_ISSUERS": issuer_url,
+        "AUTH_CERTS_URL": f"{issuer_url}{CERTS_PATH}",
+        "OPERATORS": ",".join(operators),
+    }
+
+
 def new_issuer(url: str) -> LocalIssuer:
     """A fresh RSA key and its self-signed certificate (a year)."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)

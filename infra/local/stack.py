@@ -187,13 +187,12 @@ def client_env(settings: LocalCloudSettings) -> dict[str, str]:
         # Callers: tokens of the local issuer (`ktr` signs them with its key), for any
         # function's URL; operator@local may do anything.
         "LOCAL_ISSUER_KEY": str(settings.issuer_key),
-        "ACCESS_CONTROL": "on" if settings.access_control else "off",
-        "AUTH_AUDIENCES": ",".join(
-            f"http://127.0.0.1:{port}" for port in function_ports(settings).values()
+        **issuer.access_env(
+            settings.issuer_url,
+            [f"http://127.0.0.1:{port}" for port in function_ports(settings).values()],
+            settings.operators,
+            enabled=settings.access_control,
         ),
-        "AUTH_ISSUERS": settings.issuer_url,
-        "AUTH_CERTS_URL": f"{settings.issuer_url}{issuer.CERTS_PATH}",
-        "OPERATORS": ",".join(settings.operators),
         # Everything here is on loopback: inputs by URL may be too (never in production).
         "ALLOW_PRIVATE_INPUT_URLS": "1",
         "JOB_EVENTS_TOPIC": EVENTS_TOPIC,

@@ -22,7 +22,7 @@ from cli.auth import local_token
 from infra.local import emulators
 from infra.local.controlplane import cluster
 from infra.local.faultproxy import FaultProxy
-from infra.local.issuer import CertsServer, new_issuer, write_key_file
+from infra.local.issuer import CertsServer, access_env, new_issuer, write_key_file
 from infra.local.nodeagent.launch import start_agent
 from infra.local.procs import free_port
 from infra.local.pubsub import ensure_topic_and_subscription
@@ -62,16 +62,8 @@ def _issuer(base: Path, stack: contextlib.ExitStack) -> None:
     issuer = new_issuer(f"http://127.0.0.1:{port}")
     os.environ[ISSUER_KEY] = str(write_key_file(issuer, base / "issuer"))
     stack.callback(CertsServer(issuer, port).start().stop)
-    os.environ.update(
-        {
-            "ACCESS_CONTROL": "on",
-            "AUTH_AUDIENCES": AUDIENCE,
-            "AUTH_ISSUERS": issuer.url,
-            "AUTH_CERTS_URL": issuer.certs_url,
-            "OPERATORS": OPERATOR,
-            "ACCOUNTS_COLLECTION": "bench_accounts",
-        }
-    )
+    os.environ.update(access_env(issuer.url, [AUDIENCE], (OPERATOR,)))
+    os.environ["ACCOUNTS_COLLECTION"] = "bench_accounts"
 
 
 @dataclass(frozen=True)
