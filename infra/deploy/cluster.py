@@ -8,6 +8,10 @@ from string import Template
 
 from infra.deploy.config import DeployConfig
 from infra.deploy.steps import Lookup, Run, Step, WriteFile
+from infra.kueue.build import RELEASE as KUEUE_RELEASE
+from infra.kueue.install import IMAGE as KUEUE_IMAGE
+from infra.kueue.install import MANAGER as KUEUE_MANAGER
+from infra.kueue.install import NAMESPACE as KUEUE_NAMESPACE
 
 K8S_DIR = Path(__file__).resolve().parents[1] / "k8s"
 MANIFESTS = ("namespace.yaml", "serviceaccounts.yaml", "role.yaml", "rolebinding.yaml")
@@ -97,5 +101,32 @@ def apply(config: DeployConfig, build: Path) -> Step:
                 )
             ),
             Run(("kubectl", f"--kubeconfig={kubeconfig}", "apply", "-f", str(manifests))),
+        ),
+    )  # fmt: skip
+
+
+def kueue(build: Path) -> Step:
+    kubeconfig = build / "kubeconfig"
+    manifests = build / "kueue.yaml"
+    kubectl = ("kubectl", f"--kubeconfig={kubeconfig}")
+    return Step(
+        f"Kueue {KUEUE_RELEASE} in the cluster",
+        f"Kueue's manager, a Deployment of {KUEUE_IMAGE} in {KUEUE_NAMESPACE}, with the CRDs, "
+        "webhook configurations and ClusterRole that the release's controller-gen generates "
+        "from its Go types (Go builds both from the module proxy, as for the local cloud). "
+        "Its certificate manager makes the webhooks' certificates; its visibility API "
+        "(pending workloads and their positions) is an APIService. The manager watches only "
+        "Jobs that name a queue, and shares idle quota by fair sharing. GKE's firewall must "
+        "let the control plane reach the nodes on port 9443 (the webhooks) and 8082 (the "
+        "visibility API): a private cluster's does not by default.",
+        (
+            Run(("python", "-m", "infra.kueue.install", str(manifests))),
+            Run((*kubectl, "apply", "--server-side", "-f", str(manifests))),
+            Run(
+                (
+                    *kubectl, f"--namespace={KUEUE_NAMESPACE}", "rollout", "status",
+                    f"deployment/{KUEUE_MANAGER}", "--timeout=300s",
+                )
+            ),
         ),
     )  # fmt: skip

@@ -38,6 +38,7 @@ def build_plan(config: DeployConfig, build: Path) -> list[Step]:
         iam.grants(config),
         *([iam.submission_grants(config)] if config.access_control else []),
         cluster.apply(config, build),
+        cluster.kueue(build),
         indexes.create_indexes(config),
         indexes.request_ttl(config),
         Step(

@@ -6,7 +6,7 @@ needs when they are missing and this is root on a Debian-like host (`apt-get upd
 then `apt-get install -y` of the missing ones): bubblewrap, which the node agent runs the stand-in
 images' commands in, and with `--tests` (`make test`) chromium, the headless browser of the
 status page's tests. Once installed it costs a stat each. Go must be there, and the
-control plane's binaries: Go builds them on a machine's first run (build.py).
+control plane's and Kueue's binaries: Go builds them on a machine's first run (infra/gobuild.py).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.kueue import build as kueue_build
 from infra.local.controlplane import build
 from infra.local.emulators import MissingPrerequisiteError, check_prerequisites, fake_gcs_binary
 from infra.local.nodeagent.sandbox import BWRAP
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         ensure_packages(packages)
         build.check_go()
         build.binaries_dir()  # the control plane's, built on a machine's first run
+        kueue_build.binaries_dir()  # Kueue's manager and manifests, the same way
     except (MissingPrerequisiteError, build.BuildError) as error:
         print(error, file=sys.stderr)
         return 1

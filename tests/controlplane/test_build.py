@@ -3,10 +3,12 @@ built whole or not at all."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from infra import gobuild
 from infra.local.controlplane import build
 
 
@@ -24,18 +26,18 @@ def test_a_binaries_dir_missing_one_is_named(monkeypatch, tmp_path):
         build.binaries_dir()
 
 
-def test_a_failed_build_leaves_nothing_behind(monkeypatch, tmp_path):
-    monkeypatch.setattr(build, "COMMANDS", {"etcd": "example.com/no/such/package"})
+def test_a_failed_build_leaves_nothing_behind(tmp_path):
+    broken = replace(build.TOOLSET, commands={"etcd": "example.com/no/such/package"})
     folder = tmp_path / "control-plane" / "release"
     with pytest.raises(build.BuildError, match="building etcd failed"):
-        build.build(folder)
+        gobuild.build(broken, folder)
     assert list((tmp_path / "control-plane").iterdir()) == []
 
 
 def test_the_cache_is_keyed_by_what_the_binaries_are_built_from(monkeypatch, tmp_path):
     monkeypatch.setenv("KTR_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("KUBE_BINARIES_DIR", raising=False)
-    folder = tmp_path / "control-plane" / f"{build.RELEASE}-{build.source_hash()}"
+    folder = tmp_path / "control-plane" / f"{build.RELEASE}-{build.TOOLSET.source_hash()}"
     folder.mkdir(parents=True)
     for name in build.COMMANDS:
         (folder / name).write_text("#!/bin/sh\n")

@@ -118,8 +118,11 @@ def _sinks(words: list[str], args: list[str], sinks: dict[str, Any]) -> int:
 
 def kubectl(args: list[str], state: dict[str, Any]) -> int:
     if "apply" in args:
-        state["applied"] = Path(args[args.index("-f") + 1]).read_text()
+        path = Path(args[args.index("-f") + 1])
+        state.setdefault("applied", {})[path.name] = path.read_text()
         return 0
+    if "rollout" in args:
+        return 0  # the Deployment is ready
     return _fail(f"fake kubectl does not know: {' '.join(args)}")
 
 

@@ -99,7 +99,9 @@ def test_the_functions_get_the_looked_up_cluster(tools, tmp_path):
     (job,) = scheduler_state.jobs.values()
     assert job["httpTarget"]["uri"] == fake_cli.SYNC_URL
     assert job["httpTarget"]["oidcToken"]["audience"] == fake_cli.SYNC_URL
-    assert "kind: RoleBinding" in state["applied"]
+    assert "kind: RoleBinding" in state["applied"]["k8s.yaml"]
+    kueue = state["applied"]["kueue.yaml"]  # Kueue's install, with the generated CRDs
+    assert "name: workloads.kueue.x-k8s.io" in kueue and "image: registry.k8s.io/kueue" in kueue
 
 
 def test_nothing_deployed_gives_a_pod_a_google_identity(tools, tmp_path):
@@ -112,7 +114,7 @@ def test_nothing_deployed_gives_a_pod_a_google_identity(tools, tmp_path):
         assert "workloadIdentityUser" not in binding and "svc.id.goog" not in binding
     calls = [" ".join(call) for call in state["calls"]]
     assert not [call for call in calls if "workloadIdentity" in call]
-    applied = state["applied"]
+    applied = state["applied"]["k8s.yaml"]
     assert "iam.gke.io" not in applied and "STAGER" not in applied
     for function in state["functions"].values():
         assert "STAGER_SERVICE_ACCOUNT" not in function["env"]

@@ -20,14 +20,14 @@ import contextlib
 import json
 import secrets
 import ssl
-import subprocess
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.deploy.cluster import render
-from infra.local.controlplane import build
+from infra.kueue.install import MANAGER_USER as KUEUE_MANAGER
+from infra.local.controlplane import build, kubectl, kueue
 from infra.local.controlplane.pki import Authority, KeyPair, service_account_keys
 from infra.local.procs import (
     ServerProcess,
@@ -50,6 +50,7 @@ FUNCTION_USERS = (
 # The job pods' Kubernetes service account in the local cloud's namespaces, as infra/k8s/
 # makes it (JOB_SERVICE_ACCOUNT; make deploy's default too).
 JOB_KSA = "task-runner-job"
+FRONT_PROXY_CLIENT = "front-proxy-client"
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 READY_SECONDS = 120.0
 WRITE_VERBS = ["create", "update", "patch", "delete", "deletecollection"]
@@ -105,17 +106,7 @@ def apply_namespace(plane: ControlPlane, namespace: str, job_ksa: str) -> None:
     functions' users, rendered by the deploy's own code and applied as `make deploy` applies
     it (kubectl apply --server-side), as the administrator."""
     manifests = render(namespace=namespace, job_ksa=job_ksa, users=FUNCTION_USERS)
-    admin = ["kubectl", f"--kubeconfig={plane.admin_kubeconfig}"]
-    done = subprocess.run(
-        [*admin, "apply", "--server-side", "-f", "-"],
-        input=manifests,
-        text=True,
-        capture_output=True,
-        check=False,
-        timeout=120,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"kubectl apply of infra/k8s/ failed: {done.stderr.strip()}")
+    kubectl.apply(plane.admin_kubeconfig, manifests, "infra/k8s/")
 
 
 def write_kubeconfig(path: Path, url: str, authority: Authority, client: KeyPair) -> Path:
@@ -228,6 +219,7 @@ def launch(
         etcd_url = _start_etcd(plane, binaries, log_dir)
         _start_apiserver(plane, binaries, log_dir, port, etcd_url)
         _start_controllers(plane, binaries, log_dir)
+        _start_kueue(plane, log_dir)
     except BaseException:
         plane.shut_down()
         raise
@@ -295,6 +287,7 @@ def _start_apiserver(
         f"--kubelet-certificate-authority={authority.pair.cert}",
         "--kubelet-preferred-address-types=InternalIP",
         "--profiling=false",
+        *_front_proxy_flags(plane.folder / "pki"),
     ]
     if plane.audit_log is not None:
         policy = plane.folder / "audit-policy.json"
@@ -306,6 +299,30 @@ def _start_apiserver(
     context = ssl.create_default_context(cafile=str(authority.pair.cert))
     context.load_cert_chain(str(admin.cert), str(admin.key))
     plane.wait(apiserver, _https_ok(f"{plane.url}/readyz", context))
+
+
+def _front_proxy_flags(pki: Path) -> list[str]:
+    """The aggregation layer's: the API server proxies an aggregated API (Kueue's
+    visibility API) with a client certificate of its own CA, naming the user in headers."""
+    front = Authority(pki / "front-proxy")
+    client = front.issue("front-proxy-client", FRONT_PROXY_CLIENT)
+    return [
+        f"--requestheader-client-ca-file={front.pair.cert}",
+        f"--requestheader-allowed-names={FRONT_PROXY_CLIENT}",
+        "--requestheader-username-headers=X-Remote-User",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        f"--proxy-client-cert-file={client.cert}",
+        f"--proxy-client-key-file={client.key}",
+    ]
+
+
+def _start_kueue(plane: ControlPlane, log_dir: Path) -> None:
+    """Kueue's manager, as the service account its install binds its role to."""
+    user = plane.kubeconfig_for("kueue", KUEUE_MANAGER, kueue.MANAGER_GROUPS)
+    process, readyz = kueue.start(plane.admin_kubeconfig, user, plane.folder / "kueue", log_dir)
+    plane.servers.append(process)
+    plane.wait(process, _http_ok(readyz))
 
 
 def _start_controllers(plane: ControlPlane, binaries: Path, log_dir: Path) -> None:
