@@ -158,6 +158,11 @@ class Api:
         data: dict[str, Any] = self.call("POST", "/accounts/", body=body)["data"]
         return data
 
+    def change_account(self, account_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        path = f"/accounts/{quote(account_id, safe='')}"
+        data: dict[str, Any] = self.call("PATCH", path, body=body)["data"]
+        return data
+
     def set_member(self, account_id: str, email: str, role: str | None) -> dict[str, Any]:
         """`role` None takes the member out."""
         path = f"/accounts/{quote(account_id, safe='')}/members/{quote(email, safe='@')}"

@@ -522,6 +522,51 @@ def accounts_set(account_id: str, email: str, role: str, api: str | None, as_jso
     _print_account(connect(api).set_member(account_id, email, role)["data"], as_json)
 
 
+@accounts.command(name="quota")
+@click.argument("account_id")
+@click.option(
+    "--on-demand",
+    "on_demand",
+    metavar="cpu=N,memory=Q,pods=N",
+    help="The quota of on-demand capacity (any of the three).",
+)
+@click.option("--spot", metavar="cpu=N,memory=Q,pods=N", help="The quota of Spot capacity.")
+@click.option("--weight", type=float, help="The account's fair-sharing weight (1 by default).")
+@common
+def accounts_quota(
+    account_id: str,
+    on_demand: str | None,
+    spot: str | None,
+    weight: float | None,
+    api: str | None,
+    as_json: bool,
+) -> None:
+    """Set an account's share of the cluster (operators only): its quota per flavor, and
+    its weight when the accounts share what is idle.
+
+    \b
+    Example:
+      ktr accounts quota team-a --spot cpu=64,memory=256Gi,pods=200 --weight 2"""
+    body: dict[str, Any] = {}
+    quota = {
+        name: _resources(text, flag)
+        for name, text, flag in (("on-demand", on_demand, "--on-demand"), ("spot", spot, "--spot"))
+        if text
+    }
+    if quota:
+        body["quota"] = quota
+    if weight is not None:
+        body["fair_share_weight"] = weight
+    if not body:
+        raise click.UsageError("give --on-demand, --spot or --weight")
+    _print_account(connect(api).change_account(account_id, body), as_json)
+
+
+def _resources(text: str, flag: str) -> dict[str, str]:
+    """`cpu=8,memory=32Gi,pods=20` (any of them) as the API takes a flavor's quota."""
+    return dict(_env_pair(pair.strip(), flag) for pair in text.split(",") if pair.strip())
+
+
 @accounts.command(name="remove")
 @click.argument("account_id")
 @click.argument("email")

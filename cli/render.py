@@ -69,11 +69,17 @@ def job_table(jobs: list[dict[str, Any]]) -> Table:
 def account_table(accounts: list[dict[str, Any]], me: str | None) -> Table:
     """One row an account: its id, the members, and the role of `me` in it."""
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("ACCOUNT", "MEMBERS", "YOUR ROLE"):
+    for column in ("ACCOUNT", "MEMBERS", "YOUR ROLE", "WEIGHT"):
         table.add_column(column, overflow="fold")
     for account in accounts:
         members = account.get("members") or {}
-        table.add_row(account.get("account_id", ""), str(len(members)), members.get(me or "", "-"))
+        weight = account.get("fair_share_weight")
+        table.add_row(
+            account.get("account_id", ""),
+            str(len(members)),
+            members.get(me or "", "-"),
+            f"{weight:g}" if isinstance(weight, int | float) else "-",
+        )
     return table
 
 
@@ -85,6 +91,16 @@ def account_detail(account: dict[str, Any]) -> None:
     for email, role in sorted((account.get("members") or {}).items()):
         table.add_row(email, role)
     out.print(table)
+    quota = account.get("quota") or {}
+    if quota:
+        shares = Table(box=None, pad_edge=False, header_style="bold")
+        for column in ("QUOTA", "CPU", "MEMORY", "PODS"):
+            shares.add_column(column)
+        for flavor, resources in quota.items():
+            shares.add_row(flavor, *(str(resources.get(r, "-")) for r in ("cpu", "memory", "pods")))
+        out.print(shares)
+    if "fair_share_weight" in account:
+        out.print(f"fair-sharing weight: {account['fair_share_weight']:g}")
 
 
 def timeline(job: dict[str, Any]) -> list[tuple[Any, str]]:

@@ -7,12 +7,14 @@ message naming the variable.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 
 from shared.contract.env import EnvReader
+from shared.quota import Quota, merged
 
 MIB = 1024 * 1024
 # A V4 signed URL and a resumable upload session live at most 7 days; a job's pod must be
@@ -39,6 +41,15 @@ class _Reader(EnvReader):
 
 GOOGLE_ISSUERS = "https://accounts.google.com,accounts.google.com"
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+_FLAVOR_DEFAULT = {"cpu": "32", "memory": "128Gi", "pods": "100"}
+DEFAULT_QUOTA = json.dumps({"on-demand": _FLAVOR_DEFAULT, "spot": _FLAVOR_DEFAULT})
+
+
+def _quota(text: str) -> Quota:
+    try:
+        return merged(json.loads(text), merged(json.loads(DEFAULT_QUOTA)))
+    except ValueError as error:  # QuotaError, json.JSONDecodeError
+        raise SettingsError(f"DEFAULT_QUOTA: {error}") from None
 
 
 @dataclass(frozen=True)
@@ -133,6 +144,9 @@ class Settings:
     allow_private_callbacks: bool  # ALLOW_PRIVATE_CALLBACKS (false): callback_url may be
     #   http, loopback or private (the local cloud sets it); never for production
 
+    default_quota: Quota  # DEFAULT_QUOTA (JSON, as the accounts API takes a quota): an
+    #   account's until an operator sets its own, and the quota of jobs of no account;
+    #   32 CPUs, 128Gi and 100 pods on each flavor (docs/quotas.md)
     access: Access  # who may call, and who may do what: the class above
     backend_timeout: float  # BACKEND_TIMEOUT_SECONDS (15): one Firestore, Storage or cluster
     #   call, retries included; past it the request answers 503 (or 500 for the cluster)
@@ -189,6 +203,7 @@ class Settings:
             callback_secret=read.optional("CALLBACK_SECRET"),
             callback_retry=read.integer("CALLBACK_RETRY_SECONDS", 3600, minimum=1, maximum=86400),
             allow_private_callbacks=read.flag("ALLOW_PRIVATE_CALLBACKS"),
+            default_quota=_quota(read.text("DEFAULT_QUOTA", DEFAULT_QUOTA)),
             access=Access.from_env(read),
             backend_timeout=read.number("BACKEND_TIMEOUT_SECONDS", 15.0, minimum=1.0),
             log_level=read.text("LOG_LEVEL", "WARNING").upper(),

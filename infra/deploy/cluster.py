@@ -6,15 +6,24 @@ from __future__ import annotations
 from pathlib import Path
 from string import Template
 
+import yaml
+
 from infra.deploy.config import DeployConfig
 from infra.deploy.steps import Lookup, Run, Step, WriteFile
 from infra.kueue.build import RELEASE as KUEUE_RELEASE
 from infra.kueue.install import IMAGE as KUEUE_IMAGE
 from infra.kueue.install import MANAGER as KUEUE_MANAGER
 from infra.kueue.install import NAMESPACE as KUEUE_NAMESPACE
+from shared.model import queues
 
 K8S_DIR = Path(__file__).resolve().parents[1] / "k8s"
-MANIFESTS = ("namespace.yaml", "serviceaccounts.yaml", "role.yaml", "rolebinding.yaml")
+MANIFESTS = (
+    "namespace.yaml",
+    "serviceaccounts.yaml",
+    "role.yaml",
+    "rolebinding.yaml",
+    "queues.yaml",
+)
 
 
 def render_manifests(config: DeployConfig) -> str:
@@ -43,6 +52,7 @@ def render(*, namespace: str, job_ksa: str, users: tuple[str, str, str]) -> str:
         "FINALIZE_GSA": finalize,
     }
     documents = [Template((K8S_DIR / name).read_text()).substitute(values) for name in MANIFESTS]
+    documents.append(yaml.safe_dump_all(queues.flavors(), sort_keys=False))  # Kueue's
     return "---\n".join(documents)
 
 
@@ -83,32 +93,33 @@ def apply(config: DeployConfig, build: Path) -> Step:
     kubeconfig = build / "kubeconfig"
     manifests = build / "k8s.yaml"
     return Step(
-        "Namespace, the job pods' service account and RBAC in the cluster",
+        "Namespace, the job pods' service account, RBAC and Kueue's flavors in the cluster",
         "One Role in the namespace, bound to the three function accounts: Jobs, their pods "
         "(read only: a Job's deletion takes them), pods/log (a finished job's log is saved to "
-        "the bucket before its Job is deleted), and only list and delete on volume claims "
-        "(the sync's sweep of leftovers); no secrets. Job pods run as JOB_SERVICE_ACCOUNT, "
-        "which has no Google identity and mounts no token. Credentials go to a kubeconfig "
-        "of the deploy's own, so yours is left as it is. `kubectl apply` leaves objects that "
-        "already match unchanged.",
+        "the bucket before its Job is deleted), only list and delete on volume claims "
+        "(the sync's sweep of leftovers), the accounts' LocalQueues, and reading Kueue's "
+        "workloads and pending workloads; no secrets. One ClusterRole for the accounts' "
+        "ClusterQueues. Job pods run as JOB_SERVICE_ACCOUNT, which has no Google identity "
+        "and mounts no token. Kueue's two resource flavors, on-demand and spot, select nodes "
+        "by GKE's cloud.google.com/gke-provisioning label. Each account's queues follow from "
+        "its record: the functions apply them, and the sync compares them each pass. "
+        "`kubectl apply` leaves objects that already match unchanged.",
         (
             WriteFile(manifests, render_manifests(config)),
-            Run(
-                (
-                    "env", f"KUBECONFIG={kubeconfig}",
-                    "gcloud", "container", "clusters", "get-credentials", config.cluster,
-                    f"--location={config.cluster_location}", f"--project={config.project}",
-                )
-            ),
             Run(("kubectl", f"--kubeconfig={kubeconfig}", "apply", "-f", str(manifests))),
         ),
     )  # fmt: skip
 
 
-def kueue(build: Path) -> Step:
+def kueue(config: DeployConfig, build: Path) -> Step:
     kubeconfig = build / "kubeconfig"
     manifests = build / "kueue.yaml"
     kubectl = ("kubectl", f"--kubeconfig={kubeconfig}")
+    credentials = (
+        "env", f"KUBECONFIG={kubeconfig}",
+        "gcloud", "container", "clusters", "get-credentials", config.cluster,
+        f"--location={config.cluster_location}", f"--project={config.project}",
+    )  # fmt: skip
     return Step(
         f"Kueue {KUEUE_RELEASE} in the cluster",
         f"Kueue's manager, a Deployment of {KUEUE_IMAGE} in {KUEUE_NAMESPACE}, with the CRDs, "
@@ -118,9 +129,11 @@ def kueue(build: Path) -> Step:
         "(pending workloads and their positions) is an APIService. The manager watches only "
         "Jobs that name a queue, and shares idle quota by fair sharing. GKE's firewall must "
         "let the control plane reach the nodes on port 9443 (the webhooks) and 8082 (the "
-        "visibility API): a private cluster's does not by default.",
+        "visibility API): a private cluster's does not by default. Credentials go to a "
+        "kubeconfig of the deploy's own, so yours is left as it is.",
         (
             Run(("python", "-m", "infra.kueue.install", str(manifests))),
+            Run(credentials),
             Run((*kubectl, "apply", "--server-side", "-f", str(manifests))),
             Run(
                 (

@@ -37,8 +37,8 @@ def build_plan(config: DeployConfig, build: Path) -> list[Step]:
         iam.cluster_events(config),
         iam.grants(config),
         *([iam.submission_grants(config)] if config.access_control else []),
+        cluster.kueue(config, build),
         cluster.apply(config, build),
-        cluster.kueue(build),
         indexes.create_indexes(config),
         indexes.request_ttl(config),
         Step(

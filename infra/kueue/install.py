@@ -67,6 +67,9 @@ def configuration(local: Endpoints | None) -> dict[str, Any]:
         "manageJobsWithoutQueueName": False,
         "integrations": {"frameworks": ["batch/job"]},
         "fairSharing": FAIR_SHARING,
+        # Quotas are of CPU, memory and pods: a pod's scratch space (its volumes' size
+        # limit) is left to the nodes.
+        "resources": {"excludeResourcePrefixes": ["ephemeral-storage"]},
         "internalCertManagement": {
             "enable": True,
             "webhookServiceName": WEBHOOK_SERVICE,
@@ -333,7 +336,9 @@ def main() -> int:
     except build.BuildError as error:
         print(error, file=sys.stderr)
         return 1
-    Path(sys.argv[1]).write_text(to_yaml(render(manifests, None)))
+    target = Path(sys.argv[1])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(to_yaml(render(manifests, None)))
     return 0
 
 

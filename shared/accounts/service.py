@@ -8,17 +8,21 @@ demoted, except by an operator.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from shared import errors
 from shared.cloud.accounts import AccountExistsError, Change
 from shared.cloud.backends import Backends
-from shared.model import access
+from shared.model import access, queues
 from shared.model.access import Account, Caller, Role
+from shared.quota import Quota
 
-CREATE_FIELDS = {"account_id", "members", "buckets"}
-SETTINGS_FIELDS = {"buckets"}  # what an operator may change of an account
+log = logging.getLogger(__name__)
+
+SETTINGS_FIELDS = {"buckets", "quota", "fair_share_weight"}  # what operators set
+CREATE_FIELDS = {"account_id", "members", *SETTINGS_FIELDS}
 
 
 def create(body: Any, backends: Backends, caller: Caller) -> Account:
@@ -32,16 +36,44 @@ def create(body: Any, backends: Backends, caller: Caller) -> Account:
     account = Account(
         account_id=access.account_id(body.get("account_id")),
         members=access.members(body.get("members", {})),
-        buckets=access.buckets(body.get("buckets", [])),
         created_by=caller.email,
     )
+    _settle(account, body, backends.settings.default_quota)
     try:
-        return backends.accounts.create(account)
+        created = backends.accounts.create(account)
     except AccountExistsError:
         raise errors.Conflict(
             msg=f"Account {account.account_id} exists already",
             data={"account_id": account.account_id},
         ) from None
+    _apply_queue(created, backends)
+    return created
+
+
+def _settle(account: Account, body: dict[str, Any], default_quota: Quota) -> None:
+    """The operators' settings the body gives: `buckets`, `quota` (merged into the
+    account's, or the default) and `fair_share_weight`."""
+    if "buckets" in body:
+        account.buckets = access.buckets(body["buckets"])
+    if "quota" in body:
+        base = account.quota if account.quota is not None else default_quota
+        account.quota = queues.quota(body["quota"], base)
+    if "fair_share_weight" in body:
+        account.fair_share_weight = queues.weight(body["fair_share_weight"])
+
+
+def _apply_queue(account: Account, backends: Backends) -> None:
+    """The account's ClusterQueue and LocalQueue as its record now says. A cluster that
+    does not answer is logged, not the caller's error: the record is saved, and the sync
+    applies what differs within its next pass."""
+    try:
+        backends.queues.apply_share(account.share(backends.settings.default_quota))
+    except errors.ClusterApiError as error:
+        log.warning(
+            "the account's queue was not applied: %s",
+            error,
+            extra={"account_id": account.account_id},
+        )
 
 
 def listing(backends: Backends, caller: Caller) -> list[Account]:
@@ -65,7 +97,8 @@ def _shown(account: Account | None, account_id: str, caller: Caller) -> Account:
 
 def change_settings(account_id: str, body: Any, backends: Backends, caller: Caller) -> Account:
     """An operator's change of the account's settings: `buckets`, the other buckets its
-    jobs may read gs:// inputs from."""
+    jobs may read gs:// inputs from; `quota` and `fair_share_weight`, its share of the
+    cluster (its queue follows at once)."""
 
     def operators_only() -> None:
         if not caller.operator:
@@ -79,10 +112,12 @@ def change_settings(account_id: str, body: Any, backends: Backends, caller: Call
         if not isinstance(body, dict) or not body or set(body) - SETTINGS_FIELDS:
             fields = ", ".join(sorted(SETTINGS_FIELDS))
             raise errors.InvalidParameters(msg=f"The body must be an object of: {fields}")
-        account.buckets = access.buckets(body["buckets"])
+        _settle(account, body, backends.settings.default_quota)
         return account
 
-    return _changed(account_id, account_id, change, backends, caller, allowed=operators_only)
+    changed = _changed(account_id, account_id, change, backends, caller, allowed=operators_only)
+    _apply_queue(changed, backends)
+    return changed
 
 
 def set_member(

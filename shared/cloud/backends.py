@@ -12,11 +12,14 @@ from typing import TYPE_CHECKING
 from shared.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
     from shared.cloud.accounts import AccountStore
     from shared.cloud.bucket import Bucket
     from shared.cloud.cluster import Cluster
     from shared.cloud.events import Publisher
     from shared.cloud.identity import TokenVerifier
+    from shared.cloud.queues import Queues
     from shared.cloud.store import JobStore
 
 
@@ -68,11 +71,27 @@ class Backends:
         return Publisher(self.settings.events_topic, self.settings.project)
 
     @cached_property
-    def cluster(self) -> Cluster:
-        from shared.cloud.cluster import Cluster, api_client
+    def kubernetes(self) -> ApiClient:
+        """One client (and connection pool) for the cluster and its queues."""
+        from shared.cloud.cluster import api_client
 
-        return Cluster(
-            api_client(self.settings), self.settings.namespace, self.settings.backend_timeout
+        return api_client(self.settings)
+
+    @cached_property
+    def cluster(self) -> Cluster:
+        from shared.cloud.cluster import Cluster
+
+        settings = self.settings
+        return Cluster(self.kubernetes, settings.namespace, settings.backend_timeout)
+
+    @cached_property
+    def queues(self) -> Queues:
+        """Kueue's queues of the accounts."""
+        from shared.cloud.queues import Queues
+
+        settings = self.settings
+        return Queues(
+            self.kubernetes, settings.namespace, settings.default_quota, settings.backend_timeout
         )
 
     @cached_property

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared.errors import ClusterApiError, ClusterConflictError, ClusterNotFoundError, cut
 from shared.model.manifests import OWNED_SELECTOR
+from shared.model.queues import QUEUE_LABEL
 from shared.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ def _use_google_token(configuration: Any) -> None:
     refresh(configuration)
 
 
-def _wrap(action: str, call: Callable[[], T]) -> T:
+def call_api(action: str, call: Callable[[], T]) -> T:
     from kubernetes.client import ApiException
     from urllib3.exceptions import HTTPError
 
@@ -116,13 +117,13 @@ def _discard(response: Any) -> None:
 def _deleted(action: str, call: Callable[[], Any]) -> bool:
     """Run a delete whose body is not wanted; False if the object was gone already."""
     try:
-        _wrap(action, lambda: _discard(call()))
+        call_api(action, lambda: _discard(call()))
     except ClusterNotFoundError:
         return False
     return True
 
 
-def _json(response: Any) -> Any:
+def json_body(response: Any) -> Any:
     try:
         return json.loads(response.data)
     finally:
@@ -148,9 +149,9 @@ class Cluster:
 
     def create_job(self, manifest: dict[str, Any]) -> dict[str, Any]:
         name = manifest["metadata"]["name"]
-        result: dict[str, Any] = _wrap(
+        result: dict[str, Any] = call_api(
             f"creating job {name}",
-            lambda: _json(
+            lambda: json_body(
                 self.batch.create_namespaced_job(
                     self.namespace, manifest, _preload_content=False, _request_timeout=self.timeout
                 )
@@ -158,17 +159,18 @@ class Cluster:
         )
         return result
 
-    def resume_job(self, name: str) -> None:
-        """Unsuspend a Job (a scheduled job's time came): its pods start, and its
-        activeDeadlineSeconds counts from now (the controller resets status.startTime on
+    def move_job(self, name: str, queue: str) -> None:
+        """Give a scheduled job's Job (suspended, in the held queue) its account's Kueue
+        queue: Kueue moves its workload there and resumes it once admitted. Its
+        activeDeadlineSeconds counts from then (the controller resets status.startTime on
         resume: https://kubernetes.io/docs/concepts/workloads/controllers/job/#suspending-a-job)."""
-        _wrap(
-            f"resuming job {name}",
+        call_api(
+            f"moving job {name} to queue {queue}",
             lambda: _discard(
                 self.batch.patch_namespaced_job(
                     name,
                     self.namespace,
-                    {"spec": {"suspend": False}},
+                    {"metadata": {"labels": {QUEUE_LABEL: queue}}},
                     _preload_content=False,
                     _request_timeout=self.timeout,
                 )
@@ -204,7 +206,7 @@ class Cluster:
     def probe(self) -> None:
         """The health check's read: at most one Job of the namespace, authenticated as the
         product is, so a bad token or a missing permission fails it too."""
-        _wrap(
+        call_api(
             "listing jobs (health check)",
             lambda: _discard(
                 self.batch.list_namespaced_job(
@@ -231,7 +233,7 @@ class Cluster:
             finally:
                 response.release_conn()
 
-        return _wrap(f"reading the log of {pod}/{container}", read)
+        return call_api(f"reading the log of {pod}/{container}", read)
 
     def pod_log_end(self, pod: str, container: str, keep: int) -> tuple[bytes, bool]:
         """The last `keep` bytes of a container's whole log, streamed (a log may be far larger
@@ -256,7 +258,7 @@ class Cluster:
                 response.release_conn()
             return bytes(tail), cut_any
 
-        return _wrap(f"reading the log of {pod}/{container}", read)
+        return call_api(f"reading the log of {pod}/{container}", read)
 
     def _pages(
         self, what: str, list_call: Callable[..., Any], selector: str
@@ -271,7 +273,8 @@ class Cluster:
             }
             if token:
                 kwargs["_continue"] = token
-            page = _wrap(f"listing {what}", lambda: _json(list_call(self.namespace, **kwargs)))  # noqa: B023
+            listed = lambda: json_body(list_call(self.namespace, **kwargs))  # noqa: B023, E731
+            page = call_api(f"listing {what}", listed)
             yield from page.get("items", [])
             token = page.get("metadata", {}).get("continue")
             if not token:
@@ -286,9 +289,9 @@ class Cluster:
     def pod(self, name: str) -> dict[str, Any] | None:
         """One pod, or None when it is gone."""
         try:
-            return _wrap(
+            return call_api(
                 f"reading pod {name}",
-                lambda: _json(
+                lambda: json_body(
                     self.core.read_namespaced_pod(
                         name, self.namespace, _preload_content=False, _request_timeout=self.timeout
                     )

@@ -36,7 +36,7 @@ from shared.errors import (
 )
 from shared.http import paging
 from shared.jobs import health, lifecycle, queries, reconciler
-from shared.model.access import Caller
+from shared.model.access import Account, Caller
 from shared.model.job import Status
 from shared.model.validation import MAX_ACCOUNT_ID, MAX_NAME
 from shared.settings import SettingsError
@@ -261,21 +261,27 @@ def kill(request: Request, backends: Backends, caller: Caller, job_id: str) -> R
 # -- accounts ------------------------------------------------------------------------------
 
 
+def _account(account: Account, backends: Backends) -> dict[str, Any]:
+    """An account as the API shows it: its quota is DEFAULT_QUOTA until an operator sets it."""
+    return account.to_api(backends.settings.default_quota)
+
+
 @identified
 def create_account(request: Request, backends: Backends, caller: Caller) -> Response:
     body = read_json(request, MAX_ACCOUNT_BODY)
     account = accounts.create(body, backends, caller)
-    return envelope(account.to_api(), msg=f"Account {account.account_id} created")
+    return envelope(_account(account, backends), msg=f"Account {account.account_id} created")
 
 
 @identified
 def list_accounts(request: Request, backends: Backends, caller: Caller) -> Response:
-    return envelope([account.to_api() for account in accounts.listing(backends, caller)])
+    listed = accounts.listing(backends, caller)
+    return envelope([_account(account, backends) for account in listed])
 
 
 @identified
 def get_account(request: Request, backends: Backends, caller: Caller, account_id: str) -> Response:
-    return envelope(accounts.get(account_id, backends, caller).to_api())
+    return envelope(_account(accounts.get(account_id, backends, caller), backends))
 
 
 @identified
@@ -284,7 +290,7 @@ def change_account(
 ) -> Response:
     body = read_json(request, MAX_ACCOUNT_BODY)
     account = accounts.change_settings(account_id, body, backends, caller)
-    return envelope(account.to_api(), msg=f"Account {account_id} changed")
+    return envelope(_account(account, backends), msg=f"Account {account_id} changed")
 
 
 @identified
@@ -293,7 +299,8 @@ def set_member(
 ) -> Response:
     body = read_json(request, MAX_ACCOUNT_BODY)
     account = accounts.set_member(account_id, email, body, backends, caller)
-    return envelope(account.to_api(), msg=f"{email.lower()} is a {body['role']} of {account_id}")
+    msg = f"{email.lower()} is a {body['role']} of {account_id}"
+    return envelope(_account(account, backends), msg=msg)
 
 
 @identified
@@ -301,7 +308,7 @@ def remove_member(
     request: Request, backends: Backends, caller: Caller, account_id: str, email: str
 ) -> Response:
     account = accounts.remove_member(account_id, email, backends, caller)
-    return envelope(account.to_api(), msg=f"{email.lower()} left {account_id}")
+    return envelope(_account(account, backends), msg=f"{email.lower()} left {account_id}")
 
 
 @identified

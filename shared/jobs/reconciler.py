@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.cloud.backends import Backends
-from shared.errors import BucketError, ClusterApiError, TransitionRefusedError
+from shared.errors import BucketError, ClusterApiError, StoreError, TransitionRefusedError
 from shared.jobs import arrays, joblogs
 from shared.jobs.cleanup import remove_from_cluster
 from shared.jobs.completion import USER_DONE, USERS_DONE, complete_success, observed
 from shared.jobs.start import scheduled, submission, upload
 from shared.logs import log_context
-from shared.model import manifests
+from shared.model import manifests, queues
 from shared.model.diagnosis import (
     Failure,
     condition,
@@ -46,6 +46,7 @@ class SyncReport:
     checked: int = 0
     transitions: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     orphans_deleted: int = 0
+    queues_applied: int = 0
     errors: int = 0
     passes: int = 0
 
@@ -58,6 +59,7 @@ class SyncReport:
         for status, count in other.transitions.items():
             self.transitions[status] += count
         self.orphans_deleted += other.orphans_deleted
+        self.queues_applied += other.queues_applied
         self.errors += other.errors
         self.passes += other.passes
 
@@ -66,6 +68,7 @@ class SyncReport:
             "checked": self.checked,
             "transitions": dict(self.transitions),
             "orphans_deleted": self.orphans_deleted,
+            "queues_applied": self.queues_applied,
             "errors": self.errors,
             "passes": self.passes,
         }
@@ -131,8 +134,22 @@ class Reconciler:
                         extra={"error": str(error)},
                     )
         self._sweep_orphans([job_id for job_id in owned if job_id not in records], owned)
+        self._reconcile_queues()
         self.report.passes = 1
         return self.report
+
+    def _reconcile_queues(self) -> None:
+        """Every account's ClusterQueue and LocalQueue as its record says (an operator's
+        change another instance could not apply, an account made before its queue)."""
+        default = self.b.settings.default_quota
+        try:
+            shares = [account.share(default) for account in self.b.accounts.all()]
+            self.report.queues_applied += self.b.queues.reconcile(shares)
+        except (ClusterApiError, StoreError) as error:
+            self.report.errors += 1
+            log.warning(
+                "could not reconcile the queues; next sync retries", extra={"error": str(error)}
+            )
 
     def check(self, job: Job) -> tuple[Job, list[dict[str, Any]]]:
         """Reconcile one job from its own objects (create's short watch): the new record,
@@ -161,7 +178,7 @@ class Reconciler:
         if now_ms() - job.updated < self.create_grace_ms:
             return  # its create may still be running
         if k8s_job is not None:
-            if (k8s_job.get("spec") or {}).get("suspend") and job.scheduled_for is not None:
+            if manifests.queue_of(k8s_job) == queues.SCHEDULED:
                 self.b.store.update(job.id, {"suspended": True}, status=Status.CREATED)
                 log.info("the create deployed the scheduled job but did not record it")
                 return

@@ -10,10 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import Enum
 from typing import Any
 
 from shared.errors import Forbidden, InvalidParameters
+from shared.model.queues import RESERVED, Share
+from shared.quota import Quota
 
 # An account id is a DNS label: it names the account's queue in the cluster, too.
 ACCOUNT_ID = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -96,6 +99,13 @@ class Account:
     created: int = 0  # epoch ms
     created_by: str | None = None
     updated: int = 0  # epoch ms of the last write
+    quota: Quota | None = None  # its ClusterQueue's nominal quota; None: DEFAULT_QUOTA
+    fair_share_weight: Decimal = Decimal(1)  # its share of what the cohort lends
+
+    def share(self, default_quota: Quota) -> Share:
+        """What Kueue gives the account (operators set it): shared/model/queues.py."""
+        quota = self.quota if self.quota is not None else default_quota
+        return Share(quota=quota, weight=self.fair_share_weight, queue=self.account_id)
 
     def to_document(self) -> dict[str, Any]:
         return {
@@ -107,6 +117,8 @@ class Account:
             "created": self.created,
             "created_by": self.created_by,
             "updated": self.updated,
+            "quota": _plain(self.quota),
+            "fair_share_weight": float(self.fair_share_weight),
         }
 
     @classmethod
@@ -118,20 +130,29 @@ class Account:
             created=int(doc.get("created") or 0),
             created_by=doc.get("created_by"),
             updated=int(doc.get("updated") or 0),
+            quota=_plain(doc.get("quota")),
+            fair_share_weight=Decimal(str(doc.get("fair_share_weight") or 1)),
         )
 
-    def to_api(self) -> dict[str, Any]:
+    def to_api(self, default_quota: Quota) -> dict[str, Any]:
         return {
             "account_id": self.account_id,
             "members": {email: role.value for email, role in sorted(self.members.items())},
             "buckets": self.buckets,
             "created": self.created,
             "created_by": self.created_by,
+            **self.share(default_quota).to_api(),
         }
 
     @property
     def admins(self) -> list[str]:
         return sorted(email for email, role in self.members.items() if role is Role.ADMIN)
+
+
+def _plain(quota: Mapping[str, Mapping[str, str]] | None) -> dict[str, dict[str, str]] | None:
+    if quota is None:
+        return None
+    return {flavor: dict(resources) for flavor, resources in quota.items()}
 
 
 def account_id(value: Any) -> str:
@@ -142,6 +163,10 @@ def account_id(value: Any) -> str:
                 "account_id": "Must be 1 to 63 lowercase letters, digits or '-', "
                 "starting and ending with a letter or digit"
             }
+        )
+    if value in RESERVED:
+        raise InvalidParameters(
+            data={"account_id": f"{value!r} names one of the product's own queues"}
         )
     return value
 

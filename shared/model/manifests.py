@@ -16,9 +16,11 @@ on a read-only root filesystem.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from shared.contract.exits import PERMANENT_CODES
+from shared.model import queues
 from shared.model.job import Job
 from shared.settings import MAX_JOB_SECONDS, MIB, Settings
 
@@ -55,6 +57,11 @@ Manifest = dict[str, Any]
 
 def labels(job: Job, role: str) -> dict[str, str]:
     return {MANAGED_BY: MANAGER, JOB_ID: job.id, ROLE: role}
+
+
+def queue_of(k8s_job: Mapping[str, Any]) -> str | None:
+    """The Kueue queue a Job names (its label)."""
+    return ((k8s_job.get("metadata") or {}).get("labels") or {}).get(queues.QUEUE_LABEL)
 
 
 def job_selector(job_id: str) -> str:
@@ -284,13 +291,16 @@ def batch_job(
     upload_url: str,
     input_url: str | None = None,
     public_input: bool = False,
-    suspend: bool = False,
+    queue: str = queues.NO_ACCOUNT,
     tasks_url: str | None = None,
 ) -> Manifest:
     """The job's one Job. `upload_url` is the output's upload session (Bucket.open_upload),
     `input_url` where stage-in reads the input, which a job with input needs (a signed
-    URL, or the user's own, checked again by stage-in when `public_input`). A suspended Job
-    (`start_after`) makes no pod until the sync resumes it.
+    URL, or the user's own, checked again by stage-in when `public_input`).
+
+    It names its Kueue `queue` (its account's LocalQueue, or `scheduled` while its start
+    time is ahead) and is created suspended: Kueue resumes it once its workload is
+    admitted, within its account's quota (shared/model/queues.py).
 
     An array job is one Indexed Job: one pod per task, `retries` per task
     (backoffLimitPerIndex), failing once more than `max_failed_tasks` tasks have failed
@@ -307,15 +317,14 @@ def batch_job(
     }
     if job.task_count is not None:
         _indexed(spec, job, settings)
-    if suspend:
-        spec["suspend"] = True
+    spec["suspend"] = True
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
             "name": job.name,
             "namespace": settings.namespace,
-            "labels": labels(job, "job"),
+            "labels": {**labels(job, "job"), queues.QUEUE_LABEL: queue},
         },
         "spec": spec,
     }
@@ -383,18 +392,14 @@ def _indexed(spec: dict[str, Any], job: Job, settings: Settings) -> None:
     )
 
 
-SPOT_LABEL = "cloud.google.com/gke-spot"
-
-
 def _on_spot(pod: dict[str, Any]) -> None:
-    """Only on GKE Spot nodes: their label as node selector, and a toleration of the taint
-    a Spot node pool may carry (https://cloud.google.com/kubernetes-engine/docs/how-to/spot-vms).
-    A preempted pod gets the DisruptionTarget condition, which the failure policy ignores:
+    """Only on GKE Spot nodes: GKE's provisioning label as node selector (so that Kueue
+    gives it the Spot flavor's quota only), and a toleration of the taint a Spot node pool
+    may carry (https://cloud.google.com/kubernetes-engine/docs/how-to/spot-vms). A
+    preempted pod gets the DisruptionTarget condition, which the failure policy ignores:
     the Job makes a new pod and no retry is used."""
-    pod["nodeSelector"] = {SPOT_LABEL: "true"}
-    pod["tolerations"] = [
-        {"key": SPOT_LABEL, "operator": "Equal", "value": "true", "effect": "NoSchedule"}
-    ]
+    pod["nodeSelector"] = {queues.PROVISIONING_LABEL: queues.PROVISIONING[queues.SPOT]}
+    pod["tolerations"] = [queues.spot_toleration()]
 
 
 def timeout_seconds(job: Job, settings: Settings) -> int:

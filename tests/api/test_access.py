@@ -29,13 +29,14 @@ def call(fn, method: str, path: str, who: str | None, **kwargs: Any) -> tuple[in
 
 
 @pytest.fixture
-def teams(fn_store) -> None:
+def teams(fn) -> None:
+    """The accounts, each with its Kueue queues in the test's namespace."""
     for account_id, members in (
         ("team-a", {ADMIN: "admin", SUBMITTER: "submitter", VIEWER: "viewer"}),
         ("team-b", {STRANGER: "submitter"}),
     ):
         body = {"account_id": account_id, "members": members}
-        status, answer = fn_store.api("POST", "/accounts/", json=body)
+        status, answer = fn.api("POST", "/accounts/", json=body)
         assert status == 200, answer
 
 

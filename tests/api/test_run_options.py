@@ -396,7 +396,7 @@ def test_spot_pods_go_to_spot_nodes(fn, core_v1, namespace):
         return pods[0].spec if pods and pods[0].spec.node_name else None
 
     spec = wait_for(bound, what="the job's pod on a node")
-    assert spec.node_selector == {"cloud.google.com/gke-spot": "true"}
+    assert spec.node_selector == {"cloud.google.com/gke-provisioning": "spot"}
     tolerations = [(t.key, t.operator, t.value, t.effect) for t in spec.tolerations]
     assert ("cloud.google.com/gke-spot", "Equal", "true", "NoSchedule") in tolerations
     assert spec.node_name == "local-spot-node"  # the real scheduler's choice

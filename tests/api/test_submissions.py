@@ -33,10 +33,10 @@ ACCOUNT = "acct-submit"  # the folder the tests' submissions go in
 
 
 @pytest.fixture(autouse=True)
-def account(fn_store) -> None:
+def account(fn) -> None:
     """The account whose folder the submissions are uploaded to (IAM, deployed, lets only
-    its submitters write there)."""
-    status, answer = fn_store.api("POST", "/accounts/", json={"account_id": ACCOUNT})
+    its submitters write there), with its queues in the test's namespace."""
+    status, answer = fn.api("POST", "/accounts/", json={"account_id": ACCOUNT})
     assert status == 200, answer
 
 

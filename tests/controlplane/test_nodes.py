@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from infra.local.nodeagent.nodes import SPOT_LABEL
-from shared.model.manifests import SPOT_LABEL as PRODUCT_SPOT_LABEL
+from shared.model.queues import PROVISIONING, PROVISIONING_LABEL
 from tests.controlplane.test_control_plane import as_json, kubectl
 from tests.fixtures.waiting import wait_for
 
@@ -51,7 +51,9 @@ def pod(name: str, **spec: Any) -> str:
 def test_both_nodes_are_ready_and_the_spot_node_is_tainted(control_plane):
     nodes = both_ready(control_plane)
     spot = nodes["local-spot-node"]
-    assert spot["metadata"]["labels"][PRODUCT_SPOT_LABEL] == "true"
+    assert spot["metadata"]["labels"][SPOT_LABEL] == "true"
+    assert spot["metadata"]["labels"][PROVISIONING_LABEL] == PROVISIONING["spot"]
+    assert nodes["local-node"]["metadata"]["labels"][PROVISIONING_LABEL] == "standard"
     assert {"key": SPOT_LABEL, "value": "true", "effect": "NoSchedule"} in spot["spec"]["taints"]
     assert nodes["local-node"]["status"]["allocatable"]["pods"] == "110"
     listed = kubectl(control_plane.admin_kubeconfig, "get", "nodes").stdout.splitlines()

@@ -199,13 +199,27 @@ def manifests(config: DeployConfig) -> list[dict]:
     return list(yaml.safe_load_all(render_manifests(config)))
 
 
-def test_rbac_is_one_role_in_one_namespace(config):
+CLUSTER_WIDE = ("Namespace", "ClusterRole", "ClusterRoleBinding", "ResourceFlavor")
+
+
+def test_rbac_is_one_role_in_one_namespace_and_one_for_the_queues(config):
     documents = manifests(config)
     kinds = sorted(document["kind"] for document in documents)
-    assert kinds == ["Namespace", "Role", "RoleBinding", "ServiceAccount"]
+    assert kinds == sorted(
+        ["Namespace", "Role", "RoleBinding", "ServiceAccount", "ClusterRole",
+         "ClusterRoleBinding", "ResourceFlavor", "ResourceFlavor"]
+    )  # fmt: skip
     for document in documents:
-        if document["kind"] != "Namespace":
+        if document["kind"] not in CLUSTER_WIDE:
             assert document["metadata"]["namespace"] == config.namespace
+    (queues_role,) = [d for d in documents if d["kind"] == "ClusterRole"]
+    assert queues_role["rules"] == [
+        {
+            "apiGroups": ["kueue.x-k8s.io"],
+            "resources": ["clusterqueues"],
+            "verbs": ["get", "list", "watch", "create", "patch", "update"],
+        }
+    ]
     (role,) = [d for d in documents if d["kind"] == "Role"]
     granted: dict[tuple[str, str], set[str]] = {}
     for rule in role["rules"]:
@@ -218,6 +232,9 @@ def test_rbac_is_one_role_in_one_namespace(config):
         ("", "pods"): {"get", "list", "watch"},  # the Job's deletion takes its pods
         ("", "pods/log"): {"get"},  # the log is saved to the bucket before the pod goes
         ("", "persistentvolumeclaims"): {"list", "delete"},  # the sweep of leftovers only
+        ("kueue.x-k8s.io", "localqueues"): {"get", "list", "watch", "create", "patch", "update"},
+        ("kueue.x-k8s.io", "workloads"): {"get", "list", "watch"},  # why one waits
+        ("visibility.kueue.x-k8s.io", "localqueues/pendingworkloads"): {"get"},  # where
     }
     assert not [key for key in granted if key[1] == "secrets"]
     (binding,) = [d for d in documents if d["kind"] == "RoleBinding"]

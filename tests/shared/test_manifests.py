@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from shared.model import manifests
+from shared.model import manifests, queues
 from shared.model.job import Job, Status, now_ms
 from shared.settings import Settings
 
@@ -210,7 +210,7 @@ def test_command_and_args_keep_their_kubernetes_meaning():
 
 def test_spot_selects_spot_nodes_and_tolerates_their_taint():
     pod = pod_spec(manifest(job(False, spot=True), settings()))
-    assert pod["nodeSelector"] == {"cloud.google.com/gke-spot": "true"}
+    assert pod["nodeSelector"] == {"cloud.google.com/gke-provisioning": "spot"}
     assert pod["tolerations"] == [
         {
             "key": "cloud.google.com/gke-spot",
@@ -223,10 +223,15 @@ def test_spot_selects_spot_nodes_and_tolerates_their_taint():
     assert "nodeSelector" not in plain and "tolerations" not in plain
 
 
-def test_a_scheduled_job_is_suspended():
+def test_every_job_is_made_suspended_in_its_queue_for_kueue_to_admit():
     j = job(False)
-    assert manifests.batch_job(j, settings(), upload_url=UPLOAD, suspend=True)["spec"]["suspend"]
-    assert "suspend" not in manifest(j, settings())["spec"]
+    held = manifests.batch_job(j, settings(), upload_url=UPLOAD, queue=queues.SCHEDULED)
+    assert held["metadata"]["labels"][queues.QUEUE_LABEL] == "scheduled"
+    plain = manifest(j, settings())
+    assert plain["spec"]["suspend"] is True
+    assert manifests.queue_of(plain) == queues.NO_ACCOUNT
+    team = manifests.batch_job(j, settings(), upload_url=UPLOAD, queue="team-a")
+    assert manifests.queue_of(team) == "team-a"
 
 
 def test_stage_in_limits_and_address_checks_by_input_source():

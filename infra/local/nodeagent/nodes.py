@@ -23,7 +23,10 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-SPOT_LABEL = "cloud.google.com/gke-spot"  # GKE's, as shared/model/manifests.py asks for it
+SPOT_LABEL = "cloud.google.com/gke-spot"  # GKE's, on a Spot node pool's nodes and taint
+# GKE labels each node with its provisioning model: Kueue's flavors select nodes by it
+# (shared/model/queues.py), and so does a job that asks for Spot capacity.
+PROVISIONING_LABEL = "cloud.google.com/gke-provisioning"
 LEASE_SECONDS = 40  # the kubelet's nodeLeaseDurationSeconds
 RENEW_SECONDS = 10.0  # a quarter of it, as the kubelet renews
 STATUS_SECONDS = 60.0  # how often the Ready condition's heartbeat is posted
@@ -39,10 +42,10 @@ class NodeSpec:
 
 
 NODES = (
-    NodeSpec("local-node"),
+    NodeSpec("local-node", labels={PROVISIONING_LABEL: "standard"}),
     NodeSpec(
         "local-spot-node",
-        labels={SPOT_LABEL: "true"},
+        labels={SPOT_LABEL: "true", PROVISIONING_LABEL: "spot"},
         taints=({"key": SPOT_LABEL, "value": "true", "effect": "NoSchedule"},),
     ),
 )

@@ -12,7 +12,8 @@ from shared.cloud.backends import Backends
 from shared.cloud.bucket import V4_MAX_LIFETIME
 from shared.errors import BucketError, ClusterApiError
 from shared.jobs import references
-from shared.model import manifests
+from shared.model import manifests, queues
+from shared.model.access import ACCOUNT_ID
 from shared.model.job import Job, now_ms
 from shared.settings import Settings
 
@@ -42,15 +43,17 @@ def deploy(
     upload: Future[str],
     backends: Backends,
     *,
-    suspend: bool | None = None,
+    held: bool | None = None,
 ) -> int | None:
     """Create the job's one Job, once its input is in the bucket with a signed URL (the two
-    overlap) and its output's upload session is open. Suspended while the job's start time
-    is ahead. Returns when the pod's URLs expire (epoch ms): the upload session lives a
+    overlap) and its output's upload session is open. It waits in its account's queue for
+    Kueue to admit it, or `held` in the scheduled jobs' queue while its start time is
+    ahead. Returns when the pod's URLs expire (epoch ms): the upload session lives a
     week, a signed input URL as long as it was signed for."""
     settings, bucket = backends.settings, backends.bucket
-    if suspend is None:
-        suspend = not is_due(job)
+    if held is None:
+        held = not is_due(job)
+    account_queue = queue_of(job, backends)
     lifetime = input_url_lifetime(job, settings)
     opened = now_ms()
     expires = [opened + SESSION_LIFETIME * 1000]
@@ -68,11 +71,26 @@ def deploy(
         upload_url=upload.result(),
         input_url=source.url if source else None,
         public_input=bool(source and source.public),
-        suspend=suspend,
+        queue=queues.SCHEDULED if held else account_queue,
         tasks_url=tasks_url,
     )
     backends.cluster.create_job(manifest)
     return min(expires)
+
+
+def queue_of(job: Job, backends: Backends) -> str:
+    """The LocalQueue of the job's account (of no account: `default`), made sure to exist
+    (shared/cloud/queues.py), and the held one of scheduled jobs with it."""
+    return backends.queues.ensure(job.account_id, lambda: share_of(job.account_id, backends))
+
+
+def share_of(account_id: str | None, backends: Backends) -> queues.Share:
+    """The account's share as its record says; a job of no account (or, with access
+    control off, of an account with no record) gets the default quota's queue."""
+    default = backends.settings.default_quota
+    known = account_id is not None and ACCOUNT_ID.fullmatch(account_id)
+    account = backends.accounts.get(account_id) if account_id and known else None
+    return account.share(default) if account is not None else queues.Share(quota=default)
 
 
 def _stage_in_source(

@@ -1,6 +1,7 @@
-"""A job with `start_after` ahead, whichever way it started: its Job is made suspended, so
-the cluster has checked it, and the record stays `created` until the sync resumes it when
-its time comes (`resume`)."""
+"""A job with `start_after` ahead, whichever way it started: its Job is made at once, so
+the cluster has checked it, in Kueue's held `scheduled` queue, where nothing is admitted;
+the record stays `created` until the sync moves the Job to its account's queue when its
+time comes (`resume`), and Kueue admits it there within the account's quota."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import datetime
 import logging
 
 from shared.cloud.backends import Backends
-from shared.jobs.start.deploy import deploy, open_output
+from shared.jobs.start.deploy import deploy, open_output, queue_of
 from shared.model import manifests
 from shared.model.job import Job, Status, now_ms
 
@@ -16,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def record(job: Job, urls_expire: int | None, backends: Backends) -> Job:
-    """The job's suspended Job exists: the record says so, and the sync resumes it."""
+    """The job's held Job exists: the record says so, and the sync resumes it."""
     changes = {"suspended": True, "urls_expire": urls_expire, "input_upload_url": None}
     changes["input_upload_expires"] = None
     if not backends.store.update(job.id, changes, status=Status.CREATED):
@@ -33,17 +34,18 @@ def message(job: Job) -> str:
 
 
 def resume(job: Job, backends: Backends) -> Job:
-    """Start a scheduled job whose time has come: unsuspend its Job, or, when its URLs
-    would expire before its pod is done, replace it with one with fresh URLs."""
+    """Start a scheduled job whose time has come: move its Job to its account's queue, or,
+    when its URLs would expire before its pod is done, replace it with one with fresh
+    URLs."""
     settings = backends.settings
     # The Job's own deadline, with a few minutes for the sync to notice the end.
     needed = manifests.run_seconds(job, settings) + manifests.JOB_DEADLINE_MARGIN + 300
     if job.urls_expire is not None and job.urls_expire < now_ms() + needed * 1000:
         backends.cluster.delete_job(job.name)
-        urls_expire = deploy(job, None, open_output(job, backends), backends, suspend=False)
+        urls_expire = deploy(job, None, open_output(job, backends), backends, held=False)
         log.info("replaced the scheduled Job: its URLs would have expired")
     else:
-        backends.cluster.resume_job(job.name)
+        backends.cluster.move_job(job.name, queue_of(job, backends))
         urls_expire = job.urls_expire
     running = backends.store.transition(
         job.id,

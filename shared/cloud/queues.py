@@ -1,0 +1,152 @@
+"""Kueue's objects of one deployment in the cluster: each account's ClusterQueue and
+LocalQueue (shared/model/queues.py renders them), applied with server-side apply.
+
+Who applies them: the accounts API when an operator changes an account's share, a job's
+create for a queue this instance has not applied lately (an account made before its queue,
+or a change another instance made), and the sync, which compares every account with what
+the cluster holds and applies what differs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from shared.cloud.cluster import call_api, json_body
+from shared.model.queues import (
+    KUEUE,
+    NO_ACCOUNT,
+    SCHEDULED,
+    VERSION,
+    Names,
+    Share,
+    applied_hash,
+    local_queue,
+    queues_of,
+)
+from shared.quota import Quota
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+FIELD_MANAGER = "kubernetes-task-runner"
+ENSURED_SECONDS = 300.0  # how long a create trusts its own instance's apply of a queue
+_PLURAL = {"ClusterQueue": "clusterqueues", "LocalQueue": "localqueues"}
+
+
+class Queues:
+    def __init__(
+        self, api: ApiClient, namespace: str, default_quota: Quota, timeout: float = 15.0
+    ) -> None:
+        from kubernetes import client
+
+        self.names = Names(namespace)
+        self.default_quota = default_quota
+        self.timeout = timeout
+        self.custom: Any = client.CustomObjectsApi(api)
+        self._applied: dict[str, float] = {}  # queue -> when this instance applied it
+        self._queue_of: dict[str, str] = {}  # account id ("": none) -> its queue
+
+    def apply(self, thing: dict[str, Any]) -> None:
+        """Server-side apply of one ClusterQueue or LocalQueue, as this product's."""
+        kind, name = thing["kind"], thing["metadata"]["name"]
+        namespace = thing["metadata"].get("namespace")
+        arguments: dict[str, Any] = {
+            "field_manager": FIELD_MANAGER,
+            "force": True,
+            "_content_type": "application/apply-patch+yaml",
+            "_preload_content": False,
+            "_request_timeout": self.timeout,
+        }
+        if namespace:
+            call = lambda: self.custom.patch_namespaced_custom_object(  # noqa: E731
+                KUEUE, VERSION, namespace, _PLURAL[kind], name, thing, **arguments
+            )
+        else:
+            call = lambda: self.custom.patch_cluster_custom_object(  # noqa: E731
+                KUEUE, VERSION, _PLURAL[kind], name, thing, **arguments
+            )
+        call_api(f"applying {kind} {name}", lambda: json_body(call()))
+
+    def apply_share(self, share: Share) -> None:
+        """An account's ClusterQueue and LocalQueue: its share changed."""
+        for thing in queues_of(self.names, share):
+            self.apply(thing)
+        self._applied[share.queue] = time.monotonic()
+
+    def own(self) -> list[dict[str, Any]]:
+        """The product's own queues: jobs of no account's, and the held one of scheduled
+        jobs (of the same ClusterQueue)."""
+        share = Share(quota=self.default_quota, queue=NO_ACCOUNT)
+        return [*queues_of(self.names, share), local_queue(self.names, SCHEDULED, held=True)]
+
+    def ensure(self, account_id: str | None, share: Callable[[], Share]) -> str:
+        """The LocalQueue a job of `account_id` names: it and the product's own exist,
+        applied now unless this instance did within ENSURED_SECONDS."""
+        if self._stale(SCHEDULED):
+            for thing in self.own():
+                self.apply(thing)
+            self._applied[SCHEDULED] = self._applied[NO_ACCOUNT] = time.monotonic()
+        queue = self._queue_of.get(account_id or "")
+        if queue is None or self._stale(queue):
+            wanted = share()
+            if wanted.queue != NO_ACCOUNT:
+                self.apply_share(wanted)
+            self._queue_of[account_id or ""] = queue = wanted.queue
+        return queue
+
+    def _stale(self, queue: str) -> bool:
+        applied = self._applied.get(queue)
+        return applied is None or time.monotonic() - applied > ENSURED_SECONDS
+
+    def reconcile(self, shares: list[Share]) -> int:
+        """Apply whatever of these accounts' queues and the product's own differs from what
+        the cluster holds; how many objects were applied."""
+        wanted = self.own() + [t for share in shares for t in queues_of(self.names, share)]
+        held = self.applied()
+        changed = 0
+        for thing in wanted:
+            key = (thing["kind"], thing["metadata"]["name"])
+            if held.get(key, "missing") != applied_hash(thing):
+                self.apply(thing)
+                changed += 1
+        return changed
+
+    def applied(self) -> dict[tuple[str, str], str | None]:
+        """(kind, name) -> the spec hash it was applied with (None: changed by another
+        hand since), of the deployment's queues."""
+        selector = f"kubernetes-task-runner/namespace={self.names.namespace}"
+        cluster = call_api(
+            "listing ClusterQueues",
+            lambda: json_body(
+                self.custom.list_cluster_custom_object(
+                    KUEUE, VERSION, "clusterqueues", label_selector=selector,
+                    _preload_content=False, _request_timeout=self.timeout,
+                )
+            ),
+        )  # fmt: skip
+        local = call_api(
+            "listing LocalQueues",
+            lambda: json_body(
+                self.custom.list_namespaced_custom_object(
+                    KUEUE, VERSION, self.names.namespace, "localqueues",
+                    _preload_content=False, _request_timeout=self.timeout,
+                )
+            ),
+        )  # fmt: skip
+        found: dict[tuple[str, str], str | None] = {}
+        for kind, listed in (("ClusterQueue", cluster), ("LocalQueue", local)):
+            for thing in listed.get("items") or []:
+                found[(kind, thing["metadata"]["name"])] = _as_applied(thing)
+        return found
+
+
+def _as_applied(thing: dict[str, Any]) -> str | None:
+    """The hash it was applied with; None when another hand has changed its spec since
+    (its managed fields say who set what): applied again."""
+    for entry in thing["metadata"].get("managedFields") or []:
+        others = entry.get("manager") != FIELD_MANAGER and not entry.get("subresource")
+        if others and "f:spec" in (entry.get("fieldsV1") or {}):
+            return None
+    return applied_hash(thing)
