@@ -58,7 +58,7 @@ def job_table(jobs: list[dict[str, Any]]) -> Table:
         table.add_row(
             job.get("id", ""),
             job.get("name", ""),
-            job.get("status", ""),
+            shown_status(job),
             when(job.get("created")),
             job.get("account_id", "-"),
             (job.get("job_parameters") or {}).get("docker_image", ""),
@@ -112,11 +112,15 @@ def timeline(job: dict[str, Any]) -> list[tuple[Any, str]]:
         for step in recorded:
             why = f" ({step['reason']})" if step.get("reason") else ""
             steps.append((step.get("at"), f"{step.get('from') or '-'} -> {step.get('to')}{why}"))
+        if job.get("admitted"):
+            steps.append((job["admitted"], "admitted by Kueue"))
         if job.get("start_time"):
             steps.append((job["start_time"], "container started"))
         return sorted(steps, key=lambda step: step[0] or 0)
     if job.get("scheduled_for"):
         steps.append((job["scheduled_for"], "scheduled start"))
+    if job.get("admitted"):
+        steps.append((job["admitted"], "admitted by Kueue"))
     if job.get("start_time"):
         steps.append((job["start_time"], "container started"))
     if job.get("stop_time"):
@@ -124,12 +128,37 @@ def timeline(job: dict[str, Any]) -> list[tuple[Any, str]]:
     return steps
 
 
+def shown_status(job: dict[str, Any]) -> str:
+    """The status, or "waiting (#N)" for a running job that Kueue has not admitted yet."""
+    queued = job.get("queued")
+    if job.get("status") == "running" and isinstance(queued, dict):
+        position = queued.get("position")
+        return f"waiting (#{position})" if position else "waiting"
+    return str(job.get("status", ""))
+
+
+def queue_rows(job: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Where the job waits for quota, why, and since when; or when it was admitted."""
+    queued = job.get("queued")
+    if isinstance(queued, dict):
+        place = f", #{queued['position']} in line" if queued.get("position") else ""
+        return [
+            ("queue", f"{queued.get('queue')}{place}"),
+            ("waiting", f"since {when(queued.get('since'))}: {queued.get('reason')}"),
+        ]
+    return [
+        ("queue", job.get("queue")),
+        ("admitted", when(job["admitted"]) if job.get("admitted") else None),
+    ]
+
+
 def job_detail(job: dict[str, Any]) -> None:
     params = job.get("job_parameters") or {}
     rows: list[tuple[str, Any]] = [
         ("id", job.get("id")),
         ("name", job.get("name")),
-        ("status", job.get("status")),
+        ("status", shown_status(job)),
+        *queue_rows(job),
         ("account", job.get("account_id")),
         ("created by", job.get("created_by")),
         ("killed by", job.get("killed_by")),

@@ -33,11 +33,13 @@ class PublishError(Exception):
 
 @dataclass(frozen=True)
 class Step:
-    """One status change as written: (previous status or None, status, epoch ms)."""
+    """One status change as written: (previous status or None, status, epoch ms); or,
+    `event` "admitted", Kueue's admission of a running job (its status unchanged)."""
 
     previous: str | None
     status: str
     at: int
+    event: str = "status"
 
 
 def rfc3339(ms: int) -> str:
@@ -56,6 +58,7 @@ def message(job: Job, step: Step) -> tuple[bytes, dict[str, str]]:
         "status": step.status,
         "previous_status": step.previous or "",
         "event_time": rfc3339(step.at),
+        "event": step.event,
     }
     for key in ("account_id", "created_by"):
         if (value := getattr(job, key)) is not None:

@@ -9,6 +9,7 @@ the cluster holds and applies what differs.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,8 @@ from shared.quota import Quota
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
+VISIBILITY = "visibility.kueue.x-k8s.io"  # Kueue's aggregated API of pending workloads
+PAGE = 1000  # pending workloads a page (the visibility API's own default limit)
 FIELD_MANAGER = "kubernetes-task-runner"
 ENSURED_SECONDS = 300.0  # how long a create trusts its own instance's apply of a queue
 _PLURAL = {"ClusterQueue": "clusterqueues", "LocalQueue": "localqueues"}
@@ -140,6 +143,62 @@ class Queues:
             for thing in listed.get("items") or []:
                 found[(kind, thing["metadata"]["name"])] = _as_applied(thing)
         return found
+
+    # -- what Kueue decided ----------------------------------------------------------------
+
+    def workloads(self) -> dict[str, dict[str, Any]]:
+        """The namespace's workloads, by the name of the Job each is of."""
+        listed = call_api(
+            "listing workloads",
+            lambda: json_body(
+                self.custom.list_namespaced_custom_object(
+                    KUEUE, VERSION, self.names.namespace, "workloads",
+                    _preload_content=False, _request_timeout=self.timeout,
+                )
+            ),
+        )  # fmt: skip
+        found = {}
+        for workload in listed.get("items") or []:
+            for owner in workload["metadata"].get("ownerReferences") or []:
+                if owner.get("kind") == "Job":
+                    found[owner["name"]] = workload
+        return found
+
+    def positions(self, queue: str) -> dict[str, int]:
+        """Workload name -> its place in the LocalQueue `queue` (0: admitted next), as
+        Kueue's visibility API orders its pending workloads, a page of PAGE at a time."""
+        path = (
+            f"/apis/{VISIBILITY}/{VERSION}/namespaces/{self.names.namespace}"
+            f"/localqueues/{queue}/pendingworkloads"
+        )
+        found: dict[str, int] = {}
+        while True:
+            page = self._get(path, {"limit": PAGE, "offset": len(found)})
+            items = page.get("items") or []
+            for item in items:
+                found[item["metadata"]["name"]] = int(item.get("positionInLocalQueue", 0))
+            if len(items) < PAGE:
+                return found
+
+    def _get(self, path: str, query: dict[str, Any]) -> Any:
+        """A GET of a path the typed clients have no method for (an aggregated API)."""
+        from kubernetes.client import ApiException
+
+        api = self.custom.api_client
+
+        def get() -> Any:
+            method, url, headers, _, _ = api.param_serialize(
+                "GET", path, query_params=list(query.items()),
+                header_params={"Accept": "application/json"}, auth_settings=["BearerToken"],
+            )  # fmt: skip
+            response = api.call_api(method, url, headers, _request_timeout=self.timeout)
+            response.read()
+            if not 200 <= response.status < 300:
+                raise ApiException(status=response.status, reason=response.reason,
+                                   body=response.data.decode(errors="replace"))  # fmt: skip
+            return json.loads(response.data)
+
+        return call_api(f"reading {path}", get)
 
 
 def _as_applied(thing: dict[str, Any]) -> str | None:

@@ -3,9 +3,11 @@
 Every status change adds its records to the job's `transitions` (from, to, at, reason), and
 a create stores the job in its first status; so the steps a write made are the records the
 new document has and the old one had not, after the first status when the document is new.
-Each is published (shared/cloud/events.py). Idempotent for a consumer: a redelivered event
-publishes the same messages again, and consumers drop what they have seen (job id and
-status). A delete, or a write that changed no status, publishes nothing.
+A write that records Kueue's admission (`admitted`, shared/jobs/admission.py) is one more
+step, of event `admitted` (the job stays `running`). Each is published
+(shared/cloud/events.py). Idempotent for a consumer: a redelivered event publishes the same
+messages again, and consumers drop what they have seen (job id, status and event). A
+delete, or a write that changed neither, publishes nothing.
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ def steps(old: dict[str, Any] | None, new: dict[str, Any]) -> list[Step]:
     for record in records:
         if _key(record) not in seen:
             found.append(Step(record["from"], record["to"], int(record["at"])))
-    return found
+    admitted = new.get("admitted")
+    if admitted is not None and (old or {}).get("admitted") is None:
+        found.append(Step("running", "running", int(admitted), event="admitted"))
+    return sorted(found, key=lambda step: step.at)
 
 
 def _key(record: dict[str, Any]) -> tuple[Any, Any, Any]:

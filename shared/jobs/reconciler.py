@@ -20,7 +20,7 @@ from typing import Any
 
 from shared.cloud.backends import Backends
 from shared.errors import BucketError, ClusterApiError, StoreError, TransitionRefusedError
-from shared.jobs import arrays, joblogs
+from shared.jobs import admission, arrays, joblogs
 from shared.jobs.cleanup import remove_from_cluster
 from shared.jobs.completion import USER_DONE, USERS_DONE, complete_success, observed
 from shared.jobs.start import scheduled, submission, upload
@@ -101,6 +101,7 @@ class Reconciler:
         self.create_grace_ms = int(backends.settings.create_grace * 1000)
         self.image_pull_grace_ms = int(backends.settings.image_pull_grace * 1000)
         self.report = SyncReport()
+        self.kueue: admission.Snapshot | None = None  # this pass's view of waiting jobs
 
     def run(self) -> SyncReport:
         # The query and the three listings are independent: they overlap.
@@ -117,6 +118,7 @@ class Reconciler:
                 owned[job_id].pods = objs
             for job_id, objs in _index(claims.result()).items():
                 owned[job_id].claims = [obj["metadata"]["name"] for obj in objs]
+        self.kueue = self._kueue(list(records.values()))
         for job in records.values():
             self.report.checked += 1
             with log_context(job_id=job.id, job_name=job.name):
@@ -137,6 +139,17 @@ class Reconciler:
         self._reconcile_queues()
         self.report.passes = 1
         return self.report
+
+    def _kueue(self, jobs: list[Job]) -> admission.Snapshot | None:
+        """Where the jobs that wait for Kueue are, read once a pass; None if it fails."""
+        try:
+            return admission.snapshot(self.b, jobs)
+        except ClusterApiError as error:
+            self.report.errors += 1
+            log.warning(
+                "could not read Kueue's queues; next sync retries", extra={"error": str(error)}
+            )
+            return None
 
     def _reconcile_queues(self) -> None:
         """Every account's ClusterQueue and LocalQueue as its record says (an operator's
@@ -182,7 +195,9 @@ class Reconciler:
                 self.b.store.update(job.id, {"suspended": True}, status=Status.CREATED)
                 log.info("the create deployed the scheduled job but did not record it")
                 return
-            self._move(job, Status.RUNNING, "the create deployed it but did not record it")
+            queue = manifests.queue_of(k8s_job)
+            why = "the create deployed it but did not record it"
+            self._move(job, Status.RUNNING, why, admission.pending(queue))
             return
         if job.submission:
             self._start_submitted(job)
@@ -241,7 +256,7 @@ class Reconciler:
         if job.task_count is not None:
             self._deployed_array(job, k8s_job, pods)
             return
-        facts = observed(job, pods)
+        facts = {**observed(job, pods), **admission.facts(job, k8s_job, self.kueue)}
         if k8s_job is None:
             if not self._output_landed(job, pods, facts, "the output was found by the sync"):
                 missing = Failure("JobMissing", "The Kubernetes Job disappeared from the cluster")
@@ -269,7 +284,7 @@ class Reconciler:
     ) -> None:
         """An array job: its tasks' progress, and its end once the Job has ended (Failed
         with FailedIndexes is a success when no more tasks failed than it tolerates)."""
-        facts = observed(job, pods)
+        facts = {**observed(job, pods), **admission.facts(job, k8s_job, self.kueue)}
         if k8s_job is not None:
             facts.update(arrays.progress(job, k8s_job, pods))
         outcome = finished(k8s_job) if k8s_job is not None else "Missing"

@@ -71,8 +71,12 @@ class Job:
     #   and its input (stage-in leaves its job.json out)
     submission_generation: int | None = None  # that object's generation: a redelivered
     #   event for it finds this job, another upload under the name is refused
-    scheduled_for: int | None = None  # epoch ms (start_after): its Job waits suspended till then
-    suspended: bool = False  # its Job exists, suspended until scheduled_for
+    scheduled_for: int | None = None  # epoch ms (start_after): its Job waits held till then
+    suspended: bool = False  # its Job exists, held in the `scheduled` queue till scheduled_for
+    queue: str | None = None  # the Kueue LocalQueue its Job names (its account's)
+    queued: dict[str, Any] | None = None  # while Kueue has not admitted it: its queue,
+    #   position (1: next), Kueue's reason and since when (shared/jobs/admission.py)
+    admitted: int | None = None  # epoch ms: Kueue admitted its workload (and resumed it)
     urls_expire: int | None = None  # epoch ms: the pod's input URL or upload session expires
     start_time: int | None = None  # epoch ms: the user's container first started (an array
     #   job's: its first task's), as Kubernetes records it (whole seconds)
@@ -195,6 +199,11 @@ class Job:
             body["disruptions"] = self.disruptions
         if self.scheduled_for is not None:
             body["scheduled_for"] = self.scheduled_for
+        for key in ("queue", "admitted"):
+            if (value := getattr(self, key)) is not None:
+                body[key] = value
+        if self.queued is not None and self.status not in FINAL:
+            body["queued"] = self.queued
         if self.callback_url is not None:
             body["callback_url"] = (
                 self.callback_url if secrets else without_secrets(self.callback_url)

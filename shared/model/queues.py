@@ -117,9 +117,9 @@ def spot_toleration() -> dict[str, str]:
 def cluster_queue(names: Names, share: Share) -> dict[str, Any]:
     """The account's ClusterQueue: its nominal quota, in the deployment's cohort, with its
     weight. No preemption: a job that runs is never stopped for another (it would start
-    over); what an account lent comes back as the borrower's jobs finish."""
-    spec = {
-        "cohortName": names.cohort,
+    over); what an account lent comes back as the borrower's jobs finish. The queue of jobs
+    of no account stands alone: its quota is neither lent nor borrowed."""
+    spec: dict[str, Any] = {
         "namespaceSelector": {
             "matchLabels": {"kubernetes.io/metadata.name": names.namespace},
         },
@@ -142,6 +142,8 @@ def cluster_queue(names: Names, share: Share) -> dict[str, Any]:
         ],
         "preemption": {"reclaimWithinCohort": "Never", "withinClusterQueue": "Never"},
     }
+    if share.queue != NO_ACCOUNT:
+        spec["cohortName"] = names.cohort
     meta = {"name": names.cluster_queue(share.queue), "labels": _labels(names)}
     return _hashed(_object("ClusterQueue", meta, spec))
 

@@ -62,6 +62,25 @@ def test_a_whole_life_is_announced_in_order_with_its_attributes(fn, backends, jo
         assert message.job["status"] == message.attributes["status"]
     # The last message's data is the job as the API returns it.
     assert messages[-1].job == fn.job(job["id"])
+    # Kueue's admission, between `running` and `cleaning`, as its own event.
+    (admitted,) = job_events.of(job["id"], event="admitted")
+    assert admitted.attributes["status"] == admitted.attributes["previous_status"] == "running"
+    moment = datetime.datetime.fromisoformat(admitted.attributes["event_time"])
+    assert int(moment.timestamp() * 1000) == record.admitted
+    order = [m.attributes["event"] for m in job_events.of(job["id"], event=None)]
+    assert order.index("admitted") == 2
+
+
+def test_an_admission_is_announced_once(fn_store, reader):
+    waiting = _doc("j-adm", queue="team", queued={"queue": "team", "position": 1,
+                                                  "reason": "quota", "since": 2000})  # fmt: skip
+    admitted = _doc("j-adm", queue="team", queued=None, admitted=2500)
+    assert fn_store.written(_event("j-adm", waiting, admitted)) == 200
+    assert fn_store.written(_event("j-adm", admitted, {**admitted, "updated": 3000})) == 200
+    reader.until(lambda r: len(r.of("j-adm", event=None)) >= 1)
+    (message,) = reader.of("j-adm", event=None)
+    assert message.attributes["event"] == "admitted" and message.attributes["status"] == "running"
+    assert message.job["admitted"] == 2500 and "queued" not in message.job
 
 
 def test_a_kill_is_announced_and_a_refused_one_is_not(fn, job_events):
@@ -198,6 +217,7 @@ def test_a_create_event_publishes_each_step_with_its_attributes(fn_store, reader
         "status": "created",
         "previous_status": "",
         "event_time": "1970-01-01T00:00:01.000Z",
+        "event": "status",
         "account_id": "acct-ev",
     }
     assert running.attributes["previous_status"] == "created"

@@ -144,8 +144,23 @@ def test_a_job_over_quota_waits_suspended_and_can_be_killed(fn, team, batch_v1, 
 
     wait_for(lambda: started(first["name"]), what="the first job admitted")
     assert not started(second["name"])  # no quota left: Kueue keeps it suspended
+
+    def waiting() -> dict[str, Any] | None:
+        fn.sync()
+        queued = fn.job(second["id"]).get("queued")
+        return queued if queued and queued["position"] else None
+
+    queued = wait_for(waiting, what="the second job's place in line")
+    assert queued["queue"] == TEAM and queued["position"] == 1
+    assert "insufficient unused quota for pods in flavor on-demand" in queued["reason"]
+    assert queued["since"] >= second["created"]
+    shown = fn.job(second["id"])
+    assert shown["status"] == "running" and shown["queue"] == TEAM  # the six statuses only
+    admitted = fn.job(first["id"])
+    assert "queued" not in admitted and admitted["admitted"] >= first["created"]
     status, answer = call(fn, "DELETE", f"/batch/{second['id']}", MEMBER)
     assert status == 200 and answer["data"]["status"] == "killed", answer
+    assert "queued" not in answer["data"]
 
 
 def test_a_spot_job_gets_the_spot_flavor(fn, team, kueue, batch_v1, namespace):

@@ -20,6 +20,9 @@ from infra.local.stack import read_env_file
 from tests.local.test_stack import descendants, start_stack, stop_stack
 
 KTR = Path(sys.executable).parent / "ktr"
+# Accounts with the default quota lend no Spot capacity: a test's account with a Spot quota
+# of its own waits once that is used up, whichever other accounts the stack has by then.
+NO_SPOT_TO_LEND = {"DEFAULT_QUOTA": '{"spot": {"pods": "0"}}'}
 RUN_SECONDS = 300  # a hung ktr fails its test instead of the whole run
 
 
@@ -63,7 +66,9 @@ def run_ktr(*args: str, api: str | None, cwd: Path, env: dict[str, str] | None =
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """`make run`'s stack on free ports; stopped at the end, leaving no process behind."""
     state = tmp_path_factory.mktemp("cloud") / "state"
-    env = isolated_env(state, GC_BUCKET_NAME="cli-bucket", JOB_SYNCHRONIZATION_INTERVAL="2")
+    env = isolated_env(
+        state, GC_BUCKET_NAME="cli-bucket", JOB_SYNCHRONIZATION_INTERVAL="2", **NO_SPOT_TO_LEND
+    )
     stack = start_stack(state, env)
     # Read its output all along: a full pipe would stop the stack.
     assert stack.stdout is not None

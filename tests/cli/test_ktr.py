@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.cli.conftest import KTR, RUN_SECONDS, Result, ktr_env, run_ktr
+from tests.fixtures.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 COPY = "import shutil; shutil.copytree('/input', '/output', dirs_exist_ok=True)"
@@ -388,3 +389,43 @@ def test_without_the_issuer_key_ktr_sends_no_token_and_is_told_why(cloud, tmp_pa
     assert "Unauthenticated" in refused.err
     asked = run_ktr("--as", "ana@cli.test", "list", api=cloud["API_URL"], cwd=tmp_path)
     assert asked.code == 3 and "issuer key" in asked.err
+
+
+def test_a_job_waiting_for_its_accounts_quota_says_where_and_why(ktr):
+    made = ktr("accounts", "create", "cli-q", "--member", "ana@cli.test=submitter")
+    assert made.code == 0, made.err
+    quota = ktr("accounts", "quota", "cli-q", "--on-demand", "pods=0", "--spot", "pods=1",
+                "--weight", "2")  # fmt: skip
+    assert quota.code == 0, quota.err
+    assert "on-demand" in quota.out and "fair-sharing weight: 2" in quota.out, quota.out
+    refused = ktr("--as", "ana@cli.test", "accounts", "quota", "cli-q", "--weight", "3")
+    assert refused.code == 3 and "Forbidden" in refused.err
+    first, second = (
+        job_id(
+            ktr(
+                "--as",
+                "ana@cli.test",
+                "submit",
+                "--spot",
+                "--image",
+                "alpine:3",
+                "--",
+                "sleep",
+                "600",
+            )
+        )  # fmt: skip
+        for _ in range(2)
+    )
+
+    def waiting() -> str | None:
+        listed = ktr("--as", "ana@cli.test", "list")
+        line = next((row for row in listed.out.splitlines() if row.startswith(second)), "")
+        return line if "waiting (#1)" in line else None
+
+    wait_for(waiting, what="the second job listed as waiting, first in line")
+    shown = ktr("--as", "ana@cli.test", "status", second)
+    assert "cli-q, #1 in line" in shown.out, shown.out
+    assert "insufficient unused quota for pods in flavor spot" in shown.out, shown.out
+    assert "admitted by Kueue" in ktr("status", first).out
+    for job in (first, second):
+        assert ktr("--as", "ana@cli.test", "kill", job).code == 0

@@ -24,6 +24,7 @@ from cli.auth import LOCAL_CALLER, local_token
 from infra.local.config import isolated_env
 from infra.local.prereqs import CHROMIUM
 from infra.local.stack import read_env_file
+from tests.cli.conftest import NO_SPOT_TO_LEND
 from tests.local.test_stack import descendants, start_stack, stop_stack
 
 pytestmark = pytest.mark.slow
@@ -82,7 +83,9 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     that succeeded with a known log, one that failed, one still running, and one whose
     account and log hold HTML. Stopped afterwards, leaving no process behind."""
     state = tmp_path_factory.mktemp("ui") / "state"
-    env = isolated_env(state, GC_BUCKET_NAME="ui-bucket", JOB_SYNCHRONIZATION_INTERVAL="2")
+    env = isolated_env(
+        state, GC_BUCKET_NAME="ui-bucket", JOB_SYNCHRONIZATION_INTERVAL="2", **NO_SPOT_TO_LEND
+    )
     stack = start_stack(state, env)
     spawned: set[int] = set()
     try:
@@ -418,3 +421,31 @@ def test_a_viewer_sees_only_the_jobs_of_its_accounts(cloud, chromium, stranger):
 
 def _row_selector(job_id: str) -> str:
     return f'#jobs tbody tr[data-id="{job_id}"]'
+
+
+def test_a_job_waiting_for_quota_shows_its_place_in_line(cloud, browser):
+    """An account whose quota runs one job at a time: its second job's badge says it waits,
+    and its page says where, why and since when."""
+    from playwright.sync_api import expect
+
+    body = {"account_id": "ui-queue", "quota": {"on-demand": {"pods": 0}, "spot": {"pods": 1}}}
+    made = requests.post(f"{cloud.api}/accounts/", json=body, headers=cloud.headers, timeout=30)
+    assert made.status_code == 200, made.text
+    sleeper = _python("import time; time.sleep(600)", account_id="ui-queue")
+    sleeper["job_parameters"]["spot"] = True
+    first = cloud.create("queue-first", sleeper)
+    second = cloud.create("queue-second", sleeper)
+    page = browser.page
+    page.goto(f"{cloud.api}/ui/#/?status=running&account_id=ui-queue")
+    expect(_row(page, second["id"]).locator(".status")).to_have_text("waiting #1", timeout=30_000)
+    expect(_row(page, first["id"]).locator(".status")).to_have_text("running")
+    page.goto(f"{cloud.api}/ui/#/job/{second['id']}")
+    expect(page.locator("#job-status")).to_have_text("waiting #1")
+    facts = page.locator("#job-facts")
+    expect(facts).to_contain_text("ui-queue, #1 in line")
+    expect(facts).to_contain_text("insufficient unused quota for pods in flavor spot")
+    for job in (first, second):
+        killed = requests.delete(
+            f"{cloud.api}/batch/{job['id']}", headers=cloud.headers, timeout=30
+        )
+        assert killed.status_code == 200, killed.text

@@ -101,6 +101,16 @@
     node.className = `status status-${STATUSES.includes(status) ? status : "unknown"}`;
   }
 
+  // A running job that Kueue has not admitted yet waits for its account's quota.
+  function jobBadge(node, job) {
+    statusBadge(node, job.status);
+    const queued = job.status === "running" && job.queued;
+    if (!queued) return;
+    node.textContent = queued.position ? `waiting #${queued.position}` : "waiting";
+    node.className = "status status-waiting";
+    node.title = `in queue ${queued.queue} since ${when(queued.since)}: ${queued.reason}`;
+  }
+
   function showProblem(node, error) {
     node.textContent = error instanceof ApiError ? problemText(error) : `The API could not be reached: ${error.message}`;
     node.hidden = false;
@@ -204,7 +214,7 @@
       name.appendChild(link);
       const status = el("td");
       const badge = el("span");
-      statusBadge(badge, job.status);
+      jobBadge(badge, job);
       status.appendChild(badge);
       const age = el("td", span(now - job.created));
       age.title = `created ${when(job.created)}`;
@@ -299,7 +309,7 @@
     const now = Date.now();
     $("job-body").hidden = false;
     $("job-name").textContent = job.name;
-    statusBadge($("job-status"), job.status);
+    jobBadge($("job-status"), job);
     document.title = `${job.name} (${job.status}) · Kubernetes task runner`;
 
     const failure = $("failure");
@@ -343,6 +353,14 @@
       ["Duration", span(duration(job, now))],
     ];
     if (typeof job.scheduled_for === "number") facts.push(["Scheduled for", when(job.scheduled_for)]);
+    if (job.status === "running" && job.queued) {
+      const q = job.queued;
+      facts.push(["Queue", `${q.queue}${q.position ? `, #${q.position} in line` : ""}`]);
+      facts.push(["Waiting", `since ${when(q.since)} (${span(now - q.since)}): ${q.reason}`]);
+    } else if (job.queue) {
+      facts.push(["Queue", job.queue]);
+    }
+    if (typeof job.admitted === "number") facts.push(["Admitted", when(job.admitted)]);
     if (job.disruptions) facts.push(["Disruptions", job.disruptions]);
     if (job.tasks) {
       const t = job.tasks;

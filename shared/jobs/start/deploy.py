@@ -53,7 +53,7 @@ def deploy(
     settings, bucket = backends.settings, backends.bucket
     if held is None:
         held = not is_due(job)
-    account_queue = queue_of(job, backends)
+    job.queue = queues.SCHEDULED if held else queue_of(job, backends)
     lifetime = input_url_lifetime(job, settings)
     opened = now_ms()
     expires = [opened + SESSION_LIFETIME * 1000]
@@ -71,7 +71,7 @@ def deploy(
         upload_url=upload.result(),
         input_url=source.url if source else None,
         public_input=bool(source and source.public),
-        queue=queues.SCHEDULED if held else account_queue,
+        queue=job.queue,
         tasks_url=tasks_url,
     )
     backends.cluster.create_job(manifest)

@@ -9,6 +9,7 @@ import logging
 
 from shared.cloud.backends import Backends
 from shared.errors import BucketError, ClusterApiError
+from shared.jobs import admission
 from shared.jobs.start import scheduled
 from shared.jobs.start.deploy import deploy, open_output, undo
 from shared.jobs.start.draft import Draft, store
@@ -47,7 +48,7 @@ def create(draft: Draft, backends: Backends) -> Created:
             Status.RUNNING,
             reason="deployed to the cluster",
             known=written,
-            updates={"urls_expire": urls_expire},
+            updates={"urls_expire": urls_expire, **admission.pending(job.queue)},
         )
-        log.info("job deployed")
+        log.info("job deployed", extra={"queue": job.queue})
     return Created(running, "")

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import datetime
 import logging
+from typing import Any
 
 from shared.cloud.backends import Backends
+from shared.jobs import admission
 from shared.jobs.start.deploy import deploy, open_output, queue_of
 from shared.model import manifests
 from shared.model.job import Job, Status, now_ms
@@ -18,8 +20,8 @@ log = logging.getLogger(__name__)
 
 def record(job: Job, urls_expire: int | None, backends: Backends) -> Job:
     """The job's held Job exists: the record says so, and the sync resumes it."""
-    changes = {"suspended": True, "urls_expire": urls_expire, "input_upload_url": None}
-    changes["input_upload_expires"] = None
+    changes: dict[str, Any] = {"suspended": True, "urls_expire": urls_expire, "queue": job.queue}
+    changes |= {"input_upload_url": None, "input_upload_expires": None}
     if not backends.store.update(job.id, changes, status=Status.CREATED):
         log.info("the job changed while it was deployed; left to the sync")
     log.info("job scheduled", extra={"scheduled_for": job.scheduled_for})
@@ -45,14 +47,15 @@ def resume(job: Job, backends: Backends) -> Job:
         urls_expire = deploy(job, None, open_output(job, backends), backends, held=False)
         log.info("replaced the scheduled Job: its URLs would have expired")
     else:
-        backends.cluster.move_job(job.name, queue_of(job, backends))
+        job.queue = queue_of(job, backends)
+        backends.cluster.move_job(job.name, job.queue)
         urls_expire = job.urls_expire
     running = backends.store.transition(
         job.id,
         Status.RUNNING,
         reason="its start time came; resumed",
         expect={Status.CREATED},
-        updates={"suspended": False, "urls_expire": urls_expire},
+        updates={"suspended": False, "urls_expire": urls_expire, **admission.pending(job.queue)},
     )
     log.info("job resumed")
     return running

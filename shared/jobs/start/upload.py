@@ -9,6 +9,7 @@ import logging
 
 from shared.cloud.backends import Backends
 from shared.errors import BucketError, ClusterConflictError, TransitionRefusedError
+from shared.jobs import admission
 from shared.jobs.start import scheduled
 from shared.jobs.start.deploy import deploy, is_due, open_output
 from shared.jobs.start.draft import Draft, store
@@ -96,6 +97,7 @@ def start(
                 "urls_expire": urls_expire,
                 "input_upload_url": None,
                 "input_upload_expires": None,
+                **admission.pending(job.queue),
             },
         )
     except TransitionRefusedError as refused:
