@@ -12,12 +12,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from shared.cloud.cluster import call_api, json_body
 from shared.model.queues import (
     KUEUE,
     NO_ACCOUNT,
+    PROVISIONING,
+    PROVISIONING_LABEL,
     SCHEDULED,
     VERSION,
     Names,
@@ -26,7 +29,8 @@ from shared.model.queues import (
     local_queue,
     queues_of,
 )
-from shared.quota import Quota
+from shared.quantity import parse_quantity
+from shared.quota import FLAVORS, RESOURCES, Quota
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -35,6 +39,7 @@ VISIBILITY = "visibility.kueue.x-k8s.io"  # Kueue's aggregated API of pending wo
 PAGE = 1000  # pending workloads a page (the visibility API's own default limit)
 FIELD_MANAGER = "kubernetes-task-runner"
 ENSURED_SECONDS = 300.0  # how long a create trusts its own instance's apply of a queue
+READ_SECONDS = 30.0  # how long a create trusts its reading of the quotas and the nodes
 _PLURAL = {"ClusterQueue": "clusterqueues", "LocalQueue": "localqueues"}
 
 
@@ -50,6 +55,8 @@ class Queues:
         self.custom: Any = client.CustomObjectsApi(api)
         self._applied: dict[str, float] = {}  # queue -> when this instance applied it
         self._queue_of: dict[str, str] = {}  # account id ("": none) -> its queue
+        self._listings: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+        self._selector = f"kubernetes-task-runner/namespace={namespace}"
 
     def apply(self, thing: dict[str, Any]) -> None:
         """Server-side apply of one ClusterQueue or LocalQueue, as this product's."""
@@ -119,16 +126,6 @@ class Queues:
     def applied(self) -> dict[tuple[str, str], str | None]:
         """(kind, name) -> the spec hash it was applied with (None: changed by another
         hand since), of the deployment's queues."""
-        selector = f"kubernetes-task-runner/namespace={self.names.namespace}"
-        cluster = call_api(
-            "listing ClusterQueues",
-            lambda: json_body(
-                self.custom.list_cluster_custom_object(
-                    KUEUE, VERSION, "clusterqueues", label_selector=selector,
-                    _preload_content=False, _request_timeout=self.timeout,
-                )
-            ),
-        )  # fmt: skip
         local = call_api(
             "listing LocalQueues",
             lambda: json_body(
@@ -138,11 +135,85 @@ class Queues:
                 )
             ),
         )  # fmt: skip
+        listings = (("ClusterQueue", self._cluster_queues()), ("LocalQueue", local.get("items")))
         found: dict[tuple[str, str], str | None] = {}
-        for kind, listed in (("ClusterQueue", cluster), ("LocalQueue", local)):
-            for thing in listed.get("items") or []:
+        for kind, listed in listings:
+            for thing in listed or []:
                 found[(kind, thing["metadata"]["name"])] = _as_applied(thing)
         return found
+
+    # -- what a job could ever be given -----------------------------------------------------
+
+    def ceiling(self, queue: str) -> dict[str, dict[str, Decimal]]:
+        """Per flavor, the most the ClusterQueue of `queue` could ever be given: its own
+        nominal quota and all its cohort could lend (every other account's, as no lending
+        limit is set); its own alone when it is in no cohort."""
+        listed = self._cached("clusterqueues", self._cluster_queues)
+        own = next(
+            (q for q in listed if q["metadata"]["name"] == self.names.cluster_queue(queue)), None
+        )
+        if own is None:
+            return {flavor: {r: Decimal(0) for r in RESOURCES} for flavor in FLAVORS}
+        cohort = own["spec"].get("cohortName")
+        members = [q for q in listed if cohort and q["spec"].get("cohortName") == cohort] or [own]
+        total = {flavor: {r: Decimal(0) for r in RESOURCES} for flavor in FLAVORS}
+        for member in members:
+            for group in member["spec"].get("resourceGroups") or []:
+                for flavor in group.get("flavors") or []:
+                    for resource in flavor.get("resources") or []:
+                        if flavor["name"] in total and resource["name"] in RESOURCES:
+                            amount = parse_quantity(str(resource.get("nominalQuota", "0")))
+                            total[flavor["name"]][resource["name"]] += amount or Decimal(0)
+        return total
+
+    def largest_nodes(self) -> dict[str, dict[str, Decimal]]:
+        """Per flavor, the largest allocatable CPU and memory of its nodes (by GKE's
+        provisioning label); a flavor with no node now is left out."""
+        largest: dict[str, dict[str, Decimal]] = {}
+        for node in self._cached("nodes", self._nodes):
+            labels = node["metadata"].get("labels") or {}
+            flavor = next(
+                (f for f in FLAVORS if labels.get(PROVISIONING_LABEL) == PROVISIONING[f]), None
+            )
+            if flavor is None:
+                continue
+            allocatable = (node.get("status") or {}).get("allocatable") or {}
+            seen = largest.setdefault(flavor, {"cpu": Decimal(0), "memory": Decimal(0)})
+            for resource in ("cpu", "memory"):
+                amount = parse_quantity(str(allocatable.get(resource, "0"))) or Decimal(0)
+                seen[resource] = max(seen[resource], amount)
+        return largest
+
+    def _cached(self, what: str, read: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        """A listing kept READ_SECONDS: a create reads it, the quota changes seldom."""
+        kept = self._listings.get(what)
+        if kept is None or time.monotonic() - kept[0] > READ_SECONDS:
+            kept = self._listings[what] = (time.monotonic(), read())
+        return kept[1]
+
+    def _cluster_queues(self) -> list[dict[str, Any]]:
+        listed = call_api(
+            "listing ClusterQueues",
+            lambda: json_body(
+                self.custom.list_cluster_custom_object(
+                    KUEUE, VERSION, "clusterqueues", label_selector=self._selector,
+                    _preload_content=False, _request_timeout=self.timeout,
+                )
+            ),
+        )  # fmt: skip
+        return list(listed.get("items") or [])
+
+    def _nodes(self) -> list[dict[str, Any]]:
+        from kubernetes import client
+
+        core: Any = client.CoreV1Api(self.custom.api_client)
+        listed = call_api(
+            "listing nodes",
+            lambda: json_body(
+                core.list_node(_preload_content=False, _request_timeout=self.timeout)
+            ),
+        )
+        return list(listed.get("items") or [])
 
     # -- what Kueue decided ----------------------------------------------------------------
 

@@ -173,9 +173,23 @@ def identified(handler: CallerHandler[P]) -> Handler[P]:
 
 @identified
 def create(request: Request, backends: Backends, caller: Caller) -> Response:
+    """A create; with `?dry_run=true`, whether it would be accepted and where it would
+    wait, nothing made."""
     body = read_json(request, backends.settings.max_body_bytes)
+    if _flag(request.args.get("dry_run")):
+        answer, msg = lifecycle.preview(body, backends, caller)
+        return envelope(answer, msg=msg)
     job, msg, _ = lifecycle.create(body, backends, caller)
     return envelope(job.to_api(), msg=msg)
+
+
+def _flag(value: str | None) -> bool:
+    """A boolean query parameter: true or 1; false, 0 or absent; anything else is 400."""
+    if value is None or value.lower() in ("false", "0"):
+        return False
+    if value.lower() in ("true", "1"):
+        return True
+    raise InvalidParameters(data={"dry_run": "Must be true or false"})
 
 
 def _shown(backends: Backends) -> bool:

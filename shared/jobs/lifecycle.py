@@ -17,7 +17,7 @@ from shared.errors import InvalidParameters, TransitionRefusedError
 from shared.jobs import queries
 from shared.jobs.cleanup import remove_from_cluster, remove_unstarted
 from shared.jobs.reconciler import watch_start
-from shared.jobs.start import direct, draft, upload
+from shared.jobs.start import direct, draft, placement, upload
 from shared.jobs.start.records import Created
 from shared.logs import log_context
 from shared.model.access import Caller, Role
@@ -50,6 +50,18 @@ def create(body: Any, backends: Backends, caller: Caller) -> Created:
         with log_context(job_id=created.job.id, job_name=created.job.name):
             return Created(*watch_start(created.job, backends))
     return created
+
+
+def preview(body: Any, backends: Backends, caller: Caller) -> tuple[dict[str, Any], str]:
+    """`?dry_run=true`: whether the job would be accepted (every check of a create, the
+    caller's role and whether it could ever run included; a refusal is the same error),
+    and where it would wait. Nothing is stored or made."""
+    drafted = draft.prepare(body, backends, caller, dry_run=True)
+    assert isinstance(drafted, draft.Draft)  # a dry run answers no request id
+    answer = placement.preview(drafted.job, drafted.queue, backends)
+    ahead = answer["waiting_ahead"]
+    msg = f"The job would be accepted, into queue {drafted.queue}, behind {ahead} waiting"
+    return answer, msg
 
 
 def kill(job_id: str, backends: Backends, caller: Caller) -> tuple[Job, str]:

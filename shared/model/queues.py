@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from shared.errors import InvalidParameters
+from shared.quantity import parse_quantity
 from shared.quota import FLAVORS, ON_DEMAND, RESOURCES, SPOT, Quota, QuotaError, merged
 
 KUEUE = "kueue.x-k8s.io"
@@ -183,3 +184,86 @@ def applied_hash(thing: Mapping[str, Any]) -> str | None:
     annotations = (thing.get("metadata") or {}).get("annotations") or {}
     value = annotations.get(HASH_ANNOTATION)
     return str(value) if value is not None else None
+
+
+# -- what a job asks for, against what its account could ever get -------------------------
+
+
+@dataclass(frozen=True)
+class Demand:
+    """A Job's workload as Kueue counts it: each pod's CPU and memory requests (the largest
+    init container against the sum of the others, as the scheduler counts them), times
+    its parallelism, all at once."""
+
+    cpu: Decimal  # per pod
+    memory: Decimal  # per pod, bytes
+    pods: int
+    flavors: tuple[str, ...]  # those it may use: Spot only, when it asks for Spot
+
+    @property
+    def total(self) -> dict[str, Decimal]:
+        return {
+            "cpu": self.cpu * self.pods,
+            "memory": self.memory * self.pods,
+            "pods": Decimal(self.pods),
+        }
+
+
+def demand(manifest: Mapping[str, Any]) -> Demand:
+    spec = manifest["spec"]
+    pod = spec["template"]["spec"]
+    per_pod = {}
+    for resource in ("cpu", "memory"):
+        inits = [_request(c, resource) for c in pod.get("initContainers") or []]
+        running = sum((_request(c, resource) for c in pod.get("containers") or []), Decimal(0))
+        per_pod[resource] = max([running, *inits])
+    selected = (pod.get("nodeSelector") or {}).get(PROVISIONING_LABEL)
+    flavors = tuple(f for f in FLAVORS if selected in (None, PROVISIONING[f]))
+    return Demand(per_pod["cpu"], per_pod["memory"], int(spec.get("parallelism") or 1), flavors)
+
+
+def _request(container: Mapping[str, Any], resource: str) -> Decimal:
+    """Its request; its limit when it sets only that (Kubernetes defaults one to the
+    other)."""
+    resources = container.get("resources") or {}
+    given = (resources.get("requests") or {}).get(resource) or (resources.get("limits") or {}).get(
+        resource
+    )
+    return parse_quantity(str(given)) or Decimal(0) if given is not None else Decimal(0)
+
+
+def never_fits(
+    wanted: Demand,
+    ceiling: Mapping[str, Mapping[str, Decimal]],
+    nodes: Mapping[str, Mapping[str, Decimal]],
+) -> str | None:
+    """Why `wanted` could never be admitted and run, with the numbers; None if it could.
+    `ceiling`: per flavor, the most the account could ever be given (its nominal quota
+    and what its cohort could lend); `nodes`: per flavor, the largest node's allocatable
+    CPU and memory (a flavor with no node known is not held to one)."""
+    problems = []
+    for flavor in wanted.flavors:
+        short = [
+            f"{_amount(resource, wanted.total[resource])} {resource} at once"
+            f" ({_amount(resource, ceiling[flavor][resource])} at most)"
+            for resource in RESOURCES
+            if wanted.total[resource] > ceiling[flavor][resource]
+        ]
+        largest = nodes.get(flavor)
+        if largest is not None:
+            short += [
+                f"{_amount(resource, per_pod)} {resource} a pod (the largest node: "
+                f"{_amount(resource, largest[resource])})"
+                for resource, per_pod in (("cpu", wanted.cpu), ("memory", wanted.memory))
+                if per_pod > largest[resource]
+            ]
+        if not short:
+            return None
+        problems.append(f"{flavor}: " + ", ".join(short))
+    return "It could never run: " + "; ".join(problems)
+
+
+def _amount(resource: str, value: Decimal) -> str:
+    if resource == "memory":
+        return f"{value / 2**30:.3g}Gi"
+    return f"{value.normalize():f}" if resource == "cpu" else str(int(value))

@@ -210,3 +210,46 @@ def test_the_sync_puts_back_what_was_changed_behind_its_back(fn, team, kueue, na
     assert report["queues_applied"] >= 2, report
     assert nominal(cluster_queue(kueue, namespace, TEAM))["on-demand"]["cpu"] == "32"
     kueue.get_namespaced_custom_object(queues.KUEUE, queues.VERSION, namespace, "localqueues", TEAM)
+
+
+def test_what_could_never_run_is_refused_with_the_numbers(fn, team, batch_v1, namespace):
+    small = {"on-demand": {"pods": 4}, "spot": {"pods": 2}}
+    assert fn.api("PATCH", f"/accounts/{TEAM}", json={"quota": small})[0] == 200
+    wide = {"task_count": 10, "parallelism": 5, **LONG}
+    body = {"account_id": TEAM, "job_parameters": {"docker_image": "alpine:3", **wide}}
+    status, answer = call(fn, "POST", "/batch/", MEMBER, json=body)
+    assert (status, answer["error"]) == (400, "InvalidParameters"), answer
+    why = answer["data"]["resources"]
+    assert "on-demand: 5 pods at once (4 at most)" in why, why
+    assert "spot: 5 pods at once (2 at most)" in why, why
+    huge = {"resources": {"requests": {"cpu": "16"}}, **LONG}
+    body = {"account_id": TEAM, "job_parameters": {"docker_image": "alpine:3", **huge}}
+    status, answer = call(fn, "POST", "/batch/", MEMBER, json=body)
+    assert (status, answer["error"]) == (400, "InvalidParameters"), answer
+    assert "16 cpu a pod (the largest node: " in answer["data"]["resources"], answer
+    assert not batch_v1.list_namespaced_job(namespace).items  # nothing was made
+    status, listed = fn.api("GET", f"/batch/?status=any&account_id={TEAM}")
+    assert status == 200 and listed["data"] == []
+
+
+def test_a_dry_run_says_where_the_job_would_wait_and_makes_nothing(fn, team, batch_v1, namespace):
+    assert fn.api("PATCH", f"/accounts/{TEAM}", json={"quota": ONE_POD})[0] == 200
+    body = {"account_id": TEAM, "job_parameters": {"docker_image": "alpine:3", **LONG}}
+    status, answer = call(fn, "POST", "/batch/?dry_run=true", MEMBER, json=body)
+    assert status == 200, answer
+    assert answer["data"] == {"accepted": True, "account_id": TEAM, "queue": TEAM,
+                              "waiting_ahead": 0, "scheduled_for": None}  # fmt: skip
+    assert not batch_v1.list_namespaced_job(namespace).items
+    submit(fn, MEMBER, **LONG)
+    submit(fn, MEMBER, **LONG)  # waits behind the first
+    ahead = wait_for(
+        lambda: call(fn, "POST", "/batch/?dry_run=1", MEMBER, json=body)[1]["data"][
+            "waiting_ahead"
+        ],
+        what="the waiting job counted",
+    )
+    assert ahead == 1
+    status, answer = call(fn, "POST", "/batch/?dry_run=maybe", MEMBER, json=body)
+    assert (status, answer["error"]) == (400, "InvalidParameters")
+    status, answer = call(fn, "POST", "/batch/?dry_run=true", "nobody@q.test", json=body)
+    assert status == 403, answer  # the same checks as a create

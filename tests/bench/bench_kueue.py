@@ -131,7 +131,7 @@ def bench_overhead(cloud: Any, api: Api, runs: int) -> dict[str, float]:
 
 
 def _share(account_id: str) -> queues.Share:
-    from shared.jobs.start.deploy import share_of
+    from shared.jobs.start.placement import share_of
 
     return share_of(account_id, Backends())
 

@@ -218,7 +218,8 @@ def test_rbac_is_one_role_in_one_namespace_and_one_for_the_queues(config):
             "apiGroups": ["kueue.x-k8s.io"],
             "resources": ["clusterqueues"],
             "verbs": ["get", "list", "watch", "create", "patch", "update"],
-        }
+        },
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list"]},
     ]
     (role,) = [d for d in documents if d["kind"] == "Role"]
     granted: dict[tuple[str, str], set[str]] = {}

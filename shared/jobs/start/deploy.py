@@ -12,8 +12,8 @@ from shared.cloud.backends import Backends
 from shared.cloud.bucket import V4_MAX_LIFETIME
 from shared.errors import BucketError, ClusterApiError
 from shared.jobs import references
+from shared.jobs.start.placement import queue_of
 from shared.model import manifests, queues
-from shared.model.access import ACCOUNT_ID
 from shared.model.job import Job, now_ms
 from shared.settings import Settings
 
@@ -76,21 +76,6 @@ def deploy(
     )
     backends.cluster.create_job(manifest)
     return min(expires)
-
-
-def queue_of(job: Job, backends: Backends) -> str:
-    """The LocalQueue of the job's account (of no account: `default`), made sure to exist
-    (shared/cloud/queues.py), and the held one of scheduled jobs with it."""
-    return backends.queues.ensure(job.account_id, lambda: share_of(job.account_id, backends))
-
-
-def share_of(account_id: str | None, backends: Backends) -> queues.Share:
-    """The account's share as its record says; a job of no account (or, with access
-    control off, of an account with no record) gets the default quota's queue."""
-    default = backends.settings.default_quota
-    known = account_id is not None and ACCOUNT_ID.fullmatch(account_id)
-    account = backends.accounts.get(account_id) if account_id and known else None
-    return account.share(default) if account is not None else queues.Share(quota=default)
 
 
 def _stage_in_source(

@@ -18,8 +18,9 @@ from shared.cloud.store import RequestKey, RequestSeenError, Version
 from shared.errors import InvalidParameters
 from shared.jobs import callbacks, references
 from shared.jobs.inputs import decode_input
-from shared.jobs.start import records
+from shared.jobs.start import placement, records
 from shared.jobs.start.records import Created, Names, repeat
+from shared.model import queues
 from shared.model.access import Caller, Role
 from shared.model.job import Job, Status, now_ms
 from shared.model.validation import INPUT_SOURCES, validate_create
@@ -45,21 +46,29 @@ class Draft:
     environments: list[Any] | None  # an array job's task_environments
     data: bytes | None  # the inline input, decoded
     awaits_upload: bool  # input_upload: the input comes later
+    queue: str = queues.NO_ACCOUNT  # the Kueue queue it will wait in
 
 
 def prepare(
-    body: Any, backends: Backends, caller: Caller, submission: Submission | None = None
+    body: Any,
+    backends: Backends,
+    caller: Caller,
+    submission: Submission | None = None,
+    *,
+    dry_run: bool = False,
 ) -> Draft | Created:
     """The draft of the job `body` asks for, or the answer to a request id seen in the last
     24 h: the job it made, as it is now (with a different body, a 409). The caller must be
-    a submitter of the job's account."""
+    a submitter of the job's account, and the job able to run some day in its account's
+    queue (placement.check). A `dry_run` checks the same, request id aside."""
     if submission is not None:
         _refuse_input_sources(body)
     request = validate_create(body, max_parallelism=backends.settings.max_parallelism)
     account_id = _account(request.account_id, caller)
     caller.require(account_id, Role.SUBMITTER)
     key = RequestKey(request.request_id, request.fingerprint) if request.request_id else None
-    if key is not None and (seen := backends.store.request(key.request_id)) is not None:
+    seen = None if key is None or dry_run else backends.store.request(key.request_id)
+    if key is not None and seen is not None:
         return repeat(key, *seen, store=backends.store, account_id=account_id)
     data = None
     if request.input_zip is not None:
@@ -89,7 +98,8 @@ def prepare(
     if submission is not None:
         job.submission, job.submission_generation = submission.object_name, submission.generation
         job.has_input = submission.has_input
-    return Draft(job, key, names, request.task_environments, data, request.input_upload)
+    queue = placement.check(job, backends)
+    return Draft(job, key, names, request.task_environments, data, request.input_upload, queue)
 
 
 def _account(given: str | None, caller: Caller) -> str | None:

@@ -11,7 +11,8 @@ from typing import Any
 
 from shared.cloud.backends import Backends
 from shared.jobs import admission
-from shared.jobs.start.deploy import deploy, open_output, queue_of
+from shared.jobs.start.deploy import deploy, open_output
+from shared.jobs.start.placement import queue_of
 from shared.model import manifests
 from shared.model.job import Job, Status, now_ms
 
