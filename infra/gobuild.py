@@ -153,3 +153,13 @@ def _build_one(
     if result.returncode != 0:
         tail = "\n".join(result.stderr.strip().splitlines()[-20:])
         raise BuildError(f"building {name} failed:\n{tail}")
+
+
+def main(toolset: Toolset) -> int:
+    """`python -m <its build module>`: the folder with the toolset, built if need be."""
+    try:
+        print(binaries_dir(toolset))
+    except BuildError as error:
+        print(error, file=sys.stderr)
+        return 1
+    return 0

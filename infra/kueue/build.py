@@ -73,14 +73,5 @@ def binaries_dir() -> Path:
     return gobuild.binaries_dir(TOOLSET)
 
 
-def main() -> int:
-    try:
-        print(binaries_dir())
-    except BuildError as error:
-        print(error, file=sys.stderr)
-        return 1
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(gobuild.main(TOOLSET))

@@ -126,16 +126,10 @@ class Queues:
     def applied(self) -> dict[tuple[str, str], str | None]:
         """(kind, name) -> the spec hash it was applied with (None: changed by another
         hand since), of the deployment's queues."""
-        local = call_api(
-            "listing LocalQueues",
-            lambda: json_body(
-                self.custom.list_namespaced_custom_object(
-                    KUEUE, VERSION, self.names.namespace, "localqueues",
-                    _preload_content=False, _request_timeout=self.timeout,
-                )
-            ),
-        )  # fmt: skip
-        listings = (("ClusterQueue", self._cluster_queues()), ("LocalQueue", local.get("items")))
+        listings = (
+            ("ClusterQueue", self._cluster_queues()),
+            ("LocalQueue", self._namespaced("localqueues")),
+        )
         found: dict[tuple[str, str], str | None] = {}
         for kind, listed in listings:
             for thing in listed or []:
@@ -191,6 +185,19 @@ class Queues:
             kept = self._listings[what] = (time.monotonic(), read())
         return kept[1]
 
+    def _namespaced(self, plural: str) -> list[dict[str, Any]]:
+        """The namespace's LocalQueues or workloads."""
+        listed = call_api(
+            f"listing {plural}",
+            lambda: json_body(
+                self.custom.list_namespaced_custom_object(
+                    KUEUE, VERSION, self.names.namespace, plural,
+                    _preload_content=False, _request_timeout=self.timeout,
+                )
+            ),
+        )  # fmt: skip
+        return list(listed.get("items") or [])
+
     def _cluster_queues(self) -> list[dict[str, Any]]:
         listed = call_api(
             "listing ClusterQueues",
@@ -219,17 +226,8 @@ class Queues:
 
     def workloads(self) -> dict[str, dict[str, Any]]:
         """The namespace's workloads, by the name of the Job each is of."""
-        listed = call_api(
-            "listing workloads",
-            lambda: json_body(
-                self.custom.list_namespaced_custom_object(
-                    KUEUE, VERSION, self.names.namespace, "workloads",
-                    _preload_content=False, _request_timeout=self.timeout,
-                )
-            ),
-        )  # fmt: skip
         found = {}
-        for workload in listed.get("items") or []:
+        for workload in self._namespaced("workloads"):
             for owner in workload["metadata"].get("ownerReferences") or []:
                 if owner.get("kind") == "Job":
                     found[owner["name"]] = workload

@@ -29,36 +29,28 @@ from typing import Any
 
 from shared.cloud.backends import Backends
 from shared.model import queues
+from tests.bench import bench_api
 from tests.bench.cloud import NAMESPACE, local_cloud
 from tests.bench.results import record, table
 
 RUNS = 20
 POLL = 0.02
-MAIN = "functions/main.py"
+MAIN = bench_api.MAIN
 SIMULATED = "alpine:3"  # the node agent's stand-in: KUBESIM_RUN_SECONDS says how long
 
 
-class Api:
-    """batch_api's app, as the operator."""
+class Api(bench_api.Api):
+    """batch_api's app as the operator, and the sync's."""
 
     def __init__(self) -> None:
         import functions_framework
 
         from tests.bench.cloud import authorized
 
-        self.client = authorized(functions_framework.create_app("batch_api", MAIN).test_client())
+        super().__init__()
         self.sync_client = authorized(
             functions_framework.create_app("synchronize_batch_jobs", MAIN).test_client()
         )
-
-    def call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
-        import json
-
-        response = self.client.open(path, method=method, json=body)
-        data: dict[str, Any] = json.loads(response.data)
-        if response.status_code != 200:
-            raise SystemExit(f"{method} {path} answered {response.status_code}: {data}")
-        return data
 
     def account(self, account_id: str, quota: dict[str, Any], weight: float = 1) -> None:
         body = {"account_id": account_id, "quota": quota, "fair_share_weight": weight}
