@@ -78,6 +78,8 @@ class Queues:
                 KUEUE, VERSION, _PLURAL[kind], name, thing, **arguments
             )
         call_api(f"applying {kind} {name}", lambda: json_body(call()))
+        if kind == "ClusterQueue":
+            self._listings.pop("clusterqueues", None)  # its quota as it is now
 
     def apply_share(self, share: Share) -> None:
         """An account's ClusterQueue and LocalQueue: its share changed."""
@@ -138,16 +140,18 @@ class Queues:
 
     # -- what a job could ever be given -----------------------------------------------------
 
-    def ceiling(self, queue: str) -> dict[str, dict[str, Decimal]]:
+    def ceiling(self, queue: str) -> dict[str, dict[str, Decimal]] | None:
         """Per flavor, the most the ClusterQueue of `queue` could ever be given: its own
         nominal quota and all its cohort could lend (every other account's, as no lending
-        limit is set); its own alone when it is in no cohort."""
+        limit is set); its own alone when it is in no cohort. None if it is not found."""
+        name = self.names.cluster_queue(queue)
         listed = self._cached("clusterqueues", self._cluster_queues)
-        own = next(
-            (q for q in listed if q["metadata"]["name"] == self.names.cluster_queue(queue)), None
-        )
+        if not any(q["metadata"]["name"] == name for q in listed):
+            self._listings.pop("clusterqueues", None)  # made since it was read: read again
+            listed = self._cached("clusterqueues", self._cluster_queues)
+        own = next((q for q in listed if q["metadata"]["name"] == name), None)
         if own is None:
-            return {flavor: {r: Decimal(0) for r in RESOURCES} for flavor in FLAVORS}
+            return None
         cohort = own["spec"].get("cohortName")
         members = [q for q in listed if cohort and q["spec"].get("cohortName") == cohort] or [own]
         total = {flavor: {r: Decimal(0) for r in RESOURCES} for flavor in FLAVORS}

@@ -234,20 +234,21 @@ def _request(container: Mapping[str, Any], resource: str) -> Decimal:
 
 def never_fits(
     wanted: Demand,
-    ceiling: Mapping[str, Mapping[str, Decimal]],
+    ceiling: Mapping[str, Mapping[str, Decimal]] | None,
     nodes: Mapping[str, Mapping[str, Decimal]],
 ) -> str | None:
     """Why `wanted` could never be admitted and run, with the numbers; None if it could.
     `ceiling`: per flavor, the most the account could ever be given (its nominal quota
     and what its cohort could lend); `nodes`: per flavor, the largest node's allocatable
-    CPU and memory (a flavor with no node known is not held to one)."""
+    CPU and memory (a flavor with no node known is not held to one). A `ceiling` not known
+    (None) holds it to none."""
     problems = []
     for flavor in wanted.flavors:
         short = [
             f"{_amount(resource, wanted.total[resource])} {resource} at once"
             f" ({_amount(resource, ceiling[flavor][resource])} at most)"
             for resource in RESOURCES
-            if wanted.total[resource] > ceiling[flavor][resource]
+            if ceiling is not None and wanted.total[resource] > ceiling[flavor][resource]
         ]
         largest = nodes.get(flavor)
         if largest is not None:

@@ -253,3 +253,20 @@ def test_a_dry_run_says_where_the_job_would_wait_and_makes_nothing(fn, team, bat
     assert (status, answer["error"]) == (400, "InvalidParameters")
     status, answer = call(fn, "POST", "/batch/?dry_run=true", "nobody@q.test", json=body)
     assert status == 403, answer  # the same checks as a create
+
+
+def test_a_raised_quota_and_a_new_account_count_at_once(fn, team):
+    """The quotas a create reads are kept a while; not past a change of them."""
+    assert fn.api("PATCH", f"/accounts/{TEAM}", json={"quota": ONE_POD})[0] == 200
+    wide = {"account_id": TEAM, "job_parameters": {"docker_image": "alpine:3", "task_count": 2,
+                                                    "parallelism": 2, **LONG}}  # fmt: skip
+    status, answer = fn.api("POST", "/batch/", json=wide)  # the quotas are read, and kept
+    assert status == 400 and "2 pods at once" in answer["data"]["resources"], answer
+    raised = {"on-demand": {"pods": 2}, "spot": {"pods": 0}}
+    assert fn.api("PATCH", f"/accounts/{TEAM}", json={"quota": raised})[0] == 200
+    status, answer = fn.api("POST", "/batch/", json=wide)
+    assert status == 200, answer
+    assert fn.api("POST", "/accounts/", json={"account_id": "team-r"})[0] == 200
+    body = {"account_id": "team-r", "job_parameters": {"docker_image": "alpine:3", **LONG}}
+    status, answer = fn.api("POST", "/batch/", json=body)
+    assert status == 200, answer
