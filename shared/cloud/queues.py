@@ -150,7 +150,7 @@ class Queues:
             self._listings.pop("clusterqueues", None)  # made since it was read: read again
             listed = self._cached("clusterqueues", self._cluster_queues)
         own = next((q for q in listed if q["metadata"]["name"] == name), None)
-        if own is None:
+        if own is None or not own["spec"].get("resourceGroups"):
             return None
         cohort = own["spec"].get("cohortName")
         members = [q for q in listed if cohort and q["spec"].get("cohortName") == cohort] or [own]
@@ -163,6 +163,10 @@ class Queues:
                             amount = parse_quantity(str(resource.get("nominalQuota", "0")))
                             total[flavor["name"]][resource["name"]] += amount or Decimal(0)
         return total
+
+    def forget(self) -> None:
+        """Read the quotas and the nodes again next time."""
+        self._listings.clear()
 
     def largest_nodes(self) -> dict[str, dict[str, Decimal]]:
         """Per flavor, the largest allocatable CPU and memory of its nodes (by GKE's

@@ -418,7 +418,12 @@ def test_a_scheduled_job_whose_urls_would_expire_gets_a_fresh_job(
     _time_comes(backends, job["id"])
     fn.sync()
     replaced = _k8s_job(batch_v1, namespace, job["name"])
-    assert replaced.metadata.uid != first and not replaced.spec.suspend
+    assert replaced.metadata.uid != first
+    assert replaced.metadata.labels["kueue.x-k8s.io/queue-name"] == "default"  # not held
+    resumed = wait_for(  # by Kueue, once it admits it
+        lambda: not _k8s_job(batch_v1, namespace, job["name"]).spec.suspend, what="resumed"
+    )
+    assert resumed
     assert backends.store.get(job["id"]).urls_expire > time.time() * 1000
     done = fn.sync_until(job["id"], FINAL, timeout=60)
     assert output_files(done) == {"a.txt": b"fresh"}

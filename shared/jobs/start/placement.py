@@ -42,9 +42,13 @@ def check(job: Job, backends: Backends) -> str:
         tasks_url="unsigned" if job.task_environments else None,
         queue=queue,
     )
-    why = queues.never_fits(
-        queues.demand(manifest), backends.queues.ceiling(queue), backends.queues.largest_nodes()
-    )
+    wanted = queues.demand(manifest)
+    why = queues.never_fits(wanted, backends.queues.ceiling(queue), backends.queues.largest_nodes())
+    if why is not None:  # never on what was kept: read again, and look once more
+        backends.queues.forget()
+        why = queues.never_fits(
+            wanted, backends.queues.ceiling(queue), backends.queues.largest_nodes()
+        )
     if why is not None:
         raise InvalidParameters(msg=why, data={"resources": f"{why} (queue {queue})"})
     return queue
