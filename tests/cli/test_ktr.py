@@ -400,22 +400,24 @@ def test_a_job_waiting_for_its_accounts_quota_says_where_and_why(ktr):
     assert "on-demand" in quota.out and "fair-sharing weight: 2" in quota.out, quota.out
     refused = ktr("--as", "ana@cli.test", "accounts", "quota", "cli-q", "--weight", "3")
     assert refused.code == 3 and "Forbidden" in refused.err
-    first, second = (
-        job_id(
-            ktr(
-                "--as",
-                "ana@cli.test",
-                "submit",
-                "--spot",
-                "--image",
-                "alpine:3",
-                "--",
-                "sleep",
-                "600",
-            )
+    submitted = [
+        ktr(
+            "--as",
+            "ana@cli.test",
+            "submit",
+            "--account",
+            "cli-q",
+            "--spot",
+            "--image",
+            "alpine:3",
+            "--",
+            "sleep",
+            "600",
         )  # fmt: skip
         for _ in range(2)
-    )
+    ]
+    assert all(result.code == 0 for result in submitted), [r.err for r in submitted]
+    first, second = (job_id(result) for result in submitted)
 
     def waiting() -> str | None:
         listed = ktr("--as", "ana@cli.test", "list")
