@@ -13,15 +13,12 @@ waits (`snapshot`), and writes what changed.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
 from shared.cloud.backends import Backends
 from shared.model.diagnosis import epoch_ms
 from shared.model.job import Job, Status, now_ms
-
-log = logging.getLogger(__name__)
 
 PENDING = "Waiting for Kueue to admit its workload"
 
